@@ -1,0 +1,84 @@
+"""The one configuration loader.
+
+A recipe is a YAML file under ``configs/``. It may name ``_base_: other.yaml`` (a path relative
+to itself, or a list of them) whose keys it overrides, and a command line may override any
+leaf with ``--set a.b.c=value`` (the value parsed as YAML, so ``--set train.epochs=3`` is an
+int and ``--set model.depth_input=null`` is None).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from monokd.errors import ConfigError
+
+
+def merge(base: dict, override: dict) -> dict:
+    """Recursive dict merge; ``override`` wins. Neither input is modified."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Read a recipe (following ``_base_``) and apply ``key.path=value`` overrides."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    bases = raw.pop("_base_", [])
+    cfg: dict[str, Any] = {}
+    for base in [bases] if isinstance(bases, str) else bases:
+        cfg = merge(cfg, load_config(path.parent / base))
+    cfg = merge(cfg, raw)
+    for item in overrides or []:
+        set_key(cfg, item, source=str(path))
+    return cfg
+
+
+def set_key(cfg: dict, item: str, source: str = "--set") -> None:
+    """Apply one ``a.b.c=value`` override in place."""
+    if "=" not in item:
+        raise ConfigError(f"{source}: override {item!r} is not of the form key.path=value")
+    key, _, text = item.partition("=")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    node = cfg
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{source}: {key!r}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def get(cfg: dict, key: str, default: Any = None) -> Any:
+    """``get(cfg, "a.b.c")`` with a default for any missing step."""
+    node: Any = cfg
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def save_config(cfg: dict, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))

@@ -1,0 +1,291 @@
+"""Readers and writers of the KITTI 3-D object detection files.
+
+Formats (see docs/kitti.md): label_2 lines, calib files, velodyne .bin sweeps, image_2 PNGs,
+depth_2 PNGs (uint16 = metres * 256, 0 = no depth) and ImageSets split files. Every reader
+raises :class:`monokd.errors.KittiFormatError` naming the file, the line and the field.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from monokd.errors import KittiFormatError
+
+CLASSES = ("Car", "Van", "Truck", "Pedestrian", "Person_sitting", "Cyclist", "Tram", "Misc", "DontCare")
+LABEL_FIELDS = ("type", "truncated", "occluded", "alpha", "x1", "y1", "x2", "y2",
+                "h", "w", "l", "x", "y", "z", "rotation_y", "score")
+CALIB_KEYS = {"P0": (3, 4), "P1": (3, 4), "P2": (3, 4), "P3": (3, 4),
+              "R0_rect": (3, 3), "Tr_velo_to_cam": (3, 4), "Tr_imu_to_velo": (3, 4)}
+# Some KITTI derivatives (e.g. the raw-data calib converters) spell the keys differently.
+_CALIB_ALIASES = {"R_rect": "R0_rect", "R0": "R0_rect", "Tr_velo_cam": "Tr_velo_to_cam",
+                  "Tr_imu_velo": "Tr_imu_to_velo"}
+
+
+@dataclass
+class Object3D:
+    """One label_2 line. Dimensions in metres, location = bottom centre in rectified camera
+    coordinates (x right, y down, z forward), angles in radians."""
+
+    type: str
+    truncated: float
+    occluded: int
+    alpha: float
+    box2d: np.ndarray  # (4,) x1, y1, x2, y2 in pixels
+    h: float
+    w: float
+    l: float  # noqa: E741 - KITTI's own name
+    location: np.ndarray  # (3,) x, y, z
+    rotation_y: float
+    score: float | None = None
+
+    @property
+    def dims(self) -> np.ndarray:
+        """(3,) h, w, l."""
+        return np.array([self.h, self.w, self.l], dtype=np.float64)
+
+    @property
+    def height_2d(self) -> float:
+        return float(self.box2d[3] - self.box2d[1])
+
+
+def parse_label_line(text: str, path: str | Path = "<string>", line: int | None = None) -> Object3D:
+    """Parse one label_2 line (15 fields, or 16 with a detection score)."""
+    parts = text.split()
+    if len(parts) not in (15, 16):
+        missing = LABEL_FIELDS[len(parts)] if len(parts) < 15 else "score"
+        raise KittiFormatError(path, line, missing,
+                               f"expected 15 fields (16 with a score), found {len(parts)}")
+    values = []
+    for name, token in zip(LABEL_FIELDS[1:], parts[1:]):
+        try:
+            value = float(token)
+        except ValueError:
+            raise KittiFormatError(path, line, name, f"not a number: {token!r}") from None
+        if not math.isfinite(value):
+            raise KittiFormatError(path, line, name, f"not finite: {token!r}")
+        values.append(value)
+    trunc, occ, alpha, x1, y1, x2, y2, h, w, l, x, y, z, ry = values[:14]
+    score = values[14] if len(values) == 15 else None
+    kind = parts[0]
+    if kind != "DontCare":
+        for name, dim in (("h", h), ("w", w), ("l", l)):
+            if dim < 0:
+                raise KittiFormatError(path, line, name, f"negative dimension {dim}")
+    if occ != int(occ):
+        raise KittiFormatError(path, line, "occluded", f"not an integer: {parts[2]!r}")
+    return Object3D(kind, trunc, int(occ), alpha, np.array([x1, y1, x2, y2]), h, w, l,
+                    np.array([x, y, z]), ry, score)
+
+
+def format_label_line(obj: Object3D) -> str:
+    """The label_2 line of ``obj`` (KITTI's printed precision: 2 decimals, score 4)."""
+    x1, y1, x2, y2 = obj.box2d
+    x, y, z = obj.location
+    text = (f"{obj.type} {obj.truncated:.2f} {int(obj.occluded)} {obj.alpha:.2f} "
+            f"{x1:.2f} {y1:.2f} {x2:.2f} {y2:.2f} {obj.h:.2f} {obj.w:.2f} {obj.l:.2f} "
+            f"{x:.2f} {y:.2f} {z:.2f} {obj.rotation_y:.2f}")
+    if obj.score is not None:
+        text += f" {obj.score:.4f}"
+    return text
+
+
+def read_label(path: str | Path) -> list[Object3D]:
+    """All objects of a label_2 (or result) file; blank lines are skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise KittiFormatError(path, None, None, "label file not found")
+    objects = []
+    for number, text in enumerate(path.read_text().splitlines(), start=1):
+        if text.strip():
+            objects.append(parse_label_line(text, path, number))
+    return objects
+
+
+def write_label(path: str | Path, objects: list[Object3D]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(format_label_line(o) + "\n" for o in objects))
+
+
+@dataclass
+class Calibration:
+    """The matrices of one calib file (float64). R0_rect is 3x3, the Tr_* are 3x4."""
+
+    P0: np.ndarray
+    P1: np.ndarray
+    P2: np.ndarray
+    P3: np.ndarray
+    R0_rect: np.ndarray = field(default_factory=lambda: np.eye(3))
+    Tr_velo_to_cam: np.ndarray = field(default_factory=lambda: np.eye(3, 4))
+    Tr_imu_to_velo: np.ndarray = field(default_factory=lambda: np.eye(3, 4))
+
+    def copy(self) -> "Calibration":
+        return Calibration(**{k: getattr(self, k).copy() for k in CALIB_KEYS})
+
+
+def read_calib(path: str | Path) -> Calibration:
+    """Parse a KITTI calib file. All seven keys are required (P0..P3, R0_rect,
+    Tr_velo_to_cam, Tr_imu_to_velo)."""
+    path = Path(path)
+    if not path.is_file():
+        raise KittiFormatError(path, None, None, "calib file not found")
+    found: dict[str, np.ndarray] = {}
+    for number, text in enumerate(path.read_text().splitlines(), start=1):
+        if not text.strip():
+            continue
+        if ":" not in text:
+            raise KittiFormatError(path, number, None, f"expected 'KEY: values', got {text[:40]!r}")
+        key, _, rest = text.partition(":")
+        key = _CALIB_ALIASES.get(key.strip(), key.strip())
+        if key not in CALIB_KEYS:
+            continue  # unknown keys (e.g. raw-data extras) are harmless
+        shape = CALIB_KEYS[key]
+        try:
+            values = [float(t) for t in rest.split()]
+        except ValueError:
+            raise KittiFormatError(path, number, key, "not a number") from None
+        if len(values) != shape[0] * shape[1]:
+            raise KittiFormatError(path, number, key,
+                                   f"expected {shape[0] * shape[1]} numbers, found {len(values)}")
+        if not all(math.isfinite(v) for v in values):
+            raise KittiFormatError(path, number, key, "not finite")
+        found[key] = np.array(values, dtype=np.float64).reshape(shape)
+    for key in CALIB_KEYS:
+        if key not in found:
+            raise KittiFormatError(path, None, key, "missing calib key")
+    return Calibration(**found)
+
+
+def write_calib(path: str | Path, calib: Calibration) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [f"{k}: " + " ".join(f"{v:.12e}" for v in getattr(calib, k).reshape(-1))
+             for k in CALIB_KEYS]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def read_velodyne(path: str | Path) -> np.ndarray:
+    """(N, 4) float32 x, y, z, reflectance in the LiDAR frame."""
+    path = Path(path)
+    if not path.is_file():
+        raise KittiFormatError(path, None, None, "velodyne file not found")
+    size = path.stat().st_size
+    if size % 16:
+        raise KittiFormatError(path, None, "size",
+                               f"{size} bytes is not a multiple of 16 (4 float32 a point)")
+    return np.fromfile(path, dtype=np.float32).reshape(-1, 4)
+
+
+def write_velodyne(path: str | Path, points: np.ndarray) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.ascontiguousarray(points, dtype=np.float32).reshape(-1, 4).tofile(path)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB."""
+    import cv2
+
+    path = Path(path)
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise KittiFormatError(path, None, None, "image missing or not readable")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def write_image(path: str | Path, image: np.ndarray) -> None:
+    import cv2
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(np.asarray(image, dtype=np.uint8), cv2.COLOR_RGB2BGR))
+
+
+def read_depth(path: str | Path, nan_policy: str = "raise") -> np.ndarray:
+    """(H, W) float32 metres from a depth_2 PNG (uint16 / 256; 0 = no depth).
+
+    A float depth image (e.g. a .npy or a float TIFF a user made) may hold NaN: with
+    ``nan_policy="raise"`` that is reported naming the file and the first bad pixel; with
+    ``"zero"`` NaN pixels become 0 (= no depth), so they never propagate into a loss.
+    """
+    import cv2
+
+    path = Path(path)
+    if path.suffix == ".npy":
+        if not path.is_file():
+            raise KittiFormatError(path, None, None, "depth file not found")
+        depth = np.load(path).astype(np.float32)
+    else:
+        raw = cv2.imread(str(path), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_UNCHANGED)
+        if raw is None:
+            raise KittiFormatError(path, None, None, "depth image missing or not readable")
+        if raw.ndim != 2:
+            raise KittiFormatError(path, None, "channels", f"expected one channel, found {raw.shape[2]}")
+        depth = raw.astype(np.float32) / 256.0 if raw.dtype == np.uint16 else raw.astype(np.float32)
+    bad = ~np.isfinite(depth)
+    if bad.any():
+        row, col = (int(i) for i in np.argwhere(bad)[0])
+        if nan_policy == "raise":
+            raise KittiFormatError(path, row + 1, "depth",
+                                   f"{int(bad.sum())} non-finite pixels, first at row {row}, column {col}")
+        depth[bad] = 0.0
+    if (depth < 0).any():
+        row, col = (int(i) for i in np.argwhere(depth < 0)[0])
+        raise KittiFormatError(path, row + 1, "depth", f"negative depth at row {row}, column {col}")
+    return depth
+
+
+def write_depth(path: str | Path, depth: np.ndarray) -> None:
+    """Write metres as KITTI's uint16 PNG (metres * 256, clipped to the uint16 range)."""
+    import cv2
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    depth = np.nan_to_num(np.asarray(depth, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    raw = np.clip(np.round(depth * 256.0), 0, 65535).astype(np.uint16)
+    cv2.imwrite(str(path), raw)
+
+
+def read_split(path: str | Path, image_dir: str | Path | None = None) -> list[str]:
+    """Frame ids of an ImageSets file. With ``image_dir``, every id must have an image."""
+    path = Path(path)
+    if not path.is_file():
+        raise KittiFormatError(path, None, None, "split file not found")
+    ids = []
+    for number, text in enumerate(path.read_text().splitlines(), start=1):
+        token = text.strip()
+        if not token:
+            continue
+        if not token.isdigit():
+            raise KittiFormatError(path, number, "id", f"not a frame id: {token!r}")
+        frame = token.zfill(6)
+        if image_dir is not None and not (Path(image_dir) / f"{frame}.png").is_file():
+            raise KittiFormatError(path, number, "id",
+                                   f"frame {frame} has no image in {image_dir}")
+        ids.append(frame)
+    return ids
+
+
+def write_split(path: str | Path, ids: list[str]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{i}\n" for i in ids))
+
+
+@dataclass(frozen=True)
+class KittiPaths:
+    """Where the files of one frame live under a KITTI root (``training`` or ``testing``)."""
+
+    root: Path
+    part: str = "training"
+
+    def file(self, kind: str, frame: str) -> Path:
+        ext = {"image_2": "png", "depth_2": "png", "velodyne": "bin"}.get(kind, "txt")
+        return Path(self.root) / self.part / kind / f"{frame}.{ext}"
+
+    def split(self, name: str) -> Path:
+        return Path(self.root) / "ImageSets" / f"{name}.txt"
