@@ -9,12 +9,29 @@ int and ``--set model.depth_input=null`` is None).
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from monokd.errors import ConfigError
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reads ``2e-4`` as a float (YAML 1.1 wants ``2.0e-4``), since learning
+    rates are written that way in every recipe."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
+
+
+def _parse(text: str):
+    return yaml.load(text, Loader=_Loader)
 
 
 def merge(base: dict, override: dict) -> dict:
@@ -34,7 +51,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> dict[st
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = _parse(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(raw, dict):
@@ -55,7 +72,7 @@ def set_key(cfg: dict, item: str, source: str = "--set") -> None:
         raise ConfigError(f"{source}: override {item!r} is not of the form key.path=value")
     key, _, text = item.partition("=")
     try:
-        value = yaml.safe_load(text)
+        value = _parse(text)
     except yaml.YAMLError:
         value = text
     node = cfg
