@@ -81,13 +81,25 @@ def parse_label_line(text: str, path: str | Path = "<string>", line: int | None 
                     np.array([x, y, z]), ry, score)
 
 
+def _number(value: float, integral_as_int: bool) -> str:
+    if integral_as_int and float(value).is_integer():
+        return str(int(value))
+    return f"{value:.2f}"
+
+
 def format_label_line(obj: Object3D) -> str:
-    """The label_2 line of ``obj`` (KITTI's printed precision: 2 decimals, score 4)."""
+    """The label_2 line of ``obj`` (KITTI's printed precision: 2 decimals, score 4).
+
+    DontCare lines keep KITTI's integer sentinels (-1, -10, -1000) so that a label file
+    read and written again is the same text.
+    """
     x1, y1, x2, y2 = obj.box2d
-    x, y, z = obj.location
-    text = (f"{obj.type} {obj.truncated:.2f} {int(obj.occluded)} {obj.alpha:.2f} "
-            f"{x1:.2f} {y1:.2f} {x2:.2f} {y2:.2f} {obj.h:.2f} {obj.w:.2f} {obj.l:.2f} "
-            f"{x:.2f} {y:.2f} {z:.2f} {obj.rotation_y:.2f}")
+    sentinel = obj.type == "DontCare"
+    box = " ".join(f"{v:.2f}" for v in (x1, y1, x2, y2))
+    geometry = [obj.h, obj.w, obj.l, *obj.location, obj.rotation_y]
+    text = (f"{obj.type} {_number(obj.truncated, sentinel)} {int(obj.occluded)} "
+            f"{_number(obj.alpha, sentinel)} {box} "
+            + " ".join(_number(v, sentinel) for v in geometry))
     if obj.score is not None:
         text += f" {obj.score:.4f}"
     return text
@@ -109,6 +121,34 @@ def write_label(path: str | Path, objects: list[Object3D]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(format_label_line(o) + "\n" for o in objects))
+
+
+# The devkit's difficulty levels (cumulative: hard includes moderate includes easy).
+DIFFICULTY_MIN_HEIGHT = (40.0, 25.0, 25.0)  # 2-D box height, pixels at KITTI's 375-px rows
+DIFFICULTY_MAX_OCCLUSION = (0, 1, 2)
+DIFFICULTY_MAX_TRUNCATION = (0.15, 0.30, 0.50)
+
+
+def difficulty(height_2d, occluded, truncated, min_height_scale: float = 1.0) -> np.ndarray:
+    """Devkit difficulty of objects: the easiest level whose limits they meet.
+
+    Args:
+        height_2d, occluded, truncated: (N,) 2-D box height (px), occlusion, truncation.
+        min_height_scale: multiplies the minimum heights (1.0 for KITTI-sized images; e.g.
+            height / 375 for smaller renders, so that the same objects count as the same level).
+    Returns:
+        (N,) int64: 0 easy, 1 moderate, 2 hard, -1 none.
+    """
+    height = np.asarray(height_2d, dtype=np.float64)
+    occluded = np.asarray(occluded)
+    truncated = np.asarray(truncated, dtype=np.float64)
+    level = np.full(height.shape, -1, dtype=np.int64)
+    for k in reversed(range(3)):  # easiest level last, so it wins
+        meets = ((height >= DIFFICULTY_MIN_HEIGHT[k] * min_height_scale)
+                 & (occluded <= DIFFICULTY_MAX_OCCLUSION[k])
+                 & (truncated <= DIFFICULTY_MAX_TRUNCATION[k]))
+        level[meets] = k
+    return level
 
 
 @dataclass

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from monokd.geometry._backend import atan2, cat, lib, stack
+from monokd.geometry._backend import atan2, cat, is_torch, lib, stack
 from monokd.geometry.calib import project
 
 # Corner order: 0-3 bottom face, 4-7 top face; 0, 1, 5, 4 is the front face (+x local).
@@ -68,50 +68,83 @@ def project_boxes(dims, location, rotation_y, P, image_size=None):
 
     Args:
         dims, location, rotation_y: as for :func:`corners_3d`, (N, ...) boxes.
-        P: (3, 4) projection matrix.
+        P: (3, 4) projection matrix (or batched (..., 3, 4) matching the boxes' batch axes).
         image_size: optional (width, height) to clip the boxes to the image.
     Returns:
-        (N, 4) x1, y1, x2, y2. Boxes with a corner behind the camera (z <= 0.1 m) are
-        clipped to the near plane first, so they stay finite.
+        (N, 4) x1, y1, x2, y2. Only the part of a box in front of the near plane
+        (z >= 0.1 m) is projected, so boxes reaching behind the camera stay finite.
     """
-    corners = corners_3d(dims, location, rotation_y)
-    corners = _clip_near_plane(corners)
-    uv, _ = project(corners, P)
-    xp = lib(uv)
-    if xp is np:
-        boxes = np.concatenate([uv.min(axis=-2), uv.max(axis=-2)], axis=-1)
+    points = _clip_near_plane(corners_3d(dims, location, rotation_y))
+    if is_torch(P) and P.dim() > 2:
+        P = P[..., None, :, :]  # one matrix per box, shared by its points
+    uv, _ = project(points, P)
+    if is_torch(uv):
+        low, high = uv.min(dim=-2).values, uv.max(dim=-2).values
     else:
-        boxes = xp.cat([uv.min(dim=-2).values, uv.max(dim=-2).values], dim=-1)
+        low, high = uv.min(axis=-2), uv.max(axis=-2)
     if image_size is not None:
         width, height = image_size
-        boxes[..., 0::2] = boxes[..., 0::2].clip(0, width - 1)
-        boxes[..., 1::2] = boxes[..., 1::2].clip(0, height - 1)
-    return boxes
+        low = stack([low[..., 0].clip(0, width - 1), low[..., 1].clip(0, height - 1)], axis=-1)
+        high = stack([high[..., 0].clip(0, width - 1), high[..., 1].clip(0, height - 1)], axis=-1)
+    return cat([low, high], axis=-1)
+
+
+_EDGE_START = [i for i, _ in EDGES]
+_EDGE_END = [j for _, j in EDGES]
 
 
 def _clip_near_plane(corners, near: float = 0.1):
-    """Replace corners behind the near plane by points on the box edges that cross it."""
-    if not (corners[..., 2] < near).any():
-        return corners
-    corners = np.asarray(corners, dtype=np.float64).copy()
-    out = []
-    for box in corners.reshape(-1, 8, 3):
-        kept = [p for p in box if p[2] >= near]
-        for i, j in EDGES:
-            a, b = box[i], box[j]
-            if (a[2] - near) * (b[2] - near) < 0:
-                t = (near - a[2]) / (b[2] - a[2])
-                kept.append(a + t * (b - a))
-        if not kept:
-            kept = [np.array([0.0, 0.0, near])]
-        kept += [kept[-1]] * (8 - len(kept)) if len(kept) < 8 else []
-        out.append(np.array(kept[:8]) if len(kept) <= 8 else _hull_extremes(np.array(kept)))
-    return np.stack(out).reshape(corners.shape)
+    """Points whose projection spans the visible part of each box.
+
+    The part of a box in front of the plane z = ``near`` is convex; its vertices are the
+    corners with z >= near and the points where edges cross the plane, so the 2-D extent of
+    its projection is that of these points.
+
+    Args:
+        corners: (..., 8, 3) box corners (numpy or torch).
+    Returns:
+        (..., 20, 3): the 8 corners, then the 12 edge crossings. A corner behind the plane, or
+        an edge that does not cross it, is replaced by the box's farthest corner (itself a
+        visible vertex, so the extent is unchanged). A box wholly behind the plane collapses
+        to its farthest corner moved onto the plane: a finite, degenerate box.
+    """
+    xp = lib(corners)
+    start, end = corners[..., _EDGE_START, :], corners[..., _EDGE_END, :]  # (..., 12, 3)
+    z0, z1 = start[..., 2], end[..., 2]
+    crosses = (z0 - near) * (z1 - near) < 0
+    t = (near - z0) / xp.where(crosses, z1 - z0, xp.ones_like(z0))
+    crossings = start + t[..., None] * (end - start)
+    points = cat([corners, crossings], axis=-2)
+    visible = cat([corners[..., 2] >= near, crosses], axis=-1)
+    farthest = _farthest_corner(corners)
+    farthest = cat([farthest[..., :2], farthest[..., 2:].clip(min=near)], axis=-1)
+    return xp.where(visible[..., None], points, farthest)
 
 
-def _hull_extremes(points):
-    """8 points whose projection spans the same 2-D extent as ``points`` (all at z >= near)."""
-    u = points[:, 0] / points[:, 2]
-    v = points[:, 1] / points[:, 2]
-    picks = [u.argmin(), u.argmax(), v.argmin(), v.argmax()]
-    return points[picks + picks]
+def _farthest_corner(corners):
+    """(..., 1, 3) the corner of largest z of each box."""
+    if is_torch(corners):
+        index = corners[..., 2].argmax(dim=-1)[..., None, None].expand(*corners.shape[:-2], 1, 3)
+        return corners.gather(-2, index)
+    index = corners[..., 2].argmax(axis=-1)[..., None, None]
+    return np.take_along_axis(corners, np.repeat(index, 3, axis=-1), axis=-2)
+
+
+def points_in_boxes(points, dims, location, rotation_y):
+    """Which points lie inside which boxes.
+
+    Args:
+        points: (M, 3) rectified camera coordinates.  dims, location, rotation_y: (N, 3),
+            (N, 3), (N,) boxes.
+    Returns:
+        (M, N) bool.
+    """
+    xp = lib(points)
+    offset = points[:, None, :] - location[None, :, :]  # (M, N, 3)
+    c, s = xp.cos(rotation_y)[None, :], xp.sin(rotation_y)[None, :]
+    # Undo corners_3d's rotation: local x along the length, local z along the width.
+    local_x = c * offset[..., 0] - s * offset[..., 2]
+    local_z = s * offset[..., 0] + c * offset[..., 2]
+    h, w, l = dims[None, :, 0], dims[None, :, 1], dims[None, :, 2]
+    return ((abs(local_x) <= l / 2) & (abs(local_z) <= w / 2)
+            & (offset[..., 1] <= 0) & (offset[..., 1] >= -h))

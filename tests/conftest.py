@@ -1,0 +1,31 @@
+"""Shared fixtures: the real KITTI sample frames and a tiny SynthKITTI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# CI runs in a fresh clone with shared/ beside the repository, as in /work/{main,shared}.
+KITTI_SAMPLES = REPO_ROOT.parent / "shared" / "data" / "kitti_samples"
+
+
+@pytest.fixture(scope="session")
+def kitti_samples() -> Path:
+    """Root of the 22 real KITTI training frames (read in place, never copied)."""
+    if not (KITTI_SAMPLES / "training" / "label_2").is_dir():
+        pytest.skip(f"real KITTI samples not found at {KITTI_SAMPLES} (shared/ must sit beside the repo)")
+    return KITTI_SAMPLES
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory) -> Path:
+    """A tiny SynthKITTI (4 train + 4 val frames, 416x128) generated once per session."""
+    try:
+        from monokd.data.synth import generate
+    except ImportError as err:
+        pytest.skip(f"monokd.data.synth.generate is not available yet: {err}")
+    root = tmp_path_factory.mktemp("synth")
+    generate(root, num_train=4, num_val=4, seed=0, width=416, height=128)
+    return root
