@@ -1,0 +1,199 @@
+"""ResNet-18/34/50 backbones returning C3, C4, C5 (strides 8, 16, 32).
+
+The module names and state-dict keys are torchvision's (``conv1``, ``bn1``, ``layer1`` ..
+``layer4``, each block ``conv1/bn1/conv2/bn2[/conv3/bn3]/downsample.0/downsample.1``), so a
+torchvision ImageNet checkpoint saved to a file loads with :func:`load_pretrained` (torchvision
+itself is never imported). Batch norm is frozen (DETR's recipe: batch statistics of a few
+images per GPU are too noisy to train), and the stem plus the first ``frozen_stages`` stages
+get no gradient.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from monokd.errors import CheckpointMismatchError, ConfigError
+
+
+class FrozenBatchNorm2d(nn.Module):
+    """Batch norm with fixed statistics and affine parameters, all buffers.
+
+    Same keys as ``nn.BatchNorm2d`` (weight, bias, running_mean, running_var); a checkpoint's
+    ``num_batches_tracked`` is dropped on load.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.register_buffer("weight", torch.ones(num_features))
+        self.register_buffer("bias", torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        state_dict.pop(prefix + "num_batches_tracked", None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = self.weight * (self.running_var + self.eps).rsqrt()
+        shift = self.bias - self.running_mean * scale
+        return x * scale[None, :, None, None] + shift[None, :, None, None]
+
+
+def _conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+
+
+def _conv1x1(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, cin: int, width: int, stride: int = 1, downsample: nn.Module | None = None):
+        super().__init__()
+        self.conv1 = _conv3x3(cin, width, stride)
+        self.bn1 = FrozenBatchNorm2d(width)
+        self.conv2 = _conv3x3(width, width)
+        self.bn2 = FrozenBatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class Bottleneck(nn.Module):
+    """torchvision's v1.5 bottleneck: the stride sits on the 3x3 conv."""
+
+    expansion = 4
+
+    def __init__(self, cin: int, width: int, stride: int = 1, downsample: nn.Module | None = None):
+        super().__init__()
+        self.conv1 = _conv1x1(cin, width)
+        self.bn1 = FrozenBatchNorm2d(width)
+        self.conv2 = _conv3x3(width, width, stride)
+        self.bn2 = FrozenBatchNorm2d(width)
+        self.conv3 = _conv1x1(width, width * self.expansion)
+        self.bn3 = FrozenBatchNorm2d(width * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+ARCHS = {
+    18: (BasicBlock, (2, 2, 2, 2)),
+    34: (BasicBlock, (3, 4, 6, 3)),
+    50: (Bottleneck, (3, 4, 6, 3)),
+}
+
+
+class ResNet(nn.Module):
+    """ResNet trunk.
+
+    Args:
+        depth: 18, 34 or 50.
+        frozen_stages: -1 trains everything, 0 freezes the stem (conv1, bn1), k >= 1 also
+            freezes layer1 .. layerk.
+        with_fc: keep the ImageNet classifier (only to hold checkpoint keys; never used).
+    Forward: images (B, 3, H, W) -> [C3 (B, c3, H/8, W/8), C4 (H/16), C5 (H/32)].
+    """
+
+    def __init__(self, depth: int = 50, frozen_stages: int = 1, with_fc: bool = False):
+        super().__init__()
+        if depth not in ARCHS:
+            raise ConfigError(f"model.backbone.depth: {depth} is not one of {sorted(ARCHS)}")
+        if not -1 <= frozen_stages <= 4:
+            raise ConfigError(f"model.backbone.frozen_stages: {frozen_stages} is not in [-1, 4]")
+        block, counts = ARCHS[depth]
+        self.depth = depth
+        self.frozen_stages = frozen_stages
+        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
+        self.bn1 = FrozenBatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        cin = 64
+        for index, (count, width) in enumerate(zip(counts, (64, 128, 256, 512))):
+            stride = 1 if index == 0 else 2
+            layer, cin = _make_layer(block, cin, width, count, stride)
+            self.add_module(f"layer{index + 1}", layer)
+        self.fc = nn.Linear(cin, 1000) if with_fc else None
+        self.num_channels = [128 * block.expansion, 256 * block.expansion, 512 * block.expansion]
+        self.strides = [8, 16, 32]
+        self._freeze()
+
+    def _freeze(self) -> None:
+        stages = [nn.ModuleList([self.conv1, self.bn1])] + [getattr(self, f"layer{i}") for i in range(1, 5)]
+        for stage in stages[: self.frozen_stages + 1]:
+            for param in stage.parameters():
+                param.requires_grad_(False)
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(images))))
+        c2 = self.layer1(x)
+        c3 = self.layer2(c2)
+        c4 = self.layer3(c3)
+        c5 = self.layer4(c4)
+        return [c3, c4, c5]
+
+
+def _make_layer(block, cin: int, width: int, count: int, stride: int) -> tuple[nn.Sequential, int]:
+    cout = width * block.expansion
+    downsample = None
+    if stride != 1 or cin != cout:
+        downsample = nn.Sequential(_conv1x1(cin, cout, stride), FrozenBatchNorm2d(cout))
+    blocks = [block(cin, width, stride, downsample)]
+    blocks += [block(cout, width) for _ in range(count - 1)]
+    return nn.Sequential(*blocks), cout
+
+
+def load_pretrained(model: ResNet, path: str | Path) -> None:
+    """Load a torchvision-format ResNet state dict from ``path`` into ``model``.
+
+    Strict on the backbone's own keys; the classifier (``fc.*``) and BN ``num_batches_tracked``
+    are ignored. A ``{"state_dict": ...}`` or ``{"model": ...}`` wrapper and a DataParallel
+    ``module.`` prefix are accepted. Raises CheckpointMismatchError naming the missing,
+    unexpected or mis-shaped keys.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointMismatchError(f"{path}: backbone weights file not found (model.backbone.weights)")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for wrapper in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    if not isinstance(state, dict):
+        raise CheckpointMismatchError(f"{path}: expected a state dict, found {type(state).__name__}")
+    state = {k.removeprefix("module."): v for k, v in state.items()
+             if not k.removeprefix("module.").startswith("fc.") and not k.endswith("num_batches_tracked")}
+    own = {k: v for k, v in model.state_dict().items() if not k.startswith("fc.")}
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    misshaped = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or misshaped:
+        parts = [f"{name} ({len(keys)}): {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}"
+                 for name, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", misshaped))
+                 if keys]
+        raise CheckpointMismatchError(f"{path}: not a torchvision ResNet-{model.depth} state dict; " + "; ".join(parts))
+    model.load_state_dict(state, strict=False)
+
+
+def build_resnet(cfg: dict) -> ResNet:
+    """``cfg`` = the ``model.backbone`` section: depth, weights (a file path or null), frozen_stages."""
+    model = ResNet(int(cfg.get("depth", 50)), int(cfg.get("frozen_stages", 1)))
+    if cfg.get("weights"):
+        load_pretrained(model, cfg["weights"])
+    return model
