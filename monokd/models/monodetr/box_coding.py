@@ -73,9 +73,9 @@ def angle_to_bin(alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     [-pi/12, pi/12), with bin * 2pi/12 + residual = alpha (mod 2pi)."""
     # Shift by half a bin so that bin i covers [centre_i - w/2, centre_i + w/2).
     shifted = torch.remainder(alpha + _BIN_WIDTH / 2, 2 * math.pi)
-    bins = torch.div(shifted, _BIN_WIDTH, rounding_mode="floor").long().clamp(0, NUM_HEADING_BINS - 1)
+    bins = torch.div(shifted, _BIN_WIDTH, rounding_mode="floor").clamp(0, NUM_HEADING_BINS - 1)
     residual = shifted - bins * _BIN_WIDTH - _BIN_WIDTH / 2
-    return bins, residual
+    return bins.long(), residual
 
 
 def bin_to_angle(bins: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
