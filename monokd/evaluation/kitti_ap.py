@@ -1,0 +1,401 @@
+"""The KITTI object benchmark's matching and average precision (devkit evaluate_object.cpp).
+
+For each class, difficulty, metric (bbox / bev / 3d) and overlap threshold:
+
+1. clean_data: which ground truth counts (0), is ignored but may absorb a detection (1) or
+   is not looked at (-1); the same for detections; the DontCare regions.
+2. statistics without false positives: the score of every true positive (greedy matching,
+   ground truth in file order, each taking the highest-scoring free detection above the
+   overlap threshold).
+3. get_thresholds: at most 41 scores that spread recall over 0, 1/40, ..., 1.
+4. statistics at each score threshold (each ground truth now takes the free detection of
+   largest overlap): TP, FP, FN and the orientation similarity; precision and AOS, each
+   replaced by its maximum to the right; AP_R11 averages points 0, 4, ..., 40, AP_R40
+   points 1..40.
+
+The kernels take every frame at once as flat arrays (one call per configuration), and
+reuse a frame's statistics while the set of detections above the score threshold is
+unchanged, which is exact because the thresholds are non-increasing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numba
+import numpy as np
+
+from monokd.data.kitti import Object3D
+from monokd.evaluation.report import DIFFICULTIES, METRICS, EvalResult
+from monokd.evaluation.tables import ObjectTable, table_from_objects
+from monokd.geometry.iou import bev_overlap_pairs, box2d_overlap, iou_3d_pairs
+
+# devkit parameters (easy, moderate, hard)
+MIN_HEIGHT = (40, 25, 25)
+MAX_OCCLUSION = (0, 1, 2)
+MAX_TRUNCATION = (0.15, 0.3, 0.5)
+N_SAMPLE_PTS = 41
+# a neighbouring class is ignored rather than counted as a false positive
+NEIGHBOURS = {"car": "van", "pedestrian": "person_sitting"}
+DEFAULT_CLASSES = ("Car", "Pedestrian", "Cyclist")
+# (bbox, bev, 3d) thresholds: strict, loose (the python port's two settings; the devkit's
+# MIN_OVERLAP is the strict one)
+_RIGID = ((0.7, 0.7, 0.7), (0.7, 0.5, 0.5))
+_SMALL = ((0.5, 0.5, 0.5), (0.5, 0.25, 0.25))
+MIN_OVERLAPS = {"car": _RIGID, "van": _RIGID, "truck": _RIGID, "tram": _RIGID, "misc": _RIGID,
+                "pedestrian": _SMALL, "person_sitting": _SMALL, "cyclist": _SMALL}
+_NO_DETECTION = -10000000.0
+
+
+# --------------------------------------------------------------------------- clean_data
+def ignored_ground_truth(gt: ObjectTable, cls: str, difficulty: int) -> np.ndarray:
+    """(n,) int64: 0 counted, 1 ignored (neighbour class or outside the difficulty), -1 other.
+
+    The 2-D height is y2 - y1 and must be *above* the minimum (the devkit's ``<=`` test).
+    """
+    cls = cls.lower()
+    valid = np.where(gt.names == cls, 1, -1)
+    if cls in NEIGHBOURS:
+        valid = np.where(gt.names == NEIGHBOURS[cls], 0, valid)
+    height = gt.box2d[:, 3] - gt.box2d[:, 1]
+    ignore = ((gt.occluded > MAX_OCCLUSION[difficulty]) | (gt.truncated > MAX_TRUNCATION[difficulty])
+              | (height <= MIN_HEIGHT[difficulty]))
+    return np.where((valid == 1) & ~ignore, 0,
+                    np.where((valid == 0) | ((valid == 1) & ignore), 1, -1)).astype(np.int64)
+
+
+def ignored_detections(dt: ObjectTable, cls: str, difficulty: int) -> np.ndarray:
+    """(n,) int64: 1 too short (of *any* class, as in the devkit), else 0 of the class, -1 other.
+
+    The devkit truncates |y1 - y2| to an integer before comparing with the minimum.
+    """
+    height = np.trunc(np.abs(dt.box2d[:, 1] - dt.box2d[:, 3]))
+    return np.where(height < MIN_HEIGHT[difficulty], 1,
+                    np.where(dt.names == cls.lower(), 0, -1)).astype(np.int64)
+
+
+# --------------------------------------------------------------------------- overlaps
+@dataclass
+class FrameOverlaps:
+    """Per-frame overlap blocks of one metric.
+
+    values[offsets[f] + i * n_det_f + j] = overlap of ground truth i and detection j of frame f.
+    """
+
+    offsets: np.ndarray
+    values: np.ndarray
+
+
+def _frame_pairs(rows_a: np.ndarray, rows_b: np.ndarray):
+    """All (a, b) row pairs within each frame, row-major per frame.
+
+    Args: rows_a, rows_b: (F + 1,) offsets of two tables over the same frames.
+    Returns: index_a, index_b (P,), block offsets (F + 1,).
+    """
+    na, nb = np.diff(rows_a), np.diff(rows_b)
+    sizes = na * nb
+    block = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    frame = np.repeat(np.arange(len(na)), sizes)
+    k = np.arange(block[-1]) - block[frame]
+    index_a = rows_a[frame] + k // np.maximum(nb[frame], 1)
+    index_b = rows_b[frame] + k % np.maximum(nb[frame], 1)
+    return index_a, index_b, block
+
+
+def frame_overlaps(gt: ObjectTable, dt: ObjectTable, metric: str) -> FrameOverlaps:
+    """Overlap of every ground truth with every detection of its frame (devkit criterion -1)."""
+    ig, jd, block = _frame_pairs(gt.offsets, dt.offsets)
+    if metric == "bbox":
+        values = box2d_overlap(gt.box2d[ig], dt.box2d[jd])
+    elif metric == "bev":
+        values = bev_overlap_pairs(gt.box3d, dt.box3d, ig, jd)
+    elif metric == "3d":
+        values = iou_3d_pairs(gt.box3d, dt.box3d, ig, jd)
+    else:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    return FrameOverlaps(block, np.ascontiguousarray(values, dtype=np.float64))
+
+
+def dontcare_overlaps(dt: ObjectTable, dc: ObjectTable) -> FrameOverlaps:
+    """Intersection / detection area of every detection with every DontCare box of its frame.
+
+    values[offsets[f] + j * n_dc_f + k]. Only the image-box metric uses these: the devkit's
+    DontCare lines carry no 3-D box (location -1000), so in BEV and 3-D nothing overlaps them.
+    """
+    jd, kc, block = _frame_pairs(dt.offsets, dc.offsets)
+    values = box2d_overlap(dt.box2d[jd], dc.box2d[kc], criterion="a")
+    return FrameOverlaps(block, np.ascontiguousarray(values, dtype=np.float64))
+
+
+# --------------------------------------------------------------------------- kernels
+@numba.njit(cache=True)
+def _frame_statistics(ov, n_det, ignored_gt, ignored_det, scores, gt_alpha, det_alpha,
+                      ov_dc, n_dc, min_overlap, thresh, compute_fp, compute_aos,
+                      assigned, tp_scores):
+    """computeStatistics of one frame. Returns tp, fp, fn, similarity; the TP scores go to
+    tp_scores[:tp]. similarity is -1 when there is neither a TP nor an FP (devkit)."""
+    n_gt = ignored_gt.shape[0]
+    for j in range(n_det):
+        assigned[j] = False
+    tp = 0
+    fp = 0
+    fn = 0
+    similarity = 0.0
+    for i in range(n_gt):
+        if ignored_gt[i] == -1:
+            continue
+        det_idx = -1
+        valid = _NO_DETECTION
+        max_overlap = 0.0
+        assigned_ignored = False
+        for j in range(n_det):
+            if ignored_det[j] == -1 or assigned[j]:
+                continue
+            if compute_fp and scores[j] < thresh:
+                continue
+            overlap = ov[i * n_det + j]
+            if not overlap > min_overlap:
+                continue
+            if not compute_fp:
+                # recall thresholds: the highest-scoring candidate
+                if scores[j] > valid:
+                    det_idx = j
+                    valid = scores[j]
+            elif (overlap > max_overlap or assigned_ignored) and ignored_det[j] == 0:
+                # precision: the candidate of largest overlap, preferring counted detections
+                max_overlap = overlap
+                det_idx = j
+                valid = 1.0
+                assigned_ignored = False
+            elif valid == _NO_DETECTION and ignored_det[j] == 1:
+                det_idx = j
+                valid = 1.0
+                assigned_ignored = True
+        if valid == _NO_DETECTION:
+            if ignored_gt[i] == 0:
+                fn += 1
+        elif ignored_gt[i] == 1 or ignored_det[det_idx] == 1:
+            assigned[det_idx] = True
+        else:
+            tp_scores[tp] = scores[det_idx]
+            tp += 1
+            if compute_aos:
+                similarity += (1.0 + math.cos(gt_alpha[i] - det_alpha[det_idx])) / 2.0
+            assigned[det_idx] = True
+    if compute_fp:
+        for j in range(n_det):
+            if not (assigned[j] or ignored_det[j] != 0 or scores[j] < thresh):
+                fp += 1
+        n_stuff = 0
+        for k in range(n_dc):
+            for j in range(n_det):
+                if assigned[j] or ignored_det[j] != 0 or scores[j] < thresh:
+                    continue
+                if ov_dc[j * n_dc + k] > min_overlap:
+                    assigned[j] = True
+                    n_stuff += 1
+        fp -= n_stuff
+        if compute_aos and tp == 0 and fp == 0:
+            similarity = -1.0
+    return tp, fp, fn, similarity
+
+
+@numba.njit(cache=True)
+def _tp_scores(gt_off, det_off, ov_off, ov, ignored_gt, ignored_det, scores, min_overlap,
+               assigned, buf):
+    """Scores of the true positives of every frame (statistics without false positives).
+
+    assigned: (max detections in a frame,) bool scratch; buf: (max ground truth in a frame,).
+    """
+    out = np.empty(ignored_gt.shape[0])
+    empty = np.empty(0)
+    n = 0
+    for f in range(gt_off.shape[0] - 1):
+        g0, g1, d0, d1 = gt_off[f], gt_off[f + 1], det_off[f], det_off[f + 1]
+        if g1 == g0 or d1 == d0:
+            continue
+        got = _frame_statistics(ov[ov_off[f]:ov_off[f + 1]], d1 - d0, ignored_gt[g0:g1],
+                                ignored_det[d0:d1], scores[d0:d1], empty, empty, empty, 0,
+                                min_overlap, 0.0, False, False, assigned, buf)[0]
+        out[n:n + got] = buf[:got]
+        n += got
+    return out[:n]
+
+
+@numba.njit(cache=True)
+def _pr_counts(gt_off, det_off, ov_off, ov, dc_off, dc_ov_off, dc_ov, ignored_gt, ignored_det,
+               scores, gt_alpha, det_alpha, thresholds, min_overlap, compute_aos, assigned, buf):
+    """(T, 4) summed tp, fp, fn, similarity at each score threshold (scratch as _tp_scores)."""
+    n_t = thresholds.shape[0]
+    pr = np.zeros((n_t, 4))
+    for f in range(gt_off.shape[0] - 1):
+        g0, g1, d0, d1 = gt_off[f], gt_off[f + 1], det_off[f], det_off[f + 1]
+        ig = ignored_gt[g0:g1]
+        idet = ignored_det[d0:d1]
+        sc = scores[d0:d1]
+        if not (np.any(ig != -1) or np.any(idet == 0)):
+            continue  # nothing here can be a TP, FP or FN
+        n_dc = dc_off[f + 1] - dc_off[f]
+        last_count = -1
+        tp, fp, fn, sim = 0, 0, 0, 0.0
+        for t in range(n_t):
+            count = 0
+            for j in range(d1 - d0):
+                if idet[j] != -1 and sc[j] >= thresholds[t]:
+                    count += 1
+            if count != last_count:  # same detections above the threshold -> same statistics
+                tp, fp, fn, sim = _frame_statistics(
+                    ov[ov_off[f]:ov_off[f + 1]], d1 - d0, ig, idet, sc, gt_alpha[g0:g1],
+                    det_alpha[d0:d1], dc_ov[dc_ov_off[f]:dc_ov_off[f + 1]], n_dc, min_overlap,
+                    thresholds[t], True, compute_aos, assigned, buf)
+                last_count = count
+            pr[t, 0] += tp
+            pr[t, 1] += fp
+            pr[t, 2] += fn
+            if sim != -1.0:
+                pr[t, 3] += sim
+    return pr
+
+
+@numba.njit(cache=True)
+def get_thresholds(tp_scores, n_gt):
+    """The devkit's getThresholds: scores (sorted descending) at which recall passes the
+    next of the 41 sample points."""
+    v = np.sort(tp_scores)[::-1]
+    out = np.empty(v.shape[0])
+    n = 0
+    current_recall = 0.0
+    for i in range(v.shape[0]):
+        l_recall = (i + 1) / n_gt
+        r_recall = (i + 2) / n_gt if i < v.shape[0] - 1 else l_recall
+        if (r_recall - current_recall) < (current_recall - l_recall) and i < v.shape[0] - 1:
+            continue
+        out[n] = v[i]
+        n += 1
+        current_recall += 1.0 / (N_SAMPLE_PTS - 1.0)
+    return out[:n]
+
+
+# --------------------------------------------------------------------------- one curve
+@dataclass
+class _Context:
+    gt: ObjectTable
+    dt: ObjectTable
+    dc: ObjectTable
+    overlaps: dict
+    dc_overlaps: FrameOverlaps
+    no_dc: FrameOverlaps
+
+
+def precision_curve(ctx: _Context, ignored_gt, ignored_det, metric: str, min_overlap: float,
+                    compute_aos: bool):
+    """(41,) precision and (41,) orientation similarity (zeros without AOS), right-maxed."""
+    ov = ctx.overlaps[metric]
+    gt, dt = ctx.gt, ctx.dt
+    n_gt = int(np.count_nonzero(ignored_gt == 0))
+    assigned = np.zeros(max(1, int(dt.counts.max(initial=0))), dtype=np.bool_)
+    buf = np.empty(max(1, int(gt.counts.max(initial=0))))
+    scores = _tp_scores(gt.offsets, dt.offsets, ov.offsets, ov.values, ignored_gt, ignored_det,
+                        dt.score, float(min_overlap), assigned, buf)
+    thresholds = get_thresholds(scores, n_gt) if scores.size else np.zeros(0)
+    dc = ctx.dc_overlaps if metric == "bbox" else ctx.no_dc
+    dc_off = ctx.dc.offsets if metric == "bbox" else np.zeros_like(ctx.dc.offsets)
+    pr = _pr_counts(gt.offsets, dt.offsets, ov.offsets, ov.values, dc_off, dc.offsets, dc.values,
+                    ignored_gt, ignored_det, dt.score, gt.alpha, dt.alpha, thresholds,
+                    float(min_overlap), bool(compute_aos), assigned, buf)
+    precision = np.zeros(N_SAMPLE_PTS)
+    aos = np.zeros(N_SAMPLE_PTS)
+    detected = pr[:, 0] + pr[:, 1]
+    # 0/0 (no counted detection at a threshold) is 0 here; the devkit would produce NaN
+    safe = np.where(detected > 0, detected, 1.0)
+    precision[:len(thresholds)] = np.where(detected > 0, pr[:, 0] / safe, 0.0)
+    if compute_aos:
+        aos[:len(thresholds)] = np.where(detected > 0, pr[:, 3] / safe, 0.0)
+    precision = np.maximum.accumulate(precision[::-1])[::-1].copy()
+    aos = np.maximum.accumulate(aos[::-1])[::-1].copy()
+    return precision, aos
+
+
+def ap_r11(curve: np.ndarray) -> float:
+    """Mean of the 11 points 0, 4, ..., 40, in percent (sequential sum like the port)."""
+    total = 0.0
+    for i in range(0, N_SAMPLE_PTS, 4):
+        total += curve[i]
+    return total / 11 * 100
+
+
+def ap_r40(curve: np.ndarray) -> float:
+    """Mean of the 40 points 1..40, in percent."""
+    total = 0.0
+    for i in range(1, N_SAMPLE_PTS):
+        total += curve[i]
+    return total / 40 * 100
+
+
+# --------------------------------------------------------------------------- public API
+def min_overlaps_for(cls: str, overrides: Mapping | None = None):
+    """((bbox, bev, 3d) strict, (bbox, bev, 3d) loose) thresholds of a class."""
+    if overrides and cls in overrides:
+        strict, loose = overrides[cls]
+        return tuple(float(v) for v in strict), tuple(float(v) for v in loose)
+    try:
+        return MIN_OVERLAPS[cls.lower()]
+    except KeyError:
+        raise ValueError(f"no default overlap thresholds for class {cls!r}; pass "
+                         f"min_overlaps={{{cls!r}: ((bbox, bev, 3d), (bbox, bev, 3d))}}") from None
+
+
+def evaluate_tables(gt: ObjectTable, dt: ObjectTable, classes: Sequence[str] = DEFAULT_CLASSES,
+                    compute_aos: bool | None = None, min_overlaps: Mapping | None = None) -> EvalResult:
+    """KITTI AP of detections ``dt`` against ground truth ``gt`` (same frames, same order)."""
+    if gt.num_frames != dt.num_frames:
+        raise ValueError(f"{gt.num_frames} ground-truth frames but {dt.num_frames} detection frames")
+    if np.isnan(dt.score).any():
+        raise ValueError("every detection needs a score")
+    if compute_aos is None:  # the devkit: alpha = -10 anywhere marks orientations as invalid
+        compute_aos = not bool(np.any(dt.alpha == -10))
+    relevant = {c.lower() for c in classes} | {NEIGHBOURS[c.lower()] for c in classes
+                                                if c.lower() in NEIGHBOURS}
+    gt_rel = gt.select(np.isin(gt.names, sorted(relevant)))  # the others are never looked at
+    dc = gt.select(gt.names == "dontcare")
+    overlaps = {m: frame_overlaps(gt_rel, dt, m) for m in METRICS}
+    no_dc = FrameOverlaps(np.zeros(gt.num_frames + 1, dtype=np.int64), np.zeros(0))
+    ctx = _Context(gt_rel, dt, dc, overlaps, dontcare_overlaps(dt, dc), no_dc)
+
+    thresholds = {c: min_overlaps_for(c, min_overlaps) for c in classes}
+    result = EvalResult(classes=tuple(classes), thresholds=thresholds, compute_aos=compute_aos,
+                        num_frames=gt.num_frames)
+    for cls in classes:
+        needed = {(m, thr[k]) for thr in thresholds[cls] for k, m in enumerate(METRICS)}
+        for d, difficulty in enumerate(DIFFICULTIES):
+            ignored_gt = ignored_ground_truth(gt_rel, cls, d)
+            ignored_det = ignored_detections(dt, cls, d)
+            for metric, thr in sorted(needed):
+                with_aos = compute_aos and metric == "bbox"
+                precision, aos = precision_curve(ctx, ignored_gt, ignored_det, metric, thr, with_aos)
+                result.add_curve(cls, metric, difficulty, thr, precision)
+                if with_aos:
+                    result.add_curve(cls, "aos", difficulty, thr, aos)
+    return result
+
+
+def evaluate(gt_annos: Mapping[str, Sequence[Object3D]], dt_annos: Mapping[str, Sequence[Object3D]],
+             classes: Sequence[str] = DEFAULT_CLASSES, compute_aos: bool | None = None,
+             min_overlaps: Mapping | None = None) -> EvalResult:
+    """KITTI AP (devkit rules) of detections against ground truth.
+
+    Args:
+        gt_annos: frame id -> the frame's label_2 objects (DontCare lines included).
+        dt_annos: frame id -> detections (each with a score); a frame missing here has
+            none; frames not in ``gt_annos`` are not evaluated.
+        classes: the evaluated classes (Car, Pedestrian, Cyclist by default).
+        compute_aos: None = the devkit's rule (unless some detection has alpha = -10).
+        min_overlaps: optional {class: ((bbox, bev, 3d) strict, (bbox, bev, 3d) loose)}.
+    Returns:
+        :class:`EvalResult` with ``.flat`` ({"Car/3d/moderate/R40@0.70": AP%, ...}) and ``.report()``.
+    """
+    frames = list(gt_annos)
+    return evaluate_tables(table_from_objects(frames, gt_annos), table_from_objects(frames, dt_annos),
+                           classes, compute_aos, min_overlaps)

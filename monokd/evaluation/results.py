@@ -1,0 +1,87 @@
+"""KITTI result files: the test-server layout (one ``<frame>.txt`` a frame, label_2 lines
+with a 16th field, the score) read for evaluation and written from detections."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from monokd.data.kitti import Object3D, parse_label_line, read_label, write_label
+from monokd.errors import KittiFormatError
+from monokd.evaluation.kitti_ap import DEFAULT_CLASSES, evaluate
+from monokd.evaluation.report import EvalResult
+
+
+def frame_id(key) -> str:
+    """Six-digit frame id of an int or a string key."""
+    text = str(key)
+    return text.zfill(6) if text.isdigit() else text
+
+
+def read_results(path: str | Path) -> list[Object3D]:
+    """Detections of one result file; a missing file means no detections.
+
+    Raises KittiFormatError (file, line, field) for a malformed line, including one
+    without a score.
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    objects = []
+    for number, text in enumerate(path.read_text().splitlines(), start=1):
+        if not text.strip():
+            continue
+        obj = parse_label_line(text, path, number)
+        if obj.score is None:
+            raise KittiFormatError(path, number, "score", "a result line needs 16 fields, the last the score")
+        objects.append(obj)
+    return objects
+
+
+def frames_of_dir(gt_dir: str | Path) -> list[str]:
+    """Frame ids of all label files in a directory, sorted."""
+    gt_dir = Path(gt_dir)
+    if not gt_dir.is_dir():
+        raise KittiFormatError(gt_dir, None, None, "label directory not found")
+    return sorted(p.stem for p in gt_dir.glob("*.txt"))
+
+
+def load_dirs(gt_dir: str | Path, det_dir: str | Path, split_ids: Sequence[str] | None = None):
+    """Ground truth and detections of the frames (``split_ids``, or every label file).
+
+    Returns (gt_annos, dt_annos): frame id -> list[Object3D]. A missing label file is an
+    error; a missing result file means no detections.
+    """
+    det_dir = Path(det_dir)
+    if not det_dir.is_dir():
+        raise KittiFormatError(det_dir, None, None, "result directory not found")
+    frames = [frame_id(f) for f in split_ids] if split_ids is not None else frames_of_dir(gt_dir)
+    gt_annos = {f: read_label(Path(gt_dir) / f"{f}.txt") for f in frames}
+    dt_annos = {f: read_results(det_dir / f"{f}.txt") for f in frames}
+    return gt_annos, dt_annos
+
+
+def evaluate_dirs(gt_dir: str | Path, det_dir: str | Path, split_ids: Sequence[str] | None = None,
+                  classes: Sequence[str] = DEFAULT_CLASSES, **kwargs) -> EvalResult:
+    """:func:`monokd.evaluation.evaluate` of a label directory and a result directory."""
+    gt_annos, dt_annos = load_dirs(gt_dir, det_dir, split_ids)
+    return evaluate(gt_annos, dt_annos, classes, **kwargs)
+
+
+def write_results(out_dir: str | Path, detections: Mapping[str, Sequence[Object3D]]) -> list[Path]:
+    """One result file per frame (an empty file for a frame without detections).
+
+    Every detection needs a score (the 16th field). Returns the written paths.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for key, objects in detections.items():
+        frame = frame_id(key)
+        for o in objects:
+            if o.score is None:
+                raise ValueError(f"frame {frame}: detection of type {o.type} has no score")
+        path = out_dir / f"{frame}.txt"
+        write_label(path, list(objects))
+        written.append(path)
+    return written
