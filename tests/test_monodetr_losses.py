@@ -250,6 +250,19 @@ def test_depth_map_term_hand_computed_on_uniform_logits():
     assert term.item() == pytest.approx(per_pixel * (13 * fg + (32 - fg)) / 32, rel=1e-5)
 
 
+def test_num_boxes_all_reduced_when_distributed(tmp_path):
+    import torch.distributed as dist
+
+    from monokd.models.monodetr.losses import _num_boxes
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        assert _num_boxes(_targets([3, 2]), torch.device("cpu")) == 5.0
+        assert _num_boxes(_targets([0, 0]), torch.device("cpu")) == 1.0  # clamped
+    finally:
+        dist.destroy_process_group()
+
+
 def test_build_criterion_from_config():
     crit = build_criterion({"weights": {"center": 3.0}, "matcher": {"cost_center": 1.0}, "aux": False}, 3)
     assert crit.weights == {**DEFAULT_WEIGHTS, "center": 3.0} and not crit.aux

@@ -7,13 +7,14 @@ uncertainty's confidence (it may exceed 1; KITTI's evaluation only ranks by it).
 
 Geometry: the projected 3-D centre (u, v) and depth z back-project through the input-resolution
 P2 to the 3-D centre; the KITTI location is its bottom centre (y + h/2, y pointing down);
-rotation_y = alpha + atan2(x, z). The 2-D box is mapped to original pixels with
-``input_to_original`` and clipped to the original image.
+rotation_y = alpha + atan2(x, z) of that centre, the exact inverse of KITTI's alpha (MonoDETR
+uses the 2-D box centre's column, an approximation of the same ray). The 2-D box is mapped to
+original pixels with ``input_to_original`` and clipped to the original image. truncated and occluded are written
+as 0: the KITTI devkit reads them only from ground truth.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from monokd.data.kitti import Object3D
@@ -41,7 +42,7 @@ def decode_detections(outputs: dict, batch: dict, classes: list[str] | tuple[str
         leaves P2 unflipped, so its boxes have no consistent place in the original image.
     """
     logits = outputs["pred_logits"]
-    batch_size, queries, num_classes = logits.shape
+    batch_size, _, num_classes = logits.shape
     if len(classes) != num_classes:
         raise ValueError(f"decode_detections: {len(classes)} class names for {num_classes} logits")
     flipped = batch.get("flipped")
@@ -71,15 +72,17 @@ def decode_detections(outputs: dict, batch: dict, classes: list[str] | tuple[str
                            batch["image_sizes"])
     scores = top_prob * torch.exp(-depth[..., 1])
 
+    # One transfer, then plain numbers: per-element reads of a GPU tensor would each sync.
+    keep = (top_prob >= threshold).cpu().numpy()
+    labels, scores, alpha, rotation_y = (x.cpu().numpy() for x in (labels, scores, alpha, rotation_y))
+    dims, locations, boxes_2d = (x.cpu().numpy() for x in (dims, locations, boxes_2d))
     results = []
     for b in range(batch_size):
-        keep = (top_prob[b] >= threshold).nonzero()[:, 0].tolist()
         results.append([Object3D(
-            type=classes[int(labels[b, k])], truncated=0.0, occluded=0, alpha=float(alpha[b, k]),
-            box2d=boxes_2d[b, k].double().cpu().numpy(),
-            h=float(dims[b, k, 0]), w=float(dims[b, k, 1]), l=float(dims[b, k, 2]),
-            location=locations[b, k].double().cpu().numpy(), rotation_y=float(rotation_y[b, k]),
-            score=float(scores[b, k])) for k in keep])
+            type=classes[labels[b, k]], truncated=0.0, occluded=0, alpha=float(alpha[b, k]),
+            box2d=boxes_2d[b, k].copy(), h=float(dims[b, k, 0]), w=float(dims[b, k, 1]), l=float(dims[b, k, 2]),
+            location=locations[b, k].copy(), rotation_y=float(rotation_y[b, k]), score=float(scores[b, k]))
+            for k in keep[b].nonzero()[0]])
     return results
 
 

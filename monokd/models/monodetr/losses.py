@@ -183,7 +183,7 @@ class SetCriterion(nn.Module):
         logits = outputs["pred_logits"]
         src = _source_index(indices, logits.device)
         tgt = {k: torch.cat([t[k][j.to(logits.device)] for t, (_, j) in zip(targets, indices)])
-               for k in targets[0]} if targets else {}
+               for k in targets[0]}
 
         onehot = torch.zeros_like(logits)
         onehot[src + (tgt["labels"],)] = 1.0
