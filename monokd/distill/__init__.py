@@ -1,0 +1,26 @@
+"""Distillation: wrap a student detector and a frozen teacher into one trainable detector."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from monokd.errors import ConfigError
+
+
+def build_distiller(cfg: dict, student: nn.Module, teacher: nn.Module) -> nn.Module:
+    """The distiller named by ``cfg["distill"]["method"]`` (default ``add``).
+
+    The result is itself a detector (forward / losses / decode) whose ``parameters()`` and
+    ``state_dict()`` hold the student and the adapters but never the teacher.
+    """
+    section = cfg.get("distill")
+    if not section:
+        raise ConfigError("distill: the config has no distill section")
+    if teacher is None:
+        raise ConfigError("distill.teacher: no teacher model given (load it from distill.teacher.{config, ckpt})")
+    method = section.get("method", "add")
+    if method == "add":
+        from monokd.distill.add.distiller import ADDDistiller, parse_options
+
+        return ADDDistiller(student, teacher, parse_options(section))
+    raise ConfigError(f"distill.method: unknown method {method!r} (known: add)")

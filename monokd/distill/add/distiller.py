@@ -1,0 +1,297 @@
+"""ADD: a student trained with a frozen, GT-depth-aware teacher of the same architecture.
+
+    L = L_student + alpha * L_feat + beta * L_ed                                    (Eq. 6)
+
+L_feat (Eq. 4) compares adapted student features with the teacher's on every distilled level,
+L_ed (Eq. 5) adapted student decoder queries with the teacher's on every decoder layer.
+
+The distiller is itself a detector (forward / losses / decode / distill_spec /
+match_foreground), so the engine trains it like any model. ``forward`` is the student's
+forward, so decoding and inference never pay for the teacher; the teacher runs inside
+``losses``, without gradients.
+
+The teacher is held outside the module tree: it is not in ``parameters()`` (so never in the
+optimizer), not in ``state_dict()`` (so a distilled checkpoint holds the student and the
+adapters only), yet ``.to()`` / ``.half()`` reach it and ``train()`` keeps it in eval mode.
+Resuming rebuilds the teacher from ``distill.teacher.{config, ckpt}``, which must therefore
+stay available for as long as the run may be resumed.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from monokd.distill.add.adapters import ConvAdapter, MLPAdapter
+from monokd.distill.add.cross_attention import CrossAttentionAdapter
+from monokd.distill.add.losses import balanced_mse
+from monokd.distill.add.masks import feature_masks, gt_depth_maps, query_mask
+from monokd.distill.add.pos_encoding import DepthPositionalEncoding
+from monokd.distill.add.self_attention import SelfAttentionAdapter
+from monokd.distill.interface import (DistillableDetector, distill_features, distill_queries,
+                                      estimated_depth_map)
+from monokd.errors import ConfigError
+
+# The paper's settings (Implementation Details); C_d / C_dim are not given: 60 one-metre
+# bins over MonoDETR's 60 m range, embedded at the feature width.
+DEFAULTS = {
+    "method": "add",
+    "teacher": {"config": None, "ckpt": None},
+    "feature": {
+        "enabled": True,
+        "adapter": "self_attention",  # self_attention (+SA) | conv (plain F)
+        "pos_encoding": "gt",  # gt | estimated | none
+        "levels": None,  # indices into outputs["distill"]["features"]; None = all
+        "weight": 1.0,  # alpha
+        "fg_weight": 1.0,  # alpha_I
+        "bg_weight": 0.1,  # beta_I
+        "depth_channels": 60,  # C_d
+        "embed_dim": 256,  # C_dim
+        "depth_max": 60.0,  # metres mapped onto the C_d bins
+        "heads": 8,
+    },
+    "response": {
+        "enabled": True,
+        "adapter": "cross_attention",  # cross_attention (+CA) | mlp (plain R)
+        "weight": 1.0,  # beta
+        "fg_weight": 1.0,  # alpha_v
+        "bg_weight": 0.5,  # beta_v
+        "heads": 8,
+    },
+}
+CHOICES = {
+    ("feature", "adapter"): ("self_attention", "conv"),
+    ("feature", "pos_encoding"): ("gt", "estimated", "none"),
+    ("response", "adapter"): ("cross_attention", "mlp"),
+}
+
+
+def parse_options(section: dict) -> dict:
+    """``cfg["distill"]`` merged over DEFAULTS; unknown keys or values raise ConfigError."""
+    if not isinstance(section, dict):
+        raise ConfigError(f"distill: expected a mapping, got {type(section).__name__}")
+    options = copy.deepcopy(DEFAULTS)
+    for key, value in section.items():
+        if key not in options:
+            raise ConfigError(f"distill.{key}: unknown option (known: {', '.join(options)})")
+        if isinstance(options[key], dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"distill.{key}: expected a mapping")
+            for sub, sub_value in value.items():
+                if sub not in options[key]:
+                    raise ConfigError(f"distill.{key}.{sub}: unknown option (known: {', '.join(options[key])})")
+                options[key][sub] = sub_value
+        else:
+            options[key] = value
+    for (part, key), allowed in CHOICES.items():
+        if options[part][key] not in allowed:
+            raise ConfigError(f"distill.{part}.{key}: {options[part][key]!r} is not one of {allowed}")
+    if options["method"] != "add":
+        raise ConfigError(f"distill.method: {options['method']!r} is not 'add'")
+    return options
+
+
+class ADDDistiller(nn.Module):
+    """Student + (hidden, frozen) teacher + ADD's training-only adapters."""
+
+    def __init__(self, student: nn.Module, teacher: nn.Module, options: dict):
+        super().__init__()
+        for who, model in (("student", student), ("teacher", teacher)):
+            if not isinstance(model, DistillableDetector):
+                raise ConfigError(f"distill: the {who} ({type(model).__name__}) does not implement "
+                                  "monokd.distill.interface.DistillableDetector")
+        spec = student.distill_spec
+        if teacher.distill_spec != spec:
+            raise ConfigError(f"distill.teacher: its distill_spec {teacher.distill_spec} differs from the "
+                              f"student's {spec}; ADD needs a teacher of the same architecture")
+        self.options = options
+        self.student = student
+        object.__setattr__(self, "teacher", teacher)  # deliberately not a registered submodule
+        teacher.requires_grad_(False)
+        teacher.eval()
+
+        feat, resp = options["feature"], options["response"]
+        self.feature_levels = self._levels(feat["levels"], len(spec.feature_channels)) if feat["enabled"] else []
+        self.feature_adapters = nn.ModuleDict(
+            {str(k): self._feature_adapter(spec.feature_channels[k], feat) for k in self.feature_levels})
+        if resp["enabled"] and not spec.has_decoder:
+            raise ConfigError("distill.response.enabled: the student has no decoder (query_dim None); "
+                              "set distill.response.enabled=false (the paper's beta = 0)")
+        n_layers = spec.num_decoder_layers if resp["enabled"] else 0
+        self.response_adapters = nn.ModuleList(
+            [self._response_adapter(spec.query_dim, resp) for _ in range(n_layers)])
+
+    @staticmethod
+    def _levels(levels, n_levels: int) -> list[int]:
+        levels = list(range(n_levels)) if levels is None else [int(k) for k in levels]
+        bad = [k for k in levels if not 0 <= k < n_levels]
+        if bad or not levels or len(set(levels)) != len(levels):
+            raise ConfigError(f"distill.feature.levels: {levels} must be distinct indices in [0, {n_levels})")
+        return levels
+
+    @staticmethod
+    def _feature_adapter(channels: int, feat: dict) -> nn.Module:
+        if feat["adapter"] == "conv":
+            return ConvAdapter(channels)
+        pos = None
+        if feat["pos_encoding"] != "none":
+            pos = DepthPositionalEncoding(channels, feat["depth_channels"], feat["embed_dim"], feat["depth_max"])
+        return SelfAttentionAdapter(channels, feat["heads"], pos)
+
+    @staticmethod
+    def _response_adapter(dim: int, resp: dict) -> nn.Module:
+        if resp["adapter"] == "mlp":
+            return MLPAdapter(dim)
+        return CrossAttentionAdapter(dim, resp["heads"])
+
+    # --- the detector interface, delegated to the student ---------------------------------
+    @property
+    def distill_spec(self):
+        return self.student.distill_spec
+
+    def forward(self, batch: dict) -> dict:
+        return self.student(batch)
+
+    def decode(self, outputs: dict, batch: dict) -> list:
+        return self.student.decode(outputs, batch)
+
+    def match_foreground(self, outputs: dict, batch: dict):
+        return self.student.match_foreground(outputs, batch)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.teacher.eval()  # dropout off, normalisation statistics frozen, always
+        return self
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        self.teacher._apply(fn, recurse)  # device / dtype moves must reach the hidden teacher
+        return self
+
+    # --- losses ----------------------------------------------------------------------------
+    def losses(self, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:
+        """The student's terms, plus ``distill_feat`` = alpha * L_feat and ``distill_resp`` =
+        beta * L_ed for the enabled branches; ``loss`` = the student's loss + those terms."""
+        terms = dict(self.student.losses(outputs, batch))
+        if not self.feature_levels and not len(self.response_adapters):
+            return terms
+        with torch.no_grad():
+            teacher_outputs = self.teacher(batch)
+        extra = {}
+        if self.feature_levels:
+            extra["distill_feat"] = self.options["feature"]["weight"] * self.feature_loss(outputs, teacher_outputs, batch)
+        if len(self.response_adapters):
+            extra["distill_resp"] = self.options["response"]["weight"] * self.response_loss(outputs, teacher_outputs, batch)
+        clash = set(extra) & set(terms)
+        if clash:
+            raise ConfigError(f"distill: the student's losses already use the keys {sorted(clash)}")
+        terms["loss"] = terms["loss"] + sum(extra.values())
+        terms.update(extra)
+        return terms
+
+    def feature_loss(self, outputs: dict, teacher_outputs: dict, batch: dict) -> torch.Tensor:
+        """L_feat of Eq. 4, summed over the distilled levels."""
+        feat = self.options["feature"]
+        student_features = distill_features(outputs, "student")
+        teacher_features = distill_features(teacher_outputs, "teacher")
+        uses_pe = feat["adapter"] == "self_attention" and feat["pos_encoding"] != "none"
+        estimated = estimated_depth_map(self.student, outputs) if uses_pe and feat["pos_encoding"] == "estimated" else None
+        total = 0.0
+        for k in self.feature_levels:
+            student, teacher = student_features[k], teacher_features[k]
+            if student.shape != teacher.shape:
+                raise ConfigError(f"distill: level {k}: student feature {tuple(student.shape)} vs teacher "
+                                  f"{tuple(teacher.shape)}")
+            size, stride = tuple(student.shape[-2:]), self.distill_spec.feature_strides[k]
+            depth = None
+            if uses_pe:
+                depth = estimated if estimated is not None else gt_depth_maps(batch["targets"], size, stride, student.device)
+            adapted = self.feature_adapters[str(k)](student, depth)
+            mask = feature_masks(batch["targets"], size, stride, student.device)
+            total = total + balanced_mse(adapted, teacher, mask, feat["fg_weight"], feat["bg_weight"])
+        return total
+
+    def response_loss(self, outputs: dict, teacher_outputs: dict, batch: dict) -> torch.Tensor:
+        """L_ed of Eq. 5, summed over the decoder layers; M_f from the teacher's matching."""
+        resp = self.options["response"]
+        student_queries = distill_queries(outputs, "student")
+        teacher_queries = distill_queries(teacher_outputs, "teacher")
+        if student_queries.shape != teacher_queries.shape:
+            raise ConfigError(f"distill: student queries {tuple(student_queries.shape)} vs teacher "
+                              f"{tuple(teacher_queries.shape)} (same number of layers and queries needed)")
+        with torch.no_grad():
+            matches = self.teacher.match_foreground(teacher_outputs, batch)
+        mask = query_mask(matches, teacher_queries.shape[2], teacher_queries.device)
+        total = 0.0
+        for layer, adapter in enumerate(self.response_adapters):
+            adapted = adapter(student_queries[layer], teacher_queries[layer])
+            total = total + balanced_mse(adapted, teacher_queries[layer], mask, resp["fg_weight"], resp["bg_weight"])
+        return total
+
+    def student_state_dict(self) -> dict[str, torch.Tensor]:
+        """The student's own state dict (what `monokd export` writes)."""
+        return self.student.state_dict()
+
+
+# --- named ablation rows -----------------------------------------------------------------
+def _row(feature: str | None, response: str | None, pos_encoding: str = "gt",
+         feat_bg: float = 0.1, resp_bg: float = 0.5) -> list[str]:
+    """Overrides (``key=value`` for config.set_key) that pin every ADD switch."""
+    return [
+        f"distill.feature.enabled={str(feature is not None).lower()}",
+        f"distill.feature.adapter={feature or 'self_attention'}",
+        f"distill.feature.pos_encoding={pos_encoding}",
+        f"distill.feature.bg_weight={feat_bg}",
+        f"distill.response.enabled={str(response is not None).lower()}",
+        f"distill.response.adapter={response or 'cross_attention'}",
+        f"distill.response.bg_weight={resp_bg}",
+    ]
+
+
+# Table 4 rows (a)-(h) and Table 5, as overrides of an ADD recipe (configs/add_monodetr_*.yaml).
+# "baseline" drops the distill section: the student trained alone.
+PRESETS: dict[str, list[str]] = {
+    "baseline": ["distill=null"],
+    "F": _row("conv", None),
+    "F+SA": _row("self_attention", None),
+    "R": _row(None, "mlp"),
+    "R+CA": _row(None, "cross_attention"),
+    "F+R": _row("conv", "mlp"),
+    "F+SA+R": _row("self_attention", "mlp"),
+    "F+R+CA": _row("conv", "cross_attention"),
+    "F+SA+R+CA": _row("self_attention", "cross_attention"),
+    # Table 5, PE rows (on F+SA)
+    "SA-PE-none": _row("self_attention", None, pos_encoding="none"),
+    "SA-PE-estimated": _row("self_attention", None, pos_encoding="estimated"),
+    "SA-PE-gt": _row("self_attention", None, pos_encoding="gt"),
+    # Table 5, feature bg weight beta_I (on F+SA, alpha_I = 1)
+    **{f"feat-bg-{b:.2f}": _row("self_attention", None, feat_bg=b) for b in (0.0, 0.05, 0.1, 0.2)},
+    # Table 5, response bg weight beta_v (on R+CA, alpha_v = 1)
+    **{f"resp-bg-{b:.2f}": _row(None, "cross_attention", resp_bg=b) for b in (0.1, 0.25, 0.5, 1.0)},
+}
+TABLES = {
+    "table4": ["baseline", "F", "F+SA", "R", "R+CA", "F+R", "F+SA+R", "F+R+CA", "F+SA+R+CA"],
+    "table5": ["baseline", "SA-PE-none", "SA-PE-estimated", "SA-PE-gt",
+               "feat-bg-0.00", "feat-bg-0.05", "feat-bg-0.10", "feat-bg-0.20",
+               "resp-bg-0.10", "resp-bg-0.25", "resp-bg-0.50", "resp-bg-1.00"],
+}
+# The paper's KITTI val Car AP3D R40 (easy, moderate, hard) per row, for reports.
+PAPER_AP3D = {
+    "baseline": (27.63, 19.93, 16.70), "F": (28.92, 19.86, 17.21), "F+SA": (29.50, 20.90, 17.51),
+    "R": (29.00, 19.97, 16.58), "R+CA": (29.41, 21.18, 17.77), "F+R": (27.40, 19.73, 16.37),
+    "F+SA+R": (28.51, 20.63, 17.28), "F+R+CA": (29.20, 20.69, 17.25), "F+SA+R+CA": (30.71, 21.94, 18.42),
+    "SA-PE-none": (28.45, 20.37, 16.30), "SA-PE-estimated": (27.99, 20.19, 17.01), "SA-PE-gt": (29.50, 20.90, 17.51),
+    "feat-bg-0.00": (28.37, 20.32, 17.12), "feat-bg-0.05": (28.66, 20.53, 16.52),
+    "feat-bg-0.10": (29.50, 20.90, 17.51), "feat-bg-0.20": (28.51, 20.45, 17.24),
+    "resp-bg-0.10": (28.55, 20.04, 16.65), "resp-bg-0.25": (29.27, 20.18, 17.54),
+    "resp-bg-0.50": (29.41, 21.18, 17.77), "resp-bg-1.00": (28.85, 20.65, 17.32),
+}
+
+
+def preset_overrides(name: str) -> list[str]:
+    """The ``key=value`` overrides of a named row (raises ConfigError for an unknown name)."""
+    if name not in PRESETS:
+        raise ConfigError(f"distill preset {name!r} unknown (known: {', '.join(PRESETS)})")
+    return list(PRESETS[name])

@@ -1,0 +1,44 @@
+"""ADD's foreground/background balanced squared errors (Eq. 4 and Eq. 5).
+
+    L = fg_weight * ||M (S - T)||^2 / (n_fg * C)  +  bg_weight * ||(1 - M)(S - T)||^2 / (n_bg * C)
+
+Normalisation: each region's sum is divided by its own element count (cells x channels),
+i.e. each term is the mean squared error over its region. Raw sums, as Eq. 4 is written,
+would grow with the map size, the channel count and the number of objects, so alpha/beta
+would mean something different at each level and in each batch; with per-region means the
+paper's bg/fg ratio (0.1 for features, 0.5 for responses) is the relative weight of an
+average background error, whatever the share of cells the boxes cover. A region with no
+element (a batch without objects) contributes 0. Levels (Eq. 4) and decoder layers (Eq. 5)
+are summed, as in the paper.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def balanced_mse(student: torch.Tensor, teacher: torch.Tensor, foreground: torch.Tensor,
+                 fg_weight: float, bg_weight: float) -> torch.Tensor:
+    """Weighted fg and bg mean squared errors.
+
+    Args:
+        student, teacher: (B, C, H, W) feature maps or (B, Q, C) query states.
+        foreground: (B, H, W) or (B, Q) bool mask over the cells / queries.
+    Returns:
+        scalar.
+    """
+    if student.shape != teacher.shape:
+        raise ValueError(f"balanced_mse: student {tuple(student.shape)} vs teacher {tuple(teacher.shape)}")
+    if student.dim() == 4:  # (B, C, H, W): channels on dim 1
+        error = (student - teacher.detach()).pow(2).sum(dim=1)
+        channels = student.shape[1]
+    else:  # (B, Q, C): channels last
+        error = (student - teacher.detach()).pow(2).sum(dim=-1)
+        channels = student.shape[-1]
+    if foreground.shape != error.shape:
+        raise ValueError(f"balanced_mse: mask {tuple(foreground.shape)} vs cells {tuple(error.shape)}")
+    fg = foreground.to(error.dtype)
+    n_fg, n_bg = fg.sum(), (1 - fg).sum()
+    fg_term = (error * fg).sum() / (n_fg * channels).clamp(min=1)
+    bg_term = (error * (1 - fg)).sum() / (n_bg * channels).clamp(min=1)
+    return fg_weight * fg_term + bg_weight * bg_term

@@ -1,0 +1,113 @@
+"""What a detector exposes to a distiller.
+
+A distiller wraps a student and a frozen teacher of the same architecture and sees them only
+through this interface: it never reaches into a model's modules. A detector provides
+
+- ``distill_spec``: a :class:`DistillSpec` (channels and strides of the distilled features,
+  width and depth of the decoder);
+- ``outputs["distill"]["features"]``: list of (B, C_k, H_k, W_k) intermediate features (for
+  MonoDETR: the multi-scale maps that enter the transformer encoder);
+- ``outputs["distill"]["queries"]``: (L, B, Q, C) decoder query states (absent without a decoder);
+- ``match_foreground(outputs, batch)``: the detector's own Hungarian matcher applied to the
+  outputs given, one ``(query_idx, target_idx)`` pair of (M,) long tensors per image;
+- optionally the depth the detector estimates, for ADD's "estimated" positional encoding:
+  either a method ``estimated_depth_map(outputs) -> (B, 1, h, w)`` in metres, or the
+  tensor ``outputs["distill"]["depth_map"]`` of the same shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+from monokd.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DistillSpec:
+    """Shapes a distiller needs to build its adapters before seeing any output.
+
+    feature_channels[k] and feature_strides[k] describe ``outputs["distill"]["features"][k]``
+    (stride = input pixels per cell); ``query_dim`` is C of the decoder query states (None
+    without a decoder) and ``num_decoder_layers`` is L (0 without a decoder).
+    """
+
+    feature_channels: list[int]
+    feature_strides: list[int]
+    query_dim: int | None
+    num_decoder_layers: int
+
+    def __post_init__(self):
+        if len(self.feature_channels) != len(self.feature_strides):
+            raise ValueError(f"DistillSpec: {len(self.feature_channels)} feature_channels but "
+                             f"{len(self.feature_strides)} feature_strides")
+        if (self.query_dim is None) != (self.num_decoder_layers == 0):
+            raise ValueError("DistillSpec: query_dim must be None exactly when num_decoder_layers == 0")
+
+    @property
+    def has_decoder(self) -> bool:
+        return self.num_decoder_layers > 0
+
+
+@runtime_checkable
+class DistillableDetector(Protocol):
+    """A detector a distiller can wrap (see the module docstring for the ``outputs`` keys)."""
+
+    distill_spec: DistillSpec
+
+    def forward(self, batch: dict) -> dict[str, Any]:
+        """batch (see docs/architecture.md) -> outputs, including ``outputs["distill"]``."""
+
+    def losses(self, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:
+        """Weighted loss terms and ``"loss"`` = their sum."""
+
+    def decode(self, outputs: dict, batch: dict) -> list:
+        """Per image, the list of Object3D in original image coordinates."""
+
+    def match_foreground(self, outputs: dict, batch: dict) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per image, (query_idx (M,), target_idx (M,)) of the Hungarian matching to the GT."""
+
+
+def distill_features(outputs: dict, who: str = "detector") -> list[torch.Tensor]:
+    """The (B, C_k, H_k, W_k) feature list of ``outputs``, with a clear error if absent."""
+    try:
+        return list(outputs["distill"]["features"])
+    except (KeyError, TypeError):
+        raise ConfigError(f"{who}: outputs['distill']['features'] missing; the detector does not "
+                          "implement monokd.distill.interface") from None
+
+
+def distill_queries(outputs: dict, who: str = "detector") -> torch.Tensor:
+    """The (L, B, Q, C) decoder query states of ``outputs``, with a clear error if absent."""
+    queries = (outputs.get("distill") or {}).get("queries")
+    if queries is None:
+        raise ConfigError(f"{who}: outputs['distill']['queries'] missing (a detector without a "
+                          "decoder): set distill.response.enabled=false")
+    return queries
+
+
+def has_estimated_depth(detector) -> bool:
+    """Whether ``detector`` declares the optional estimated-depth method."""
+    return callable(getattr(detector, "estimated_depth_map", None))
+
+
+def estimated_depth_map(detector, outputs: dict) -> torch.Tensor:
+    """(B, 1, h, w) depth in metres the detector itself estimates (detached).
+
+    Uses ``detector.estimated_depth_map(outputs)`` when declared, else
+    ``outputs["distill"]["depth_map"]``; raises ConfigError naming the option otherwise.
+    """
+    if has_estimated_depth(detector):
+        depth = detector.estimated_depth_map(outputs)
+    else:
+        depth = (outputs.get("distill") or {}).get("depth_map")
+    if depth is None:
+        raise ConfigError(f"{type(detector).__name__} exposes no estimated depth map (neither "
+                          "estimated_depth_map(outputs) nor outputs['distill']['depth_map']); "
+                          "distill.feature.pos_encoding=estimated needs one (use gt or none)")
+    if depth.dim() != 4 or depth.shape[1] != 1:
+        raise ConfigError(f"{type(detector).__name__}: estimated depth map must be (B, 1, h, w), "
+                          f"got {tuple(depth.shape)}")
+    return depth.detach()
