@@ -1,0 +1,32 @@
+"""Detectors, built by name from a config: ``build_detector(cfg)`` reads ``cfg["model"]["name"]``.
+
+The registry maps a name to ``"module:builder"``; the module is imported only when that
+detector is built, so adding one (CaDDN, PatchNet) is one line here and one builder function
+``builder(cfg) -> nn.Module`` that takes the whole config.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from torch import nn
+
+from monokd.errors import ConfigError
+
+REGISTRY: dict[str, str] = {
+    "monodetr": "monokd.models.monodetr.model:build_monodetr",
+}
+
+
+def register(name: str, target: str) -> None:
+    """Add a detector: ``target`` = ``"package.module:builder"``."""
+    REGISTRY[name] = target
+
+
+def build_detector(cfg: dict) -> nn.Module:
+    """The detector named by ``cfg["model"]["name"]``, built from the whole config."""
+    name = (cfg.get("model") or {}).get("name")
+    if name not in REGISTRY:
+        raise ConfigError(f"model.name: {name!r} is not a known detector; known: {sorted(REGISTRY)}")
+    module, _, builder = REGISTRY[name].partition(":")
+    return getattr(importlib.import_module(module), builder)(cfg)

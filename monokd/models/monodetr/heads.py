@@ -1,0 +1,121 @@
+"""MonoDETR's per-decoder-layer prediction heads and the three-way depth fusion.
+
+For each decoder layer l and query: class logits (Linear, prior 0.01), 3-D dimensions
+(2-layer MLP, metres), heading (2-layer MLP -> 12 bin logits + 12 residuals) and depth
+(2-layer MLP -> direct depth logit, log-variance). The depth is the mean of
+
+- direct:     1 / sigmoid(x) - 1,
+- geometric:  h3d * fy / h2d, with h2d = (t + b) * H_input in pixels, fy from the input P2,
+- depth map:  the depth map sampled at the (detached) projected 3-D centre.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# KITTI mean h, w, l (m) per class (MonoDETR's / MonoDLE's table); used as the dimension prior.
+CLASS_MEAN_DIMS = {
+    "Pedestrian": (1.76255119, 0.66068622, 0.84422524),
+    "Car": (1.52563191462, 1.62856739989, 3.88311640418),
+    "Cyclist": (1.73698127, 0.59706367, 1.76282397),
+}
+
+
+class MLP(nn.Module):
+    """``num_layers`` Linear layers with ReLU between them: (..., in) -> (..., out)."""
+
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int):
+        super().__init__()
+        dims = [in_dim] + [hidden_dim] * (num_layers - 1) + [out_dim]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i < len(self.layers) - 1:
+                x = F.relu(x)
+        return x
+
+
+def inverse_sigmoid(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    x = x.clamp(0, 1)
+    return torch.log(x.clamp(min=eps) / (1 - x).clamp(min=eps))
+
+
+def dims_prior(classes: list[str] | tuple[str, ...]) -> torch.Tensor:
+    """(3,) mean h, w, l of the configured classes that have a KITTI mean, zeros if none.
+
+    Added to the dimension head's output so that a fresh head predicts plausible sizes (and a
+    plausible geometric depth) from the first step; see docs/monodetr.md.
+    """
+    known = [CLASS_MEAN_DIMS[c] for c in classes if c in CLASS_MEAN_DIMS]
+    if not known:
+        return torch.zeros(3)
+    return torch.tensor(known, dtype=torch.float32).mean(0)
+
+
+class PredictionHeads(nn.Module):
+    """Class, dimension, heading and depth heads, one independent set per decoder layer."""
+
+    def __init__(self, hidden_dim: int, num_classes: int, num_layers: int, classes=()):
+        super().__init__()
+        class_embed = nn.Linear(hidden_dim, num_classes)
+        nn.init.constant_(class_embed.bias, -math.log((1 - 0.01) / 0.01))
+        self.class_embed = _clones(class_embed, num_layers)
+        self.dim_embed = _clones(MLP(hidden_dim, hidden_dim, 3, 2), num_layers)
+        self.angle_embed = _clones(MLP(hidden_dim, hidden_dim, 24, 2), num_layers)
+        self.depth_embed = _clones(MLP(hidden_dim, hidden_dim, 2, 2), num_layers)
+        self.register_buffer("dims_prior", dims_prior(classes), persistent=False)
+
+    def forward(self, layer: int, hs: torch.Tensor, boxes: torch.Tensor, depth_map: torch.Tensor,
+                fy: torch.Tensor, input_height: int) -> dict[str, torch.Tensor]:
+        """One decoder layer's predictions.
+
+        Args:
+            hs: (B, Q, C) query states.  boxes: (B, Q, 6) sigmoid-normalised cx, cy, l, r, t, b.
+            depth_map: (B, h, w) metres, sampled for the third depth estimate.
+            fy: (B,) focal length (pixels) at the input resolution.  input_height: H pixels.
+        Returns:
+            pred_logits (B, Q, K), pred_boxes (B, Q, 6), pred_dims (B, Q, 3) h w l metres,
+            pred_angle (B, Q, 24), pred_depth (B, Q, 2) fused depth and log-variance.
+        """
+        dims = self.dim_embed[layer](hs) + self.dims_prior
+        depth_out = self.depth_embed[layer](hs)
+        depth = fuse_depth(depth_out, dims[..., 0], boxes, depth_map, fy, input_height)
+        return {"pred_logits": self.class_embed[layer](hs), "pred_boxes": boxes, "pred_dims": dims,
+                "pred_angle": self.angle_embed[layer](hs), "pred_depth": depth}
+
+
+def fuse_depth(depth_out: torch.Tensor, height_3d: torch.Tensor, boxes: torch.Tensor, depth_map: torch.Tensor,
+               fy: torch.Tensor, input_height: int) -> torch.Tensor:
+    """(B, Q, 2) [mean of direct, geometric and depth-map depths, log-variance].
+
+    Args:
+        depth_out: (B, Q, 2) direct-depth logit and log-variance.  height_3d: (B, Q) metres.
+        boxes: (B, Q, 6) normalised boxes.  depth_map: (B, h, w).  fy: (B,).
+    """
+    direct = 1.0 / (depth_out[..., 0].sigmoid() + 1e-6) - 1.0
+    height_2d = ((boxes[..., 4] + boxes[..., 5]) * input_height).clamp(min=1.0)
+    geometric = height_3d / height_2d * fy[:, None]
+    sampled = sample_depth_map(depth_map, boxes[..., :2].detach())
+    return torch.stack([(direct + geometric + sampled) / 3, depth_out[..., 1]], dim=-1)
+
+
+def sample_depth_map(depth_map: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+    """Bilinear (B, h, w) map at (B, Q, 2) points normalised by the input size -> (B, Q).
+
+    A cell covers its stride's input pixels, so align_corners=False; outside the map the border
+    value is used rather than zero depth.
+    """
+    grid = (2 * centers - 1)[:, :, None, :]
+    out = F.grid_sample(depth_map[:, None], grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out[:, 0, :, 0]
+
+
+def _clones(module: nn.Module, count: int) -> nn.ModuleList:
+    return nn.ModuleList(copy.deepcopy(module) for _ in range(count))

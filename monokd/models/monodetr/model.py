@@ -1,0 +1,223 @@
+"""MonoDETR (Zhang et al. 2022): a depth-guided DETR for monocular 3-D detection, and ADD's
+teacher variant that takes the object-wise ground-truth depth as an extra input.
+
+    images -> ResNet C3..C5 -> per-level 1x1 conv + GN (+ a 3x3 s2 level on C5)
+           -> depth predictor (stride 16: logits of K LID bins + background, weighted depth)
+           -> depth encoder (1 layer) + depth positional encoding = depth memory
+           -> visual encoder (deformable, all levels) = visual memory
+           -> depth-aware decoder (depth cross-attn, self-attn, deformable cross-attn, FFN)
+              with iterative 6-D box refinement
+           -> per-layer heads; depth = mean(direct, geometric, depth map at the 3-D centre)
+
+``model.depth_input: gt_object`` (the teacher) replaces the predicted depth that feeds the depth
+positional encoding and the depth-map term of the fusion by the ground-truth object-wise depth
+map (each GT 2-D box filled with its depth, nearer over farther, background = the background
+bin's depth, max). The depth predictor still runs and is still supervised.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from monokd.errors import ConfigError
+from monokd.geometry.depth import object_depth_map
+from monokd.models.backbones.resnet import build_resnet
+from monokd.models.monodetr.depth_predictor import DepthPredictor
+from monokd.models.monodetr.heads import PredictionHeads
+from monokd.models.monodetr.position_encoding import DepthPositionalEncoding, sine_position_encoding
+from monokd.models.monodetr.transformer import (DepthAwareDecoder, DepthAwareDecoderLayer, DepthEncoderLayer,
+                                                VisualEncoder, VisualEncoderLayer, reset_transformer_parameters)
+
+DEFAULTS = {
+    "name": "monodetr", "num_classes": None,
+    "backbone": {"depth": 50, "weights": None, "frozen_stages": 1},
+    "hidden_dim": 256, "num_feature_levels": 4, "nheads": 8, "enc_layers": 3, "dec_layers": 3,
+    "dim_feedforward": 256, "dropout": 0.1, "enc_n_points": 4, "dec_n_points": 4, "num_queries": 50,
+    "depth": {"num_bins": 80, "min": 1e-3, "max": 60.0},
+    "depth_input": None,
+    "decode": {"topk": 50, "threshold": 0.2},
+}
+DEPTH_INPUTS = (None, "gt_object")
+PER_QUERY_KEYS = ("pred_logits", "pred_boxes", "pred_dims", "pred_angle", "pred_depth")
+
+
+def model_config(cfg: dict) -> dict:
+    """The ``model`` section with defaults filled in and checked (ConfigError names the key)."""
+    unknown = set(cfg) - set(DEFAULTS)
+    if unknown:
+        raise ConfigError(f"model: unknown key(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+    out = {**DEFAULTS, **cfg}
+    for section in ("backbone", "depth", "decode"):
+        extra = set(cfg.get(section) or {}) - set(DEFAULTS[section])
+        if extra:
+            raise ConfigError(f"model.{section}: unknown key(s) {sorted(extra)}; known: {sorted(DEFAULTS[section])}")
+        out[section] = {**DEFAULTS[section], **(cfg.get(section) or {})}
+    dim = out["hidden_dim"]
+    if dim % 32:
+        raise ConfigError(f"model.hidden_dim: {dim} must be a multiple of 32 (GroupNorm with 32 groups)")
+    if dim % out["nheads"]:
+        raise ConfigError(f"model.nheads: hidden_dim {dim} is not divisible by {out['nheads']} heads")
+    if out["num_feature_levels"] < 3:
+        raise ConfigError("model.num_feature_levels: at least 3 (the depth predictor reads strides 8, 16, 32)")
+    if out["depth_input"] not in DEPTH_INPUTS:
+        raise ConfigError(f"model.depth_input: {out['depth_input']!r} is not one of {DEPTH_INPUTS}")
+    return out
+
+
+class MonoDETR(nn.Module):
+    """See the module docstring; ``forward(batch) -> outputs`` per docs/architecture.md.
+
+    Args:
+        cfg: the ``model`` section (see DEFAULTS).
+        classes: ``data.classes``, the class of each logit channel.
+        loss_cfg: the ``loss`` section, handed to the set criterion.
+    """
+
+    def __init__(self, cfg: dict, classes: list[str], loss_cfg: dict | None = None):
+        super().__init__()
+        cfg = model_config(cfg)
+        if cfg["num_classes"] is not None and cfg["num_classes"] != len(classes):
+            raise ConfigError(f"model.num_classes: {cfg['num_classes']} but data.classes has {len(classes)} "
+                              f"entries {list(classes)}")
+        self.cfg = cfg
+        self.classes = list(classes)
+        self.depth_input = cfg["depth_input"]
+        self.depth_bins = {k: cfg["depth"][k] for k in ("num_bins", "min", "max")}
+        dim, levels = cfg["hidden_dim"], cfg["num_feature_levels"]
+        self.hidden_dim, self.num_feature_levels = dim, levels
+        self.num_queries, self.num_decoder_layers = cfg["num_queries"], cfg["dec_layers"]
+
+        self.backbone = build_resnet(cfg["backbone"])
+        self.input_proj = _input_projections(self.backbone.num_channels, dim, levels)
+        self.level_embed = nn.Parameter(torch.empty(levels, dim))
+        self.depth_predictor = DepthPredictor(dim, self.depth_bins["num_bins"], self.depth_bins["min"],
+                                              self.depth_bins["max"])
+        self.depth_encoder = DepthEncoderLayer(dim, cfg["nheads"], cfg["dim_feedforward"], cfg["dropout"])
+        self.depth_pos_embed = DepthPositionalEncoding(dim, self.depth_bins["max"])
+        self.encoder = VisualEncoder(VisualEncoderLayer(dim, cfg["dim_feedforward"], cfg["dropout"], levels,
+                                                        cfg["nheads"], cfg["enc_n_points"]), cfg["enc_layers"])
+        self.decoder = DepthAwareDecoder(DepthAwareDecoderLayer(dim, cfg["dim_feedforward"], cfg["dropout"], levels,
+                                                                cfg["nheads"], cfg["dec_n_points"]),
+                                         cfg["dec_layers"], dim)
+        self.query_embed = nn.Embedding(self.num_queries, 2 * dim)  # positional | content
+        self.heads = PredictionHeads(dim, len(self.classes), cfg["dec_layers"], self.classes)
+        self._reset_parameters()
+        self.criterion = _build_criterion(loss_cfg, len(self.classes), self.depth_bins)
+
+    def _reset_parameters(self) -> None:
+        reset_transformer_parameters(self.encoder, self.decoder.layers)
+        nn.init.xavier_uniform_(self.decoder.reference_points.weight, gain=1.0)
+        nn.init.zeros_(self.decoder.reference_points.bias)
+        nn.init.normal_(self.level_embed)
+        for proj in self.input_proj:
+            nn.init.xavier_uniform_(proj[0].weight, gain=1)
+            nn.init.zeros_(proj[0].bias)
+
+    # ----------------------------------------------------------------------------------------
+
+    def forward(self, batch: dict) -> dict:
+        images = batch["images"]
+        input_h, input_w = images.shape[-2:]
+        srcs = self.multi_scale_features(images)
+        pos = [sine_position_encoding(s.shape[-2], s.shape[-1], self.hidden_dim, device=s.device, dtype=s.dtype)
+               for s in srcs]
+
+        depth_logits, depth_features, weighted_depth = self.depth_predictor(srcs)
+        depth = weighted_depth
+        if self.depth_input == "gt_object":
+            depth = self.gt_object_depth(batch, tuple(weighted_depth.shape[-2:]), input_w / weighted_depth.shape[-1])
+        depth_memory = (self.depth_encoder(_tokens(depth_features), _tokens(pos[1]).expand(images.shape[0], -1, -1))
+                        + _tokens(self.depth_pos_embed(depth)))
+
+        shapes = [tuple(s.shape[-2:]) for s in srcs]
+        spatial_shapes = torch.as_tensor(shapes, dtype=torch.long, device=images.device)
+        level_start = torch.cat([spatial_shapes.new_zeros(1), spatial_shapes.prod(1).cumsum(0)[:-1]])
+        src_flat = torch.cat([_tokens(s) for s in srcs], 1)
+        pos_flat = torch.cat([_tokens(p) + self.level_embed[i] for i, p in enumerate(pos)], 1)
+        memory = self.encoder(src_flat, pos_flat.expand(images.shape[0], -1, -1), spatial_shapes, level_start)
+
+        query_pos, tgt = self.query_embed.weight.split(self.hidden_dim, dim=1)
+        batch_size = images.shape[0]
+        hs, boxes = self.decoder(tgt[None].expand(batch_size, -1, -1), query_pos[None].expand(batch_size, -1, -1),
+                                 memory, spatial_shapes, level_start, depth_memory)
+
+        fy = batch["P2"][:, 1, 1].to(hs.dtype)
+        layers = [self.heads(i, hs[i], boxes[i], depth, fy, input_h) for i in range(hs.shape[0])]
+        outputs = dict(layers[-1])
+        outputs["aux_outputs"] = layers[:-1]
+        outputs["pred_depth_map_logits"] = depth_logits
+        outputs["distill"] = {"features": srcs, "queries": hs, "depth_map": depth[:, None].detach()}
+        return outputs
+
+    def multi_scale_features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """[(B, C, H/8, W/8), (H/16), (H/32), (H/64), ...]: the maps entering the encoder."""
+        feats = self.backbone(images)
+        srcs = [proj(f) for proj, f in zip(self.input_proj, feats)]
+        for proj in self.input_proj[len(feats):]:
+            srcs.append(proj(feats[-1] if len(srcs) == len(feats) else srcs[-1]))
+        return srcs
+
+    def gt_object_depth(self, batch: dict, map_size: tuple[int, int], stride: float) -> torch.Tensor:
+        """(B, h, w) ground-truth object-wise depth map (teacher input); background = max depth."""
+        if "targets" not in batch:
+            raise ConfigError("model.depth_input=gt_object needs batch['targets'] (boxes_2d, depth) at "
+                              "training and at inference")
+        device = batch["images"].device
+        maps = [object_depth_map(t["boxes_2d"].to(device), t["depth"].to(device), map_size, stride,
+                                 background=float(self.depth_bins["max"]))
+                for t in batch["targets"]]
+        return torch.stack(maps).to(batch["images"].dtype)
+
+    # ----------------------------------------------------------------------------------------
+    # The detector interface (docs/architecture.md)
+
+    def losses(self, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:
+        return self.criterion(outputs, batch)
+
+    def decode(self, outputs: dict, batch: dict) -> list:
+        from monokd.models.monodetr.decode import decode_detections
+
+        return decode_detections(outputs, batch, self.classes, topk=int(self.cfg["decode"]["topk"]),
+                                 threshold=float(self.cfg["decode"]["threshold"]))
+
+    def match_foreground(self, outputs: dict, batch: dict) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        height, width = batch["images"].shape[-2:]
+        return self.criterion.matcher(outputs, batch["targets"], (float(width), float(height)))
+
+    @property
+    def distill_spec(self):
+        from monokd.distill.interface import DistillSpec
+
+        return DistillSpec(feature_channels=[self.hidden_dim] * self.num_feature_levels,
+                           feature_strides=[8 * 2 ** i for i in range(self.num_feature_levels)],
+                           query_dim=self.hidden_dim, num_decoder_layers=self.num_decoder_layers)
+
+
+def _input_projections(channels: list[int], dim: int, levels: int) -> nn.ModuleList:
+    """1x1 conv + GN per backbone level; extra levels by 3x3 stride-2 conv + GN, the first on C5."""
+    projs = [nn.Sequential(nn.Conv2d(c, dim, 1), nn.GroupNorm(32, dim)) for c in channels[:levels]]
+    cin = channels[-1]
+    for _ in range(levels - len(channels)):
+        projs.append(nn.Sequential(nn.Conv2d(cin, dim, 3, stride=2, padding=1), nn.GroupNorm(32, dim)))
+        cin = dim
+    return nn.ModuleList(projs)
+
+
+def _tokens(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, H*W, C)."""
+    return x.flatten(2).transpose(1, 2)
+
+
+def _build_criterion(loss_cfg: dict | None, num_classes: int, depth_bins: dict):
+    from monokd.models.monodetr.losses import build_criterion
+
+    return build_criterion(loss_cfg, num_classes, depth_bins)
+
+
+def build_monodetr(cfg: dict) -> MonoDETR:
+    """From the whole config: ``model`` (this model), ``data.classes`` and ``loss``."""
+    classes = (cfg.get("data") or {}).get("classes")
+    if not classes:
+        raise ConfigError("data.classes: MonoDETR needs the list of class names (e.g. [Car])")
+    return MonoDETR(cfg.get("model") or {}, list(classes), cfg.get("loss"))

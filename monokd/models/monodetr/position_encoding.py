@@ -1,0 +1,57 @@
+"""Positional encodings of MonoDETR: the 2-D sine encoding of feature cells (DETR) and the
+learned depth positional encoding, interpolated between integer metres."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def sine_position_encoding(height: int, width: int, channels: int, temperature: float = 10000.0,
+                           device=None, dtype=torch.float32) -> torch.Tensor:
+    """(1, channels, height, width) normalised 2-D sine encoding.
+
+    Half of the channels encode y, half x; cell i's coordinate is (i + 0.5) / n * 2pi (Deformable
+    DETR's normalisation, so maps of every level span the same [0, 2pi) range). Within each half,
+    channel pairs (2k, 2k+1) are sin and cos of coordinate / temperature^(2k / half).
+    """
+    if channels % 4:
+        raise ValueError(f"sine position encoding needs channels divisible by 4, got {channels}")
+    half = channels // 2
+    scale = 2 * math.pi
+    y = (torch.arange(height, device=device, dtype=torch.float32) + 0.5) / height * scale
+    x = (torch.arange(width, device=device, dtype=torch.float32) + 0.5) / width * scale
+    dim_t = torch.arange(half, device=device, dtype=torch.float32)
+    dim_t = temperature ** (2 * torch.div(dim_t, 2, rounding_mode="floor") / half)
+
+    def encode(coord: torch.Tensor) -> torch.Tensor:  # (n,) -> (n, half)
+        angles = coord[:, None] / dim_t
+        return torch.stack([angles[:, 0::2].sin(), angles[:, 1::2].cos()], dim=2).flatten(1)
+
+    pos_y = encode(y)[:, None, :].expand(height, width, half)
+    pos_x = encode(x)[None, :, :].expand(height, width, half)
+    return torch.cat([pos_y, pos_x], dim=-1).permute(2, 0, 1)[None].to(dtype)
+
+
+class DepthPositionalEncoding(nn.Module):
+    """Embedding(floor(max_depth) + 1, C) read at a continuous depth by linear interpolation
+    between the entries of the integer metres below and above it.
+
+    Forward: depth (B, H, W) metres -> (B, C, H, W); depths are clamped to [0, max_depth].
+    """
+
+    def __init__(self, channels: int, max_depth: float):
+        super().__init__()
+        self.max_depth = float(max_depth)
+        self.embed = nn.Embedding(int(self.max_depth) + 1, channels)
+
+    def forward(self, depth: torch.Tensor) -> torch.Tensor:
+        depth = depth.clamp(min=0, max=self.max_depth)
+        floor = depth.floor()
+        frac = (depth - floor)[..., None]
+        lower = floor.long()
+        upper = (lower + 1).clamp(max=self.embed.num_embeddings - 1)
+        out = self.embed(lower) * (1 - frac) + self.embed(upper) * frac
+        return out.permute(0, 3, 1, 2)
