@@ -1,0 +1,199 @@
+"""``monokd ablate``: the ADD ablations (the paper's Table 4 and the PE rows of Table 5) over
+seeds, as mean +- std per row.
+
+Every seed trains one GT-depth teacher; each row is the ADD recipe with the row's switches
+(``monokd.distill.add.PRESETS``) set, trained from that teacher, then evaluated on val. Rows
+whose overrides coincide (F+SA and "SA w/ GT PE") share one run. Runs live under
+``OUT/seed<k>/<row>/`` and are reused on a rerun (the demo's stage markers). Results:
+``RESULTS/add_ablation.json`` and ``RESULTS/add_ablation.md``.
+
+The data size and recipes come from a demo preset (``configs/demo_<preset>.yaml``): ``quick``
+(a smoke run) and ``synth`` (the synth recipes as they are) among them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from monokd.engine import demo
+from monokd.errors import ConfigError
+
+TEACHER_ROW = "teacher"
+PE_ROWS = ["SA-PE-none", "SA-PE-estimated", "SA-PE-gt"]
+ROW_LABELS = {
+    "teacher": "Teacher (object-wise depth GT)", "baseline": "MonoDETR (baseline)",
+    "F": "(a) F", "F+SA": "(b) F +SA", "R": "(c) R", "R+CA": "(d) R +CA", "F+R": "(e) F, R",
+    "F+SA+R": "(f) F +SA, R", "F+R+CA": "(g) F, R +CA", "F+SA+R+CA": "(h) F +SA, R +CA",
+    "SA-PE-none": "+SA w/o PE", "SA-PE-estimated": "+SA w/ estimated PE", "SA-PE-gt": "+SA w/ GT PE",
+}
+DEFAULT_ROWS = {"quick": ["baseline", "F+SA+R+CA"]}
+# The metrics of the markdown tables (every flat key is kept in the JSON).
+SUMMARY_KEYS = [f"Car/{m}/moderate/R40@{iou}" for iou in ("0.70", "0.50") for m in ("3d", "bev")]
+
+
+def distill_rows() -> tuple[dict[str, list[str]], dict[str, list[str]], dict[str, tuple]]:
+    """(row -> overrides, table -> rows, row -> paper AP3D) from the distiller's named rows."""
+    from monokd.distill.add import distiller
+
+    return dict(distiller.PRESETS), dict(distiller.TABLES), dict(getattr(distiller, "PAPER_AP3D", {}))
+
+
+def resolve_rows(spec: str | None, preset: str, presets: Mapping[str, list[str]],
+                 tables: Mapping[str, list[str]]) -> list[str]:
+    """Row names from ``--rows`` (comma-separated names or table names ``table4``,
+    ``table5``, ``pe``, ``all``); by default the teacher, Table 4 and Table 5's PE rows."""
+    if spec is None:
+        if preset in DEFAULT_ROWS:
+            return list(DEFAULT_ROWS[preset])
+        spec = "teacher,table4,pe"
+    groups = {**tables, "pe": PE_ROWS, "all": [TEACHER_ROW, *tables.get("table4", []), *PE_ROWS]}
+    rows: list[str] = []
+    for token in (t.strip() for t in spec.split(",")):
+        if not token:
+            continue
+        names = groups.get(token, [token])
+        for name in names:
+            if name != TEACHER_ROW and name not in presets:
+                raise ConfigError(f"--rows: unknown row {name!r} (rows: {TEACHER_ROW}, {', '.join(presets)}; "
+                                  f"tables: {', '.join(groups)})")
+            if name not in rows:
+                rows.append(name)
+    return rows
+
+
+def run_names(rows: Sequence[str], presets: Mapping[str, list[str]]) -> dict[str, str]:
+    """Row -> the folder of its run: rows with the same overrides (as a set) share the first
+    one's folder."""
+    seen: dict[tuple, str] = {}
+    names = {}
+    for row in rows:
+        key = (TEACHER_ROW,) if row == TEACHER_ROW else tuple(sorted(presets[row]))
+        names[row] = seen.setdefault(key, _folder(row))
+    return names
+
+
+def _folder(row: str) -> str:
+    return row.replace("+", "_").replace(".", "p")
+
+
+def aggregate(per_seed: Sequence[Mapping[str, float]]) -> dict[str, dict[str, float]]:
+    """Mean, sample std (n - 1; 0 for one seed) and n of every key present in all seeds:
+    ``{"mean": {k: ...}, "std": {k: ...}, "n": n}``."""
+    if not per_seed:
+        return {"mean": {}, "std": {}, "n": 0}
+    keys = [k for k in per_seed[0] if all(k in s for s in per_seed[1:])]
+    n = len(per_seed)
+    mean, std = {}, {}
+    for key in keys:
+        values = [float(s[key]) for s in per_seed]
+        mean[key] = sum(values) / n
+        std[key] = math.sqrt(sum((v - mean[key]) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    return {"mean": mean, "std": std, "n": n}
+
+
+def markdown(results: dict) -> str:
+    """The ablation tables (mean +- std over seeds) at IoU 0.7 and 0.5, with the paper's KITTI
+    val AP3D (easy / mod. / hard at 0.7) beside each row where the paper has one."""
+    from monokd.viz.report import metric_table
+
+    rows = [(r["label"], {k: (r["mean"][k], r["std"][k]) for k in r["mean"]}) for r in results["rows"]]
+    paper = {r["label"]: "/".join(f"{v:.2f}" for v in r["paper_ap3d"]) if r.get("paper_ap3d") else "-"
+             for r in results["rows"]}
+    seeds = results["seeds"]
+    head = [f"# ADD ablation on preset `{results['preset']}`", "",
+            f"Car AP (R40, %) on the val split, mean ± sample std over {len(seeds)} seed(s) {seeds}. "
+            "Rows as in the paper's Table 4 and the PE rows of Table 5; the last column is the paper's "
+            "KITTI val AP3D@0.7 easy/mod./hard (real KITTI, full recipe, for orientation only).", ""]
+    tables = [metric_table(rows, iou, extra={"paper AP3D@0.7 (KITTI)": paper} if iou == 0.7 else None,
+                           label="row") for iou in (0.7, 0.5)]
+    return "\n".join(head) + "\n" + "\n".join(tables)
+
+
+def run_ablation(preset_name: str, seeds: int, out: str | Path, results_dir: str | Path,
+                 rows_spec: str | None = None, data_root: str | Path | None = None,
+                 extra_train: Sequence[str] = (), seed_offset: int | None = None) -> dict:
+    """Train and evaluate every row for every seed (reusing finished runs); write the JSON and
+    markdown; return the JSON's content."""
+    preset = demo.load_preset(preset_name)
+    presets, tables, paper = distill_rows()
+    rows = resolve_rows(rows_spec, preset_name, presets, tables)
+    folders = run_names(rows, presets)
+    out = Path(out)
+    data = preset["data"]
+    root = Path(data_root or data.get("root") or out / "data" / "synthkitti")
+    base_seed = int(preset.get("seed", 0)) if seed_offset is None else seed_offset
+    seed_list = [base_seed + k for k in range(seeds)]
+    needs_teacher = any(r == TEACHER_ROW or "distill=null" not in presets[r] for r in rows)
+    clock = demo.Clock(prefix="ablate")
+    total = 1 + len(seed_list) * (int(needs_teacher) + len(set(folders.values()) - {TEACHER_ROW}))
+    step = 1
+    clock.banner(step, total, "data", f"SynthKITTI at {root}")
+    demo.ensure_synth(root, int(data["num_train"]), int(data["num_val"]), int(data.get("seed", 0)),
+                      int(data.get("width", 416)), int(data.get("height", 128)), int(data.get("workers", 1)))
+
+    metrics: dict[str, dict[int, dict[str, float]]] = {}  # folder -> seed -> flat
+    for seed in seed_list:
+        seed_dir = out / f"seed{seed}"
+        teacher_dir = seed_dir / TEACHER_ROW
+        if needs_teacher:
+            step += 1
+            clock.banner(step, total, f"seed {seed} teacher", f"-> {teacher_dir}")
+            ckpt = demo.train(demo.recipe(preset, "teacher"), teacher_dir,
+                              demo.stage_overrides(preset, "teacher", root), seed, extra_train, stage="teacher")
+            if TEACHER_ROW in rows:
+                metrics.setdefault(TEACHER_ROW, {})[seed] = demo.evaluate(teacher_dir, seed_dir / "eval" / TEACHER_ROW)
+        for folder in dict.fromkeys(f for r, f in folders.items() if r != TEACHER_ROW):
+            row = next(r for r, f in folders.items() if f == folder)
+            run_dir = seed_dir / folder
+            step += 1
+            clock.banner(step, total, f"seed {seed} {row}", f"-> {run_dir}")
+            overrides = demo.stage_overrides(preset, "add", root) + list(presets[row])
+            if "distill=null" not in presets[row]:
+                overrides += demo.teacher_overrides(teacher_dir, ckpt)
+            demo.train(demo.recipe(preset, "add"), run_dir, overrides, seed, extra_train, stage=row)
+            metrics.setdefault(folder, {})[seed] = demo.evaluate(run_dir, seed_dir / "eval" / folder, stage=row)
+
+    results = {"preset": preset_name, "preset_file": preset["_path"], "data": str(root), "seeds": seed_list,
+               "summary_keys": SUMMARY_KEYS, "rows": []}
+    for row in rows:
+        per_seed = metrics[folders[row]]
+        stats = aggregate([per_seed[s] for s in seed_list])
+        results["rows"].append({
+            "name": row, "label": ROW_LABELS.get(row, row), "run": folders[row],
+            "overrides": [] if row == TEACHER_ROW else list(presets[row]),
+            "paper_ap3d": list(paper[row]) if row in paper else None,
+            **stats, "per_seed": {str(s): per_seed[s] for s in seed_list},
+        })
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / "add_ablation.json").write_text(json.dumps(results, indent=1))
+    (results_dir / "add_ablation.md").write_text(markdown(results))
+    print(f"\nablation: {results_dir / 'add_ablation.md'} (total {clock.elapsed()})", flush=True)
+    return results
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--preset", default="synth", help="a demo preset (quick, default, synth) or a YAML path")
+    parser.add_argument("--seeds", type=int, default=3, help="number of seeds (preset seed, +1, ...)")
+    parser.add_argument("--rows", default=None,
+                        help="comma-separated rows or tables (teacher, baseline, F, F+SA, ..., table4, "
+                             "table5, pe, all); default teacher,table4,pe (quick: baseline,F+SA+R+CA)")
+    parser.add_argument("--out", default=None, help="runs folder (default runs/ablate/<preset>)")
+    parser.add_argument("--results", default="benchmarks/results", help="where add_ablation.{json,md} go")
+    parser.add_argument("--data", default=None, help="SynthKITTI root (default: the preset's, else OUT/data)")
+    parser.add_argument("--devices", default=None, help="passed to monokd train (default: its own, auto)")
+
+
+def run(args) -> int:
+    out = args.out or f"runs/ablate/{Path(args.preset).stem}"
+    extra = ["--devices", str(args.devices)] if args.devices else []
+    try:
+        run_ablation(args.preset, args.seeds, out, args.results, args.rows, args.data, extra)
+    except (demo.StageError, ConfigError) as err:
+        print(f"monokd ablate: {err}", file=sys.stderr)
+        return 1
+    return 0

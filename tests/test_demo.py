@@ -1,0 +1,170 @@
+"""monokd demo: the report (tables, chart, markdown), the stage markers and their reuse, and
+(once training exists) the quick preset end to end."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from monokd.engine import demo
+from monokd.viz import report
+
+KEY = "Car/{}/{}/R40@{}"
+
+
+def flat(base: float) -> dict[str, float]:
+    """Fake evaluation metrics: AP = base + offsets that differ per key."""
+    out = {}
+    for i, iou in enumerate(("0.70", "0.50")):
+        for j, metric in enumerate(("3d", "bev")):
+            for k, level in enumerate(report.LEVELS):
+                out[KEY.format(metric, level, iou)] = base + 10 * i + 5 * j - k
+    return out
+
+
+def test_metric_key_and_cells():
+    assert report.metric_key("bev", "hard", 0.5) == "Car/bev/hard/R40@0.50"
+    assert report.format_cell(12.345) == "12.35"
+    assert report.format_cell((3.0, 0.456)) == "3.00 ± 0.46"
+    assert report.format_cell(None) == "-"
+    assert report.format_cell(float("nan")) == "-"
+
+
+def test_metric_table_rows_and_columns():
+    text = report.metric_table([("teacher", flat(20.0)), ("baseline", {})], 0.7)
+    lines = text.splitlines()
+    assert lines[0] == "Car R40 at IoU 0.7"
+    assert lines[2] == "| model | AP3D easy | AP3D mod | AP3D hard | AP_BEV easy | AP_BEV mod | AP_BEV hard |"
+    assert lines[4] == "| teacher | 20.00 | 19.00 | 18.00 | 25.00 | 24.00 | 23.00 |"
+    assert lines[5] == "| baseline | - | - | - | - | - | - |"
+    loose = report.metric_table([("teacher", flat(20.0))], 0.5).splitlines()[4]
+    assert loose == "| teacher | 30.00 | 29.00 | 28.00 | 35.00 | 34.00 | 33.00 |"
+
+
+def test_bar_chart_writes_a_png(tmp_path):
+    path = report.bar_chart({"teacher": flat(20.0), "baseline": flat(5.0), "ADD": {}}, tmp_path / "c" / "chart.png")
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    import matplotlib.image
+
+    image = matplotlib.image.imread(path)
+    assert image.shape[1] > image.shape[0] > 100  # two panels side by side
+
+
+def test_prediction_grid_and_report(tmp_path):
+    image = np.zeros((40, 130, 3), np.uint8)
+    bev = np.full((60, 60, 3), 255, np.uint8)
+    grid = report.prediction_grid({"a": (image, bev), "b": (image, bev)}, tmp_path / "fig" / "frame_000001.png")
+    assert grid.read_bytes()[:4] == b"\x89PNG"
+    chart = report.bar_chart({"teacher": flat(20.0)}, tmp_path / "fig" / "chart.png")
+    path = report.write_report(tmp_path / "report.md", {"Teacher": flat(20.0), "Baseline": flat(3.0)}, chart,
+                               [grid], {"train teacher": 65.0, "report": 2.0}, notes=["Preset `quick`."])
+    text = path.read_text()
+    assert "| Teacher | 20.00 | 19.00 | 18.00 | 25.00 | 24.00 | 23.00 |" in text
+    assert "| Baseline | 13.00 | 12.00 | 11.00 | 18.00 | 17.00 | 16.00 |" in text  # the 0.5 table
+    assert "![moderate AP](fig/chart.png)" in text
+    assert "![frame_000001](fig/frame_000001.png)" in text
+    assert "| train teacher | 0:01:05 |" in text and "| total | 0:01:07 |" in text
+
+
+# --------------------------------------------------------------------------- stage markers
+
+
+def test_training_marker_needs_metrics_and_a_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    assert not demo.training_done(run)
+    (run / "last.ckpt").write_bytes(b"x")
+    assert not demo.training_done(run)
+    (run / "metrics.json").write_text("{}")
+    assert demo.training_done(run)
+    assert demo.find_checkpoint(run) == run / "last.ckpt"
+    (run / "best.ckpt").write_bytes(b"x")
+    assert demo.find_checkpoint(run) == run / "best.ckpt"  # the best one wins
+
+
+def test_evaluation_marker_is_the_json_with_flat(tmp_path):
+    assert demo.evaluation_json(tmp_path / "none") is None
+    (tmp_path / "other.json").write_text(json.dumps({"x": 1}))
+    assert demo.evaluation_json(tmp_path) is None
+    (tmp_path / "metrics.json").write_text(json.dumps({"flat": {"Car/3d/easy/R40@0.70": 3}}))
+    assert demo.read_flat(tmp_path) == {"Car/3d/easy/R40@0.70": 3.0}
+
+
+def test_train_and_evaluate_skip_finished_stages(tmp_path, monkeypatch):
+    calls = []
+
+    def fake(args, stage, env=None):
+        calls.append(args)
+        out = args[args.index("--out") + 1]
+        os.makedirs(out, exist_ok=True)
+        if args[0] == "train":
+            for name in ("config.yaml", "last.ckpt", "metrics.json"):
+                open(os.path.join(out, name), "w").write("{}")
+        else:
+            open(os.path.join(out, "eval.json"), "w").write(json.dumps({"flat": flat(1.0)}))
+
+    monkeypatch.setattr(demo, "run_command", fake)
+    ckpt = demo.train("cfg.yaml", tmp_path / "t", ["a.b=1"], seed=3)
+    assert ckpt == tmp_path / "t" / "last.ckpt"
+    assert calls[0][:7] == ["train", "--config", "cfg.yaml", "--out", str(tmp_path / "t"), "--resume", "auto"]
+    assert calls[0][7:] == ["--seed", "3", "--set", "a.b=1"]
+    assert demo.evaluate(tmp_path / "t", tmp_path / "e") == flat(1.0)
+    assert calls[1][:3] == ["evaluate", "--config", str(tmp_path / "t" / "config.yaml")]
+    demo.train("cfg.yaml", tmp_path / "t", ["a.b=1"], seed=3)
+    demo.evaluate(tmp_path / "t", tmp_path / "e")
+    assert len(calls) == 2  # both reused
+
+
+def test_failed_training_names_the_stage(tmp_path, monkeypatch):
+    monkeypatch.setattr(demo, "run_command", lambda args, stage, env=None: None)  # writes nothing
+    with pytest.raises(demo.StageError, match="stage 'train teacher'"):
+        demo.train("cfg.yaml", tmp_path / "t", [], stage="train teacher")
+
+
+def test_presets_exist_and_name_the_three_recipes():
+    for name in ("quick", "default"):
+        preset = demo.load_preset(name)
+        for model in demo.MODELS:
+            assert demo.recipe(preset, model).name.endswith(".yaml")
+        items = demo.stage_overrides(preset, "add", "/data/x")
+        assert items[0] == "data.root=/data/x"
+    with pytest.raises(Exception, match="no such demo preset"):
+        demo.load_preset("nope")
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def _missing_pipeline() -> str | None:
+    for module in ("monokd.engine.train", "monokd.engine.evaluate", "monokd.data.synth", "monokd.models"):
+        if importlib.util.find_spec(module) is None:
+            return module
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_missing_pipeline() is not None,
+                    reason=f"monokd train / evaluate not available yet ({_missing_pipeline()} missing)")
+def test_quick_demo_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    began = time.monotonic()
+    path = demo.run_demo(tmp_path / "demo", "quick")
+    first = time.monotonic() - began
+    text = path.read_text()
+    for label in demo.LABELS.values():
+        assert f"| {label} |" in text
+    assert (tmp_path / "demo" / "figures" / "moderate_ap.png").read_bytes()[:4] == b"\x89PNG"
+    frames = sorted((tmp_path / "demo" / "figures").glob("frame_*.png"))
+    assert frames and all(f.name in text for f in frames)
+    # a rerun reuses every stage: only the report is redone
+    began = time.monotonic()
+    demo.run_demo(tmp_path / "demo", "quick")
+    assert time.monotonic() - began < first / 2
+    print(f"quick demo: {first:.0f} s", file=sys.stderr)
