@@ -1,0 +1,277 @@
+"""The PyTorch dataset over a KITTI root, and ``collate`` (the batch of docs/architecture.md).
+
+Configuration (``cfg["data"]``; every key optional, defaults in :data:`DEFAULTS`):
+
+- ``root``: the KITTI root (``ImageSets/``, ``training/``, ``testing/``).
+- ``classes``: supervised classes, in label order (default Car, Pedestrian, Cyclist).
+- ``input_size``: [W, H] of the network input (MonoDETR: 1280 x 384).
+- ``mean``, ``std``: RGB normalisation on [0, 1] (ImageNet).
+- ``min_height_scale``: multiplies the devkit's minimum 2-D heights (40/25/25 px) when the
+  difficulty is assigned. ``auto`` = 1 for KITTI-sized images (360 to 390 rows, the drives'
+  sizes) and image height / 375 otherwise, so that on a small render (e.g. a 128-row
+  SynthKITTI) an object counts as the level it would have at KITTI's size.
+- ``filter``: MonoDETR's target filter, applied in input pixels after augmentation: drop
+  objects with depth outside [min_depth, max_depth] (2, 65 m), truncation above
+  max_truncation (0.5), occlusion above max_occlusion (2), a projected 3-D centre outside the
+  input image (center_in_image) or outside its own 2-D box (center_in_box).
+- ``augment``: train-time augmentation (see monokd.data.augment): ``enabled`` (None = on
+  for splits whose name starts with "train"), ``photometric``, ``flip_prob`` (0.5),
+  ``scale_prob`` (0.5), ``scale_range`` ([0.95, 1.05]), ``shift`` (0.1).
+- ``depth_maps``: None (none), ``depth_2``, ``lidar`` or ``auto`` (depth_2 if the frame has
+  one, else the LiDAR sweep projected, else all 0 = no depth).
+- ``load_points``: add the LiDAR sweep as ``points``: (M, 4) x, y, z in the *rectified camera
+  frame of the augmented frame* (mirrored with a flip, like the targets) and reflectance.
+- ``part``: ``training`` or ``testing`` (None = ``testing`` for the split ``test``).
+- ``default_P2``: a 3x4 matrix used for frames without a calib file (images only).
+
+Without a label_2 directory (``testing/``, or images only) targets are empty. With
+``split=None`` every image of the part is used.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from monokd.config import merge
+from monokd.data import augment as aug
+from monokd.data.kitti import (Calibration, KittiFormatError, KittiPaths, Object3D, difficulty,
+                               read_calib, read_depth, read_image, read_label, read_split,
+                               read_velodyne)
+from monokd.geometry.boxes import box_center
+from monokd.geometry.calib import lidar_to_rect, project
+from monokd.geometry.depth import lidar_depth_map
+
+DEFAULTS = {
+    "root": None,
+    "classes": ["Car", "Pedestrian", "Cyclist"],
+    "input_size": [1280, 384],
+    "mean": [0.485, 0.456, 0.406],
+    "std": [0.229, 0.224, 0.225],
+    "min_height_scale": "auto",
+    "filter": {"min_depth": 2.0, "max_depth": 65.0, "max_truncation": 0.5, "max_occlusion": 2,
+               "center_in_image": True, "center_in_box": True},
+    "augment": {"enabled": None, "photometric": True, "flip_prob": 0.5, "scale_prob": 0.5,
+                "scale_range": [0.95, 1.05], "shift": 0.1},
+    "depth_maps": None,
+    "load_points": False,
+    "part": None,
+    "default_P2": None,
+    "seed": 0,
+}
+
+TARGET_KEYS = ("labels", "boxes_2d", "centers_3d_proj", "depth", "dims", "location", "rotation_y",
+               "alpha", "truncation", "occlusion", "difficulty")
+
+
+def data_config(cfg: dict | None) -> dict:
+    """``cfg["data"]`` over :data:`DEFAULTS`."""
+    return merge(DEFAULTS, (cfg or {}).get("data", {}) or {})
+
+
+class KittiDataset(Dataset):
+    """Frames of ``<root>/ImageSets/<split>.txt``; one item per frame (see :func:`collate`).
+
+    Args:
+        root: KITTI root (None: ``cfg["data"]["root"]``).
+        split: split name, or None for every image of the part.
+        cfg: the full config (only ``cfg["data"]`` is read).
+        augment: force train-time augmentation on or off (None: ``data.augment.enabled``).
+    """
+
+    def __init__(self, root=None, split: str | None = "train", cfg: dict | None = None,
+                 augment: bool | None = None):
+        self.cfg = data_config(cfg)
+        root = root if root is not None else self.cfg["root"]
+        if root is None:
+            raise KittiFormatError("<config>", None, "data.root", "no KITTI root given")
+        self.root = Path(root)
+        self.split = split
+        part = self.cfg["part"] or ("testing" if split == "test" else "training")
+        self.paths = KittiPaths(self.root, part)
+        image_dir = self.root / part / "image_2"
+        if split is None:
+            if not image_dir.is_dir():
+                raise KittiFormatError(image_dir, None, None, "image directory not found")
+            self.ids = sorted(p.stem for p in image_dir.glob("*.png"))
+        else:
+            self.ids = read_split(self.paths.split(split), image_dir)
+        self.has_labels = (self.root / part / "label_2").is_dir()
+        self.classes = list(self.cfg["classes"])
+        enabled = augment if augment is not None else self.cfg["augment"]["enabled"]
+        self.augment = bool(enabled) if enabled is not None else str(split).startswith("train")
+        self.input_size = tuple(int(s) for s in self.cfg["input_size"])
+        self._draws = 0
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    # --- reading -------------------------------------------------------------------------
+
+    def read_calib(self, frame: str) -> Calibration:
+        path = self.paths.file("calib", frame)
+        if not path.is_file() and self.cfg["default_P2"] is not None:
+            P2 = np.asarray(self.cfg["default_P2"], dtype=np.float64).reshape(3, 4)
+            return Calibration(P0=P2, P1=P2, P2=P2, P3=P2)
+        return read_calib(path)
+
+    def read_objects(self, frame: str) -> list[Object3D]:
+        return read_label(self.paths.file("label_2", frame)) if self.has_labels else []
+
+    def read_depth_map(self, frame: str, calib: Calibration, image_size):
+        """(H, W) depth in metres at the original resolution, or None."""
+        mode = self.cfg["depth_maps"]
+        depth_path = self.paths.file("depth_2", frame)
+        if mode in ("depth_2", "auto") and (depth_path.is_file() or mode == "depth_2"):
+            return read_depth(depth_path, nan_policy="zero")
+        velo_path = self.paths.file("velodyne", frame)
+        if mode in ("lidar", "auto") and (velo_path.is_file() or mode == "lidar"):
+            return None  # projected from the sweep after augmentation (stays sparse and exact)
+        return np.zeros(image_size[::-1], dtype=np.float32)
+
+    def _rng(self, index: int) -> np.random.Generator:
+        # torch.initial_seed() differs per DataLoader worker and per epoch; the counter makes
+        # repeated draws in one process differ too.
+        self._draws += 1
+        return np.random.default_rng([int(self.cfg["seed"]), torch.initial_seed() % 2**63, index, self._draws])
+
+    # --- one item ------------------------------------------------------------------------
+
+    def __getitem__(self, index: int) -> dict:
+        frame = self.ids[index]
+        image = read_image(self.paths.file("image_2", frame))
+        calib = self.read_calib(frame)
+        objects = self.read_objects(frame)
+        image_size = (image.shape[1], image.shape[0])
+        rng = self._rng(index)
+        choice = aug.sample_augmentation(rng, self.cfg["augment"]) if self.augment else aug.Augmentation()
+        if self.augment and self.cfg["augment"]["photometric"]:
+            image = aug.photometric_distortion(image, rng)
+        affine = aug.input_affine(choice, image_size, self.input_size)
+        P2 = aug.camera_matrix(calib.P2, affine, choice.flip)
+        if choice.flip:
+            objects = aug.mirror_objects(objects)
+        item = {
+            "image": self._normalise(aug.warp(image, affine, self.input_size)),
+            "P2": torch.as_tensor(P2, dtype=torch.float32),
+            "P2_original": torch.as_tensor(calib.P2, dtype=torch.float32),
+            "input_to_original": torch.as_tensor(aug.invert(affine), dtype=torch.float32),
+            "image_size": torch.tensor(image_size, dtype=torch.long),
+            "frame_id": frame,
+            "flipped": choice.flip,
+            "targets": self.targets(objects, affine, P2, image_size),
+        }
+        camera = _input_camera(calib, P2, choice.flip)
+        if self.cfg["depth_maps"]:
+            item["depth_map"] = self._depth_map(frame, calib, camera, image_size, affine)
+        if self.cfg["load_points"]:
+            velo = self.paths.file("velodyne", frame)
+            points = read_velodyne(velo) if velo.is_file() else np.zeros((0, 4), np.float32)
+            rect = lidar_to_rect(points[:, :3], camera)
+            item["points"] = torch.as_tensor(np.concatenate([rect, points[:, 3:4]], 1), dtype=torch.float32)
+        return item
+
+    def _normalise(self, image: np.ndarray) -> torch.Tensor:
+        mean = np.asarray(self.cfg["mean"], dtype=np.float32)
+        std = np.asarray(self.cfg["std"], dtype=np.float32)
+        out = (image.astype(np.float32) / 255.0 - mean) / std
+        return torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1)))
+
+    def _depth_map(self, frame, calib, camera, image_size, affine) -> torch.Tensor:
+        depth = self.read_depth_map(frame, calib, image_size)
+        if depth is None:
+            points = read_velodyne(self.paths.file("velodyne", frame))
+            out = lidar_depth_map(points, camera, self.input_size)
+        else:
+            out = aug.warp(depth, affine, self.input_size, nearest=True)
+        return torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32))[None]
+
+    def min_height_scale(self, image_size) -> float:
+        scale = self.cfg["min_height_scale"]
+        if scale != "auto":
+            return float(scale)
+        height = image_size[1]
+        return 1.0 if 360 <= height <= 390 else height / 375.0
+
+    def targets(self, objects: list[Object3D], affine: np.ndarray, P2: np.ndarray, image_size) -> dict:
+        """The supervised objects of the configured classes, in input pixels (see the module doc)."""
+        objects = [o for o in objects if o.type in self.classes]
+        if not objects:
+            return empty_targets()
+        dims = np.stack([o.dims for o in objects])
+        location = np.stack([o.location for o in objects])
+        truncation = np.array([o.truncated for o in objects])
+        occlusion = np.array([o.occluded for o in objects])
+        level = difficulty([o.height_2d for o in objects], occlusion, truncation, self.min_height_scale(image_size))
+        width, height = self.input_size
+        boxes = aug.transform_boxes_2d(np.stack([o.box2d for o in objects]), affine)
+        boxes[:, 0::2] = boxes[:, 0::2].clip(0, width - 1)
+        boxes[:, 1::2] = boxes[:, 1::2].clip(0, height - 1)
+        centers, _ = project(box_center(dims, location), P2)
+        keep = self._keep(location[:, 2], truncation, occlusion, centers, boxes)
+        values = {
+            "labels": [self.classes.index(o.type) for o in objects],
+            "boxes_2d": boxes, "centers_3d_proj": centers, "depth": location[:, 2], "dims": dims,
+            "location": location, "rotation_y": [o.rotation_y for o in objects],
+            "alpha": [o.alpha for o in objects], "truncation": truncation,
+            "occlusion": occlusion, "difficulty": level,
+        }
+        return {k: _tensor(k, np.asarray(v)[keep]) for k, v in values.items()}
+
+    def _keep(self, depth, truncation, occlusion, centers, boxes) -> np.ndarray:
+        rule = self.cfg["filter"]
+        keep = (depth >= rule["min_depth"]) & (depth <= rule["max_depth"])
+        keep &= (truncation <= rule["max_truncation"]) & (occlusion <= rule["max_occlusion"])
+        u, v = centers[:, 0], centers[:, 1]
+        if rule["center_in_image"]:
+            width, height = self.input_size
+            keep &= (u >= 0) & (u <= width - 1) & (v >= 0) & (v <= height - 1)
+        if rule["center_in_box"]:
+            keep &= (u >= boxes[:, 0]) & (u <= boxes[:, 2]) & (v >= boxes[:, 1]) & (v <= boxes[:, 3])
+        return keep
+
+
+def _input_camera(calib: Calibration, P2: np.ndarray, flip: bool) -> Calibration:
+    """The calibration of the augmented frame: LiDAR -> (mirrored) rect -> input pixels."""
+    camera = calib.copy()
+    camera.P2 = P2
+    if flip:
+        camera.R0_rect = np.diag([-1.0, 1.0, 1.0]) @ calib.R0_rect
+    return camera
+
+
+_LONG_KEYS = ("labels", "occlusion", "difficulty")
+_TARGET_WIDTH = {"boxes_2d": 4, "centers_3d_proj": 2, "dims": 3, "location": 3}
+
+
+def _tensor(key: str, value: np.ndarray) -> torch.Tensor:
+    dtype = torch.long if key in _LONG_KEYS else torch.float32
+    shape = (-1, _TARGET_WIDTH[key]) if key in _TARGET_WIDTH else (-1,)
+    return torch.as_tensor(value.astype(np.float64 if dtype == torch.float32 else np.int64), dtype=dtype).reshape(shape)
+
+
+def empty_targets() -> dict:
+    return {k: _tensor(k, np.zeros(0)) for k in TARGET_KEYS}
+
+
+def collate(items: list[dict]) -> dict:
+    """Stack dataset items into the batch of docs/architecture.md."""
+    batch = {
+        "images": torch.stack([i["image"] for i in items]),
+        "P2": torch.stack([i["P2"] for i in items]),
+        "P2_original": torch.stack([i["P2_original"] for i in items]),
+        "input_to_original": torch.stack([i["input_to_original"] for i in items]),
+        "image_sizes": torch.stack([i["image_size"] for i in items]),
+        "frame_ids": [i["frame_id"] for i in items],
+        "flipped": torch.tensor([bool(i["flipped"]) for i in items]),
+        "targets": [copy.copy(i["targets"]) for i in items],
+    }
+    if all("depth_map" in i for i in items):
+        batch["depth_maps"] = torch.stack([i["depth_map"] for i in items])
+    if all("points" in i for i in items):
+        batch["points"] = [i["points"] for i in items]
+    return batch
