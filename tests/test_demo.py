@@ -83,6 +83,8 @@ def test_training_marker_needs_metrics_and_a_checkpoint(tmp_path):
     (run / "last.ckpt").write_bytes(b"x")
     assert not demo.training_done(run)
     (run / "metrics.json").write_text("{}")
+    assert not demo.training_done(run)  # metrics.json is rewritten after every validation
+    (run / demo.TRAIN_MARKER).write_text("")
     assert demo.training_done(run)
     assert demo.find_checkpoint(run) == run / "last.ckpt"
     (run / "best.ckpt").write_bytes(b"x")

@@ -28,6 +28,7 @@ from monokd.errors import ConfigError
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO_ROOT / "configs"
 SYNTH_MARKER = ".monokd-synth.json"
+TRAIN_MARKER = ".monokd-train-done"
 MODELS = ("teacher", "baseline", "add")
 LABELS = {"teacher": "Teacher (object-wise GT depth)", "baseline": "MonoDETR (baseline)", "add": "MonoDETR + ADD"}
 
@@ -67,10 +68,12 @@ def find_checkpoint(run_dir: str | Path) -> Path | None:
 
 
 def training_done(run_dir: str | Path) -> bool:
-    """A training is finished when its ``metrics.json`` and a checkpoint exist (the engine
-    writes ``metrics.json`` last)."""
+    """A training is finished when ``monokd train`` exited successfully (our marker
+    ``TRAIN_MARKER``, written after it) and its ``metrics.json`` and a checkpoint exist.
+    ``metrics.json`` alone proves nothing: it is rewritten after every validation."""
     run_dir = Path(run_dir)
-    return (run_dir / "metrics.json").is_file() and find_checkpoint(run_dir) is not None
+    return ((run_dir / TRAIN_MARKER).is_file() and (run_dir / "metrics.json").is_file()
+            and find_checkpoint(run_dir) is not None)
 
 
 def evaluation_json(eval_dir: str | Path) -> Path | None:
@@ -115,8 +118,9 @@ def train(config: str | Path, run_dir: str | Path, overrides: list[str], seed: i
         for item in overrides:
             args += ["--set", item]
         run_command(args + list(extra), stage)
-        if not training_done(run_dir):
+        if not (run_dir / "metrics.json").is_file() or find_checkpoint(run_dir) is None:
             raise StageError(f"stage {stage!r}: {run_dir} has no metrics.json and checkpoint after training")
+        (run_dir / TRAIN_MARKER).write_text(" ".join(args) + "\n")
     return find_checkpoint(run_dir)
 
 
