@@ -51,6 +51,7 @@ class FakeDetector(nn.Module):
         grid = boxes[:, :, None, :2] * 2 - 1  # (B, Q, 1, 2)
         depth_map = F.softplus(self.depth_head(f8)) * 10
         sampled = F.grid_sample(depth_map, grid, align_corners=False)[:, 0, :, 0]  # (B, Q)
+        sampled = sampled * batch["P2"][:, 1, 1, None] / 50.0  # reads the focal length, as MonoDETR does
         return {
             "pred_logits": self.cls_head(query),
             "pred_boxes": boxes,

@@ -39,6 +39,9 @@ from monokd.errors import ConfigError
 DEFAULTS = {
     "method": "add",
     "teacher": {"config": None, "ckpt": None},
+    # the flat spelling monokd.engine.checkpoint.build_teacher reads (same meaning)
+    "teacher_config": None,
+    "teacher_ckpt": None,
     "feature": {
         "enabled": True,
         "adapter": "self_attention",  # self_attention (+SA) | conv (plain F)

@@ -1,0 +1,175 @@
+"""``monokd export``: the student alone, without teacher or adapters.
+
+ADD's adapters and its teacher exist only in training, so a distilled student costs exactly
+what the baseline costs at inference. From a checkpoint of ``monokd train`` (distilled or
+not) this writes to ``--out``:
+
+- ``student.safetensors``: the detector's state dict (the baseline's parameter names);
+- ``config.yaml``: the run's config without its ``distill`` section (a baseline recipe);
+- ``student.ckpt``: a baseline-style checkpoint (``state_dict`` keys ``model.<name>``,
+  ``hyper_parameters["cfg"]``) that ``monokd evaluate --ckpt`` / ``monokd predict`` load like
+  any baseline checkpoint;
+- ``student.onnx`` (unless ``--no-onnx``): opset 17 (the TorchScript exporter: it honours
+  the opset, while the torch.export-based one cannot down-convert grid_sample graphs to 17),
+  inputs ``images`` (B, 3, H, W) and ``P2`` (B, 3, 4) at the recipe's input size with a fixed
+  batch size (``P2`` is pruned if the detector does not read it), outputs the raw ``pred_*``
+  heads in name order; checked against PyTorch with onnxruntime;
+- ``export.json``: what was written, parameter count, the ONNX check's max abs difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from monokd.config import save_config
+from monokd.engine.checkpoint import MODEL_PREFIX, check_state_dict, checkpoint_config, model_state, read_checkpoint
+
+STUDENT_PREFIX = "student."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ckpt", required=True, help="checkpoint of `monokd train` (distilled or baseline)")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--config", default=None, help="the run's config (default: the one stored in the checkpoint)")
+    parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX model")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    parser.add_argument("--batch-size", type=int, default=1, help="batch size of the ONNX model (default 1)")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = None
+    if args.config:
+        from monokd.config import load_config
+
+        cfg = load_config(args.config)
+    report = export_student(args.ckpt, args.out, cfg=cfg, onnx=not args.no_onnx, opset=args.opset,
+                            batch_size=args.batch_size)
+    for key, value in report.items():
+        print(f"{key}: {value}")
+    return 0
+
+
+def student_config(cfg: dict) -> dict:
+    """The run's config as a baseline recipe (the ``distill`` section removed)."""
+    out = copy.deepcopy(cfg)
+    out.pop("distill", None)
+    return out
+
+
+def student_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The student's entries of a distiller's state dict (``student.`` prefix removed); a
+    baseline detector's state dict is returned as is."""
+    student = {k[len(STUDENT_PREFIX):]: v for k, v in state.items() if k.startswith(STUDENT_PREFIX)}
+    return student if student else dict(state)
+
+
+def _default_build(cfg: dict) -> nn.Module:
+    from monokd.models import build_detector
+
+    return build_detector(cfg)
+
+
+def export_student(ckpt: str | Path, out_dir: str | Path, cfg: dict | None = None,
+                   build: Callable[[dict], nn.Module] | None = None, onnx: bool = True,
+                   opset: int = 17, batch_size: int = 1) -> dict:
+    """Write the student of ``ckpt`` to ``out_dir`` (see the module docstring); returns the report."""
+    from safetensors.torch import save_file
+
+    checkpoint = read_checkpoint(ckpt)
+    cfg = student_config(cfg if cfg is not None else checkpoint_config(checkpoint, ckpt))
+    state = student_state(model_state(checkpoint))
+    model = (build or _default_build)(cfg)
+    check_state_dict(model, state, source=f"{ckpt} (student)")
+    model.load_state_dict(state)
+    model.eval()
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # clones: safetensors refuses tensors that share storage
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    save_file(tensors, str(out_dir / "student.safetensors"), metadata={"source": str(ckpt)})
+    save_config(cfg, out_dir / "config.yaml")
+    baseline = {"state_dict": {MODEL_PREFIX + k: v for k, v in tensors.items()}, "hyper_parameters": {"cfg": cfg}}
+    for key in ("epoch", "global_step", "pytorch-lightning_version"):
+        if key in checkpoint:
+            baseline[key] = checkpoint[key]
+    torch.save(baseline, out_dir / "student.ckpt")
+    report = {"safetensors": str(out_dir / "student.safetensors"), "config": str(out_dir / "config.yaml"),
+              "checkpoint": str(out_dir / "student.ckpt"), "tensors": len(tensors),
+              "parameters": sum(p.numel() for p in model.parameters())}
+    if onnx:
+        images, P2 = example_inputs(cfg, batch_size)
+        path = out_dir / "student.onnx"
+        names = export_onnx(model, path, images, P2, opset)
+        report.update(onnx=str(path), onnx_outputs=names, onnx_max_abs_diff=onnx_max_abs_diff(model, path, images, P2))
+    (out_dir / "export.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+class HeadsOnly(nn.Module):
+    """(images, P2) -> the detector's raw ``pred_*`` tensors, in name order (ONNX has no dicts)."""
+
+    def __init__(self, detector: nn.Module, names: list[str]):
+        super().__init__()
+        self.detector = detector
+        self.names = names
+
+    def forward(self, images: torch.Tensor, P2: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outputs = self.detector({"images": images, "P2": P2})
+        return tuple(outputs[name] for name in self.names)
+
+
+def head_names(outputs: dict) -> list[str]:
+    """The top-level ``pred_*`` tensors of a detector's outputs, sorted."""
+    names = sorted(k for k, v in outputs.items() if k.startswith("pred_") and isinstance(v, torch.Tensor))
+    if not names:
+        raise ValueError("export: the detector's outputs hold no pred_* tensor")
+    return names
+
+
+def example_inputs(cfg: dict, batch_size: int = 1, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random normalised images (B, 3, H, W) at the recipe's input size and a KITTI-like P2."""
+    from monokd.data.dataset import data_config
+
+    width, height = (int(s) for s in data_config(cfg)["input_size"])
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.randn(batch_size, 3, height, width, generator=gen)
+    focal = 0.58 * width  # KITTI: f = 721 px for 1242 px
+    P2 = torch.tensor([[focal, 0.0, width / 2, 0.0], [0.0, focal, height / 2, 0.0], [0.0, 0.0, 1.0, 0.0]])
+    return images, P2.expand(batch_size, 3, 4).clone()
+
+
+def export_onnx(model: nn.Module, path: str | Path, images: torch.Tensor, P2: torch.Tensor,
+                opset: int = 17) -> list[str]:
+    """torch.onnx.export of :class:`HeadsOnly` with the TorchScript exporter; returns the
+    output names."""
+    with torch.no_grad():
+        names = head_names(model({"images": images, "P2": P2}))
+    wrapper = HeadsOnly(model, names).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter's notice
+        torch.onnx.export(wrapper, (images, P2), str(path), input_names=["images", "P2"], output_names=names,
+                          opset_version=opset, dynamo=False)
+    return names
+
+
+def onnx_max_abs_diff(model: nn.Module, path: str | Path, images: torch.Tensor, P2: torch.Tensor) -> float:
+    """Max abs difference between onnxruntime and PyTorch over every output."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        outputs = model({"images": images, "P2": P2})
+    given = {"images": images.numpy(), "P2": P2.numpy()}
+    feeds = {i.name: given[i.name] for i in session.get_inputs()}  # an unused P2 is pruned
+    names = [o.name for o in session.get_outputs()]
+    got = session.run(names, feeds)
+    return max(float((torch.from_numpy(g) - outputs[n]).abs().max()) for n, g in zip(names, got))
