@@ -141,6 +141,76 @@ def test_presets_exist_and_name_the_three_recipes():
         demo.load_preset("nope")
 
 
+# --------------------------------------------------------------------------- pipeline, faked
+
+
+P2 = np.array([[200.0, 0, 208, 0], [0, 200.0, 64, 0], [0, 0, 1, 0]])
+
+
+def car(x: float, z: float, score: float | None = None):
+    from monokd.data.kitti import Object3D
+
+    return Object3D("Car", 0.0, 0, 0.0, np.array([100.0, 40, 160, 90]), 1.5, 1.6, 3.9,
+                    np.array([x, 1.6, z]), 0.3, score)
+
+
+def fake_root(root, frames=("000000", "000001", "000002")):
+    """A KITTI-layout root of blank 416x128 frames; frame k holds k cars."""
+    from monokd.data import kitti
+
+    calib = kitti.Calibration(P2, P2, P2, P2)
+    for k, frame in enumerate(frames):
+        kitti.write_image(root / "training" / "image_2" / f"{frame}.png", np.full((128, 416, 3), 90, np.uint8))
+        kitti.write_calib(root / "training" / "calib" / f"{frame}.txt", calib)
+        kitti.write_label(root / "training" / "label_2" / f"{frame}.txt", [car(2.0 * i, 15.0 + 5 * i) for i in range(k)])
+    kitti.write_split(root / "ImageSets" / "train.txt", list(frames))
+    kitti.write_split(root / "ImageSets" / "val.txt", list(frames))
+    return root
+
+
+def fake_commands(calls):
+    """A stand-in for ``monokd train`` / ``monokd evaluate`` writing their documented outputs."""
+    from monokd.data import kitti
+
+    def run(args, stage, env=None):
+        calls.append(args)
+        out = args[args.index("--out") + 1]
+        os.makedirs(out, exist_ok=True)
+        if args[0] == "train":
+            for name in ("config.yaml", "best.ckpt", "metrics.json"):
+                open(os.path.join(out, name), "w").write("{}")
+            return
+        base = {"teacher": 30.0, "baseline": 10.0, "add": 15.0}[os.path.basename(out)]
+        open(os.path.join(out, "metrics.json"), "w").write(json.dumps({"flat": flat(base)}))
+        kitti.write_label(os.path.join(out, "data", "000002.txt"), [car(0.5, 16.0, 0.9), car(3.0, 30.0, 0.1)])
+    return run
+
+
+def test_pick_frames_prefers_frames_with_cars(tmp_path):
+    root = fake_root(tmp_path)
+    assert demo.pick_frames(root, 2) == ["000002", "000001"]
+
+
+def test_demo_pipeline_with_faked_commands(tmp_path, monkeypatch):
+    root = fake_root(tmp_path / "data")
+    (root / demo.SYNTH_MARKER).write_text("{}")
+    calls = []
+    monkeypatch.setattr(demo, "run_command", fake_commands(calls))
+    path = demo.run_demo(tmp_path / "out", "quick", data_root=root)
+    assert [c[0] for c in calls] == ["train"] * 3 + ["evaluate"] * 3
+    add = calls[2]
+    assert add[add.index("--config") + 1].endswith("add_monodetr_synth.yaml")
+    assert f"distill.teacher.ckpt={tmp_path / 'out' / 'teacher' / 'best.ckpt'}" in add
+    assert f"data.root={root}" in add
+    text = path.read_text()
+    assert "| MonoDETR + ADD | 15.00 | 14.00 | 13.00 | 20.00 | 19.00 | 18.00 |" in text
+    assert "![frame_000002](figures/frame_000002.png)" in text
+    assert "![frame_000001](figures/frame_000001.png)" in text
+    assert (tmp_path / "out" / "figures" / "moderate_ap.png").is_file()
+    demo.run_demo(tmp_path / "out", "quick", data_root=root)
+    assert len(calls) == 6  # the rerun reused every stage
+
+
 # --------------------------------------------------------------------------- end to end
 
 

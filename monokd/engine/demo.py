@@ -200,7 +200,11 @@ def stage_overrides(preset: dict, model: str, data_root: str | Path) -> list[str
 
 def teacher_overrides(teacher_dir: str | Path, ckpt: str | Path) -> list[str]:
     """Point a distilled student at its trained teacher (saved config + checkpoint)."""
-    return [f"distill.teacher.config={Path(teacher_dir) / 'config.yaml'}", f"distill.teacher.ckpt={ckpt}"]
+    config = Path(teacher_dir) / "config.yaml"
+    # Both spellings: distill.teacher.{config, ckpt} (the recipes' and the distiller's) and
+    # distill.teacher_{config, ckpt} (what monokd.engine.checkpoint.build_teacher reads).
+    return [f"distill.teacher.config={config}", f"distill.teacher.ckpt={ckpt}",
+            f"distill.teacher_config={config}", f"distill.teacher_ckpt={ckpt}"]
 
 
 # --------------------------------------------------------------------------- pictures
@@ -225,10 +229,12 @@ def result_file(eval_dir: str | Path, frame: str) -> Path | None:
 
 def draw_pictures(root: str | Path, eval_dirs: dict[str, Path], out_dir: str | Path, count: int,
                   score_threshold: float = 0.2) -> list[Path]:
-    """One PNG a frame: for each model its predictions (and the ground truth) drawn on the
-    image and on a bird's-eye view, side by side."""
+    """One PNG a frame: for each model its predictions (red) and the ground truth (green) on
+    the image and on a bird's-eye view, side by side; every view of a frame shares one depth
+    range so the columns compare."""
     from monokd.data.kitti import KittiPaths, read_calib, read_image, read_label
-    from monokd.viz import draw as viz_draw  # noqa: F401  (imported here: optional at import time)
+    from monokd.viz.bev import draw_bev
+    from monokd.viz.draw import PRED_COLOR, bev_depth, draw_boxes_2d, draw_boxes_3d
     from monokd.viz.report import prediction_grid
 
     paths = KittiPaths(Path(root))
@@ -237,13 +243,20 @@ def draw_pictures(root: str | Path, eval_dirs: dict[str, Path], out_dir: str | P
         image = read_image(paths.file("image_2", frame))
         P2 = read_calib(paths.file("calib", frame)).P2
         gt = [o for o in read_label(paths.file("label_2", frame)) if o.type != "DontCare"]
-        panels = {}
+        preds = {}
         for model, eval_dir in eval_dirs.items():
             found = result_file(eval_dir, frame)
-            preds = read_label(found) if found is not None else []
-            preds = [o for o in preds if o.score is None or o.score >= score_threshold]
-            panels[LABELS.get(model, model)] = viz_draw.panel(image, P2, gt, preds)
-        written.append(prediction_grid(panels, Path(out_dir) / f"frame_{frame}.png", title=f"val frame {frame}"))
+            objects = read_label(found) if found is not None else []
+            preds[model] = [o for o in objects if o.score is None or o.score >= score_threshold]
+        far = bev_depth(gt, *preds.values())
+        panels = {}
+        for model, objects in preds.items():
+            drawn = draw_boxes_3d(draw_boxes_2d(image, gt), gt, P2)
+            drawn = draw_boxes_3d(draw_boxes_2d(drawn, objects, PRED_COLOR), objects, P2, PRED_COLOR)
+            bev = draw_bev(None, gt, objects, z_range=(0.0, far), height=max(image.shape[0], 360))
+            panels[f"{LABELS.get(model, model)} ({len(objects)} shown)"] = (drawn, bev)
+        written.append(prediction_grid(panels, Path(out_dir) / f"frame_{frame}.png",
+                                       title=f"val frame {frame}: ground truth green, predictions red"))
     return written
 
 
