@@ -156,6 +156,7 @@ def export_onnx(model: nn.Module, path: str | Path, images: torch.Tensor, P2: to
     wrapper = HeadsOnly(model, names).eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter's notice
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shapes are fixed on purpose
         torch.onnx.export(wrapper, (images, P2), str(path), input_names=["images", "P2"], output_names=names,
                           opset_version=opset, dynamo=False)
     return names
