@@ -67,3 +67,50 @@ def test_markdown_shows_mean_pm_std_and_the_paper_column():
     assert "| Teacher | - | 20.50 ± 0.00 | - | - | - | - | - |" in text
     assert "3 seed(s) [0, 1, 2]" in text
     assert text.count("R40 at IoU") == 2
+
+
+def test_ablation_runs_each_seed_and_writes_json_and_markdown(tmp_path, monkeypatch):
+    """The runner with ``monokd train`` / ``evaluate`` faked: one teacher a seed, rows with the
+    same overrides trained once, the teacher's checkpoint given to distilled rows only."""
+    import json
+    import os
+
+    from monokd.engine import demo
+
+    calls = []
+
+    def fake(args, stage, env=None):
+        calls.append(args)
+        out = args[args.index("--out") + 1]
+        os.makedirs(out, exist_ok=True)
+        if args[0] == "train":
+            for name in ("config.yaml", "last.ckpt", "metrics.json"):
+                open(os.path.join(out, name), "w").write("{}")
+            return
+        seed = int(out.split(os.sep + "seed")[1].split(os.sep)[0])
+        value = {"teacher": 30.0, "baseline": 10.0}.get(os.path.basename(out), 20.0) + seed
+        open(os.path.join(out, "e.json"), "w").write(json.dumps({"flat": {"Car/3d/moderate/R40@0.70": value}}))
+
+    monkeypatch.setattr(demo, "run_command", fake)
+    monkeypatch.setattr(demo, "ensure_synth", lambda root, *a, **k: root)
+    results = ablate.run_ablation("quick", 2, tmp_path / "runs", tmp_path / "res",
+                                  rows_spec="teacher,baseline,F+SA,SA-PE-gt", data_root=tmp_path / "data")
+    trains = [c for c in calls if c[0] == "train"]
+    assert len(trains) == 2 * 3  # per seed: teacher, baseline, F+SA (= SA-PE-gt)
+    teacher_ckpt = str(tmp_path / "runs" / "seed0" / "teacher" / "last.ckpt")
+    by_out = {c[c.index("--out") + 1]: c for c in trains}
+    assert f"distill.teacher.ckpt={teacher_ckpt}" in by_out[str(tmp_path / "runs" / "seed0" / "F_SA")]
+    assert not any("teacher.ckpt" in a for a in by_out[str(tmp_path / "runs" / "seed0" / "baseline")])
+    assert "--seed" in by_out[str(tmp_path / "runs" / "seed1" / "baseline")]
+    rows = {r["name"]: r for r in results["rows"]}
+    key = "Car/3d/moderate/R40@0.70"
+    assert rows["teacher"]["mean"][key] == pytest.approx(30.5)  # seeds 0 and 1
+    assert rows["F+SA"]["std"][key] == pytest.approx(2 ** -0.5)
+    assert rows["SA-PE-gt"]["per_seed"] == rows["F+SA"]["per_seed"]
+    saved = json.loads((tmp_path / "res" / "add_ablation.json").read_text())
+    assert saved["seeds"] == [0, 1] and [r["name"] for r in saved["rows"]] == ["teacher", "baseline", "F+SA", "SA-PE-gt"]
+    text = (tmp_path / "res" / "add_ablation.md").read_text()
+    assert "| MonoDETR (baseline) | - | 10.50 ± 0.71 |" in text
+    ablate.run_ablation("quick", 2, tmp_path / "runs", tmp_path / "res", rows_spec="teacher,baseline,F+SA",
+                        data_root=tmp_path / "data")
+    assert len([c for c in calls if c[0] == "train"]) == 6  # everything reused

@@ -23,6 +23,7 @@ from monokd.engine import demo
 from monokd.errors import ConfigError
 
 TEACHER_ROW = "teacher"
+TEACHER_PAPER_AP3D = (41.43, 28.15, 22.84)  # Table 4, first row: KITTI val Car AP3D R40 @0.7
 PE_ROWS = ["SA-PE-none", "SA-PE-estimated", "SA-PE-gt"]
 ROW_LABELS = {
     "teacher": "Teacher (object-wise depth GT)", "baseline": "MonoDETR (baseline)",
@@ -39,7 +40,8 @@ def distill_rows() -> tuple[dict[str, list[str]], dict[str, list[str]], dict[str
     """(row -> overrides, table -> rows, row -> paper AP3D) from the distiller's named rows."""
     from monokd.distill.add import distiller
 
-    return dict(distiller.PRESETS), dict(distiller.TABLES), dict(getattr(distiller, "PAPER_AP3D", {}))
+    paper = {TEACHER_ROW: TEACHER_PAPER_AP3D, **getattr(distiller, "PAPER_AP3D", {})}
+    return dict(distiller.PRESETS), dict(distiller.TABLES), paper
 
 
 def resolve_rows(spec: str | None, preset: str, presets: Mapping[str, list[str]],
