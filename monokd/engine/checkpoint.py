@@ -1,0 +1,118 @@
+"""Checkpoints: reading them, checking them against a model, and building the model they hold.
+
+A checkpoint is a Lightning checkpoint whose ``hyper_parameters["cfg"]`` is the resolved
+configuration of the run and whose ``state_dict`` keys are ``model.<detector key>``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from monokd.config import get
+from monokd.errors import CheckpointMismatchError, ConfigError
+
+MODEL_PREFIX = "model."
+_SHOWN = 5  # names listed per kind of mismatch
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """The checkpoint dict at ``path`` (tensors on the CPU)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - reported with the file name
+        raise CheckpointMismatchError(f"{path}: not a readable monokd checkpoint ({err})") from None
+
+
+def checkpoint_config(checkpoint: dict, path: str | Path = "<checkpoint>") -> dict:
+    """The resolved config stored in a checkpoint by ``monokd train``."""
+    cfg = (checkpoint.get("hyper_parameters") or {}).get("cfg")
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{path}: the checkpoint stores no config; pass --config")
+    return cfg
+
+
+def model_state(checkpoint: dict) -> dict[str, torch.Tensor]:
+    """The detector's own state dict (the ``model.`` prefix removed)."""
+    state = checkpoint.get("state_dict", checkpoint)
+    return {k[len(MODEL_PREFIX):] if k.startswith(MODEL_PREFIX) else k: v for k, v in state.items()}
+
+
+def _listing(kind: str, names: list[str]) -> str:
+    shown = ", ".join(names[:_SHOWN]) + (", ..." if len(names) > _SHOWN else "")
+    return f"{len(names)} {kind} ({shown})"
+
+
+def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Raise :class:`CheckpointMismatchError` naming missing, unexpected and mis-shaped keys."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [f"{k} {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+              for k, v in expected.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    if missing or unexpected or shapes:
+        parts = [_listing(kind, names) for kind, names in
+                 (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)) if names]
+        raise CheckpointMismatchError(
+            f"{source} does not fit the model ({type(model).__name__}): " + "; ".join(parts)
+            + ". Was it trained with another model or config?")
+
+
+def load_weights(model: nn.Module, checkpoint: dict, source: str = "checkpoint") -> nn.Module:
+    """Load a checkpoint's detector weights into ``model`` strictly (checked first)."""
+    state = model_state(checkpoint)
+    check_state_dict(model, state, source)
+    model.load_state_dict(state)
+    return model
+
+
+def build_model(cfg: dict) -> nn.Module:
+    """The network a config describes: a detector, or a distiller wrapping a student and a
+    frozen teacher when the config has a ``distill`` section."""
+    from monokd.models import build_detector
+
+    if not get(cfg, "distill"):
+        return build_detector(cfg)
+    from monokd.distill import build_distiller
+
+    return build_distiller(cfg, build_detector(cfg), build_teacher(cfg))
+
+
+def build_teacher(cfg: dict) -> nn.Module:
+    """The frozen teacher of a distillation config: ``distill.teacher_ckpt`` (its config read
+    from the checkpoint, or from ``distill.teacher_config``)."""
+    from monokd.config import load_config
+    from monokd.models import build_detector
+
+    ckpt_path = get(cfg, "distill.teacher_ckpt")
+    teacher_cfg_path = get(cfg, "distill.teacher_config")
+    checkpoint = read_checkpoint(ckpt_path) if ckpt_path else None
+    if teacher_cfg_path:
+        teacher_cfg = load_config(teacher_cfg_path)
+    elif checkpoint is not None:
+        teacher_cfg = checkpoint_config(checkpoint, ckpt_path)
+    else:
+        raise ConfigError("distill: give distill.teacher_ckpt (and/or distill.teacher_config)")
+    teacher = build_detector(teacher_cfg)
+    if checkpoint is not None:
+        load_weights(teacher, checkpoint, source=str(ckpt_path))
+    teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+def load_detector(ckpt_path: str | Path, cfg: dict | None = None) -> tuple[nn.Module, dict]:
+    """Build the model of a checkpoint (its stored config unless ``cfg`` is given) and load
+    its weights; returns (model in eval mode, config)."""
+    checkpoint = read_checkpoint(ckpt_path)
+    if cfg is None:
+        cfg = checkpoint_config(checkpoint, ckpt_path)
+    model = build_model(cfg)
+    load_weights(model, checkpoint, source=str(ckpt_path))
+    return model.eval(), cfg

@@ -1,0 +1,107 @@
+"""The Lightning data module: KITTI-layout train/val sets, seeded and sharded loaders."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from monokd.config import get
+from monokd.engine.sampling import EpochBatchSampler, SeededDataset, ShardSampler
+
+
+def build_dataset(cfg: dict, split: str, train: bool) -> Dataset:
+    """The KITTI-layout dataset of ``split`` (augmented when ``train``)."""
+    from monokd.data.dataset import KittiDataset
+
+    # Training follows data.augment; evaluation is never augmented.
+    return KittiDataset(get(cfg, "data.root"), split, cfg, augment=None if train else False)
+
+
+def default_collate() -> Callable:
+    from monokd.data.dataset import collate
+
+    return collate
+
+
+class KittiDataModule(L.LightningDataModule):
+    """Loaders of ``data.train_split`` and ``data.val_split``.
+
+    Datasets and collate may be given directly (tests, custom data); otherwise they are
+    built from ``cfg``. The data position of an interrupted epoch is part of the checkpoint
+    (``state_dict``) so that a resumed run sees exactly the batches it had not trained on.
+    """
+
+    def __init__(self, cfg: dict, train_set: Dataset | None = None, val_set: Dataset | None = None,
+                 collate_fn: Callable | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self._train_set = train_set
+        self._val_set = val_set
+        self._collate = collate_fn
+        self._resume: dict | None = None
+        self.train_sampler: EpochBatchSampler | None = None
+
+    # -- datasets ---------------------------------------------------------------------------
+    @property
+    def collate_fn(self) -> Callable:
+        if self._collate is None:
+            self._collate = default_collate()
+        return self._collate
+
+    @property
+    def train_set(self) -> Dataset:
+        if self._train_set is None:
+            self._train_set = build_dataset(self.cfg, get(self.cfg, "data.train_split", "train"), train=True)
+        return self._train_set
+
+    @property
+    def val_set(self) -> Dataset:
+        if self._val_set is None:
+            self._val_set = build_dataset(self.cfg, get(self.cfg, "data.val_split", "val"), train=False)
+        return self._val_set
+
+    def _rank_world(self) -> tuple[int, int]:
+        if self.trainer is None:
+            return 0, 1
+        return self.trainer.global_rank, self.trainer.world_size
+
+    def _workers(self) -> dict:
+        workers = int(get(self.cfg, "train.num_workers", 0))
+        return {"num_workers": workers, "persistent_workers": False,
+                "pin_memory": torch.cuda.is_available()} if workers else {"num_workers": 0}
+
+    # -- loaders ----------------------------------------------------------------------------
+    def train_dataloader(self) -> DataLoader:
+        seed = int(get(self.cfg, "train.seed", 0))
+        rank, world = self._rank_world()
+        sampler = EpochBatchSampler(len(self.train_set), int(get(self.cfg, "train.batch_size", 1)),
+                                    seed, rank, world)
+        if self._resume is not None:
+            epoch, done = self._resume["epoch"], self._resume["batches_done"]
+            if done >= len(sampler):
+                epoch, done = epoch + 1, 0
+            sampler.resume(epoch, done)
+            self._resume = None
+        self.train_sampler = sampler
+        # A generator of its own keeps loader start-up from drawing on the global one.
+        generator = torch.Generator().manual_seed(seed)
+        return DataLoader(SeededDataset(self.train_set, seed), batch_sampler=sampler,
+                          collate_fn=self.collate_fn, generator=generator, **self._workers())
+
+    def val_dataloader(self) -> DataLoader:
+        rank, world = self._rank_world()
+        batch = int(get(self.cfg, "eval.batch_size", get(self.cfg, "train.batch_size", 1)))
+        return DataLoader(self.val_set, batch_size=batch, sampler=ShardSampler(len(self.val_set), rank, world),
+                          collate_fn=self.collate_fn, **self._workers())
+
+    # -- resume -----------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        return {"epoch": int(self.trainer.current_epoch) if self.trainer is not None else 0,
+                "batches_done": int(getattr(module, "batches_done", 0))}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._resume = dict(state)

@@ -1,0 +1,133 @@
+"""``monokd train``: train a detector, a teacher or a distilled student.
+
+Writes into ``--out``: config.yaml (the resolved config), tensorboard/ (logs), last.ckpt
+(for --resume), best.ckpt (highest ``train.monitor``, by default val Car 3-D moderate AP
+R40) and metrics.json. Multi-GPU/multi-node through DDP: ``--devices N`` (Lightning
+launches the processes) or ``torchrun --nproc_per_node N -m monokd.cli train ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.strategies import DDPStrategy
+
+from monokd.config import get, load_config, save_config, set_key
+from monokd.engine.callbacks import BestCheckpoint, LastCheckpoint, MetricsJson
+from monokd.engine.datamodule import KittiDataModule
+from monokd.engine.module import DetectorModule, NonFiniteLossError
+from monokd.engine.seeding import seed_everything
+from monokd.errors import CheckpointMismatchError, ConfigError
+
+PRECISIONS = {"32": "32-true", "bf16-mixed": "bf16-mixed", "16-mixed": "16-mixed"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="recipe YAML (configs/*.yaml)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config leaf, e.g. --set train.epochs=3 (repeatable)")
+    parser.add_argument("--resume", default=None, metavar="auto|PATH",
+                        help="continue a run: 'auto' = OUT/last.ckpt if present, or a checkpoint path")
+    parser.add_argument("--devices", default=None,
+                        help="devices per node (default: all GPUs, else 1 CPU process; under torchrun: its processes)")
+    parser.add_argument("--num-nodes", type=int, default=None, help="nodes (default: from torchrun, else 1)")
+    parser.add_argument("--precision", choices=sorted(PRECISIONS), default="32")
+    parser.add_argument("--out", default=None, help="run directory (default runs/<config name>)")
+    parser.add_argument("--seed", type=int, default=None, help="overrides train.seed")
+
+
+def resolve_resume(resume: str | None, out: Path) -> Path | None:
+    if resume is None:
+        return None
+    if resume == "auto":
+        last = out / "last.ckpt"
+        return last if last.is_file() else None
+    path = Path(resume)
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume {resume}: checkpoint not found")
+    return path
+
+
+def _launch_topology(devices, num_nodes) -> tuple:
+    """(accelerator, devices, num_nodes): torchrun's environment wins when present."""
+    accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+    if "LOCAL_WORLD_SIZE" in os.environ and "WORLD_SIZE" in os.environ:
+        local = int(os.environ["LOCAL_WORLD_SIZE"])
+        return accelerator, local, int(os.environ["WORLD_SIZE"]) // local
+    if devices is None:
+        devices = torch.cuda.device_count() if accelerator == "gpu" else 1
+    return accelerator, int(devices), int(num_nodes or 1)
+
+
+def build_trainer(cfg: dict, out: Path, devices=None, num_nodes=None, precision: str = "32",
+                  callbacks: list | None = None, progress_bar: bool = True) -> L.Trainer:
+    accelerator, devices, num_nodes = _launch_topology(devices, num_nodes)
+    distributed = devices * num_nodes > 1
+    strategy = DDPStrategy(find_unused_parameters=bool(get(cfg, "train.find_unused_parameters", True)),
+                           process_group_backend="nccl" if accelerator == "gpu" else "gloo") \
+        if distributed else "auto"
+    monitor = str(get(cfg, "train.monitor", "Car/3d/moderate/R40@0.70"))
+    own = [LastCheckpoint(out, int(get(cfg, "train.ckpt_every_steps", 0) or 0)),
+           BestCheckpoint(out), MetricsJson(out, monitor)]
+    return L.Trainer(
+        default_root_dir=str(out), accelerator=accelerator, devices=devices, num_nodes=num_nodes,
+        strategy=strategy, precision=PRECISIONS.get(str(precision), precision),
+        max_epochs=int(get(cfg, "train.epochs", 1)), max_steps=int(get(cfg, "train.max_steps", -1) or -1),
+        check_val_every_n_epoch=int(get(cfg, "train.val_every", 1) or 1),
+        limit_val_batches=get(cfg, "train.limit_val_batches", None),
+        num_sanity_val_steps=0, enable_checkpointing=False, use_distributed_sampler=False,
+        logger=TensorBoardLogger(str(out), name="tensorboard", version="", default_hp_metric=False),
+        log_every_n_steps=int(get(cfg, "train.log_every", 10)),
+        callbacks=own + list(callbacks or []), enable_progress_bar=progress_bar,
+        deterministic=bool(get(cfg, "train.deterministic", False)),
+        benchmark=False)
+
+
+def fit(cfg: dict, out: str | Path, resume: str | Path | None = None, devices=None, num_nodes=None,
+        precision: str = "32", model=None, datamodule: KittiDataModule | None = None,
+        callbacks: list | None = None, progress_bar: bool = True) -> DetectorModule:
+    """Train ``cfg`` into ``out``; returns the trained module. ``model``/``datamodule`` default
+    to the ones the config describes."""
+    out = Path(out)
+    seed_everything(int(get(cfg, "train.seed", 0)))
+    module = DetectorModule(cfg, model)
+    datamodule = datamodule or KittiDataModule(cfg)
+    trainer = build_trainer(cfg, out, devices, num_nodes, precision, callbacks, progress_bar)
+    if trainer.is_global_zero:
+        save_config(cfg, out / "config.yaml")
+    # The data position of an interrupted epoch travels in the data module's state, which
+    # Lightning's check for a "resumable dataloader" does not look at.
+    warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None,
+                weights_only=True)
+    _validate_last_epoch(trainer, module, datamodule)
+    return module
+
+
+def _validate_last_epoch(trainer: L.Trainer, module: DetectorModule, datamodule) -> None:
+    """The final epoch is always scored, even when ``val_every`` does not divide ``epochs``."""
+    every = trainer.check_val_every_n_epoch or 1
+    finished = trainer.current_epoch  # epochs completed
+    if finished > 0 and finished % every != 0 and not trainer.interrupted and trainer.limit_val_batches != 0:
+        trainer.validate(module, datamodule=datamodule, verbose=False)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.set)
+    if args.seed is not None:
+        set_key(cfg, f"train.seed={args.seed}")
+    out = Path(args.out or Path("runs") / Path(args.config).stem)
+    try:
+        resume = resolve_resume(args.resume, out)
+        fit(cfg, out, resume, args.devices, args.num_nodes, args.precision)
+    except (NonFiniteLossError, CheckpointMismatchError, ConfigError, FileNotFoundError) as err:
+        print(f"monokd train: error: {err}", file=sys.stderr)
+        return 1
+    return 0

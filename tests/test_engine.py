@@ -1,0 +1,256 @@
+"""The training engine on a tiny fake detector: schedule, sampling, resume, non-finite steps,
+checkpoint mismatch and a 2-process DDP run (gloo, CPU).
+
+Run as a script (``python tests/test_engine.py ddp OUT``) it is the DDP worker of
+:func:`test_ddp_two_processes`.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # the DDP worker runs this file as a script
+    sys.path.insert(0, str(REPO))
+
+from monokd.data.kitti import Object3D, write_label  # noqa: E402
+from monokd.engine.checkpoint import CheckpointMismatchError, load_weights, read_checkpoint  # noqa: E402
+from monokd.engine.datamodule import KittiDataModule  # noqa: E402
+from monokd.engine.module import NonFiniteLossError  # noqa: E402
+from monokd.engine.sampling import EpochBatchSampler, shard  # noqa: E402
+from monokd.engine.schedule import lr_factor  # noqa: E402
+from monokd.engine.train import fit  # noqa: E402
+
+
+# --------------------------------------------------------------------------- fakes
+class FakeDetector(nn.Module):
+    """Regresses each frame's first object depth from the image; dropout exercises the RNG."""
+
+    def __init__(self, width: int = 4, sqrt_loss: bool = False):
+        super().__init__()
+        self.conv = nn.Conv2d(3, width, 3, padding=1)
+        self.drop = nn.Dropout(0.5)
+        self.head = nn.Linear(width, 1)
+        self.sqrt_loss = sqrt_loss
+
+    def forward(self, batch: dict) -> dict:
+        features = self.drop(self.conv(batch["images"]).relu().mean((2, 3)))
+        return {"depth": self.head(features).squeeze(1) + 10.0}
+
+    def losses(self, outputs: dict, batch: dict) -> dict:
+        target = torch.stack([t["depth"][0] for t in batch["targets"]])
+        error = (outputs["depth"] - target).abs().mean()
+        if self.sqrt_loss:  # finite loss, infinite gradient (d sqrt(x)/dx at 0)
+            error = (error - error.detach()).sqrt()
+        return {"loss": error, "depth": error.detach()}
+
+    def decode(self, outputs: dict, batch: dict) -> list[list[Object3D]]:
+        return [[Object3D("Car", 0.0, 0, 0.0, np.array([10.0, 10.0, 60.0, 50.0]), 1.5, 1.6, 3.9,
+                          np.array([0.0, 1.6, float(z)]), 0.0, 0.9)]
+                for z in outputs["depth"].detach().double()]
+
+
+class FakeFrames(torch.utils.data.Dataset):
+    """Frames with one Car each; train-time noise drawn from the global torch and NumPy
+    generators, as an augmentation would. Labels are written under ``root``."""
+
+    def __init__(self, root: Path, n: int, offset: int = 0, augment: bool = True, nan=False):
+        self.ids = [f"{i + offset:06d}" for i in range(n)]
+        self.augment = augment
+        self.nan = set(range(n)) if nan is True else set(nan or ())  # frames with a NaN image
+        for i, frame in enumerate(self.ids):
+            write_label(Path(root) / "training" / "label_2" / f"{frame}.txt",
+                        [Object3D("Car", 0.0, 0, 0.0, np.array([10.0, 10.0, 60.0, 50.0]), 1.5, 1.6, 3.9,
+                                  np.array([0.0, 1.6, 10.0 + i]), 0.0)])
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> dict:
+        image = torch.full((3, 8, 8), float(index) / len(self))
+        if self.augment:
+            image = image + 0.1 * torch.rand(3, 8, 8) + float(np.random.rand())
+        if index in self.nan:
+            image = torch.full_like(image, float("nan"))
+        return {"image": image, "frame_id": self.ids[index],
+                "targets": {"depth": torch.tensor([10.0 + index])}}
+
+
+def fake_collate(items: list[dict]) -> dict:
+    return {"images": torch.stack([i["image"] for i in items]), "frame_ids": [i["frame_id"] for i in items],
+            "targets": [i["targets"] for i in items]}
+
+
+def tiny_cfg(root: Path, **train) -> dict:
+    base = {"epochs": 2, "batch_size": 2, "lr": 0.05, "weight_decay": 1e-4, "lr_milestones": [1],
+            "lr_gamma": 0.1, "warmup_epochs": 0.5, "grad_clip": 1.0, "num_workers": 0, "seed": 7,
+            "val_every": 1, "ckpt_every_steps": 2, "max_nonfinite": 20, "log_every": 1}
+    return {"data": {"root": str(root), "classes": ["Car"]}, "eval": {"classes": ["Car"]},
+            "train": {**base, **train}}
+
+
+def fake_data(root: Path, cfg: dict, n_train: int = 6, n_val: int = 2, **kw) -> KittiDataModule:
+    return KittiDataModule(cfg, FakeFrames(root, n_train, **kw), FakeFrames(root, n_val, offset=100, augment=False),
+                           fake_collate)
+
+
+def run_fake(root: Path, out: Path, cfg: dict, model=None, **kw):
+    torch.manual_seed(0)  # the config's seed must override whatever state the caller left
+    return fit(cfg, out, model=model or FakeDetector(), datamodule=fake_data(root, cfg, **kw.pop("data", {})),
+               progress_bar=False, **kw)
+
+
+def weights(module) -> dict:
+    return {k: v.clone() for k, v in module.model.state_dict().items()}
+
+
+# --------------------------------------------------------------------------- schedule
+def test_lr_factor_warmup_then_multistep():
+    cfg = {"train": {"lr_milestones": [2, 3], "lr_gamma": 0.1, "warmup_epochs": 0.5}}
+    # 4 batches per epoch: warm-up over the first 2 batches, then x0.1 from epoch 2, x0.01 from 3
+    assert lr_factor(0, 0, 4, cfg) == pytest.approx(0.5)
+    assert lr_factor(0, 1, 4, cfg) == pytest.approx(1.0)
+    assert lr_factor(1, 3, 4, cfg) == pytest.approx(1.0)
+    assert lr_factor(2, 0, 4, cfg) == pytest.approx(0.1)
+    assert lr_factor(3, 2, 4, cfg) == pytest.approx(0.01)
+    assert lr_factor(0, 0, 4, {"train": {}}) == 1.0
+
+
+# --------------------------------------------------------------------------- sampling
+def test_sampler_order_depends_on_seed_and_epoch_only():
+    a = EpochBatchSampler(10, 3, seed=1)
+    b = EpochBatchSampler(10, 3, seed=1)
+    a.set_epoch(2)
+    b.set_epoch(2)
+    assert list(a) == list(b)
+    b.set_epoch(3)
+    assert list(a) != list(b)
+    assert sorted(i for batch in a for _, i in batch) == list(range(10))
+    assert all(e == 2 for batch in a for e, _ in batch)
+
+
+def test_sampler_shards_evenly_and_resumes_after_done_batches():
+    shards = [shard(list(range(7)), r, 2) for r in range(2)]
+    assert len(shards[0]) == len(shards[1]) == 4  # padded: both ranks step 2 times
+    assert set(shards[0]) | set(shards[1]) == set(range(7))
+    s = EpochBatchSampler(7, 2, seed=0, rank=1, world_size=2)
+    full = list(s)
+    assert len(full) == len(s) == 2
+    s.resume(0, 1)
+    assert list(s) == full[1:]
+    assert list(s) == full  # the skip applies once
+
+
+# --------------------------------------------------------------------------- training runs
+def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
+    cfg = tiny_cfg(tmp_path)  # 6 frames, batch 2: 3 batches/epoch, 2 epochs, last.ckpt every 2
+    full = run_fake(tmp_path, tmp_path / "full", cfg)
+
+    class Killed(Exception):
+        pass
+
+    class KillAt(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if pl_module.batches_seen == 5:  # last.ckpt was written after batch 4 (epoch 1)
+                raise Killed
+
+    out = tmp_path / "killed"
+    with pytest.raises(Killed):
+        run_fake(tmp_path, out, cfg, callbacks=[KillAt()])
+    assert read_checkpoint(out / "last.ckpt")["monokd"]["batches_seen"] == 4
+    resumed = run_fake(tmp_path, out, cfg, resume=out / "last.ckpt")
+    assert resumed.batches_seen == full.batches_seen == 6
+    a, b = weights(full), weights(resumed)
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6)
+    # The data and dropout draws matter: a run with another seed ends elsewhere.
+    other = run_fake(tmp_path, tmp_path / "other", tiny_cfg(tmp_path, seed=8))
+    assert not torch.allclose(weights(other)["head.weight"], a["head.weight"])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [v["epoch"] for v in metrics["validations"]] == [0, 1]
+    assert "Car/3d/moderate/R40@0.70" in metrics["final"]["metrics"]
+    assert (out / "best.ckpt").is_file() and (out / "config.yaml").is_file()
+
+
+def test_nonfinite_batches_are_skipped_counted_and_abort_after_limit(tmp_path):
+    cfg = tiny_cfg(tmp_path, epochs=1, batch_size=1, max_nonfinite=5, ckpt_every_steps=0, val_every=99)
+    model = FakeDetector()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    module = run_fake(tmp_path, tmp_path / "nan", cfg, model=model, data={"n_train": 4, "nan": True})
+    assert module.nonfinite_total == 4 and module.nonfinite_in_a_row == 4
+    for key, value in model.state_dict().items():  # no optimiser update at all (not even decay)
+        assert torch.equal(value, before[key]), key
+    cfg = tiny_cfg(tmp_path, epochs=1, batch_size=1, max_nonfinite=5, ckpt_every_steps=0, val_every=99)
+    with pytest.raises(NonFiniteLossError, match="5 non-finite training steps in a row"):
+        run_fake(tmp_path, tmp_path / "abort", cfg, data={"n_train": 8, "nan": True})
+
+
+def test_nonfinite_gradient_with_finite_loss_is_skipped(tmp_path):
+    cfg = tiny_cfg(tmp_path, epochs=1, batch_size=2, ckpt_every_steps=0, val_every=99)
+    model = FakeDetector(sqrt_loss=True)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    module = run_fake(tmp_path, tmp_path / "grad", cfg, model=model, data={"n_train": 4})
+    assert module.nonfinite_total == 2
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_checkpoint_of_another_model_names_mismatched_keys(tmp_path):
+    cfg = tiny_cfg(tmp_path, epochs=1, val_every=99)
+    run_fake(tmp_path, tmp_path / "a", cfg, data={"n_train": 2})
+    checkpoint = read_checkpoint(tmp_path / "a" / "last.ckpt")
+    assert checkpoint["hyper_parameters"]["cfg"]["train"]["seed"] == 7
+    load_weights(FakeDetector(), checkpoint)  # the same model loads
+
+    class Other(FakeDetector):
+        def __init__(self):
+            super().__init__(width=6)
+            self.extra = nn.Linear(2, 2)
+
+    with pytest.raises(CheckpointMismatchError) as err:
+        load_weights(Other(), checkpoint, source="a/last.ckpt")
+    text = str(err.value)
+    assert "a/last.ckpt" in text and "2 missing keys (extra.weight, extra.bias)" in text
+    assert "shape mismatches" in text and "conv.weight (4, 3, 3, 3) vs model (6, 3, 3, 3)" in text
+    with pytest.raises(CheckpointMismatchError, match="missing keys"):  # resuming fails the same way
+        run_fake(tmp_path, tmp_path / "a", cfg, model=Other(), resume=tmp_path / "a" / "last.ckpt")
+
+
+# --------------------------------------------------------------------------- DDP
+def _ddp_worker(out: Path) -> None:
+    torch.set_num_threads(1)
+    cfg = tiny_cfg(out / "data", epochs=1, batch_size=1, ckpt_every_steps=1)
+    # Frame 1 has a NaN image: the rank that gets it cannot step, so neither may the other.
+    module = run_fake(out / "data", out, cfg, devices=2, data={"n_train": 4, "nan": {1}})
+    rank = module.trainer.global_rank
+    torch.save({"weights": weights(module), "batches_seen": module.batches_seen,
+                "nonfinite_total": module.nonfinite_total, "world_size": module.trainer.world_size},
+               out / f"rank{rank}.pt")
+
+
+def test_ddp_two_processes(tmp_path):
+    proc = subprocess.run([sys.executable, __file__, "ddp", str(tmp_path)], cwd=REPO, capture_output=True,
+                          text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    assert [r["world_size"] for r in ranks] == [2, 2]
+    assert [r["batches_seen"] for r in ranks] == [2, 2]  # 4 frames / 2 ranks / batch 1
+    assert [r["nonfinite_total"] for r in ranks] == [1, 1]  # both skipped the NaN step
+    for key in ranks[0]["weights"]:  # DDP kept the replicas identical
+        assert torch.equal(ranks[0]["weights"][key], ranks[1]["weights"][key]), key
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["final"]["metrics"]  # rank 0 scored the gathered detections
+    assert (tmp_path / "last.ckpt").is_file()
+
+
+if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == "ddp":
+    _ddp_worker(Path(sys.argv[2]))
