@@ -76,16 +76,18 @@ def test_prediction_grid_and_report(tmp_path):
 # --------------------------------------------------------------------------- stage markers
 
 
-def test_training_marker_needs_metrics_and_a_checkpoint(tmp_path):
+def test_training_marker_needs_the_exit_marker_and_a_checkpoint(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     assert not demo.training_done(run)
     (run / "last.ckpt").write_bytes(b"x")
-    assert not demo.training_done(run)
     (run / "metrics.json").write_text("{}")
-    assert not demo.training_done(run)  # metrics.json is rewritten after every validation
+    assert not demo.training_done(run)  # both are rewritten while a run goes on
     (run / demo.TRAIN_MARKER).write_text("")
     assert demo.training_done(run)
+    (run / "last.ckpt").unlink()
+    assert not demo.training_done(run)
+    (run / "last.ckpt").write_bytes(b"x")
     assert demo.find_checkpoint(run) == run / "last.ckpt"
     (run / "best.ckpt").write_bytes(b"x")
     assert demo.find_checkpoint(run) == run / "best.ckpt"  # the best one wins
