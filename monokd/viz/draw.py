@@ -1,0 +1,125 @@
+"""Boxes on images, and the picture of a frame (image + bird's-eye view).
+
+Colours: ground truth green, predictions red (with their score). A 3-D box is drawn edge by
+edge, each edge clipped to the part in front of the camera, with its front face (the
+heading) filled translucent and crossed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from monokd.data.kitti import Object3D
+from monokd.geometry.boxes import EDGES, FRONT_FACE, corners_3d
+from monokd.geometry.calib import project
+from monokd.viz.bev import GT_COLOR, PRED_COLOR, draw_bev
+
+NEAR = 0.1  # m: edges are clipped to z >= NEAR before projection
+
+
+def _clip_segment(a: np.ndarray, b: np.ndarray, near: float = NEAR):
+    """The part of segment a-b with z >= near, or None."""
+    if a[2] < near and b[2] < near:
+        return None
+    if a[2] < near or b[2] < near:
+        t = (near - a[2]) / (b[2] - a[2])
+        cut = a + t * (b - a)
+        a, b = (cut, b) if a[2] < near else (a, cut)
+    return a, b
+
+
+def _pixel(point: np.ndarray, P2: np.ndarray) -> tuple[int, int]:
+    uv, _ = project(point[None], P2)
+    u, v = np.clip(uv[0], -1e5, 1e5)
+    return int(round(u)), int(round(v))
+
+
+def draw_boxes_3d(image: np.ndarray, objects: list[Object3D], P2: np.ndarray, color=GT_COLOR,
+                  thickness: int = 2, front_alpha: float = 0.3, show_score: bool = True) -> np.ndarray:
+    """Projected 3-D boxes on a copy of ``image`` (H, W, 3) uint8 RGB.
+
+    ``P2`` (3, 4) must belong to this image (e.g. the batch's P2 for a network input).
+    """
+    import cv2
+
+    out = np.ascontiguousarray(image, dtype=np.uint8).copy()
+    boxes = [(obj, corners_3d(obj.dims, obj.location, np.asarray(obj.rotation_y)))
+             for obj in objects if obj.type != "DontCare"]
+    # Front faces first, blended where they are, so that the edges drawn after stay crisp.
+    mask = np.zeros(out.shape[:2], np.uint8)
+    for _, corners in boxes:
+        front = corners[list(FRONT_FACE)]
+        if front_alpha > 0 and (front[:, 2] >= NEAR).all():
+            cv2.fillPoly(mask, [np.array([_pixel(p, P2) for p in front], dtype=np.int32)], 1)
+    tinted = out * (1.0 - front_alpha) + np.asarray(color, dtype=np.float64) * front_alpha
+    out = np.where(mask[..., None] > 0, tinted.astype(np.uint8), out)
+    for obj, corners in boxes:
+        for i, j in (*EDGES, (FRONT_FACE[0], FRONT_FACE[2]), (FRONT_FACE[1], FRONT_FACE[3])):
+            segment = _clip_segment(corners[i], corners[j])
+            if segment is not None:
+                width = thickness if (i, j) in EDGES else 1  # the front face's cross is thin
+                cv2.line(out, _pixel(segment[0], P2), _pixel(segment[1], P2), color, width, cv2.LINE_AA)
+        if show_score and obj.score is not None and (corners[:, 2] >= NEAR).all():
+            u, v = _pixel(corners[np.argmin(corners[:, 1])], P2)
+            cv2.putText(out, f"{obj.score:.2f}", (u, v - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.45, color, 1, cv2.LINE_AA)
+    return out
+
+
+def draw_boxes_2d(image: np.ndarray, objects: list[Object3D], color=GT_COLOR, thickness: int = 1) -> np.ndarray:
+    """The objects' 2-D boxes (label pixels) on a copy of ``image``."""
+    import cv2
+
+    out = np.ascontiguousarray(image, dtype=np.uint8).copy()
+    for obj in objects:
+        if obj.type == "DontCare":
+            continue
+        x1, y1, x2, y2 = (int(round(v)) for v in obj.box2d)
+        cv2.rectangle(out, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
+    return out
+
+
+def panel(image: np.ndarray, P2: np.ndarray, gt: list[Object3D], preds: list[Object3D] | None = None,
+          points: np.ndarray | None = None, bev_height: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(image with 2-D and 3-D boxes, bird's-eye view) of one frame; ``points`` (N, >=3) in
+    rectified camera coordinates."""
+    drawn = draw_boxes_2d(image, gt, GT_COLOR)
+    drawn = draw_boxes_3d(drawn, gt, P2, GT_COLOR)
+    if preds:
+        drawn = draw_boxes_2d(drawn, preds, PRED_COLOR)
+        drawn = draw_boxes_3d(drawn, preds, P2, PRED_COLOR)
+    bev = draw_bev(points, gt, preds, z_range=(0.0, bev_depth(gt, preds)),
+                   height=bev_height or max(image.shape[0], 360))
+    return drawn, bev
+
+
+def bev_depth(*groups, least: float = 60.0, most: float = 90.0) -> float:
+    """How far the bird's-eye view reaches: 60 m, or past the farthest box (up to 90 m)."""
+    far = [o.location[2] + 5.0 for group in groups for o in group or [] if o.type != "DontCare"]
+    return float(np.clip(np.ceil(max(far, default=least) / 10.0) * 10.0, least, most))
+
+
+def render_frame_picture(image: np.ndarray, P2: np.ndarray, gt: list[Object3D],
+                         preds: list[Object3D] | None = None, points: np.ndarray | None = None,
+                         title: str | None = None) -> np.ndarray:
+    """One picture of a frame: the image with its boxes on the left, the bird's-eye view on the
+    right, a legend below the image. (H', W + W_bev, 3) uint8 RGB."""
+    import cv2
+
+    drawn, bev = panel(image, P2, gt, preds, points, bev_height=max(image.shape[0] + 40, 360))
+    height = max(drawn.shape[0] + 40, bev.shape[0])
+    canvas = np.full((height, drawn.shape[1] + bev.shape[1], 3), 255, dtype=np.uint8)
+    canvas[:drawn.shape[0], :drawn.shape[1]] = drawn
+    canvas[:bev.shape[0], drawn.shape[1]:] = bev
+    row = drawn.shape[0] + 24
+    text = [("ground truth", GT_COLOR)] + ([("prediction", PRED_COLOR)] if preds is not None else [])
+    x = 10
+    if title:
+        cv2.putText(canvas, title, (x, row), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+        x += 12 * len(title) + 20
+    for name, color in text:
+        cv2.rectangle(canvas, (x, row - 11), (x + 14, row + 1), color, -1)
+        cv2.putText(canvas, name, (x + 20, row), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+        x += 20 + 12 * len(name) + 20
+    cv2.putText(canvas, "front face: filled + crossed; BEV: heading line", (x, row), cv2.FONT_HERSHEY_SIMPLEX,
+                0.45, (90, 90, 90), 1, cv2.LINE_AA)
+    return canvas

@@ -1,0 +1,60 @@
+"""``monokd show``: one PNG a frame with the 3-D and 2-D boxes on the image and a bird's-eye
+view with the LiDAR points; optionally predictions (a result label dir) beside the ground truth.
+
+    monokd show --root DIR --split val --ids 000003,000001 --out DIR [--pred-dir LABEL_DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from monokd.data.kitti import KittiPaths, read_calib, read_image, read_label, read_split, read_velodyne, write_image
+from monokd.geometry.calib import lidar_to_rect
+from monokd.viz.draw import render_frame_picture
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", required=True, help="KITTI root (ImageSets/, training/, testing/)")
+    parser.add_argument("--split", default="val", help="split name (ImageSets/<split>.txt); 'test' reads testing/")
+    parser.add_argument("--ids", default=None, help="comma-separated frame ids (default: the whole split)")
+    parser.add_argument("--out", required=True, help="directory for the PNGs")
+    parser.add_argument("--pred-dir", default=None, help="a directory of result label files to draw in red")
+    parser.add_argument("--score-threshold", type=float, default=0.0, help="hide predictions scoring below")
+    parser.add_argument("--max-frames", type=int, default=50, help="draw at most this many frames")
+
+
+def frame_picture(paths: KittiPaths, frame: str, pred_dir: Path | None = None,
+                  score_threshold: float = 0.0) -> np.ndarray:
+    """The picture of one frame (image + BEV), with predictions when ``pred_dir`` is given."""
+    image = read_image(paths.file("image_2", frame))
+    calib = read_calib(paths.file("calib", frame))
+    label = paths.file("label_2", frame)
+    gt = read_label(label) if label.is_file() else []
+    preds = None
+    if pred_dir is not None:
+        found = Path(pred_dir) / f"{frame}.txt"
+        preds = [o for o in (read_label(found) if found.is_file() else [])
+                 if o.score is None or o.score >= score_threshold]
+    velo = paths.file("velodyne", frame)
+    points = lidar_to_rect(read_velodyne(velo)[:, :3], calib) if velo.is_file() else None
+    return render_frame_picture(image, calib.P2, gt, preds, points, title=f"{paths.part} {frame}")
+
+
+def frame_ids(paths: KittiPaths, split: str, ids: str | None) -> list[str]:
+    if ids:
+        return [token.strip().zfill(6) for token in ids.split(",") if token.strip()]
+    return read_split(paths.split(split), Path(paths.root) / paths.part / "image_2")
+
+
+def run(args: argparse.Namespace) -> int:
+    paths = KittiPaths(Path(args.root), "testing" if args.split == "test" else "training")
+    out = Path(args.out)
+    frames = frame_ids(paths, args.split, args.ids)[: args.max_frames]
+    for frame in frames:
+        picture = frame_picture(paths, frame, args.pred_dir, args.score_threshold)
+        write_image(out / f"{frame}.png", picture)
+        print(out / f"{frame}.png")
+    return 0
