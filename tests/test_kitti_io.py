@@ -215,3 +215,24 @@ def test_difficulty_follows_the_devkit_levels():
     # Scaled minimum heights for a 128-row render: 40 and 25 * 128/375 = 13.65 and 8.53 px.
     np.testing.assert_array_equal(kitti.difficulty([13.7, 13.6, 8.6, 8.5], [0] * 4, [0] * 4, 128 / 375),
                                   [0, 1, 1, -1])
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_finite = st.floats(-1000, 1000, allow_nan=False)
+
+
+@settings(max_examples=60, deadline=None)
+@given(kind=st.sampled_from(["Car", "Pedestrian", "Cyclist", "Van"]), trunc=st.floats(0, 1),
+       occ=st.integers(0, 3), box=st.lists(_finite, min_size=4, max_size=4),
+       dims=st.lists(st.floats(0, 20), min_size=3, max_size=3), loc=st.lists(_finite, min_size=3, max_size=3),
+       angles=st.lists(st.floats(-3.2, 3.2), min_size=2, max_size=2),
+       score=st.none() | st.floats(0, 1))
+def test_label_write_read_is_identity_to_the_printed_precision(kind, trunc, occ, box, dims, loc, angles, score):
+    obj = kitti.Object3D(kind, trunc, occ, angles[0], np.array(box), *dims, np.array(loc), angles[1], score)
+    text = kitti.format_label_line(obj)
+    again = kitti.parse_label_line(text)
+    assert kitti.format_label_line(again) == text
+    np.testing.assert_allclose(again.location, loc, atol=0.005 + 1e-9)
+    np.testing.assert_allclose([again.h, again.w, again.l], dims, atol=0.005 + 1e-9)
+    assert again.occluded == occ and (again.score is None) == (score is None)
