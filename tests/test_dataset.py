@@ -268,3 +268,16 @@ def test_unlabelled_and_images_only(tmp_path):
         KittiDataset(only, None, {"data": {"input_size": [110, 32]}})[0]
     with pytest.raises(kitti.KittiFormatError, match="split file not found"):
         KittiDataset(only, "val", {})
+
+
+def test_augmentation_draws_and_photometric_distortion():
+    cfg = {"flip_prob": 0.5, "scale_prob": 0.5, "scale_range": [0.95, 1.05], "shift": 0.1}
+    rng = np.random.default_rng(0)
+    draws = [aug.sample_augmentation(rng, cfg) for _ in range(400)]
+    assert 150 < sum(d.flip for d in draws) < 250 and 150 < sum(d.scale != 1.0 for d in draws) < 250
+    assert all(0.95 <= d.scale <= 1.05 and max(abs(s) for s in d.shift) <= 0.1 for d in draws)
+    image = np.random.default_rng(1).integers(0, 256, (16, 24, 3), dtype=np.uint8)
+    outs = [aug.photometric_distortion(image, np.random.default_rng(seed)) for seed in range(8)]
+    assert all(o.shape == image.shape and o.dtype == np.uint8 for o in outs)
+    assert sum(not np.array_equal(o, image) for o in outs) >= 6
+    np.testing.assert_array_equal(outs[3], aug.photometric_distortion(image, np.random.default_rng(3)))
