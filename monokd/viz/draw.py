@@ -87,9 +87,16 @@ def panel(image: np.ndarray, P2: np.ndarray, gt: list[Object3D], preds: list[Obj
     if preds:
         drawn = draw_boxes_2d(drawn, preds, PRED_COLOR)
         drawn = draw_boxes_3d(drawn, preds, P2, PRED_COLOR)
-    bev = draw_bev(points, gt, preds, z_range=(0.0, bev_depth(gt, preds)),
+    half = bev_half_width(gt, preds)
+    bev = draw_bev(points, gt, preds, x_range=(-half, half), z_range=(0.0, bev_depth(gt, preds)),
                    height=bev_height or max(image.shape[0], 360))
     return drawn, bev
+
+
+def bev_half_width(*groups, least: float = 20.0, most: float = 40.0) -> float:
+    """Half the width of the bird's-eye view: 20 m, or past the box farthest to a side (up to 40 m)."""
+    side = [abs(o.location[0]) + 3.0 for group in groups for o in group or [] if o.type != "DontCare"]
+    return float(np.clip(np.ceil(max(side, default=least) / 5.0) * 5.0, least, most))
 
 
 def bev_depth(*groups, least: float = 60.0, most: float = 90.0) -> float:
