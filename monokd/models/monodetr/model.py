@@ -130,9 +130,9 @@ class MonoDETR(nn.Module):
         depth_memory = (self.depth_encoder(_tokens(depth_features), _tokens(pos[1]).expand(images.shape[0], -1, -1))
                         + _tokens(self.depth_pos_embed(depth)))
 
-        shapes = [tuple(s.shape[-2:]) for s in srcs]
-        spatial_shapes = torch.as_tensor(shapes, dtype=torch.long, device=images.device)
-        level_start = torch.cat([spatial_shapes.new_zeros(1), spatial_shapes.prod(1).cumsum(0)[:-1]])
+        # Python ints (not a tensor) so that tracing and export see fixed shapes, not data.
+        spatial_shapes = [(int(s.shape[-2]), int(s.shape[-1])) for s in srcs]
+        level_start = torch.tensor([0] + [h * w for h, w in spatial_shapes][:-1], device=images.device).cumsum(0)
         src_flat = torch.cat([_tokens(s) for s in srcs], 1)
         pos_flat = torch.cat([_tokens(p) + self.level_embed[i] for i, p in enumerate(pos)], 1)
         memory = self.encoder(src_flat, pos_flat.expand(images.shape[0], -1, -1), spatial_shapes, level_start)

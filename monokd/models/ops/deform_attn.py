@@ -57,7 +57,8 @@ class MSDeformAttn(nn.Module):
     Forward:
         query (N, Lq, C); reference_points (N, Lq, [L,] 2) normalised x, y, or (N, Lq, [L,] 6)
         MonoDETR boxes (x, y, l, r, t, b) normalised; value_input (N, S, C); spatial_shapes
-        (L, 2); level_start_index (L,); padding_mask (N, S) bool, True = padding, or None.
+        (L, 2) tensor or list of (H, W); level_start_index (L,); padding_mask (N, S) bool,
+        True = padding, or None.
         Returns (N, Lq, C).
     With a 2-D reference the offsets are in cells of each level; with a box reference they are
     in units of the box's half-size divided by P, so the sampling pattern scales with the object.
