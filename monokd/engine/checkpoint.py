@@ -15,6 +15,7 @@ from monokd.config import get
 from monokd.errors import CheckpointMismatchError, ConfigError
 
 MODEL_PREFIX = "model."
+STUDENT_PREFIX = "student."  # a distiller's student inside its state dict
 _SHOWN = 5  # names listed per kind of mismatch
 
 
@@ -83,21 +84,28 @@ def build_model(cfg: dict) -> nn.Module:
     return build_distiller(cfg, build_detector(cfg), build_teacher(cfg))
 
 
+def teacher_paths(cfg: dict) -> tuple[str | None, str | None]:
+    """(checkpoint, config) of a distillation's teacher: ``distill.teacher.{ckpt, config}``
+    or the flat ``distill.teacher_{ckpt, config}``."""
+    nested = get(cfg, "distill.teacher") if isinstance(get(cfg, "distill.teacher"), dict) else {}
+    return (nested.get("ckpt") or get(cfg, "distill.teacher_ckpt"),
+            nested.get("config") or get(cfg, "distill.teacher_config"))
+
+
 def build_teacher(cfg: dict) -> nn.Module:
-    """The frozen teacher of a distillation config: ``distill.teacher_ckpt`` (its config read
-    from the checkpoint, or from ``distill.teacher_config``)."""
+    """The frozen teacher of a distillation config: its checkpoint's weights, built from
+    the teacher config given, else from the config stored in that checkpoint."""
     from monokd.config import load_config
     from monokd.models import build_detector
 
-    ckpt_path = get(cfg, "distill.teacher_ckpt")
-    teacher_cfg_path = get(cfg, "distill.teacher_config")
+    ckpt_path, teacher_cfg_path = teacher_paths(cfg)
     checkpoint = read_checkpoint(ckpt_path) if ckpt_path else None
     if teacher_cfg_path:
         teacher_cfg = load_config(teacher_cfg_path)
     elif checkpoint is not None:
         teacher_cfg = checkpoint_config(checkpoint, ckpt_path)
     else:
-        raise ConfigError("distill: give distill.teacher_ckpt (and/or distill.teacher_config)")
+        raise ConfigError("distill.teacher: give distill.teacher.ckpt (and/or distill.teacher.config)")
     teacher = build_detector(teacher_cfg)
     if checkpoint is not None:
         load_weights(teacher, checkpoint, source=str(ckpt_path))
@@ -108,11 +116,18 @@ def build_teacher(cfg: dict) -> nn.Module:
 
 
 def load_detector(ckpt_path: str | Path, cfg: dict | None = None) -> tuple[nn.Module, dict]:
-    """Build the model of a checkpoint (its stored config unless ``cfg`` is given) and load
-    its weights; returns (model in eval mode, config)."""
+    """The detector of a checkpoint, weights loaded, in eval mode, and its config (the one
+    stored in the checkpoint unless ``cfg`` is given). For a distilled checkpoint this is the
+    student alone: inference never needs the teacher or the adapters."""
+    from monokd.models import build_detector
+
     checkpoint = read_checkpoint(ckpt_path)
     if cfg is None:
         cfg = checkpoint_config(checkpoint, ckpt_path)
-    model = build_model(cfg)
-    load_weights(model, checkpoint, source=str(ckpt_path))
+    model = build_detector(cfg)
+    state = model_state(checkpoint)
+    if get(cfg, "distill"):
+        state = {k[len(STUDENT_PREFIX):]: v for k, v in state.items() if k.startswith(STUDENT_PREFIX)}
+    check_state_dict(model, state, str(ckpt_path))
+    model.load_state_dict(state)
     return model.eval(), cfg
