@@ -130,70 +130,80 @@ def dontcare_overlaps(dt: ObjectTable, dc: ObjectTable) -> FrameOverlaps:
 
 
 # --------------------------------------------------------------------------- kernels
+# Plain loops only: numba compiles these in about a second, while library calls (np.sort,
+# np.any, array expressions) would each add seconds of JIT time to every cold start.
 @numba.njit(cache=True)
-def _frame_statistics(ov, n_det, ignored_gt, ignored_det, scores, gt_alpha, det_alpha,
-                      ov_dc, n_dc, min_overlap, thresh, compute_fp, compute_aos,
+def _frame_statistics(g0, g1, d0, d1, ov, ov0, dc_ov, dc_ov0, n_dc, ignored_gt, ignored_det,
+                      scores, gt_alpha, det_alpha, min_overlap, thresh, compute_fp, compute_aos,
                       assigned, tp_scores):
-    """computeStatistics of one frame. Returns tp, fp, fn, similarity; the TP scores go to
-    tp_scores[:tp]. similarity is -1 when there is neither a TP nor an FP (devkit)."""
-    n_gt = ignored_gt.shape[0]
+    """computeStatistics of one frame (ground truth rows g0:g1, detections d0:d1).
+
+    ov[ov0 + i * n_det + j]: overlap of ground truth i and detection j of the frame;
+    dc_ov[dc_ov0 + j * n_dc + k]: detection j over DontCare region k.
+    Returns tp, fp, fn, similarity (-1 when there is neither a TP nor an FP, as the devkit);
+    the scores of the TPs go to tp_scores[:tp].
+    """
+    n_det = d1 - d0
     for j in range(n_det):
         assigned[j] = False
     tp = 0
     fp = 0
     fn = 0
     similarity = 0.0
-    for i in range(n_gt):
-        if ignored_gt[i] == -1:
+    for i in range(g1 - g0):
+        ig = ignored_gt[g0 + i]
+        if ig == -1:
             continue
         det_idx = -1
         valid = _NO_DETECTION
         max_overlap = 0.0
         assigned_ignored = False
         for j in range(n_det):
-            if ignored_det[j] == -1 or assigned[j]:
+            idet = ignored_det[d0 + j]
+            if idet == -1 or assigned[j]:
                 continue
-            if compute_fp and scores[j] < thresh:
+            score = scores[d0 + j]
+            if compute_fp and score < thresh:
                 continue
-            overlap = ov[i * n_det + j]
+            overlap = ov[ov0 + i * n_det + j]
             if not overlap > min_overlap:
                 continue
             if not compute_fp:
                 # recall thresholds: the highest-scoring candidate
-                if scores[j] > valid:
+                if score > valid:
                     det_idx = j
-                    valid = scores[j]
-            elif (overlap > max_overlap or assigned_ignored) and ignored_det[j] == 0:
+                    valid = score
+            elif (overlap > max_overlap or assigned_ignored) and idet == 0:
                 # precision: the candidate of largest overlap, preferring counted detections
                 max_overlap = overlap
                 det_idx = j
                 valid = 1.0
                 assigned_ignored = False
-            elif valid == _NO_DETECTION and ignored_det[j] == 1:
+            elif valid == _NO_DETECTION and idet == 1:
                 det_idx = j
                 valid = 1.0
                 assigned_ignored = True
         if valid == _NO_DETECTION:
-            if ignored_gt[i] == 0:
+            if ig == 0:
                 fn += 1
-        elif ignored_gt[i] == 1 or ignored_det[det_idx] == 1:
+        elif ig == 1 or ignored_det[d0 + det_idx] == 1:
             assigned[det_idx] = True
         else:
-            tp_scores[tp] = scores[det_idx]
+            tp_scores[tp] = scores[d0 + det_idx]
             tp += 1
             if compute_aos:
-                similarity += (1.0 + math.cos(gt_alpha[i] - det_alpha[det_idx])) / 2.0
+                similarity += (1.0 + math.cos(gt_alpha[g0 + i] - det_alpha[d0 + det_idx])) / 2.0
             assigned[det_idx] = True
     if compute_fp:
         for j in range(n_det):
-            if not (assigned[j] or ignored_det[j] != 0 or scores[j] < thresh):
+            if not (assigned[j] or ignored_det[d0 + j] != 0 or scores[d0 + j] < thresh):
                 fp += 1
         n_stuff = 0
         for k in range(n_dc):
             for j in range(n_det):
-                if assigned[j] or ignored_det[j] != 0 or scores[j] < thresh:
+                if assigned[j] or ignored_det[d0 + j] != 0 or scores[d0 + j] < thresh:
                     continue
-                if ov_dc[j * n_dc + k] > min_overlap:
+                if dc_ov[dc_ov0 + j * n_dc + k] > min_overlap:
                     assigned[j] = True
                     n_stuff += 1
         fp -= n_stuff
@@ -203,79 +213,84 @@ def _frame_statistics(ov, n_det, ignored_gt, ignored_det, scores, gt_alpha, det_
 
 
 @numba.njit(cache=True)
-def _tp_scores(gt_off, det_off, ov_off, ov, ignored_gt, ignored_det, scores, min_overlap,
-               assigned, buf):
-    """Scores of the true positives of every frame (statistics without false positives).
+def _accumulate(gt_off, det_off, ov_off, ov, dc_off, dc_ov_off, dc_ov, ignored_gt, ignored_det,
+                scores, gt_alpha, det_alpha, thresholds, min_overlap, compute_fp, compute_aos,
+                pr, tp_out, assigned, buf):
+    """Statistics of all frames.
 
-    assigned: (max detections in a frame,) bool scratch; buf: (max ground truth in a frame,).
+    Without false positives (compute_fp False): writes the TP scores to tp_out and returns
+    their number. With them: adds tp, fp, fn, similarity at each score threshold to
+    pr (T, 4) and returns 0. assigned (max detections a frame) and buf (max ground truth a
+    frame) are scratch.
     """
-    out = np.empty(ignored_gt.shape[0])
-    empty = np.empty(0)
-    n = 0
+    n_tp = 0
     for f in range(gt_off.shape[0] - 1):
         g0, g1, d0, d1 = gt_off[f], gt_off[f + 1], det_off[f], det_off[f + 1]
-        if g1 == g0 or d1 == d0:
+        busy = False  # can anything here be a TP, FP or FN?
+        for i in range(g0, g1):
+            if ignored_gt[i] != -1:
+                busy = True
+        for j in range(d0, d1):
+            if ignored_det[j] == 0:
+                busy = True
+        if not busy:
             continue
-        got = _frame_statistics(ov[ov_off[f]:ov_off[f + 1]], d1 - d0, ignored_gt[g0:g1],
-                                ignored_det[d0:d1], scores[d0:d1], empty, empty, empty, 0,
-                                min_overlap, 0.0, False, False, assigned, buf)[0]
-        out[n:n + got] = buf[:got]
-        n += got
-    return out[:n]
-
-
-@numba.njit(cache=True)
-def _pr_counts(gt_off, det_off, ov_off, ov, dc_off, dc_ov_off, dc_ov, ignored_gt, ignored_det,
-               scores, gt_alpha, det_alpha, thresholds, min_overlap, compute_aos, assigned, buf):
-    """(T, 4) summed tp, fp, fn, similarity at each score threshold (scratch as _tp_scores)."""
-    n_t = thresholds.shape[0]
-    pr = np.zeros((n_t, 4))
-    for f in range(gt_off.shape[0] - 1):
-        g0, g1, d0, d1 = gt_off[f], gt_off[f + 1], det_off[f], det_off[f + 1]
-        ig = ignored_gt[g0:g1]
-        idet = ignored_det[d0:d1]
-        sc = scores[d0:d1]
-        if not (np.any(ig != -1) or np.any(idet == 0)):
-            continue  # nothing here can be a TP, FP or FN
         n_dc = dc_off[f + 1] - dc_off[f]
+        if not compute_fp:
+            got = _frame_statistics(g0, g1, d0, d1, ov, ov_off[f], dc_ov, dc_ov_off[f], n_dc,
+                                    ignored_gt, ignored_det, scores, gt_alpha, det_alpha,
+                                    min_overlap, 0.0, False, False, assigned, buf)[0]
+            for k in range(got):
+                tp_out[n_tp + k] = buf[k]
+            n_tp += got
+            continue
         last_count = -1
         tp, fp, fn, sim = 0, 0, 0, 0.0
-        for t in range(n_t):
+        for t in range(thresholds.shape[0]):
             count = 0
-            for j in range(d1 - d0):
-                if idet[j] != -1 and sc[j] >= thresholds[t]:
+            for j in range(d0, d1):
+                if ignored_det[j] != -1 and scores[j] >= thresholds[t]:
                     count += 1
             if count != last_count:  # same detections above the threshold -> same statistics
                 tp, fp, fn, sim = _frame_statistics(
-                    ov[ov_off[f]:ov_off[f + 1]], d1 - d0, ig, idet, sc, gt_alpha[g0:g1],
-                    det_alpha[d0:d1], dc_ov[dc_ov_off[f]:dc_ov_off[f + 1]], n_dc, min_overlap,
-                    thresholds[t], True, compute_aos, assigned, buf)
+                    g0, g1, d0, d1, ov, ov_off[f], dc_ov, dc_ov_off[f], n_dc, ignored_gt,
+                    ignored_det, scores, gt_alpha, det_alpha, min_overlap, thresholds[t], True,
+                    compute_aos, assigned, buf)
                 last_count = count
             pr[t, 0] += tp
             pr[t, 1] += fp
             pr[t, 2] += fn
             if sim != -1.0:
                 pr[t, 3] += sim
-    return pr
+    return n_tp
 
 
-@numba.njit(cache=True)
-def get_thresholds(tp_scores, n_gt):
-    """The devkit's getThresholds: scores (sorted descending) at which recall passes the
-    next of the 41 sample points."""
-    v = np.sort(tp_scores)[::-1]
-    out = np.empty(v.shape[0])
-    n = 0
+def get_thresholds(tp_scores: np.ndarray, n_gt: int) -> np.ndarray:
+    """The devkit's getThresholds: the scores (descending) at which recall reaches the next
+    of the 41 sample points.
+
+    The devkit walks every score; a score is kept unless the next one is closer to the
+    current sample point. Jumping from kept score to kept score gives the same list with
+    the same floating-point comparisons.
+    """
+    v = np.sort(np.asarray(tp_scores, dtype=np.float64))[::-1]
+    n = v.shape[0]
+    if n == 0:
+        return v
+    i_all = np.arange(n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        left = (i_all + 1) / n_gt
+        right = np.where(i_all < n - 1, (i_all + 2) / n_gt, left)
+    kept = []
     current_recall = 0.0
-    for i in range(v.shape[0]):
-        l_recall = (i + 1) / n_gt
-        r_recall = (i + 2) / n_gt if i < v.shape[0] - 1 else l_recall
-        if (r_recall - current_recall) < (current_recall - l_recall) and i < v.shape[0] - 1:
-            continue
-        out[n] = v[i]
-        n += 1
+    i = 0
+    while i < n:
+        skip = ((right[i:] - current_recall) < (current_recall - left[i:])) & (i_all[i:] < n - 1)
+        i += int(np.argmin(skip))  # the first score not skipped (the last one never is)
+        kept.append(v[i])
         current_recall += 1.0 / (N_SAMPLE_PTS - 1.0)
-    return out[:n]
+        i += 1
+    return np.array(kept)
 
 
 # --------------------------------------------------------------------------- one curve
@@ -297,14 +312,17 @@ def precision_curve(ctx: _Context, ignored_gt, ignored_det, metric: str, min_ove
     n_gt = int(np.count_nonzero(ignored_gt == 0))
     assigned = np.zeros(max(1, int(dt.counts.max(initial=0))), dtype=np.bool_)
     buf = np.empty(max(1, int(gt.counts.max(initial=0))))
-    scores = _tp_scores(gt.offsets, dt.offsets, ov.offsets, ov.values, ignored_gt, ignored_det,
-                        dt.score, float(min_overlap), assigned, buf)
-    thresholds = get_thresholds(scores, n_gt) if scores.size else np.zeros(0)
     dc = ctx.dc_overlaps if metric == "bbox" else ctx.no_dc
     dc_off = ctx.dc.offsets if metric == "bbox" else np.zeros_like(ctx.dc.offsets)
-    pr = _pr_counts(gt.offsets, dt.offsets, ov.offsets, ov.values, dc_off, dc.offsets, dc.values,
-                    ignored_gt, ignored_det, dt.score, gt.alpha, dt.alpha, thresholds,
-                    float(min_overlap), bool(compute_aos), assigned, buf)
+    args = (gt.offsets, dt.offsets, ov.offsets, ov.values, dc_off, dc.offsets, dc.values,
+            ignored_gt, ignored_det, dt.score, gt.alpha, dt.alpha)
+    tp_scores = np.empty(len(ignored_gt))
+    n_tp = _accumulate(*args, np.zeros(0), float(min_overlap), False, False, np.zeros((0, 4)),
+                       tp_scores, assigned, buf)
+    thresholds = get_thresholds(tp_scores[:n_tp], n_gt)
+    pr = np.zeros((len(thresholds), 4))
+    _accumulate(*args, thresholds, float(min_overlap), True, bool(compute_aos), pr, tp_scores,
+                assigned, buf)
     precision = np.zeros(N_SAMPLE_PTS)
     aos = np.zeros(N_SAMPLE_PTS)
     detected = pr[:, 0] + pr[:, 1]

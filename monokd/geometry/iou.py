@@ -70,29 +70,28 @@ def bev_corners(boxes: np.ndarray) -> np.ndarray:
 def _signed_area(px, py, n):
     s = 0.0
     for i in range(n):
-        j = (i + 1) % n
+        j = i + 1 if i + 1 < n else 0
         s += px[i] * py[j] - px[j] * py[i]
     return 0.5 * s
 
 
 @numba.njit(cache=True)
-def _convex_intersection_area(pa, pb):
+def _convex_intersection_area(pa, pb, work):
     """Area of the intersection of two convex quadrilaterals (4, 2), any orientation.
 
     Sutherland-Hodgman: clip ``pa`` by each edge of ``pb``. Points on an edge count as
-    inside, so identical and touching polygons are handled without special cases.
+    inside, so identical and touching polygons need no special case. ``work`` is (6, 16)
+    scratch (plain loops and no allocation keep numba's compile time short).
     """
-    ox = np.empty(_MAX_VERTICES)
-    oy = np.empty(_MAX_VERTICES)
-    nx = np.empty(_MAX_VERTICES)
-    ny = np.empty(_MAX_VERTICES)
-    cx = np.empty(4)
-    cy = np.empty(4)
+    ox, oy, nx, ny, cx, cy = work[0], work[1], work[2], work[3], work[4], work[5]
+    # coordinates relative to a vertex of pb: far from the origin, the shoelace sum would
+    # lose digits to cancellation
+    rx, ry = pb[0, 0], pb[0, 1]
     for i in range(4):
-        ox[i] = pa[i, 0]
-        oy[i] = pa[i, 1]
-        cx[i] = pb[i, 0]
-        cy[i] = pb[i, 1]
+        ox[i] = pa[i, 0] - rx
+        oy[i] = pa[i, 1] - ry
+        cx[i] = pb[i, 0] - rx
+        cy[i] = pb[i, 1] - ry
     n = 4
     if _signed_area(ox, oy, 4) == 0.0:
         return 0.0
@@ -101,12 +100,12 @@ def _convex_intersection_area(pa, pb):
         return 0.0
     sign = 1.0 if orient > 0 else -1.0  # inside = left of each edge for a CCW clip polygon
     for e in range(4):
+        f = e + 1 if e < 3 else 0
         ex0, ey0 = cx[e], cy[e]
-        ex1, ey1 = cx[(e + 1) % 4], cy[(e + 1) % 4]
-        dx, dy = ex1 - ex0, ey1 - ey0
+        dx, dy = cx[f] - ex0, cy[f] - ey0
         m = 0
         for i in range(n):
-            j = (i + 1) % n
+            j = i + 1 if i + 1 < n else 0
             di = sign * (dx * (oy[i] - ey0) - dy * (ox[i] - ex0))
             dj = sign * (dx * (oy[j] - ey0) - dy * (ox[j] - ex0))
             if di >= 0.0:
@@ -124,13 +123,14 @@ def _convex_intersection_area(pa, pb):
         for i in range(n):
             ox[i] = nx[i]
             oy[i] = ny[i]
-    return abs(_signed_area(ox, oy, n))
+    area = _signed_area(ox, oy, n)
+    return area if area > 0 else -area
 
 
 @numba.njit(cache=True)
-def _pair_intersection_areas(corners_a, corners_b, index_a, index_b, out):
+def _pair_intersection_areas(corners_a, corners_b, index_a, index_b, out, work):
     for p in range(index_a.shape[0]):
-        out[p] = _convex_intersection_area(corners_a[index_a[p]], corners_b[index_b[p]])
+        out[p] = _convex_intersection_area(corners_a[index_a[p]], corners_b[index_b[p]], work)
 
 
 def bev_intersection_pairs(corners_a: np.ndarray, corners_b: np.ndarray,
@@ -157,7 +157,7 @@ def bev_intersection_pairs(corners_a: np.ndarray, corners_b: np.ndarray,
         found = np.empty(near.size, dtype=np.float64)
         _pair_intersection_areas(np.ascontiguousarray(corners_a, dtype=np.float64),
                                  np.ascontiguousarray(corners_b, dtype=np.float64),
-                                 index_a[near], index_b[near], found)
+                                 index_a[near], index_b[near], found, np.empty((6, _MAX_VERTICES)))
         out[near] = found
     return out
 
@@ -171,11 +171,14 @@ def _ratio(inter: np.ndarray, union: np.ndarray) -> np.ndarray:
 def bev_overlap_pairs(a: np.ndarray, b: np.ndarray, index_a, index_b, criterion: str = "union"):
     """BEV overlap of the pairs (a[index_a[p]], b[index_b[p]]) of (·, 7) 3-D boxes -> (P,)."""
     a, b = _as_boxes(a), _as_boxes(b)
-    inter = bev_intersection_pairs(bev_corners(a), bev_corners(b), index_a, index_b)
+    index_a = np.asarray(index_a, dtype=np.int64)
+    index_b = np.asarray(index_b, dtype=np.int64)
     area_a = np.abs(a[:, 4] * a[:, 5])[index_a]
+    area_b = np.abs(b[:, 4] * b[:, 5])[index_b]
+    inter = bev_intersection_pairs(bev_corners(a), bev_corners(b), index_a, index_b)
+    inter = np.minimum(inter, np.minimum(area_a, area_b))  # rounding must not exceed either box
     if criterion == "a":
         return _ratio(inter, area_a)
-    area_b = np.abs(b[:, 4] * b[:, 5])[index_b]
     return _ratio(inter, area_a + area_b - inter)
 
 
@@ -187,15 +190,17 @@ def iou_3d_pairs(a: np.ndarray, b: np.ndarray, index_a, index_b, criterion: str 
     a, b = _as_boxes(a), _as_boxes(b)
     index_a = np.asarray(index_a, dtype=np.int64)
     index_b = np.asarray(index_b, dtype=np.int64)
-    inter_area = bev_intersection_pairs(bev_corners(a), bev_corners(b), index_a, index_b)
     pa, pb = a[index_a], b[index_b]
+    area_a, area_b = np.abs(pa[:, 4] * pa[:, 5]), np.abs(pb[:, 4] * pb[:, 5])
+    inter_area = bev_intersection_pairs(bev_corners(a), bev_corners(b), index_a, index_b)
+    inter_area = np.minimum(inter_area, np.minimum(area_a, area_b))
     y_top = np.maximum(pa[:, 1] - pa[:, 3], pb[:, 1] - pb[:, 3])
     y_bottom = np.minimum(pa[:, 1], pb[:, 1])
-    inter = inter_area * np.maximum(0.0, y_bottom - y_top)
-    vol_a = pa[:, 3] * pa[:, 4] * pa[:, 5]
+    overlap_y = np.minimum(np.maximum(0.0, y_bottom - y_top), np.minimum(pa[:, 3], pb[:, 3]))
+    inter = inter_area * overlap_y
+    vol_a, vol_b = area_a * pa[:, 3], area_b * pb[:, 3]
     if criterion == "a":
         return _ratio(inter, vol_a)
-    vol_b = pb[:, 3] * pb[:, 4] * pb[:, 5]
     return _ratio(inter, vol_a + vol_b - inter)
 
 
@@ -228,5 +233,9 @@ def iou_3d(a, b, criterion: str = "union") -> np.ndarray:
 
 def polygon_intersection_area(poly_a: np.ndarray, poly_b: np.ndarray) -> float:
     """Exact intersection area of two convex quadrilaterals given as (4, 2) vertex lists."""
-    return float(_convex_intersection_area(np.asarray(poly_a, dtype=np.float64),
-                                           np.asarray(poly_b, dtype=np.float64)))
+    area = np.zeros(1)
+    _pair_intersection_areas(np.asarray(poly_a, dtype=np.float64).reshape(1, 4, 2),
+                             np.asarray(poly_b, dtype=np.float64).reshape(1, 4, 2),
+                             np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64), area,
+                             np.empty((6, _MAX_VERTICES)))
+    return float(area[0])
