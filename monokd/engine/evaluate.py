@@ -1,0 +1,55 @@
+"""``monokd evaluate --config CFG --ckpt CKPT [--split val] [--out DIR]``: run a checkpoint
+over a split, write the KITTI result files (OUT/data/<frame>.txt) and, when the split has
+labels, the devkit report (OUT/report.txt) and the AP figures (OUT/metrics.json, with a
+``flat`` dict). Called by ``monokd.evaluation.cli`` in its checkpoint mode."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from torch.utils.data import DataLoader
+
+from monokd.config import get, load_config
+from monokd.engine.checkpoint import load_detector
+from monokd.engine.datamodule import build_dataset, default_collate
+from monokd.engine.inference import detect
+from monokd.engine.validation import read_ground_truth, score_detections
+from monokd.errors import CheckpointMismatchError, ConfigError, KittiFormatError
+from monokd.evaluation import write_results
+
+
+def evaluate_checkpoint(args) -> int:
+    """``args``: config (optional: the checkpoint's own), ckpt, split, out, and the
+    overrides as ``overrides`` or ``set`` (lists of key=value). Returns the exit status."""
+    try:
+        return _evaluate(args)
+    except (CheckpointMismatchError, ConfigError, KittiFormatError, FileNotFoundError) as err:
+        print(f"monokd evaluate: error: {err}", file=sys.stderr)
+        return 1
+
+
+def _evaluate(args) -> int:
+    overrides = list(getattr(args, "overrides", None) or getattr(args, "set", None) or [])
+    cfg = load_config(args.config, overrides) if getattr(args, "config", None) else None
+    model, cfg = load_detector(args.ckpt, cfg)
+    split = getattr(args, "split", None) or get(cfg, "data.val_split", "val")
+    out = Path(getattr(args, "out", None) or Path(args.ckpt).parent / f"eval_{split}")
+    dataset = build_dataset(cfg, split, train=False)
+    loader = DataLoader(dataset, batch_size=int(get(cfg, "eval.batch_size", 1) or 1), shuffle=False,
+                        num_workers=int(get(cfg, "train.num_workers", 0) or 0), collate_fn=default_collate())
+    print(f"evaluating {args.ckpt} on {split} ({len(dataset)} frames)", flush=True)
+    detections = detect(model, loader, progress=sys.stdout.isatty())
+    write_results(out / "data", detections)
+    print(f"wrote {len(detections)} result files to {out / 'data'}")
+    if not getattr(dataset, "has_labels", True):
+        print(f"{split}: no labels, no AP computed")
+        return 0
+    result = score_detections(cfg, read_ground_truth(cfg, list(detections), getattr(dataset.paths, "part", "training")),
+                              detections)
+    report = result.report()
+    print(report, end="")
+    (out / "report.txt").write_text(report)
+    result.write_json(out / "metrics.json")
+    print(f"wrote {out / 'report.txt'} and {out / 'metrics.json'}")
+    return 0

@@ -1,0 +1,142 @@
+"""``monokd predict --ckpt CKPT --images DIR --calib FILE_OR_DIR --out DIR [--config CFG]``:
+run a checkpoint on images without labels. Writes OUT/data/<stem>.txt (KITTI result lines)
+and OUT/pictures/<stem>.png (3-D boxes on the image and a bird's-eye view).
+
+``--calib`` is one calib file for every image, or a directory of per-image calib files
+named like the images (<stem>.txt). A calib file is KITTI's; a file holding only the
+``P2:`` line is accepted too. The config is the one stored in the checkpoint unless
+``--config`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from monokd.config import get, load_config
+from monokd.data import augment as aug
+from monokd.data.dataset import collate, data_config, empty_targets
+from monokd.data.kitti import KittiFormatError, read_calib, read_image, write_image
+from monokd.engine.checkpoint import load_detector
+from monokd.engine.inference import detect
+from monokd.errors import CheckpointMismatchError, ConfigError
+from monokd.evaluation import write_results
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ckpt", required=True, help="checkpoint (from monokd train or export)")
+    parser.add_argument("--images", required=True, help="directory of images (.png, .jpg)")
+    parser.add_argument("--calib", required=True, help="one calib file for all images, or a directory of <stem>.txt")
+    parser.add_argument("--out", required=True, help="output directory (data/ results, pictures/)")
+    parser.add_argument("--config", default=None, help="config (default: the one stored in the checkpoint)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--score-threshold", type=float, default=0.2, help="hide weaker boxes in the pictures")
+    parser.add_argument("--no-pictures", action="store_true", help="write the result files only")
+
+
+def read_P2(path: Path) -> np.ndarray:
+    """(3, 4) P2 of a KITTI calib file, or of a file with just the ``P2:`` line."""
+    try:
+        return read_calib(path).P2
+    except KittiFormatError as err:
+        if err.reason != "missing calib key" or err.field == "P2":
+            raise
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if line.strip().startswith("P2:"):
+            try:
+                return np.array([float(t) for t in line.split(":", 1)[1].split()], dtype=np.float64).reshape(3, 4)
+            except ValueError:
+                raise KittiFormatError(path, number, "P2", "expected 12 numbers") from None
+    raise KittiFormatError(path, None, "P2", "missing calib key")
+
+
+class ImageFolder(Dataset):
+    """Images of a directory with their P2, prepared as the evaluation-time dataset does
+    (no augmentation: the whole image resized to ``data.input_size``)."""
+
+    def __init__(self, images: str | Path, calib: str | Path, cfg: dict):
+        self.cfg = data_config(cfg)
+        images, calib = Path(images), Path(calib)
+        if not images.is_dir():
+            raise FileNotFoundError(f"--images {images}: not a directory")
+        self.paths = sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.paths:
+            raise FileNotFoundError(f"--images {images}: no .png/.jpg images")
+        if calib.is_dir():
+            self.calib_files = [calib / f"{p.stem}.txt" for p in self.paths]
+            for image, file in zip(self.paths, self.calib_files):
+                if not file.is_file():
+                    raise KittiFormatError(file, None, None, f"no calib file for image {image.name}")
+        elif calib.is_file():
+            self.calib_files = [calib] * len(self.paths)
+        else:
+            raise FileNotFoundError(f"--calib {calib}: no such file or directory")
+        self._P2 = {f: read_P2(f) for f in set(self.calib_files)}
+        self.input_size = tuple(int(s) for s in self.cfg["input_size"])
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict:
+        image = read_image(self.paths[index])
+        P2 = self._P2[self.calib_files[index]]
+        image_size = (image.shape[1], image.shape[0])
+        affine = aug.input_affine(aug.Augmentation(), image_size, self.input_size)
+        mean = np.asarray(self.cfg["mean"], dtype=np.float32)
+        std = np.asarray(self.cfg["std"], dtype=np.float32)
+        warped = (aug.warp(image, affine, self.input_size).astype(np.float32) / 255.0 - mean) / std
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(warped.transpose(2, 0, 1))),
+            "P2": torch.as_tensor(aug.camera_matrix(P2, affine, False), dtype=torch.float32),
+            "P2_original": torch.as_tensor(P2, dtype=torch.float32),
+            "input_to_original": torch.as_tensor(aug.invert(affine), dtype=torch.float32),
+            "image_size": torch.tensor(image_size, dtype=torch.long),
+            "frame_id": self.paths[index].stem,
+            "flipped": False,
+            "targets": empty_targets(),
+        }
+
+
+def draw_pictures(dataset: ImageFolder, detections: dict, out: Path, score_threshold: float) -> int:
+    from monokd.viz.draw import render_frame_picture
+
+    out.mkdir(parents=True, exist_ok=True)
+    for path, calib in zip(dataset.paths, dataset.calib_files):
+        preds = [o for o in detections.get(path.stem, []) if o.score is None or o.score >= score_threshold]
+        picture = render_frame_picture(read_image(path), dataset._P2[calib], [], preds, title=path.stem)
+        write_image(out / f"{path.stem}.png", picture)
+    return len(dataset)
+
+
+def predict(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.set) if args.config else None
+    model, cfg = load_detector(args.ckpt, cfg)
+    if get(cfg, "model.depth_input"):
+        raise ConfigError(f"{args.ckpt}: a model with model.depth_input={get(cfg, 'model.depth_input')!r} "
+                          "(a teacher) needs ground truth at inference; predict with a student or baseline")
+    dataset = ImageFolder(args.images, args.calib, cfg)
+    out = Path(args.out)
+    loader = DataLoader(dataset, batch_size=args.batch_size, collate_fn=collate)
+    detections = detect(model, loader, progress=sys.stdout.isatty())
+    write_results(out / "data", detections)
+    print(f"wrote {len(detections)} result files to {out / 'data'}")
+    if not args.no_pictures:
+        count = draw_pictures(dataset, detections, out / "pictures", args.score_threshold)
+        print(f"wrote {count} pictures to {out / 'pictures'}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return predict(args)
+    except (CheckpointMismatchError, ConfigError, KittiFormatError, FileNotFoundError) as err:
+        print(f"monokd predict: error: {err}", file=sys.stderr)
+        return 1
