@@ -1,0 +1,70 @@
+"""Write SynthKITTI to disk in the exact KITTI layout.
+
+    OUT/training/{image_2,calib,label_2,velodyne,depth_2}/NNNNNN.{png,txt,bin}
+    OUT/ImageSets/{train,val,trainval}.txt
+
+Frame i is rendered from the seed sequence (seed, i), so its content does not depend on the
+number of frames or of workers.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from pathlib import Path
+
+from monokd.data.kitti import (KittiPaths, write_calib, write_depth, write_image, write_label,
+                               write_split, write_velodyne)
+from monokd.data.synth.render import DEFAULT_SIZE, render_frame
+
+MANIFEST = ".monokd-synth.json"
+
+
+def frame_seed(seed: int, index: int) -> list[int]:
+    """The seed of frame ``index`` of a dataset of ``seed`` (a SeedSequence entropy list)."""
+    return [int(seed), int(index)]
+
+
+def write_frame(root: Path, index: int, seed: int, width: int, height: int) -> int:
+    """Render frame ``index`` and write its five files; returns its number of label lines."""
+    frame = render_frame(frame_seed(seed, index), width, height)
+    paths, name = KittiPaths(Path(root)), f"{index:06d}"
+    write_image(paths.file("image_2", name), frame.image)
+    write_depth(paths.file("depth_2", name), frame.depth)
+    write_calib(paths.file("calib", name), frame.calib)
+    write_label(paths.file("label_2", name), frame.objects)
+    write_velodyne(paths.file("velodyne", name), frame.points)
+    return len(frame.objects)
+
+
+def _write_frame_star(args):
+    return write_frame(*args)
+
+
+def generate(out_dir, num_train: int, num_val: int, seed: int = 0, width: int = DEFAULT_SIZE[0],
+             height: int = DEFAULT_SIZE[1], workers: int = 1) -> Path:
+    """Render ``num_train + num_val`` frames into ``out_dir`` (train ids first, then val)."""
+    if num_train < 0 or num_val < 0 or num_train + num_val == 0:
+        raise ValueError(f"need at least one frame, got num_train={num_train}, num_val={num_val}")
+    if width < 32 or height < 32:
+        raise ValueError(f"image size {width}x{height} is too small (at least 32x32)")
+    root = Path(out_dir)
+    for kind in ("image_2", "calib", "label_2", "velodyne", "depth_2"):
+        (root / "training" / kind).mkdir(parents=True, exist_ok=True)
+    total = num_train + num_val
+    jobs = [(root, i, seed, width, height) for i in range(total)]
+    if workers > 1 and total > 1:
+        with multiprocessing.get_context("spawn").Pool(min(workers, total)) as pool:
+            list(pool.imap_unordered(_write_frame_star, jobs, chunksize=1))
+    else:
+        for job in jobs:
+            write_frame(*job)
+    ids = [f"{i:06d}" for i in range(total)]
+    paths = KittiPaths(root)
+    write_split(paths.split("train"), ids[:num_train])
+    write_split(paths.split("val"), ids[num_train:])
+    write_split(paths.split("trainval"), ids)
+    (root / MANIFEST).write_text(json.dumps({"generator": "monokd.data.synth", "num_train": num_train,
+                                             "num_val": num_val, "seed": seed, "width": width,
+                                             "height": height}, indent=1) + "\n")
+    return root
