@@ -67,10 +67,18 @@ def test_bev_places_and_orients_footprints():
 
 
 def test_frame_picture_combines_image_and_bev():
-    image = np.full((200, 400, 3), 128, np.uint8)
+    image = np.full((300, 400, 3), 128, np.uint8)
     picture = render_frame_picture(image, P, [car()], [car(x=1.0, score=0.5)], None, title="t")
     assert picture.dtype == np.uint8 and picture.shape[0] == 360 and picture.shape[1] > 400
-    assert (picture[:200, :400] == PRED_COLOR).all(axis=-1).any() and (picture[:200, :400] == GT_COLOR).all(axis=-1).any()
+    assert (picture[:300, :400] == PRED_COLOR).all(axis=-1).any() and (picture[:300, :400] == GT_COLOR).all(axis=-1).any()
+    # A small render is drawn enlarged (here 2x), its 2-D boxes and P2 scaled with it.
+    small = np.zeros((128, 200, 3), np.uint8)  # ceil(250 / 128) = 2
+    obj = car(z=20.0)
+    obj.box2d = np.array([80.0, 40.0, 120.0, 60.0])
+    picture = render_frame_picture(small, P * [[0.5], [0.5], [1]], [obj], None, None)
+    assert picture.shape[0] == 360 and (picture[:256, :400] > 0).any()
+    # The 2-D box 80..120 x 40..60 becomes 160.5..240.5 x 80.5..120.5 (pixel centres scale about -0.5).
+    assert (picture[82:119, [160, 240], 1] > 150).all() and (picture[82:119, [150, 175, 225, 250], 1] == 0).all()
 
 
 def test_show_command_writes_one_png_a_frame(kitti_samples, tmp_path):

@@ -7,11 +7,14 @@ heading) filled translucent and crossed.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from monokd.data.kitti import Object3D
 from monokd.geometry.boxes import EDGES, FRONT_FACE, corners_3d
-from monokd.geometry.calib import project
+from monokd.data.augment import crop_affine
+from monokd.geometry.calib import project, transform_intrinsics
 from monokd.viz.bev import GT_COLOR, PRED_COLOR, draw_bev
 
 NEAR = 0.1  # m: edges are clipped to z >= NEAR before projection
@@ -105,6 +108,11 @@ def bev_depth(*groups, least: float = 60.0, most: float = 90.0) -> float:
     return float(np.clip(np.ceil(max(far, default=least) / 10.0) * 10.0, least, most))
 
 
+def _scale_boxes_2d(objects: list[Object3D], factor: int) -> list[Object3D]:
+    """The objects with their 2-D boxes in an image enlarged ``factor`` times."""
+    return [replace(o, box2d=(np.asarray(o.box2d) + 0.5) * factor - 0.5) for o in objects]
+
+
 def render_frame_picture(image: np.ndarray, P2: np.ndarray, gt: list[Object3D],
                          preds: list[Object3D] | None = None, points: np.ndarray | None = None,
                          title: str | None = None) -> np.ndarray:
@@ -112,6 +120,12 @@ def render_frame_picture(image: np.ndarray, P2: np.ndarray, gt: list[Object3D],
     right, a legend below the image. (H', W + W_bev, 3) uint8 RGB."""
     import cv2
 
+    factor = int(np.ceil(250 / image.shape[0]))  # small renders are drawn enlarged, lines stay thin
+    if factor > 1:
+        size = (image.shape[1] * factor, image.shape[0] * factor)
+        P2 = transform_intrinsics(P2, crop_affine((image.shape[1] / 2, image.shape[0] / 2), image.shape[1::-1], size))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+        gt, preds = _scale_boxes_2d(gt, factor), None if preds is None else _scale_boxes_2d(preds, factor)
     drawn, bev = panel(image, P2, gt, preds, points, bev_height=max(image.shape[0] + 40, 360))
     height = max(drawn.shape[0] + 40, bev.shape[0])
     canvas = np.full((height, drawn.shape[1] + bev.shape[1], 3), 255, dtype=np.uint8)
@@ -127,6 +141,7 @@ def render_frame_picture(image: np.ndarray, P2: np.ndarray, gt: list[Object3D],
         cv2.rectangle(canvas, (x, row - 11), (x + 14, row + 1), color, -1)
         cv2.putText(canvas, name, (x + 20, row), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
         x += 20 + 12 * len(name) + 20
-    cv2.putText(canvas, "front face: filled + crossed; BEV: heading line", (x, row), cv2.FONT_HERSHEY_SIMPLEX,
-                0.45, (90, 90, 90), 1, cv2.LINE_AA)
+    hint = "front face: filled + crossed; BEV: heading line"
+    if x + 8 * len(hint) < drawn.shape[1]:
+        cv2.putText(canvas, hint, (x, row), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (90, 90, 90), 1, cv2.LINE_AA)
     return canvas
