@@ -70,51 +70,57 @@ class Hits:
 
 
 def _intersect(kind: int, o: np.ndarray, d: np.ndarray, half: np.ndarray):
-    """Entry t and local normal of rays o + t d (d: (n, 3)) with a solid; t = inf for a miss."""
+    """Entry t (inf for a miss) of rays o + t d (d: (n, 3), local frame) with a solid, and
+    what :func:`_normal` needs to find the entry face of the rays that turn out nearest."""
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if kind == ELLIPSOID:
             os_, ds = o / half, d / half
-            a = (ds * ds).sum(-1)
+            a = np.einsum("ij,ij->i", ds, ds)
             b = 2 * (ds @ os_)
             c = os_ @ os_ - 1.0
             disc = b * b - 4 * a * c
             t = (-b - np.sqrt(disc)) / (2 * a)
-            t = np.where((disc >= 0) & (t > 1e-6), t, np.inf)
-            p = (o + t[:, None] * d) / half
-            normal = p / half
-            return t, normal
+            return np.where((disc >= 0) & (t > 1e-6), t, np.inf), None
         inv = 1.0 / d
         t1, t2 = (-half - o) * inv, (half - o) * inv
-        tn, tf = np.minimum(t1, t2), np.maximum(t1, t2)
+        tn = np.minimum(t1, t2)
+        tf = np.maximum(t1, t2)
         if kind == CYLINDER:
-            # Side of the cylinder x^2/a^2 + y^2/b^2 = 1 replaces the x and y slabs.
+            # The side x^2/a^2 + y^2/b^2 = 1 replaces the x and y slabs.
             os_, ds = o[:2] / half[:2], d[:, :2] / half[:2]
-            a = (ds * ds).sum(-1)
+            a = np.einsum("ij,ij->i", ds, ds)
             b = 2 * (ds @ os_)
             c = os_ @ os_ - 1.0
             disc = b * b - 4 * a * c
             root = np.sqrt(np.maximum(disc, 0.0))
             c_in, c_out = (-b - root) / (2 * a), (-b + root) / (2 * a)
             inside = c <= 0  # origin between the side walls (rays parallel to the axis)
-            c_in = np.where(a > 0, c_in, np.where(inside, -np.inf, np.inf))
-            c_out = np.where(a > 0, c_out, np.where(inside, np.inf, -np.inf))
+            c_in = np.where(a > 0, c_in, -np.inf if inside else np.inf)
+            c_out = np.where(a > 0, c_out, np.inf if inside else -np.inf)
             c_in = np.where(disc >= 0, c_in, np.inf)
             t_near = np.maximum(c_in, tn[:, 2])
             t_far = np.minimum(c_out, tf[:, 2])
             t = np.where((t_near <= t_far) & (t_near > 1e-6), t_near, np.inf)
-            side = c_in >= tn[:, 2]
-            p = (o + np.where(np.isfinite(t), t, 0.0)[:, None] * d) / half
-            normal = np.zeros_like(d)
-            normal[:, :2] = np.where(side[:, None], p[:, :2] / half[:2], 0.0)
-            normal[:, 2] = np.where(side, 0.0, -np.sign(d[:, 2]))
-            return t, normal
+            return t, c_in >= tn[:, 2]
         t_near, t_far = tn.max(-1), tf.min(-1)
-        t = np.where((t_near <= t_far) & (t_near > 1e-6), t_near, np.inf)
-        axis = tn.argmax(-1)
+        return np.where((t_near <= t_far) & (t_near > 1e-6), t_near, np.inf), tn
+
+
+def _normal(kind: int, o: np.ndarray, d: np.ndarray, half: np.ndarray, t: np.ndarray, aux) -> np.ndarray:
+    """Local outward normals (n, 3), not unit, at the entry points of rays that hit."""
+    if kind == BOX:
         normal = np.zeros_like(d)
         rows = np.arange(len(d))
+        axis = aux.argmax(-1)
         normal[rows, axis] = -np.sign(d[rows, axis])
-        return t, normal
+        return normal
+    p = (o + t[:, None] * d) / half
+    if kind == ELLIPSOID:
+        return p / half
+    normal = np.zeros_like(d)
+    normal[:, :2] = np.where(aux[:, None], p[:, :2] / half[:2], 0.0)
+    normal[:, 2] = np.where(aux, 0.0, -np.sign(d[:, 2]))
+    return normal
 
 
 def cast(origin: np.ndarray, directions: np.ndarray, prims: Primitives, bounds: np.ndarray,
@@ -136,18 +142,21 @@ def cast(origin: np.ndarray, directions: np.ndarray, prims: Primitives, bounds: 
         if r1 <= r0 or c1 <= c0:
             continue
         rot = yaw_matrix(prims.yaw[k])
+        kind = int(prims.kind[k])
         d = directions[r0:r1, c0:c1].reshape(-1, 3) @ rot  # rows are (R^T d)^T
         o = rot.T @ (origin - prims.center[k])
-        t, n = _intersect(int(prims.kind[k]), o, d, prims.half[k])
+        t, aux = _intersect(kind, o, d, prims.half[k])
         t = t.reshape(r1 - r0, c1 - c0)
         if sil is not None and prims.owner[k] >= 0:
             sil[prims.owner[k], r0:r1, c0:c1] |= np.isfinite(t)
         closer = t < t_buf[r0:r1, c0:c1]
         if not closer.any():
             continue
+        flat = closer.reshape(-1)
         t_buf[r0:r1, c0:c1][closer] = t[closer]
         prim[r0:r1, c0:c1][closer] = k
-        normal[r0:r1, c0:c1][closer] = n.reshape(r1 - r0, c1 - c0, 3)[closer]
+        normal[r0:r1, c0:c1][closer] = _normal(kind, o, d[flat], prims.half[k], t[closer],
+                                               None if aux is None else aux[flat])
     point = np.zeros((R, C, 3))
     hit = prim >= 0
     if hit.any():
@@ -194,13 +203,22 @@ def camera_bounds(prims: Primitives, P: np.ndarray, width: int, height: int) -> 
     """(P, 4) pixel rectangles holding each primitive's projection (pixel centres at integers).
 
     The projection of a box in front of the camera lies inside the hull of its projected
-    corners; a box crossing the near plane gets the whole image, one behind it none.
+    corners. An axis-aligned box crossing the near plane is first cut to its part in front
+    (the rest is never seen); a rotated one gets the whole image; one behind it none.
     """
+    near = 0.1
+    z_lo = prims.center[:, 2] - prims.half[:, 2]
+    z_hi = prims.center[:, 2] + prims.half[:, 2]
+    cut = (prims.yaw == 0) & (z_lo < near) & (z_hi > near)
+    if cut.any():
+        prims = Primitives(**{k: getattr(prims, k).copy() for k in Primitives.__dataclass_fields__})
+        prims.center[cut, 2] = (near + z_hi[cut]) / 2
+        prims.half[cut, 2] = (z_hi[cut] - near) / 2
     corners = prims.corners()
     uv, z = project(corners, P)
     out = np.zeros((len(prims), 4), dtype=np.int64)
-    front = (z > 0.05).all(1)
-    behind = (z <= 0.05).all(1)
+    front = (z > near / 2).all(1)
+    behind = (z <= near / 2).all(1)
     lo, hi = uv.min(1), uv.max(1)
     out[:, 0] = np.clip(np.floor(lo[:, 1]) - 1, 0, height)
     out[:, 1] = np.clip(np.ceil(hi[:, 1]) + 2, 0, height)

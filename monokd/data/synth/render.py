@@ -135,7 +135,7 @@ def _sky(directions: np.ndarray, lighting) -> np.ndarray:
     sky = lighting.sky_horizon * (1 - mix) + lighting.sky_top * mix
     u = d[..., 0] / np.maximum(up, 0.02)
     v = d[..., 2] / np.maximum(up, 0.02)
-    cloud = M.value_noise(u * 8, v * 8, 1.0, lighting.seed) * 0.6 + M.value_noise(u * 8, v * 8, 0.3, lighting.seed + 1) * 0.4
+    cloud = M.value_noise(u, v, 0.6, lighting.seed) * 0.7 + M.value_noise(u, v, 0.15, lighting.seed + 1) * 0.3
     cover = np.clip((cloud - (1 - lighting.clouds)) * 3, 0, 1) * np.clip(up * 8, 0, 1)
     return sky * (1 - cover[..., None]) + np.array([0.92, 0.92, 0.93]) * cover[..., None]
 

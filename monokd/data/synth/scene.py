@@ -30,6 +30,7 @@ SIZE_STATS = {
 CLASS_P = {"Car": 0.56, "Van": 0.10, "Pedestrian": 0.21, "Cyclist": 0.13}
 DEPTH_RANGE = (4.0, 60.0)  # m, z of the labelled objects' bottom centres
 OBJECTS_PER_FRAME = (3, 10)
+MIN_NEAR = 3.0  # m, the nearest point of an object's footprint ahead of the camera
 MAX_DEPTH = 200.0  # m: farther surfaces are drawn as sky (depth 0)
 STREET = (-40.0, 240.0)  # z extent of the modelled street
 
@@ -319,6 +320,8 @@ def sample_objects(rng, road, layout, pavements, footprints, ground_y, kerb, P, 
             if not (-0.05 * width < uv[0, 0] < 1.05 * width):
                 continue
             corners = _rect_corners(location[0], location[2], dims[2], dims[1], ry)
+            if corners[:, 1].min() < MIN_NEAR:
+                continue
             if not _on_one_surface(corners, road, layout, pavements, on_pavement=y < ground_y - 1e-6):
                 continue
             grown = _rect_corners(location[0], location[2], dims[2] + 0.6, dims[1] + 0.6, ry)
