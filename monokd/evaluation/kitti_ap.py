@@ -30,7 +30,7 @@ import numpy as np
 from monokd.data.kitti import Object3D
 from monokd.evaluation.report import DIFFICULTIES, METRICS, EvalResult
 from monokd.evaluation.tables import ObjectTable, table_from_objects
-from monokd.geometry.iou import bev_overlap_pairs, box2d_overlap, iou_3d_pairs
+from monokd.geometry.iou import bev_overlap_pairs, box2d_overlap, footprint_intersections, iou_3d_pairs
 
 # devkit parameters (easy, moderate, hard)
 MIN_HEIGHT = (40, 25, 25)
@@ -104,18 +104,15 @@ def _frame_pairs(rows_a: np.ndarray, rows_b: np.ndarray):
     return index_a, index_b, block
 
 
-def frame_overlaps(gt: ObjectTable, dt: ObjectTable, metric: str) -> FrameOverlaps:
-    """Overlap of every ground truth with every detection of its frame (devkit criterion -1)."""
+def frame_overlaps(gt: ObjectTable, dt: ObjectTable) -> dict[str, FrameOverlaps]:
+    """Overlap of every ground truth with every detection of its frame, for each metric
+    (devkit criterion -1: intersection over union)."""
     ig, jd, block = _frame_pairs(gt.offsets, dt.offsets)
-    if metric == "bbox":
-        values = box2d_overlap(gt.box2d[ig], dt.box2d[jd])
-    elif metric == "bev":
-        values = bev_overlap_pairs(gt.box3d, dt.box3d, ig, jd)
-    elif metric == "3d":
-        values = iou_3d_pairs(gt.box3d, dt.box3d, ig, jd)
-    else:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-    return FrameOverlaps(block, np.ascontiguousarray(values, dtype=np.float64))
+    inter = footprint_intersections(gt.box3d, dt.box3d, ig, jd)  # shared by bev and 3d
+    values = {"bbox": box2d_overlap(gt.box2d[ig], dt.box2d[jd]),
+              "bev": bev_overlap_pairs(gt.box3d, dt.box3d, ig, jd, inter_area=inter),
+              "3d": iou_3d_pairs(gt.box3d, dt.box3d, ig, jd, inter_area=inter)}
+    return {m: FrameOverlaps(block, np.ascontiguousarray(v, dtype=np.float64)) for m, v in values.items()}
 
 
 def dontcare_overlaps(dt: ObjectTable, dc: ObjectTable) -> FrameOverlaps:
@@ -216,12 +213,13 @@ def _frame_statistics(g0, g1, d0, d1, ov, ov0, dc_ov, dc_ov0, n_dc, ignored_gt, 
 def _accumulate(gt_off, det_off, ov_off, ov, dc_off, dc_ov_off, dc_ov, ignored_gt, ignored_det,
                 scores, gt_alpha, det_alpha, thresholds, min_overlap, compute_fp, compute_aos,
                 pr, tp_out, assigned, buf):
-    """Statistics of all frames.
+    """Statistics of all frames at each score threshold.
 
-    Without false positives (compute_fp False): writes the TP scores to tp_out and returns
-    their number. With them: adds tp, fp, fn, similarity at each score threshold to
-    pr (T, 4) and returns 0. assigned (max detections a frame) and buf (max ground truth a
-    frame) are scratch.
+    With compute_fp: adds tp, fp, fn, similarity at each of the T thresholds to pr (T, 4)
+    and returns 0. Without (the devkit's first pass; pass one threshold): writes the TP
+    scores to tp_out and returns their number. assigned (max detections a frame) and buf
+    (max ground truth a frame) are scratch. (One call site of _frame_statistics: each
+    extra one costs a second of JIT time.)
     """
     n_tp = 0
     for f in range(gt_off.shape[0] - 1):
@@ -236,14 +234,6 @@ def _accumulate(gt_off, det_off, ov_off, ov, dc_off, dc_ov_off, dc_ov, ignored_g
         if not busy:
             continue
         n_dc = dc_off[f + 1] - dc_off[f]
-        if not compute_fp:
-            got = _frame_statistics(g0, g1, d0, d1, ov, ov_off[f], dc_ov, dc_ov_off[f], n_dc,
-                                    ignored_gt, ignored_det, scores, gt_alpha, det_alpha,
-                                    min_overlap, 0.0, False, False, assigned, buf)[0]
-            for k in range(got):
-                tp_out[n_tp + k] = buf[k]
-            n_tp += got
-            continue
         last_count = -1
         tp, fp, fn, sim = 0, 0, 0, 0.0
         for t in range(thresholds.shape[0]):
@@ -251,12 +241,18 @@ def _accumulate(gt_off, det_off, ov_off, ov, dc_off, dc_ov_off, dc_ov, ignored_g
             for j in range(d0, d1):
                 if ignored_det[j] != -1 and scores[j] >= thresholds[t]:
                     count += 1
-            if count != last_count:  # same detections above the threshold -> same statistics
+            # same detections above the threshold -> same statistics
+            if count != last_count or not compute_fp:
                 tp, fp, fn, sim = _frame_statistics(
                     g0, g1, d0, d1, ov, ov_off[f], dc_ov, dc_ov_off[f], n_dc, ignored_gt,
-                    ignored_det, scores, gt_alpha, det_alpha, min_overlap, thresholds[t], True,
-                    compute_aos, assigned, buf)
+                    ignored_det, scores, gt_alpha, det_alpha, min_overlap, thresholds[t],
+                    compute_fp, compute_aos, assigned, buf)
                 last_count = count
+            if not compute_fp:
+                for k in range(tp):
+                    tp_out[n_tp + k] = buf[k]
+                n_tp += tp
+                continue
             pr[t, 0] += tp
             pr[t, 1] += fp
             pr[t, 2] += fn
@@ -317,7 +313,7 @@ def precision_curve(ctx: _Context, ignored_gt, ignored_det, metric: str, min_ove
     args = (gt.offsets, dt.offsets, ov.offsets, ov.values, dc_off, dc.offsets, dc.values,
             ignored_gt, ignored_det, dt.score, gt.alpha, dt.alpha)
     tp_scores = np.empty(len(ignored_gt))
-    n_tp = _accumulate(*args, np.zeros(0), float(min_overlap), False, False, np.zeros((0, 4)),
+    n_tp = _accumulate(*args, np.zeros(1), float(min_overlap), False, False, np.zeros((1, 4)),
                        tp_scores, assigned, buf)
     thresholds = get_thresholds(tp_scores[:n_tp], n_gt)
     pr = np.zeros((len(thresholds), 4))
@@ -378,7 +374,7 @@ def evaluate_tables(gt: ObjectTable, dt: ObjectTable, classes: Sequence[str] = D
                                                 if c.lower() in NEIGHBOURS}
     gt_rel = gt.select(np.isin(gt.names, sorted(relevant)))  # the others are never looked at
     dc = gt.select(gt.names == "dontcare")
-    overlaps = {m: frame_overlaps(gt_rel, dt, m) for m in METRICS}
+    overlaps = frame_overlaps(gt_rel, dt)
     no_dc = FrameOverlaps(np.zeros(gt.num_frames + 1, dtype=np.int64), np.zeros(0))
     ctx = _Context(gt_rel, dt, dc, overlaps, dontcare_overlaps(dt, dc), no_dc)
 

@@ -7,6 +7,7 @@ order of the label file, which the devkit's greedy matching depends on.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -55,19 +56,26 @@ class ObjectTable:
 
 def table_from_objects(frames: Sequence[str], annos: Mapping[str, Sequence[Object3D]]) -> ObjectTable:
     """Stack the objects of ``frames`` (a frame missing from ``annos`` has none)."""
-    rows: list[tuple] = []
-    counts = np.zeros(len(frames), dtype=np.int64)
-    for f, frame in enumerate(frames):
-        objects = annos.get(frame, ())
-        counts[f] = len(objects)
-        for o in objects:
-            x1, y1, x2, y2 = o.box2d
-            x, y, z = o.location
-            rows.append((x1, y1, x2, y2, x, y, z, o.h, o.w, o.l, o.rotation_y, o.alpha,
-                         o.truncated, o.occluded, np.nan if o.score is None else o.score))
-    values = np.array(rows, dtype=np.float64).reshape(-1, 15)
-    names = np.array([o.type.lower() for frame in frames for o in annos.get(frame, ())], dtype=str)
+    per_frame = [annos.get(frame, ()) for frame in frames]
+    objects = [o for objs in per_frame for o in objs]
+    counts = np.array([len(objs) for objs in per_frame], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    return ObjectTable(offsets, names.reshape(-1), np.ascontiguousarray(values[:, 0:4]),
-                       np.ascontiguousarray(values[:, 4:11]), values[:, 11].copy(),
-                       values[:, 12].copy(), values[:, 13].astype(np.int64), values[:, 14].copy())
+    n = len(objects)
+    scalars = np.array([_SCALARS(o) for o in objects], dtype=np.float64).reshape(n, 7)
+    box2d = _stack([o.box2d for o in objects], 4)
+    location = _stack([o.location for o in objects], 3)
+    box3d = np.concatenate([location, scalars[:, 0:4]], axis=1)
+    score = np.array([np.nan if o.score is None else o.score for o in objects], dtype=np.float64)
+    names = np.array([o.type.lower() for o in objects], dtype=str).reshape(n)
+    return ObjectTable(offsets, names, box2d, box3d, scalars[:, 4].copy(), scalars[:, 5].copy(),
+                       scalars[:, 6].astype(np.int64), score.reshape(n))
+
+
+_SCALARS = attrgetter("h", "w", "l", "rotation_y", "alpha", "truncated", "occluded")
+
+
+def _stack(arrays: list, width: int) -> np.ndarray:
+    """(n, width) float64 from n arrays of ``width`` numbers (concatenate is the fast way)."""
+    if not arrays:
+        return np.zeros((0, width))
+    return np.concatenate(arrays).astype(np.float64, copy=False).reshape(-1, width)

@@ -168,21 +168,30 @@ def _ratio(inter: np.ndarray, union: np.ndarray) -> np.ndarray:
     return np.where(positive, inter / np.where(positive, union, 1.0), 0.0)
 
 
-def bev_overlap_pairs(a: np.ndarray, b: np.ndarray, index_a, index_b, criterion: str = "union"):
+def footprint_intersections(a: np.ndarray, b: np.ndarray, index_a, index_b) -> np.ndarray:
+    """(P,) footprint intersection areas of the pairs (a[index_a[p]], b[index_b[p]]) of
+    (·, 7) 3-D boxes; pass it as ``inter_area`` to share it between BEV and 3-D overlaps."""
+    a, b = _as_boxes(a), _as_boxes(b)
+    return bev_intersection_pairs(bev_corners(a), bev_corners(b), index_a, index_b)
+
+
+def bev_overlap_pairs(a: np.ndarray, b: np.ndarray, index_a, index_b, criterion: str = "union",
+                      inter_area: np.ndarray | None = None):
     """BEV overlap of the pairs (a[index_a[p]], b[index_b[p]]) of (·, 7) 3-D boxes -> (P,)."""
     a, b = _as_boxes(a), _as_boxes(b)
     index_a = np.asarray(index_a, dtype=np.int64)
     index_b = np.asarray(index_b, dtype=np.int64)
     area_a = np.abs(a[:, 4] * a[:, 5])[index_a]
     area_b = np.abs(b[:, 4] * b[:, 5])[index_b]
-    inter = bev_intersection_pairs(bev_corners(a), bev_corners(b), index_a, index_b)
+    inter = footprint_intersections(a, b, index_a, index_b) if inter_area is None else inter_area
     inter = np.minimum(inter, np.minimum(area_a, area_b))  # rounding must not exceed either box
     if criterion == "a":
         return _ratio(inter, area_a)
     return _ratio(inter, area_a + area_b - inter)
 
 
-def iou_3d_pairs(a: np.ndarray, b: np.ndarray, index_a, index_b, criterion: str = "union"):
+def iou_3d_pairs(a: np.ndarray, b: np.ndarray, index_a, index_b, criterion: str = "union",
+                 inter_area: np.ndarray | None = None):
     """3-D overlap of the pairs (a[index_a[p]], b[index_b[p]]) of (·, 7) 3-D boxes -> (P,).
 
     Intersection volume = footprint intersection x overlap of the y spans (y - h .. y).
@@ -192,7 +201,8 @@ def iou_3d_pairs(a: np.ndarray, b: np.ndarray, index_a, index_b, criterion: str 
     index_b = np.asarray(index_b, dtype=np.int64)
     pa, pb = a[index_a], b[index_b]
     area_a, area_b = np.abs(pa[:, 4] * pa[:, 5]), np.abs(pb[:, 4] * pb[:, 5])
-    inter_area = bev_intersection_pairs(bev_corners(a), bev_corners(b), index_a, index_b)
+    if inter_area is None:
+        inter_area = footprint_intersections(a, b, index_a, index_b)
     inter_area = np.minimum(inter_area, np.minimum(area_a, area_b))
     y_top = np.maximum(pa[:, 1] - pa[:, 3], pb[:, 1] - pb[:, 3])
     y_bottom = np.minimum(pa[:, 1], pb[:, 1])
