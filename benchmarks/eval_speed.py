@@ -75,8 +75,9 @@ def make_frame(rng):
         if kind == "DontCare":
             x1, y1 = rng.uniform(0, 1100, n), rng.uniform(150, 220, n)
             for a, b in zip(x1, y1):
-                gt.append(Object3D("DontCare", -1, -1, -10, np.array([a, b, a + rng.uniform(10, 80), b + rng.uniform(5, 30)]),
-                                   -1, -1, -1, np.array([-1000.0, -1000, -1000]), -10))
+                box = np.array([a, b, a + rng.uniform(10, 80), b + rng.uniform(5, 30)])
+                gt.append(Object3D("DontCare", -1, -1, -10, box, -1, -1, -1,
+                                   np.array([-1000.0, -1000, -1000]), -10))
             continue
         dims, loc, ry = _objects(rng, kind, n)
         gt += _make(rng, kind, dims, loc, ry, trunc=rng.choice([0.0, 0.0, 0.0, 0.2, 0.4, 0.6], n),

@@ -125,7 +125,16 @@ def test_checkpoint_mode_calls_the_engine(monkeypatch):
             "--set", "c=2", "--out", "runs/x"]
     assert main(argv) == 0
     assert seen["config"] == "c.yaml" and seen["ckpt"] == "m.ckpt" and seen["split"] == "val"
-    assert seen["overrides"] == ["a.b=1", "c=2"] and seen["out"] == "runs/x"
+    assert seen["set"] == ["a.b=1", "c=2"] and seen["out"] == "runs/x"
+
+
+def test_checkpoint_alone_uses_its_own_config(monkeypatch):
+    seen = {}
+    fake = types.ModuleType("monokd.engine.evaluate")
+    fake.evaluate_checkpoint = lambda args: seen.update(vars(args)) or 3
+    monkeypatch.setitem(sys.modules, "monokd.engine.evaluate", fake)
+    assert main(["evaluate", "--ckpt", "m.ckpt"]) == 3  # the engine's status is returned
+    assert seen["config"] is None and seen["ckpt"] == "m.ckpt"
 
 
 def test_checkpoint_mode_without_engine_is_a_clear_error(monkeypatch, capsys):

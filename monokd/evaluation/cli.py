@@ -3,7 +3,7 @@
 Two uses, mutually exclusive:
 
     monokd evaluate --gt-dir LABEL_DIR --det-dir RESULT_DIR [--split FILE] [--classes ...] [--json OUT]
-    monokd evaluate --config CFG --ckpt CKPT [--split NAME] [--set k=v ...] [--out DIR]
+    monokd evaluate [--config CFG] --ckpt CKPT [--split NAME] [--set k=v ...] [--out DIR]
 
 The first prints the devkit-style report of result files and can write the AP figures as
 JSON ({"flat": {"Car/3d/moderate/R40@0.70": AP%, ...}, ...}); the second runs a checkpoint
@@ -28,10 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     files.add_argument("--classes", nargs="+", default=["Car", "Pedestrian", "Cyclist"],
                        help="classes to evaluate (default: Car Pedestrian Cyclist)")
     files.add_argument("--json", metavar="OUT.json", help="write the AP figures as JSON")
-    ckpt = parser.add_argument_group("checkpoint (use with --config and --ckpt)")
-    ckpt.add_argument("--config", help="experiment config (YAML)")
+    ckpt = parser.add_argument_group("checkpoint (use with --ckpt and optionally --config)")
+    ckpt.add_argument("--config", help="experiment config (YAML; default: the checkpoint's own)")
     ckpt.add_argument("--ckpt", help="checkpoint to evaluate")
-    ckpt.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+    ckpt.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="config override, repeatable")
     ckpt.add_argument("--out", help="output directory (results, report)")
     parser.add_argument("--split", help="with --gt-dir: an ImageSets file of frame ids; "
@@ -44,12 +44,13 @@ def _mode(args) -> str:
     if files and ckpt:
         raise ValueError("use either --gt-dir/--det-dir or --config/--ckpt, not both")
     if ckpt:
-        if len(ckpt) != 2:
-            raise ValueError("checkpoint mode needs both --config and --ckpt")
+        if not args.ckpt:
+            raise ValueError("checkpoint mode needs --ckpt (--config is optional: by default the "
+                             "checkpoint's own config)")
         return "checkpoint"
     if len(files) != 2:
         raise ValueError("give --gt-dir and --det-dir (result files) or --config and --ckpt (a checkpoint)")
-    if args.overrides or args.out:
+    if args.set or args.out:
         raise ValueError("--set and --out belong to checkpoint mode (--config/--ckpt)")
     return "files"
 
