@@ -1,9 +1,10 @@
 """Speed of `monokd synth` at the default size (416x128), and the label statistics.
 
-Runs the `monokd synth` subcommand in a fresh process (so imports count, as for a user) on
-``--frames`` frames with 1 worker (the per-core figure) and, with ``--workers K`` > 1, with K
-workers; times ``render_frame`` alone, split into camera + labels and LiDAR. Summarises the
-labels written (class counts, 2-D heights, depths, occlusion). Prints the figures and writes
+Runs the `monokd synth` subcommand in a fresh process (so start-up and imports count, as for
+a user) on ``--frames`` frames with 1 worker; then, in process, ``generate`` (render + write
+every file) with 1 worker (the per-core figure) and with ``--workers K``; and times
+``render_frame`` alone, with and without the LiDAR. Summarises the labels written (class
+counts, 2-D heights, depths, occlusion). Prints the figures and writes
 benchmarks/results/synth_speed.json.
 
     .venv/bin/python benchmarks/synth_speed.py [--frames 20] [--workers 2] [--seed 0]
@@ -28,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from monokd.data.kitti import KittiPaths, read_label, read_split  # noqa: E402
-from monokd.data.synth import render_frame  # noqa: E402
+from monokd.data.synth import generate, render_frame  # noqa: E402
 
 HEIGHT_BINS = [0, 5.1, 8.5, 13.7, 20, 30, 40, 60, 128]  # px at 128 rows (8.5 / 13.7 = KITTI's 25 / 40 scaled)
 DEPTH_BINS = [0, 10, 20, 30, 40, 50, 60]
@@ -42,6 +43,12 @@ def run_cli(out: Path, frames: int, workers: int, seed: int) -> float:
     start = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                    stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def time_generate(out: Path, frames: int, workers: int, seed: int) -> float:
+    start = time.perf_counter()
+    generate(out, frames, 0, seed, workers=workers)
     return time.perf_counter() - start
 
 
@@ -83,33 +90,34 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "synth_speed.json"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        one = run_cli(Path(tmp) / "w1", args.frames, 1, args.seed)
-        many = run_cli(Path(tmp) / "wk", args.frames, args.workers, args.seed) if args.workers > 1 else None
+        cli = run_cli(Path(tmp) / "cli", args.frames, 1, args.seed)
+        one = time_generate(Path(tmp) / "w1", args.frames, 1, args.seed)
+        many = time_generate(Path(tmp) / "wk", args.frames, args.workers, args.seed) if args.workers > 1 else None
         stats = label_statistics(Path(tmp) / "w1")
     render = time_render(min(args.frames, 10), args.seed)
     result = {
         "command": f"monokd synth --num-train {args.frames} --num-val 0 (416x128)",
         "frames": args.frames,
-        "cli_seconds_1_worker": round(one, 3),
-        "frames_per_second_1_worker": round(args.frames / one, 3),
-        "render_seconds_per_frame": {k: round(v, 4) for k, v in render.items()},
-        "render_frames_per_second_per_core": round(1.0 / render["with_lidar"], 3),
+        "cli_seconds_1_worker": round(cli, 3),
+        "cli_frames_per_second_1_worker": round(args.frames / cli, 3),
+        "generate_frames_per_second_1_worker": round(args.frames / one, 3),
         "workers": args.workers,
-        "cli_seconds_k_workers": None if many is None else round(many, 3),
-        "frames_per_second_k_workers": None if many is None else round(args.frames / many, 3),
+        "generate_frames_per_second_k_workers": None if many is None else round(args.frames / many, 3),
+        "render_seconds_per_frame": {k: round(v, 4) for k, v in render.items()},
         "label_statistics": stats,
-        "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(),
-                    "processor": platform.processor() or platform.machine()},
-        "note": "the CLI figure includes interpreter start-up and imports; the per-core figure is "
-                "render_frame alone (camera, labels and LiDAR), in one process",
+        "machine": {"cpu_count": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2),
+                    "python": platform.python_version(), "processor": platform.processor() or platform.machine()},
+        "note": "the CLI figure includes interpreter start-up and the monokd dispatcher importing every "
+                "subcommand (torch, lightning); generate = render + write all five files, per core with 1 "
+                "worker; the machine is shared, see the load average",
     }
-    print(f"monokd synth, {args.frames} frames at 416x128, 1 worker: {one:.2f} s = "
-          f"{args.frames / one:.2f} frames/s (with start-up)")
+    print(f"monokd synth, {args.frames} frames at 416x128, 1 worker, fresh process: {cli:.2f} s = "
+          f"{args.frames / cli:.2f} frames/s (with start-up)")
+    print(f"generate, 1 worker (per core): {args.frames / one:.2f} frames/s")
     if many is not None:
-        print(f"  {args.workers} workers: {many:.2f} s = {args.frames / many:.2f} frames/s")
-    print(f"render_frame per core: {render['with_lidar'] * 1000:.0f} ms/frame "
-          f"({1 / render['with_lidar']:.2f} frames/s); camera + labels only "
-          f"{render['camera_only'] * 1000:.0f} ms")
+        print(f"generate, {args.workers} workers: {args.frames / many:.2f} frames/s")
+    print(f"render_frame: {render['with_lidar'] * 1000:.0f} ms/frame with the LiDAR, "
+          f"{render['camera_only'] * 1000:.0f} ms camera + labels only")
     print("labels:", json.dumps(stats))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
