@@ -1,5 +1,9 @@
 """The ``monokd`` command. Each subcommand lives in the module named below, which provides
-``add_arguments(parser)`` and ``run(args) -> int``; this file only dispatches."""
+``add_arguments(parser)`` and ``run(args) -> int``; this file only dispatches.
+
+Only the chosen subcommand's module is imported, so ``monokd synth`` does not pay for
+importing torch and Lightning.
+"""
 
 from __future__ import annotations
 
@@ -20,20 +24,19 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="monokd", description="monokd: depth-knowledge distillation for monocular 3D detection")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = argparse.ArgumentParser(
+        prog="monokd", description="monokd: depth-knowledge distillation for monocular 3D detection")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    modules = {}
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    module = None
     for name, (module_name, help_text) in COMMANDS.items():
-        try:
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
             module = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:
-            if err.name is None or not module_name.startswith(err.name):
-                raise
-            continue  # that command is not part of this build yet
-        modules[name] = module
-        module.add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+            module.add_arguments(command_parser)
     args = parser.parse_args(argv)
-    return int(modules[args.command].run(args) or 0)
+    return int(module.run(args) or 0)
 
 
 if __name__ == "__main__":
