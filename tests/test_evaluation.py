@@ -192,6 +192,12 @@ def test_missing_frames_and_other_classes():
     assert ap(r, "Cyclist/bev/easy/R11@0.25") == 0.0
 
 
+def test_int_and_string_frame_ids_are_one_frame():
+    gt, dt = perfect(50)
+    dt = {int(f): objs for f, objs in dt.items()}
+    assert evaluate(gt, dt, classes=("Car",)).flat["Car/3d/easy/R40@0.70"] == pytest.approx(100.0)
+
+
 def test_flat_keys_and_report_format():
     gt, dt = perfect(3)
     r = evaluate(gt, dt)

@@ -29,7 +29,7 @@ import numpy as np
 
 from monokd.data.kitti import Object3D
 from monokd.evaluation.report import DIFFICULTIES, METRICS, EvalResult
-from monokd.evaluation.tables import ObjectTable, table_from_objects
+from monokd.evaluation.tables import ObjectTable, frame_id, table_from_objects
 from monokd.geometry.iou import bev_overlap_pairs, box2d_overlap, footprint_intersections, iou_3d_pairs
 
 # devkit parameters (easy, moderate, hard)
@@ -403,13 +403,16 @@ def evaluate(gt_annos: Mapping[str, Sequence[Object3D]], dt_annos: Mapping[str, 
     Args:
         gt_annos: frame id -> the frame's label_2 objects (DontCare lines included).
         dt_annos: frame id -> detections (each with a score); a frame missing here has
-            none; frames not in ``gt_annos`` are not evaluated.
+            none; frames not in ``gt_annos`` are not evaluated. Ids may be ints or
+            strings (7 and "000007" are the same frame).
         classes: the evaluated classes (Car, Pedestrian, Cyclist by default).
         compute_aos: None = the devkit's rule (unless some detection has alpha = -10).
         min_overlaps: optional {class: ((bbox, bev, 3d) strict, (bbox, bev, 3d) loose)}.
     Returns:
         :class:`EvalResult` with ``.flat`` ({"Car/3d/moderate/R40@0.70": AP%, ...}) and ``.report()``.
     """
+    gt_annos = {frame_id(k): v for k, v in gt_annos.items()}  # 7 and "000007" are one frame
+    dt_annos = {frame_id(k): v for k, v in dt_annos.items()}
     frames = list(gt_annos)
     return evaluate_tables(table_from_objects(frames, gt_annos), table_from_objects(frames, dt_annos),
                            classes, compute_aos, min_overlaps)

@@ -10,12 +10,7 @@ from monokd.data.kitti import Object3D, parse_label_line, read_label, write_labe
 from monokd.errors import KittiFormatError
 from monokd.evaluation.kitti_ap import DEFAULT_CLASSES, evaluate
 from monokd.evaluation.report import EvalResult
-
-
-def frame_id(key) -> str:
-    """Six-digit frame id of an int or a string key."""
-    text = str(key)
-    return text.zfill(6) if text.isdigit() else text
+from monokd.evaluation.tables import frame_id
 
 
 def read_results(path: str | Path) -> list[Object3D]:

@@ -54,6 +54,12 @@ class ObjectTable:
                            self.score[keep])
 
 
+def frame_id(key) -> str:
+    """Six-digit frame id of an int or a digit string (other strings unchanged)."""
+    text = str(key)
+    return text.zfill(6) if text.isdigit() else text
+
+
 def table_from_objects(frames: Sequence[str], annos: Mapping[str, Sequence[Object3D]]) -> ObjectTable:
     """Stack the objects of ``frames`` (a frame missing from ``annos`` has none)."""
     per_frame = [annos.get(frame, ()) for frame in frames]
