@@ -15,7 +15,7 @@ def save_atomically(trainer: L.Trainer, path: Path) -> None:
     """``trainer.save_checkpoint`` to a temporary name, then rename: a run killed while
     writing never leaves a truncated ``last.ckpt`` behind. All ranks must call it."""
     tmp = path.with_name(path.name + ".tmp")
-    trainer.save_checkpoint(tmp)
+    trainer.save_checkpoint(tmp, weights_only=False)
     trainer.strategy.barrier("save_atomically")
     if trainer.is_global_zero:
         os.replace(tmp, path)

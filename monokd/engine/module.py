@@ -127,11 +127,13 @@ class DetectorModule(L.LightningModule):
         flat = V.broadcast_object(flat)
         self.val_metrics = flat
         self.val_monitor = V.monitor_value(flat, self.monitor_key)
+        # Identical on every rank already; syncing only keeps Lightning from warning.
+        sync = self.trainer.world_size > 1
         if self.val_monitor is not None:
-            self.log("val/monitor", self.val_monitor, prog_bar=True)
+            self.log("val/monitor", self.val_monitor, prog_bar=True, sync_dist=sync)
         for key, value in flat.items():
             if "/R40@" in key:
-                self.log(f"val/{key}", value)
+                self.log(f"val/{key}", value, sync_dist=sync)
 
     # -- checkpoints ------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
