@@ -221,3 +221,18 @@ def test_unknown_class_needs_thresholds():
         evaluate(gt, dt, classes=("Bus",))
     r = evaluate(gt, dt, classes=("Bus",), min_overlaps={"Bus": ((0.7, 0.7, 0.7), (0.5, 0.5, 0.5))})
     assert "Bus/3d/easy/R40@0.50" in r.flat
+
+
+def test_kernels_compile_once():
+    # every call must hit the same numba specialisation: each extra one is seconds of JIT
+    from monokd.evaluation import kitti_ap
+    from monokd.geometry import iou
+
+    kitti_ap.compile_kernels()
+    evaluate({}, {})
+    evaluate(*perfect(3), classes=("Car", "Pedestrian"))
+    gt, dt = perfect(3)
+    dt["000000"] = []
+    evaluate(gt, dt)
+    assert len(kitti_ap._accumulate.signatures) == 1
+    assert len(iou._pair_intersection_areas.signatures) == 1

@@ -272,7 +272,7 @@ def get_thresholds(tp_scores: np.ndarray, n_gt: int) -> np.ndarray:
     v = np.sort(np.asarray(tp_scores, dtype=np.float64))[::-1]
     n = v.shape[0]
     if n == 0:
-        return v
+        return np.zeros(0)
     i_all = np.arange(n)
     with np.errstate(divide="ignore", invalid="ignore"):
         left = (i_all + 1) / n_gt
@@ -287,6 +287,19 @@ def get_thresholds(tp_scores: np.ndarray, n_gt: int) -> np.ndarray:
         current_recall += 1.0 / (N_SAMPLE_PTS - 1.0)
         i += 1
     return np.array(kept)
+
+
+def compile_kernels() -> None:
+    """Compile (or load from numba's cache) the kernels on a tiny input, e.g. in a thread
+    while files are read: LLVM's share of the work runs without the GIL."""
+    one = np.zeros(1)
+    offsets = np.array([0, 1], dtype=np.int64)
+    none = np.zeros(2, dtype=np.int64)
+    ignored = np.zeros(1, dtype=np.int64)
+    _accumulate(offsets, offsets, offsets, one, none, none, np.zeros(0), ignored, ignored, one, one,
+                one, one, 0.5, True, True, np.zeros((1, 4)), np.zeros(1), np.zeros(1, dtype=np.bool_), one)
+    box = np.array([[0.0, 1.0, 10.0, 1.5, 1.6, 3.9, 0.0]])
+    footprint_intersections(box, box, np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64))
 
 
 # --------------------------------------------------------------------------- one curve

@@ -3,12 +3,13 @@ with a 16th field, the score) read for evaluation and written from detections.""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from monokd.data.kitti import Object3D, parse_label_line, read_label, write_label
 from monokd.errors import KittiFormatError
-from monokd.evaluation.kitti_ap import DEFAULT_CLASSES, evaluate
+from monokd.evaluation.kitti_ap import DEFAULT_CLASSES, compile_kernels, evaluate
 from monokd.evaluation.report import EvalResult
 from monokd.evaluation.tables import frame_id
 
@@ -59,7 +60,10 @@ def load_dirs(gt_dir: str | Path, det_dir: str | Path, split_ids: Sequence[str] 
 def evaluate_dirs(gt_dir: str | Path, det_dir: str | Path, split_ids: Sequence[str] | None = None,
                   classes: Sequence[str] = DEFAULT_CLASSES, **kwargs) -> EvalResult:
     """:func:`monokd.evaluation.evaluate` of a label directory and a result directory."""
+    warm_up = threading.Thread(target=compile_kernels, daemon=True)  # JIT while reading files
+    warm_up.start()
     gt_annos, dt_annos = load_dirs(gt_dir, det_dir, split_ids)
+    warm_up.join()
     return evaluate(gt_annos, dt_annos, classes, **kwargs)
 
 
