@@ -28,7 +28,7 @@ import numba
 import numpy as np
 
 from monokd.data.kitti import Object3D
-from monokd.evaluation.report import DIFFICULTIES, METRICS, EvalResult
+from monokd.evaluation.report import DIFFICULTIES, METRICS, N_SAMPLE_PTS, EvalResult
 from monokd.evaluation.tables import ObjectTable, frame_id, table_from_objects
 from monokd.geometry.iou import bev_overlap_pairs, box2d_overlap, footprint_intersections, iou_3d_pairs
 
@@ -36,7 +36,6 @@ from monokd.geometry.iou import bev_overlap_pairs, box2d_overlap, footprint_inte
 MIN_HEIGHT = (40, 25, 25)
 MAX_OCCLUSION = (0, 1, 2)
 MAX_TRUNCATION = (0.15, 0.3, 0.5)
-N_SAMPLE_PTS = 41
 # a neighbouring class is ignored rather than counted as a false positive
 NEIGHBOURS = {"car": "van", "pedestrian": "person_sitting"}
 DEFAULT_CLASSES = ("Car", "Pedestrian", "Cyclist")
@@ -343,22 +342,6 @@ def precision_curve(ctx: _Context, ignored_gt, ignored_det, metric: str, min_ove
     precision = np.maximum.accumulate(precision[::-1])[::-1].copy()
     aos = np.maximum.accumulate(aos[::-1])[::-1].copy()
     return precision, aos
-
-
-def ap_r11(curve: np.ndarray) -> float:
-    """Mean of the 11 points 0, 4, ..., 40, in percent (sequential sum like the port)."""
-    total = 0.0
-    for i in range(0, N_SAMPLE_PTS, 4):
-        total += curve[i]
-    return total / 11 * 100
-
-
-def ap_r40(curve: np.ndarray) -> float:
-    """Mean of the 40 points 1..40, in percent."""
-    total = 0.0
-    for i in range(1, N_SAMPLE_PTS):
-        total += curve[i]
-    return total / 40 * 100
 
 
 # --------------------------------------------------------------------------- public API

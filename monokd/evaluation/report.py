@@ -11,6 +11,7 @@ import numpy as np
 DIFFICULTIES = ("easy", "moderate", "hard")
 METRICS = ("bbox", "bev", "3d")
 RECALLS = ("R11", "R40")
+N_SAMPLE_PTS = 41  # recall 0, 1/40, ..., 1
 _ROW = {"bbox": "bbox", "bev": "bev ", "3d": "3d  ", "aos": "aos "}
 
 
@@ -19,10 +20,25 @@ def flat_key(cls: str, metric: str, difficulty: str, recall: str, iou: float) ->
     return f"{cls}/{metric}/{difficulty}/{recall}@{iou:.2f}"
 
 
-def _ap(curve: np.ndarray, recall: str) -> float:
-    from monokd.evaluation.kitti_ap import ap_r11, ap_r40
+def ap_r11(curve: np.ndarray) -> float:
+    """Mean of the 11 points 0, 4, ..., 40 of a (41,) curve, in percent (summed in order,
+    as the python port does)."""
+    total = 0.0
+    for i in range(0, N_SAMPLE_PTS, 4):
+        total += float(curve[i])
+    return total / 11 * 100
 
-    return float(ap_r11(curve) if recall == "R11" else ap_r40(curve))
+
+def ap_r40(curve: np.ndarray) -> float:
+    """Mean of the 40 points 1..40 of a (41,) curve, in percent."""
+    total = 0.0
+    for i in range(1, N_SAMPLE_PTS):
+        total += float(curve[i])
+    return total / 40 * 100
+
+
+def _ap(curve: np.ndarray, recall: str) -> float:
+    return ap_r11(curve) if recall == "R11" else ap_r40(curve)
 
 
 @dataclass
