@@ -206,9 +206,10 @@ def iou_3d_pairs(a: np.ndarray, b: np.ndarray, index_a, index_b, criterion: str 
     inter_area = np.minimum(inter_area, np.minimum(area_a, area_b))
     y_top = np.maximum(pa[:, 1] - pa[:, 3], pb[:, 1] - pb[:, 3])
     y_bottom = np.minimum(pa[:, 1], pb[:, 1])
-    overlap_y = np.minimum(np.maximum(0.0, y_bottom - y_top), np.minimum(pa[:, 3], pb[:, 3]))
+    height_a, height_b = np.abs(pa[:, 3]), np.abs(pb[:, 3])
+    overlap_y = np.clip(y_bottom - y_top, 0.0, np.minimum(height_a, height_b))
     inter = inter_area * overlap_y
-    vol_a, vol_b = area_a * pa[:, 3], area_b * pb[:, 3]
+    vol_a, vol_b = area_a * height_a, area_b * height_b
     if criterion == "a":
         return _ratio(inter, vol_a)
     return _ratio(inter, vol_a + vol_b - inter)
