@@ -236,3 +236,23 @@ def test_kernels_compile_once():
     evaluate(gt, dt)
     assert len(kitti_ap._accumulate.signatures) == 1
     assert len(iou._pair_intersection_areas.signatures) == 1
+
+
+def test_min_height_scale_moves_the_difficulty_threshold():
+    """A 20 px car is below the moderate 25 px minimum (ignored: no AP) but counts once the
+    minimum heights are scaled to a 128-row image (25 * 128/375 = 8.5 px)."""
+    from monokd.data.kitti import Object3D
+    from monokd.evaluation import evaluate
+
+    def car(score=None):
+        return Object3D("Car", 0.0, 0, 0.0, np.array([100.0, 50.0, 130.0, 70.0]), 1.5, 1.6, 3.9,
+                        np.array([0.0, 1.6, 20.0]), 0.0, score)
+
+    gt = {f: [car()] for f in range(50)}
+    dt = {f: [car(0.9)] for f in range(50)}
+    official = evaluate(gt, dt, classes=["Car"]).flat["Car/3d/moderate/R40@0.70"]
+    scaled = evaluate(gt, dt, classes=["Car"], min_height_scale=128 / 375).flat["Car/3d/moderate/R40@0.70"]
+    assert official == 0.0
+    assert scaled == pytest.approx(100.0)
+    with pytest.raises(ValueError, match="min_height_scale"):
+        evaluate(gt, dt, classes=["Car"], min_height_scale=0)

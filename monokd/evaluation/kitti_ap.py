@@ -49,10 +49,13 @@ _NO_DETECTION = -10000000.0
 
 
 # --------------------------------------------------------------------------- clean_data
-def ignored_ground_truth(gt: ObjectTable, cls: str, difficulty: int) -> np.ndarray:
+def ignored_ground_truth(gt: ObjectTable, cls: str, difficulty: int,
+                         min_height_scale: float = 1.0) -> np.ndarray:
     """(n,) int64: 0 counted, 1 ignored (neighbour class or outside the difficulty), -1 other.
 
     The 2-D height is y2 - y1 and must be *above* the minimum (the devkit's ``<=`` test).
+    ``min_height_scale`` multiplies the minimum heights (1 = the benchmark; see
+    :func:`evaluate`).
     """
     cls = cls.lower()
     valid = np.where(gt.names == cls, 1, -1)
@@ -60,18 +63,19 @@ def ignored_ground_truth(gt: ObjectTable, cls: str, difficulty: int) -> np.ndarr
         valid = np.where(gt.names == NEIGHBOURS[cls], 0, valid)
     height = gt.box2d[:, 3] - gt.box2d[:, 1]
     ignore = ((gt.occluded > MAX_OCCLUSION[difficulty]) | (gt.truncated > MAX_TRUNCATION[difficulty])
-              | (height <= MIN_HEIGHT[difficulty]))
+              | (height <= MIN_HEIGHT[difficulty] * min_height_scale))
     return np.where((valid == 1) & ~ignore, 0,
                     np.where((valid == 0) | ((valid == 1) & ignore), 1, -1)).astype(np.int64)
 
 
-def ignored_detections(dt: ObjectTable, cls: str, difficulty: int) -> np.ndarray:
+def ignored_detections(dt: ObjectTable, cls: str, difficulty: int,
+                       min_height_scale: float = 1.0) -> np.ndarray:
     """(n,) int64: 1 too short (of *any* class, as in the devkit), else 0 of the class, -1 other.
 
     The devkit truncates |y1 - y2| to an integer before comparing with the minimum.
     """
     height = np.trunc(np.abs(dt.box2d[:, 1] - dt.box2d[:, 3]))
-    return np.where(height < MIN_HEIGHT[difficulty], 1,
+    return np.where(height < MIN_HEIGHT[difficulty] * min_height_scale, 1,
                     np.where(dt.names == cls.lower(), 0, -1)).astype(np.int64)
 
 
@@ -358,8 +362,11 @@ def min_overlaps_for(cls: str, overrides: Mapping | None = None):
 
 
 def evaluate_tables(gt: ObjectTable, dt: ObjectTable, classes: Sequence[str] = DEFAULT_CLASSES,
-                    compute_aos: bool | None = None, min_overlaps: Mapping | None = None) -> EvalResult:
+                    compute_aos: bool | None = None, min_overlaps: Mapping | None = None,
+                    min_height_scale: float = 1.0) -> EvalResult:
     """KITTI AP of detections ``dt`` against ground truth ``gt`` (same frames, same order)."""
+    if not min_height_scale > 0:
+        raise ValueError(f"min_height_scale must be positive, got {min_height_scale}")
     if gt.num_frames != dt.num_frames:
         raise ValueError(f"{gt.num_frames} ground-truth frames but {dt.num_frames} detection frames")
     if np.isnan(dt.score).any():
@@ -380,8 +387,8 @@ def evaluate_tables(gt: ObjectTable, dt: ObjectTable, classes: Sequence[str] = D
     for cls in classes:
         needed = {(m, thr[k]) for thr in thresholds[cls] for k, m in enumerate(METRICS)}
         for d, difficulty in enumerate(DIFFICULTIES):
-            ignored_gt = ignored_ground_truth(gt_rel, cls, d)
-            ignored_det = ignored_detections(dt, cls, d)
+            ignored_gt = ignored_ground_truth(gt_rel, cls, d, min_height_scale)
+            ignored_det = ignored_detections(dt, cls, d, min_height_scale)
             for metric, thr in sorted(needed):
                 with_aos = compute_aos and metric == "bbox"
                 precision, aos = precision_curve(ctx, ignored_gt, ignored_det, metric, thr, with_aos)
@@ -393,7 +400,7 @@ def evaluate_tables(gt: ObjectTable, dt: ObjectTable, classes: Sequence[str] = D
 
 def evaluate(gt_annos: Mapping[str, Sequence[Object3D]], dt_annos: Mapping[str, Sequence[Object3D]],
              classes: Sequence[str] = DEFAULT_CLASSES, compute_aos: bool | None = None,
-             min_overlaps: Mapping | None = None) -> EvalResult:
+             min_overlaps: Mapping | None = None, min_height_scale: float = 1.0) -> EvalResult:
     """KITTI AP (devkit rules) of detections against ground truth.
 
     Args:
@@ -404,6 +411,9 @@ def evaluate(gt_annos: Mapping[str, Sequence[Object3D]], dt_annos: Mapping[str, 
         classes: the evaluated classes (Car, Pedestrian, Cyclist by default).
         compute_aos: None = the devkit's rule (unless some detection has alpha = -10).
         min_overlaps: optional {class: ((bbox, bev, 3d) strict, (bbox, bev, 3d) loose)}.
+        min_height_scale: multiplies the devkit's minimum 2-D heights (40/25/25 px). Keep 1
+            on KITTI; for images of another height (SynthKITTI's 128 rows) the difficulty
+            levels keep their meaning with image height / 375 (the SynthKITTI recipes set it).
     Returns:
         :class:`EvalResult` with ``.flat`` ({"Car/3d/moderate/R40@0.70": AP%, ...}) and ``.report()``.
     """
@@ -411,4 +421,4 @@ def evaluate(gt_annos: Mapping[str, Sequence[Object3D]], dt_annos: Mapping[str, 
     dt_annos = {frame_id(k): v for k, v in dt_annos.items()}
     frames = list(gt_annos)
     return evaluate_tables(table_from_objects(frames, gt_annos), table_from_objects(frames, dt_annos),
-                           classes, compute_aos, min_overlaps)
+                           classes, compute_aos, min_overlaps, min_height_scale)
