@@ -70,8 +70,10 @@ def build_trainer(cfg: dict, out: Path, devices=None, num_nodes=None, precision:
                   callbacks: list | None = None, progress_bar: bool = True) -> L.Trainer:
     accelerator, devices, num_nodes = _launch_topology(devices, num_nodes)
     distributed = devices * num_nodes > 1
-    strategy = DDPStrategy(find_unused_parameters=bool(get(cfg, "train.find_unused_parameters", True)),
-                           process_group_backend="nccl" if accelerator == "gpu" else "gloo") \
+    # train.start_method: "popen" (re-run the command, the default), "spawn" or "fork"
+    strategy = DDPStrategy(find_unused_parameters=bool(get(cfg, "train.find_unused_parameters", False)),
+                           process_group_backend="nccl" if accelerator == "gpu" else "gloo",
+                           start_method=str(get(cfg, "train.start_method", "popen"))) \
         if distributed else "auto"
     monitor = str(get(cfg, "train.monitor", "Car/3d/moderate/R40@0.70"))
     own = [LastCheckpoint(out, int(get(cfg, "train.ckpt_every_steps", 0) or 0)),
