@@ -242,3 +242,28 @@ def test_quick_demo_end_to_end(tmp_path, monkeypatch):
     demo.run_demo(tmp_path / "demo", "quick")
     assert time.monotonic() - began < first / 2
     print(f"quick demo: {first:.0f} s", file=sys.stderr)
+
+
+def test_an_interrupted_stage_stops_its_child(monkeypatch):
+    """Ctrl-C / SIGTERM during a stage must not leave the training running."""
+    import subprocess
+
+    started = []
+
+    class Child:
+        def __init__(self, command, env=None):
+            started.append(self)
+            self.terminated = False
+
+        def wait(self, timeout=None):
+            if not self.terminated:
+                raise KeyboardInterrupt
+            return -15
+
+        def terminate(self):
+            self.terminated = True
+
+    monkeypatch.setattr(subprocess, "Popen", Child)
+    with pytest.raises(KeyboardInterrupt):
+        demo.run_command(["train"], "train teacher")
+    assert started[0].terminated

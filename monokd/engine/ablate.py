@@ -193,6 +193,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     out = args.out or f"runs/ablate/{Path(args.preset).stem}"
     extra = ["--devices", str(args.devices)] if args.devices else []
+    demo.exit_on_sigterm()
     try:
         run_ablation(args.preset, args.seeds, out, args.results, args.rows, args.data, extra)
     except (demo.StageError, ConfigError) as err:

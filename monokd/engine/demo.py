@@ -100,9 +100,20 @@ def read_flat(eval_dir: str | Path) -> dict[str, float]:
 def run_command(args: list[str], stage: str, env: dict | None = None) -> None:
     """Run ``python -m monokd.cli ARGS``; its output (progress bars) goes to our terminal."""
     command = [sys.executable, "-m", "monokd.cli", *args]
-    result = subprocess.run(command, env={**os.environ, **(env or {})})
-    if result.returncode != 0:
-        raise StageError(f"stage {stage!r} failed (exit {result.returncode}): {' '.join(command)}")
+    child = subprocess.Popen(command, env={**os.environ, **(env or {})})
+    try:
+        code = child.wait()
+    except BaseException:
+        # Interrupted (Ctrl-C, SIGTERM via run()): never leave a training running behind us;
+        # its last.ckpt lets the next run resume.
+        child.terminate()
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+        raise
+    if code != 0:
+        raise StageError(f"stage {stage!r} failed (exit {code}): {' '.join(command)}")
 
 
 def train(config: str | Path, run_dir: str | Path, overrides: list[str], seed: int | None = None,
@@ -330,7 +341,15 @@ def add_arguments(parser) -> None:
                         help="SynthKITTI root (generated there if absent); default OUT/data/synthkitti")
 
 
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit so that ``run_command`` stops its child first."""
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
 def run(args) -> int:
+    exit_on_sigterm()
     try:
         run_demo(args.out, args.preset, args.data)
     except (StageError, ConfigError) as err:
