@@ -19,7 +19,7 @@ CLASSES = ["Car", "Pedestrian"]
 
 
 def tiny_cfg(**model) -> dict:
-    cfg = {"name": "monodetr", "backbone": {"depth": 18, "weights": None, "frozen_stages": 1},
+    cfg = {"name": "monodetr", "backbone": {"depth": 18, "weights": None, "frozen_stages": 1, "norm": "frozen"},
            "hidden_dim": 32, "nheads": 4, "enc_layers": 1, "dec_layers": 2, "dim_feedforward": 64,
            "num_queries": 8, "enc_n_points": 2, "dec_n_points": 2, "depth": {"num_bins": 20, "min": 1e-3, "max": 60}}
     cfg.update(model)
@@ -213,7 +213,7 @@ def test_config_errors():
 def test_kitti_config_parameter_count():
     """R50, C=256, 4 levels, 3 + 3 layers, 50 queries, Car only (docs/monodetr.md)."""
     with torch.device("meta"):
-        model = MonoDETR({}, ["Car"])
+        model = MonoDETR({"backbone": {"norm": "frozen"}}, ["Car"])  # the recipe: ImageNet weights
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert sum(p.numel() for p in model.backbone.parameters()) == 23_454_912  # torchvision R50 minus fc and BN

@@ -119,3 +119,27 @@ def test_load_torchvision_file(tmp_path):
         load_pretrained(ResNet(18), path)
     with pytest.raises(CheckpointMismatchError, match="not found"):
         load_pretrained(ResNet(18), tmp_path / "absent.pth")
+
+
+def test_norm_auto_is_trainable_batch_norm_from_scratch_and_frozen_with_weights(tmp_path):
+    """From scratch, frozen BN statistics would stay the identity (an un-normalised network);
+    trainable BN keeps torchvision's keys."""
+    import torch
+
+    from monokd.models.backbones.resnet import FrozenBatchNorm2d, build_resnet
+
+    scratch = build_resnet({"depth": 18, "weights": None, "frozen_stages": -1})
+    assert scratch.norm == "batch"
+    assert isinstance(scratch.layer1[0].bn1, torch.nn.BatchNorm2d)
+    assert scratch.layer1[0].bn2.weight.requires_grad
+    partly_frozen = build_resnet({"depth": 18, "weights": None, "frozen_stages": 1}).train()
+    assert not partly_frozen.layer1.training and not partly_frozen.bn1.training  # stats fixed
+    assert partly_frozen.layer2.training
+    path = tmp_path / "r18.pth"
+    torch.save(scratch.state_dict(), path)  # BN keys (incl. num_batches_tracked) load as torchvision's
+    pretrained = build_resnet({"depth": 18, "weights": str(path), "frozen_stages": 1})
+    assert pretrained.norm == "frozen"
+    assert isinstance(pretrained.layer1[0].bn1, FrozenBatchNorm2d)
+    assert torch.equal(pretrained.layer2[0].conv1.weight, scratch.layer2[0].conv1.weight)
+    with pytest.raises(Exception, match="norm"):
+        build_resnet({"depth": 18, "norm": "group"})

@@ -3,9 +3,13 @@
 The module names and state-dict keys are torchvision's (``conv1``, ``bn1``, ``layer1`` ..
 ``layer4``, each block ``conv1/bn1/conv2/bn2[/conv3/bn3]/downsample.0/downsample.1``), so a
 torchvision ImageNet checkpoint saved to a file loads with :func:`load_pretrained` (torchvision
-itself is never imported). Batch norm is frozen (DETR's recipe: batch statistics of a few
-images per GPU are too noisy to train), and the stem plus the first ``frozen_stages`` stages
-get no gradient.
+itself is never imported). The stem plus the first ``frozen_stages`` stages get no gradient.
+
+Normalisation (``backbone.norm``): with ImageNet weights batch norm is frozen (DETR's recipe:
+batch statistics of a few images per GPU are too noisy to train). A backbone trained from
+scratch cannot use frozen statistics: they stay the identity, so the network is effectively
+un-normalised and learns very slowly. ``norm: auto`` therefore means frozen with weights and
+trainable ``nn.BatchNorm2d`` (same keys) without.
 """
 
 from __future__ import annotations
@@ -54,12 +58,14 @@ def _conv1x1(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
 class BasicBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, cin: int, width: int, stride: int = 1, downsample: nn.Module | None = None):
+    def __init__(self, cin: int, width: int, stride: int = 1, downsample: nn.Module | None = None,
+                 norm=None):
         super().__init__()
+        norm = norm or FrozenBatchNorm2d
         self.conv1 = _conv3x3(cin, width, stride)
-        self.bn1 = FrozenBatchNorm2d(width)
+        self.bn1 = norm(width)
         self.conv2 = _conv3x3(width, width)
-        self.bn2 = FrozenBatchNorm2d(width)
+        self.bn2 = norm(width)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
 
@@ -75,14 +81,16 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, cin: int, width: int, stride: int = 1, downsample: nn.Module | None = None):
+    def __init__(self, cin: int, width: int, stride: int = 1, downsample: nn.Module | None = None,
+                 norm=None):
         super().__init__()
+        norm = norm or FrozenBatchNorm2d
         self.conv1 = _conv1x1(cin, width)
-        self.bn1 = FrozenBatchNorm2d(width)
+        self.bn1 = norm(width)
         self.conv2 = _conv3x3(width, width, stride)
-        self.bn2 = FrozenBatchNorm2d(width)
+        self.bn2 = norm(width)
         self.conv3 = _conv1x1(width, width * self.expansion)
-        self.bn3 = FrozenBatchNorm2d(width * self.expansion)
+        self.bn3 = norm(width * self.expansion)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
 
@@ -93,6 +101,8 @@ class Bottleneck(nn.Module):
         out = self.bn3(self.conv3(out))
         return self.relu(out + identity)
 
+
+NORMS = {"frozen": FrozenBatchNorm2d, "batch": nn.BatchNorm2d}
 
 ARCHS = {
     18: (BasicBlock, (2, 2, 2, 2)),
@@ -109,11 +119,16 @@ class ResNet(nn.Module):
         frozen_stages: -1 trains everything, 0 freezes the stem (conv1, bn1), k >= 1 also
             freezes layer1 .. layerk.
         with_fc: keep the ImageNet classifier (only to hold checkpoint keys; never used).
+        norm: "frozen" (FrozenBatchNorm2d, for pretrained weights) or "batch" (trainable
+            nn.BatchNorm2d, for training from scratch).
     Forward: images (B, 3, H, W) -> [C3 (B, c3, H/8, W/8), C4 (H/16), C5 (H/32)].
     """
 
-    def __init__(self, depth: int = 50, frozen_stages: int = 1, with_fc: bool = False):
+    def __init__(self, depth: int = 50, frozen_stages: int = 1, with_fc: bool = False,
+                 norm: str = "frozen"):
         super().__init__()
+        if norm not in NORMS:
+            raise ConfigError(f"model.backbone.norm: {norm!r} is not one of {sorted(NORMS)} (or auto)")
         if depth not in ARCHS:
             raise ConfigError(f"model.backbone.depth: {depth} is not one of {sorted(ARCHS)}")
         if not -1 <= frozen_stages <= 4:
@@ -121,25 +136,37 @@ class ResNet(nn.Module):
         block, counts = ARCHS[depth]
         self.depth = depth
         self.frozen_stages = frozen_stages
+        self.norm = norm
+        norm_layer = NORMS[norm]
         self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
-        self.bn1 = FrozenBatchNorm2d(64)
+        self.bn1 = norm_layer(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         cin = 64
         for index, (count, width) in enumerate(zip(counts, (64, 128, 256, 512))):
             stride = 1 if index == 0 else 2
-            layer, cin = _make_layer(block, cin, width, count, stride)
+            layer, cin = _make_layer(block, cin, width, count, stride, norm_layer)
             self.add_module(f"layer{index + 1}", layer)
         self.fc = nn.Linear(cin, 1000) if with_fc else None
         self.num_channels = [128 * block.expansion, 256 * block.expansion, 512 * block.expansion]
         self.strides = [8, 16, 32]
         self._freeze()
 
-    def _freeze(self) -> None:
+    def _frozen(self) -> list[nn.Module]:
         stages = [nn.ModuleList([self.conv1, self.bn1])] + [getattr(self, f"layer{i}") for i in range(1, 5)]
-        for stage in stages[: self.frozen_stages + 1]:
+        return stages[: self.frozen_stages + 1]
+
+    def _freeze(self) -> None:
+        for stage in self._frozen():
             for param in stage.parameters():
                 param.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "ResNet":
+        """A frozen stage also keeps its (trainable-kind) batch-norm statistics fixed."""
+        super().train(mode)
+        for stage in self._frozen():
+            stage.eval()
+        return self
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         x = self.maxpool(self.relu(self.bn1(self.conv1(images))))
@@ -150,13 +177,13 @@ class ResNet(nn.Module):
         return [c3, c4, c5]
 
 
-def _make_layer(block, cin: int, width: int, count: int, stride: int) -> tuple[nn.Sequential, int]:
+def _make_layer(block, cin: int, width: int, count: int, stride: int, norm) -> tuple[nn.Sequential, int]:
     cout = width * block.expansion
     downsample = None
     if stride != 1 or cin != cout:
-        downsample = nn.Sequential(_conv1x1(cin, cout, stride), FrozenBatchNorm2d(cout))
-    blocks = [block(cin, width, stride, downsample)]
-    blocks += [block(cout, width) for _ in range(count - 1)]
+        downsample = nn.Sequential(_conv1x1(cin, cout, stride), norm(cout))
+    blocks = [block(cin, width, stride, downsample, norm)]
+    blocks += [block(cout, width, norm=norm) for _ in range(count - 1)]
     return nn.Sequential(*blocks), cout
 
 
@@ -179,7 +206,8 @@ def load_pretrained(model: ResNet, path: str | Path) -> None:
         raise CheckpointMismatchError(f"{path}: expected a state dict, found {type(state).__name__}")
     state = {k.removeprefix("module."): v for k, v in state.items()
              if not k.removeprefix("module.").startswith("fc.") and not k.endswith("num_batches_tracked")}
-    own = {k: v for k, v in model.state_dict().items() if not k.startswith("fc.")}
+    own = {k: v for k, v in model.state_dict().items()
+           if not k.startswith("fc.") and not k.endswith("num_batches_tracked")}
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     misshaped = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
@@ -192,8 +220,12 @@ def load_pretrained(model: ResNet, path: str | Path) -> None:
 
 
 def build_resnet(cfg: dict) -> ResNet:
-    """``cfg`` = the ``model.backbone`` section: depth, weights (a file path or null), frozen_stages."""
-    model = ResNet(int(cfg.get("depth", 50)), int(cfg.get("frozen_stages", 1)))
+    """``cfg`` = the ``model.backbone`` section: depth, weights (a file path or null),
+    frozen_stages, norm (auto | frozen | batch; auto = frozen with weights, batch without)."""
+    norm = cfg.get("norm", "auto")
+    if norm == "auto":
+        norm = "frozen" if cfg.get("weights") else "batch"
+    model = ResNet(int(cfg.get("depth", 50)), int(cfg.get("frozen_stages", 1)), norm=norm)
     if cfg.get("weights"):
         load_pretrained(model, cfg["weights"])
     return model
