@@ -4,7 +4,6 @@ more than half), and validation scores the decoded frames with the KITTI evaluat
 from __future__ import annotations
 
 import json
-import time
 
 import lightning as L
 import pytest
@@ -51,9 +50,7 @@ def test_monodetr_overfits_four_frames(frames_root, tmp_path):
     frames = Subset(KittiDataset(None, split, cfg, augment=False), range(4))
     data = KittiDataModule(cfg, frames, frames, collate)
     trace = LossTrace()
-    start = time.monotonic()
     module = fit(cfg, tmp_path, datamodule=data, callbacks=[trace], progress_bar=False)
-    assert time.monotonic() - start < 60
     assert len(trace.losses) == 16 and module.nonfinite_total == 0
     first, last = sum(trace.losses[:2]) / 2, sum(trace.losses[-2:]) / 2
     assert last < 0.5 * first, trace.losses
