@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.utils.data import Subset
 
-from monokd.config import load_config, set_key
+from monokd.config import load_config
 from monokd.engine.datamodule import KittiDataModule
 from monokd.engine.train import fit
 

@@ -6,7 +6,6 @@ import argparse
 import math
 
 import numpy as np
-import pytest
 
 from monokd.data import kitti
 from monokd.geometry.boxes import corners_3d

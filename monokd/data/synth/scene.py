@@ -15,7 +15,7 @@ import numpy as np
 
 from monokd.data.synth import materials as M
 from monokd.data.synth.camera import CAMERA_HEIGHT
-from monokd.data.synth.raycast import BOX, CYLINDER, ELLIPSOID, Primitives
+from monokd.data.synth.raycast import BOX, ELLIPSOID, Primitives
 from monokd.data.synth.shapes import object_primitives
 from monokd.geometry.boxes import box_center, wrap_angle
 from monokd.geometry.calib import project
