@@ -218,3 +218,17 @@ def test_kitti_config_parameter_count():
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert sum(p.numel() for p in model.backbone.parameters()) == 23_454_912  # torchvision R50 minus fc and BN
     assert (total, trainable) == (36_231_807, 36_009_407)
+
+
+def test_gt_object_map_is_sampled_nearest_not_blended_with_background():
+    """A one-cell object at 20 m in a 60 m background: sampled near its cell's edge, the
+    teacher's map term must read 20 m (nearest), where bilinear blending reads ~40 m."""
+    from monokd.models.monodetr.heads import sample_depth_map
+
+    depth_map = torch.full((1, 4, 4), 60.0)
+    depth_map[0, 1, 1] = 20.0
+    point = torch.tensor([[[0.49 / 4 * 2 + 0.01, 1.5 / 4]]])  # x inside cell 1, near its left edge
+    nearest = sample_depth_map(depth_map, point, "nearest")
+    bilinear = sample_depth_map(depth_map, point, "bilinear")
+    assert nearest.item() == 20.0
+    assert bilinear.item() > 35.0

@@ -73,26 +73,28 @@ class PredictionHeads(nn.Module):
         self.register_buffer("dims_prior", dims_prior(classes), persistent=False)
 
     def forward(self, layer: int, hs: torch.Tensor, boxes: torch.Tensor, depth_map: torch.Tensor,
-                fy: torch.Tensor, input_height: int) -> dict[str, torch.Tensor]:
+                fy: torch.Tensor, input_height: int, map_sampling: str = "bilinear") -> dict[str, torch.Tensor]:
         """One decoder layer's predictions.
 
         Args:
             hs: (B, Q, C) query states.  boxes: (B, Q, 6) sigmoid-normalised cx, cy, l, r, t, b.
             depth_map: (B, h, w) metres, sampled for the third depth estimate.
             fy: (B,) focal length (pixels) at the input resolution.  input_height: H pixels.
+            map_sampling: "bilinear" for a predicted (smooth) depth map, "nearest" for the
+                teacher's piecewise-constant GT object-wise map.
         Returns:
             pred_logits (B, Q, K), pred_boxes (B, Q, 6), pred_dims (B, Q, 3) h w l metres,
             pred_angle (B, Q, 24), pred_depth (B, Q, 2) fused depth and log-variance.
         """
         dims = self.dim_embed[layer](hs) + self.dims_prior
         depth_out = self.depth_embed[layer](hs)
-        depth = fuse_depth(depth_out, dims[..., 0], boxes, depth_map, fy, input_height)
+        depth = fuse_depth(depth_out, dims[..., 0], boxes, depth_map, fy, input_height, map_sampling)
         return {"pred_logits": self.class_embed[layer](hs), "pred_boxes": boxes, "pred_dims": dims,
                 "pred_angle": self.angle_embed[layer](hs), "pred_depth": depth}
 
 
 def fuse_depth(depth_out: torch.Tensor, height_3d: torch.Tensor, boxes: torch.Tensor, depth_map: torch.Tensor,
-               fy: torch.Tensor, input_height: int) -> torch.Tensor:
+               fy: torch.Tensor, input_height: int, map_sampling: str = "bilinear") -> torch.Tensor:
     """(B, Q, 2) [mean of direct, geometric and depth-map depths, log-variance].
 
     Args:
@@ -102,18 +104,21 @@ def fuse_depth(depth_out: torch.Tensor, height_3d: torch.Tensor, boxes: torch.Te
     direct = 1.0 / (depth_out[..., 0].sigmoid() + 1e-6) - 1.0
     height_2d = ((boxes[..., 4] + boxes[..., 5]) * input_height).clamp(min=1.0)
     geometric = height_3d / height_2d * fy[:, None]
-    sampled = sample_depth_map(depth_map, boxes[..., :2].detach())
+    sampled = sample_depth_map(depth_map, boxes[..., :2].detach(), map_sampling)
     return torch.stack([(direct + geometric + sampled) / 3, depth_out[..., 1]], dim=-1)
 
 
-def sample_depth_map(depth_map: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
-    """Bilinear (B, h, w) map at (B, Q, 2) points normalised by the input size -> (B, Q).
+def sample_depth_map(depth_map: torch.Tensor, centers: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+    """(B, h, w) map at (B, Q, 2) points normalised by the input size -> (B, Q).
 
     A cell covers its stride's input pixels, so align_corners=False; outside the map the border
-    value is used rather than zero depth.
+    value is used rather than zero depth. A GT object-wise map must be sampled with
+    ``mode="nearest"``: bilinear weights would blend a small object's depth with the 60 m
+    background of the neighbouring cells (a car 1-2 cells wide at stride 16 gets tens of metres
+    of error), which is what made the GT-depth teacher no better than its student.
     """
     grid = (2 * centers - 1)[:, :, None, :]
-    out = F.grid_sample(depth_map[:, None], grid, mode="bilinear", padding_mode="border", align_corners=False)
+    out = F.grid_sample(depth_map[:, None], grid, mode=mode, padding_mode="border", align_corners=False)
     return out[:, 0, :, 0]
 
 

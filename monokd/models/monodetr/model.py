@@ -143,7 +143,8 @@ class MonoDETR(nn.Module):
                                  memory, spatial_shapes, level_start, depth_memory)
 
         fy = batch["P2"][:, 1, 1].to(hs.dtype)
-        layers = [self.heads(i, hs[i], boxes[i], depth, fy, input_h) for i in range(hs.shape[0])]
+        sampling = "nearest" if self.depth_input == "gt_object" else "bilinear"
+        layers = [self.heads(i, hs[i], boxes[i], depth, fy, input_h, sampling) for i in range(hs.shape[0])]
         outputs = dict(layers[-1])
         outputs["aux_outputs"] = layers[:-1]
         outputs["pred_depth_map_logits"] = depth_logits
