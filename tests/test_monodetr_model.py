@@ -232,3 +232,25 @@ def test_gt_object_map_is_sampled_nearest_not_blended_with_background():
     bilinear = sample_depth_map(depth_map, point, "bilinear")
     assert nearest.item() == 20.0
     assert bilinear.item() > 35.0
+
+
+def test_teacher_decodes_its_depth_from_the_gt_term_at_inference():
+    """In eval mode the gt_object teacher's pred_depth is the GT object depth at the query's
+    projected centre (nearest cell); in training it stays the three-way mean; the student is
+    unaffected."""
+    torch.manual_seed(0)
+    teacher = build_detector(tiny_cfg(depth_input="gt_object"))
+    batch = make_batch()
+    teacher.eval()
+    with torch.no_grad():
+        out = teacher(batch)
+    gt_depths = torch.cat([t["depth"] for t in batch["targets"]]).unique()
+    allowed = torch.cat([gt_depths, torch.tensor([60.0])])  # background cells read max depth
+    assert torch.isin(out["pred_depth"][..., 0], allowed).all()
+    teacher.train()
+    with torch.no_grad():
+        trained = teacher(batch)
+    assert not torch.isin(trained["pred_depth"][..., 0], allowed).all()
+    off = build_detector(tiny_cfg(depth_input="gt_object", gt_depth_decode=False)).eval()
+    with torch.no_grad():
+        assert not torch.isin(off(batch)["pred_depth"][..., 0], allowed).all()

@@ -24,7 +24,7 @@ from monokd.errors import ConfigError
 from monokd.geometry.depth import object_depth_map
 from monokd.models.backbones.resnet import build_resnet
 from monokd.models.monodetr.depth_predictor import DepthPredictor
-from monokd.models.monodetr.heads import PredictionHeads
+from monokd.models.monodetr.heads import PredictionHeads, sample_depth_map
 from monokd.models.monodetr.position_encoding import DepthPositionalEncoding, sine_position_encoding
 from monokd.models.monodetr.transformer import (DepthAwareDecoder, DepthAwareDecoderLayer, DepthEncoderLayer,
                                                 VisualEncoder, VisualEncoderLayer, reset_transformer_parameters)
@@ -36,6 +36,7 @@ DEFAULTS = {
     "dim_feedforward": 256, "dropout": 0.1, "enc_n_points": 4, "dec_n_points": 4, "num_queries": 50,
     "depth": {"num_bins": 80, "min": 1e-3, "max": 60.0},
     "depth_input": None,
+    "gt_depth_decode": True,
     "decode": {"topk": 50, "threshold": 0.2},
 }
 DEPTH_INPUTS = (None, "gt_object")
@@ -83,6 +84,7 @@ class MonoDETR(nn.Module):
         self.cfg = cfg
         self.classes = list(classes)
         self.depth_input = cfg["depth_input"]
+        self.gt_depth_decode = bool(cfg["gt_depth_decode"])
         self.depth_bins = {k: cfg["depth"][k] for k in ("num_bins", "min", "max")}
         dim, levels = cfg["hidden_dim"], cfg["num_feature_levels"]
         self.hidden_dim, self.num_feature_levels = dim, levels
@@ -146,6 +148,8 @@ class MonoDETR(nn.Module):
         sampling = "nearest" if self.depth_input == "gt_object" else "bilinear"
         layers = [self.heads(i, hs[i], boxes[i], depth, fy, input_h, sampling) for i in range(hs.shape[0])]
         outputs = dict(layers[-1])
+        if self.depth_input == "gt_object" and self.gt_depth_decode and not self.training:
+            outputs["pred_depth"] = gt_term_depth(outputs, depth)
         outputs["aux_outputs"] = layers[:-1]
         outputs["pred_depth_map_logits"] = depth_logits
         outputs["distill"] = {"features": srcs, "queries": hs, "depth_map": depth[:, None].detach()}
@@ -222,3 +226,17 @@ def build_monodetr(cfg: dict) -> MonoDETR:
     if not classes:
         raise ConfigError("data.classes: MonoDETR needs the list of class names (e.g. [Car])")
     return MonoDETR(cfg.get("model") or {}, list(classes), cfg.get("loss"))
+
+
+def gt_term_depth(outputs: dict, gt_map: torch.Tensor) -> torch.Tensor:
+    """(B, Q, 2) the teacher's inference depth: its GT object-wise map at each query's
+    projected 3-D centre, with the predicted log-variance.
+
+    The teacher trains on the three-way mean like its student, so that its queries still learn
+    depth (what ADD distils); but the mean lets the learned direct term absorb the exact GT
+    term, leaving the teacher's fused depth barely better than the student's (median error
+    0.90 vs 0.94 m on SynthKITTI val). At inference, where it has the GT input by definition,
+    decoding from the GT term doubles its Car AP3D@0.7 (docs/monodetr.md).
+    """
+    sampled = sample_depth_map(gt_map, outputs["pred_boxes"][..., :2], "nearest")
+    return torch.stack([sampled, outputs["pred_depth"][..., 1]], dim=-1)
