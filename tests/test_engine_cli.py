@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from monokd.cli import main
+from monokd.config import load_config
 from tests.test_train_overfit import TINY
 
 pytestmark = pytest.mark.slow
@@ -46,7 +47,7 @@ def test_train_writes_config_checkpoints_logs_and_metrics(trained):
     names = {p.name for p in trained.iterdir()}
     assert {"config.yaml", "last.ckpt", "metrics.json", "tensorboard"} <= names
     metrics = json.loads((trained / "metrics.json").read_text())
-    assert metrics["monitor"] == "Car/3d/moderate/R40@0.70"
+    assert metrics["monitor"] == load_config("configs/monodetr_synth.yaml")["train"]["monitor"]
     assert [v["epoch"] for v in metrics["validations"]] == [0]
     assert "Car/3d/moderate/R40@0.70" in metrics["final"]["metrics"]
     assert list((trained / "tensorboard").glob("events.out.tfevents.*"))
