@@ -24,7 +24,7 @@ from monokd.errors import ConfigError
 from monokd.geometry.depth import object_depth_map
 from monokd.models.backbones.resnet import build_resnet
 from monokd.models.monodetr.depth_predictor import DepthPredictor
-from monokd.models.monodetr.heads import PredictionHeads, sample_depth_map
+from monokd.models.monodetr.heads import PredictionHeads
 from monokd.models.monodetr.position_encoding import DepthPositionalEncoding, sine_position_encoding
 from monokd.models.monodetr.transformer import (DepthAwareDecoder, DepthAwareDecoderLayer, DepthEncoderLayer,
                                                 VisualEncoder, VisualEncoderLayer, reset_transformer_parameters)
@@ -145,11 +145,9 @@ class MonoDETR(nn.Module):
                                  memory, spatial_shapes, level_start, depth_memory)
 
         fy = batch["P2"][:, 1, 1].to(hs.dtype)
-        sampling = "nearest" if self.depth_input == "gt_object" else "bilinear"
-        layers = [self.heads(i, hs[i], boxes[i], depth, fy, input_h, sampling) for i in range(hs.shape[0])]
+        map_term = self.depth_map_term()
+        layers = [self.heads(i, hs[i], boxes[i], depth, fy, input_h, map_term) for i in range(hs.shape[0])]
         outputs = dict(layers[-1])
-        if self.depth_input == "gt_object" and self.gt_depth_decode and not self.training:
-            outputs["pred_depth"] = gt_term_depth(outputs, depth)
         outputs["aux_outputs"] = layers[:-1]
         outputs["pred_depth_map_logits"] = depth_logits
         outputs["distill"] = {"features": srcs, "queries": hs, "depth_map": depth[:, None].detach()}
@@ -162,6 +160,13 @@ class MonoDETR(nn.Module):
         for proj in self.input_proj[len(feats):]:
             srcs.append(proj(feats[-1] if len(srcs) == len(feats) else srcs[-1]))
         return srcs
+
+    def depth_map_term(self) -> str:
+        """How the depth map enters the depth fusion (heads.fuse_depth): the teacher's GT map is
+        sampled nearest, and at inference (``gt_depth_decode``) decoded from alone."""
+        if self.depth_input != "gt_object":
+            return "predicted"
+        return "gt_only" if self.gt_depth_decode and not self.training else "gt"
 
     def gt_object_depth(self, batch: dict, map_size: tuple[int, int], stride: float) -> torch.Tensor:
         """(B, h, w) ground-truth object-wise depth map (teacher input); background = max depth."""
@@ -226,17 +231,3 @@ def build_monodetr(cfg: dict) -> MonoDETR:
     if not classes:
         raise ConfigError("data.classes: MonoDETR needs the list of class names (e.g. [Car])")
     return MonoDETR(cfg.get("model") or {}, list(classes), cfg.get("loss"))
-
-
-def gt_term_depth(outputs: dict, gt_map: torch.Tensor) -> torch.Tensor:
-    """(B, Q, 2) the teacher's inference depth: its GT object-wise map at each query's
-    projected 3-D centre, with the predicted log-variance.
-
-    The teacher trains on the three-way mean like its student, so that its queries still learn
-    depth (what ADD distils); but the mean lets the learned direct term absorb the exact GT
-    term, leaving the teacher's fused depth barely better than the student's (median error
-    0.90 vs 0.94 m on SynthKITTI val). At inference, where it has the GT input by definition,
-    decoding from the GT term doubles its Car AP3D@0.7 (docs/monodetr.md).
-    """
-    sampled = sample_depth_map(gt_map, outputs["pred_boxes"][..., :2], "nearest")
-    return torch.stack([sampled, outputs["pred_depth"][..., 1]], dim=-1)
