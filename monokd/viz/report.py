@@ -99,12 +99,7 @@ def bar_chart(results: Mapping[str, Mapping[str, float]], path: str | Path, cls:
         top = max([results[n].get(metric_key(m, "moderate", iou, cls), 0.0) for n in names for m in ("bev", "3d")] + [1.0])
         ax.set_ylim(0, top * 1.2 if not math.isnan(top) else 1.0)
     axes[0][-1].legend(fontsize=8, loc="upper right")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=110)
 
 
 def prediction_grid(panels: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | Path,
@@ -133,12 +128,7 @@ def prediction_grid(panels: Mapping[str, tuple[np.ndarray, np.ndarray]], path: s
             ax.set_axis_off()
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=100)
 
 
 def _format_seconds(seconds: float) -> str:
@@ -175,4 +165,16 @@ def write_report(path: str | Path, results: Mapping[str, Mapping[str, float]], c
         parts += [f"| {name} | {_format_seconds(seconds)} |" for name, seconds in timings.items()]
         parts += [f"| total | {_format_seconds(sum(timings.values()))} |", ""]
     path.write_text("\n".join(parts))
+    return path
+
+
+def _save(fig, path: str | Path, dpi: int) -> Path:
+    """Lay out, write (making the folder) and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
     return path
