@@ -59,28 +59,38 @@ def paired_difference(a: list[dict], b: list[dict], name: str) -> dict[str, floa
     return {"mean": mean, "std": std, "per_seed": diffs}
 
 
+def _mean_std(row: dict, name: str) -> str:
+    """'mean ± std', or the one value when there is one seed (a std of 0 would claim too much)."""
+    if row["n"] == 1:
+        return f"{row['mean'][name]:.2f}"
+    return f"{row['mean'][name]:.2f} ± {row['std'][name]:.2f}"
+
+
 def markdown(results: dict) -> str:
     seeds = results["seeds"]
     lines = [f"# Teacher / baseline / ADD on SynthKITTI over {len(seeds)} seeds {seeds}", "",
-             f"Car AP R40 (%) on val (200 frames), last checkpoint, mean ± sample std; every ADD student "
+             f"Car AP R40 (%) on val (200 frames), last checkpoint, mean ± sample std over n seeds; every ADD student "
              f"distilled from the seed-{results['teacher_seed']} teacher. `python benchmarks/add_seeds.py`.", ""]
     for iou in ("0.70", "0.50"):
         lines += [f"| model | AP3D@{iou[:3]} E / M / H | AP_BEV@{iou[:3]} E / M / H |", "|---|---|---|"]
         for model, row in results["models"].items():
-            cells = [" / ".join(f"{row['mean'][key(kind, d, iou)]:.2f} ± {row['std'][key(kind, d, iou)]:.2f}"
-                                for d in DIFFICULTIES) for kind in ("3d", "bev")]
-            lines.append(f"| {LABELS[model]} | {cells[0]} | {cells[1]} |")
+            cells = [" / ".join(_mean_std(row, key(kind, d, iou)) for d in DIFFICULTIES) for kind in ("3d", "bev")]
+            lines.append(f"| {LABELS[model]} (n={row['n']}) | {cells[0]} | {cells[1]} |")
         lines.append("")
-    lines += ["Per seed, moderate (AP3D@0.7 / AP3D@0.5):", "", "| seed | " + " | ".join(LABELS[m] for m in results["models"])
+    lines += ["Per seed, moderate (AP3D@0.7 / AP3D@0.5 / 2-D bbox AP@0.7):", "", "| seed | " + " | ".join(LABELS[m] for m in results["models"])
               + " | ADD - baseline |", "|---" * (len(results["models"]) + 2) + "|"]
     for i, seed in enumerate(seeds):
         cells = []
         for model, row in results["models"].items():
-            flat = row["per_seed"][str(seed)]
-            cells.append(f"{flat[key('3d', 'moderate', '0.70')]:.2f} / {flat[key('3d', 'moderate', '0.50')]:.2f}")
+            flat = row["per_seed"].get(str(seed))
+            if flat is None:
+                cells.append("-")
+                continue
+            cells.append(" / ".join(f"{flat[key(kind, 'moderate', iou)]:.2f}"
+                                    for kind, iou in (("3d", "0.70"), ("3d", "0.50"), ("bbox", "0.70"))))
         diff = results["add_minus_baseline"]
-        cells.append(f"{diff[key('3d', 'moderate', '0.70')]['per_seed'][i]:+.2f} / "
-                     f"{diff[key('3d', 'moderate', '0.50')]['per_seed'][i]:+.2f}")
+        cells.append(" / ".join(f"{diff[key(kind, 'moderate', iou)]['per_seed'][i]:+.2f}"
+                                for kind, iou in (("3d", "0.70"), ("3d", "0.50"), ("bbox", "0.70"))))
         lines.append(f"| {seed} | " + " | ".join(cells) + " |")
     lines += ["", "ADD - baseline, paired by seed (mean ± std):", ""]
     for name, d in results["add_minus_baseline"].items():
@@ -91,23 +101,28 @@ def markdown(results: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[444, 445, 446])
-    parser.add_argument("--teacher-seed", type=int, default=444)
+    parser.add_argument("--teacher-seed", type=int, default=444, help="the teacher every ADD student learns from")
+    parser.add_argument("--teacher-seeds", type=int, nargs="+", default=None,
+                        help="seeds of the teacher row (default: --seeds)")
     parser.add_argument("--models", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     parser.add_argument("--runs", default="runs/exp")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "add_seeds"))
     args = parser.parse_args()
     runs = Path(args.runs)
     demo.ensure_synth(REPO / "data" / "synthkitti", 800, 200, seed=0)
-    models = list(args.models)
+    models = [m for m in RECIPES if m in args.models]
     if "add" in models:  # the teacher must exist before any student is distilled from it
         train_and_evaluate("teacher", args.teacher_seed, runs, args.teacher_seed)
-    flats = {m: {s: train_and_evaluate(m, s, runs, args.teacher_seed) for s in args.seeds} for m in models}
+    seeds = {m: (args.teacher_seeds or args.seeds) if m == "teacher" else args.seeds for m in models}
+    flats = {m: {s: train_and_evaluate(m, s, runs, args.teacher_seed) for s in seeds[m]} for m in models}
     results = {"seeds": args.seeds, "teacher_seed": args.teacher_seed, "runs": str(runs), "models": {}}
     for model in models:
-        per_seed = [flats[model][s] for s in args.seeds]
-        results["models"][model] = {**aggregate(per_seed), "per_seed": {str(s): flats[model][s] for s in args.seeds}}
+        per_seed = [flats[model][s] for s in seeds[model]]
+        results["models"][model] = {**aggregate(per_seed), "seeds": seeds[model],
+                                    "per_seed": {str(s): flats[model][s] for s in seeds[model]}}
     if {"add", "baseline"} <= set(models):
         names = [key(kind, "moderate", iou) for iou in ("0.70", "0.50") for kind in ("3d", "bev")]
+        names.append(key("bbox", "moderate", "0.70"))
         results["add_minus_baseline"] = {
             n: paired_difference([flats["add"][s] for s in args.seeds], [flats["baseline"][s] for s in args.seeds], n)
             for n in names}
