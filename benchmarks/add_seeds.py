@@ -26,6 +26,7 @@ sys.path.insert(0, str(REPO))
 
 from monokd.engine import demo  # noqa: E402
 from monokd.engine.ablate import aggregate  # noqa: E402
+from _results import write_json  # noqa: E402  (benchmarks/_results.py)
 
 RECIPES = {"teacher": "configs/monodetr_teacher_synth.yaml", "baseline": "configs/monodetr_synth.yaml",
            "add": "configs/add_monodetr_synth.yaml"}
@@ -127,8 +128,7 @@ def main() -> int:
             n: paired_difference([flats["add"][s] for s in args.seeds], [flats["baseline"][s] for s in args.seeds], n)
             for n in names}
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(results, indent=1))
+    write_json(results, out.with_suffix(".json"))
     text = markdown(results) if "add_minus_baseline" in results else json.dumps(results["models"], indent=1)
     out.with_suffix(".md").write_text(text)
     print(text)

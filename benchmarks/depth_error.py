@@ -24,6 +24,7 @@ sys.path.insert(0, str(REPO))
 
 from monokd.data.dataset import KittiDataset, collate  # noqa: E402
 from monokd.engine.checkpoint import load_detector  # noqa: E402
+from _results import write_json  # noqa: E402  (benchmarks/_results.py)
 
 
 @torch.no_grad()
@@ -56,7 +57,7 @@ def main(argv=None) -> int:
     results = [depth_errors(c, args.split) for c in args.ckpt]
     for r in results:
         print(json.dumps(r))
-    Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+    write_json(results, args.out)
     return 0
 
 

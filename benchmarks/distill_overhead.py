@@ -40,6 +40,7 @@ from monokd.engine.checkpoint import MODEL_PREFIX  # noqa: E402
 from monokd.engine.export import example_inputs, export_student  # noqa: E402
 from monokd.engine.schedule import build_optimizer  # noqa: E402
 from monokd.models import build_detector  # noqa: E402
+from _results import write_json  # noqa: E402  (benchmarks/_results.py)
 
 
 def interleaved_median(calls: dict, runs: int) -> dict[str, float]:
@@ -149,9 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         "onnx_max_abs_diff": {k: reports[k]["onnx_max_abs_diff"] for k in reports},
     }
     print(json.dumps(doc, indent=1))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    write_json(doc, args.out)
     return 0
 
 

@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from monokd.data.kitti import Object3D, write_label  # noqa: E402
 from monokd.geometry.boxes import alpha_from_rotation_y, project_boxes  # noqa: E402
+from _results import write_json  # noqa: E402  (benchmarks/_results.py)
 
 # mean objects per frame in KITTI val (about 28k labels over 3769 frames)
 RATES = {"Car": 3.8, "Van": 0.39, "Truck": 0.14, "Pedestrian": 0.6, "Person_sitting": 0.03,
@@ -183,9 +184,7 @@ def main() -> None:
               f"{args.frames / run['process_wall_s']:.0f} frames/s "
               f"(import {run['import_s']:.2f}, read + evaluate + report {run['evaluate_dirs_and_report_s']:.2f})")
     print(f"load average before/after: {load_before} / {load_after}")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    write_json(report, args.out)
 
 
 if __name__ == "__main__":

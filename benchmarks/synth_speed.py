@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from monokd.data.kitti import KittiPaths, read_label, read_split  # noqa: E402
 from monokd.data.synth import generate, render_frame  # noqa: E402
+from _results import write_json  # noqa: E402  (benchmarks/_results.py)
 
 HEIGHT_BINS = [0, 5.1, 8.5, 13.7, 20, 30, 40, 60, 128]  # px at 128 rows (8.5 / 13.7 = KITTI's 25 / 40 scaled)
 DEPTH_BINS = [0, 10, 20, 30, 40, 50, 60]
@@ -119,9 +120,7 @@ def main() -> int:
     print(f"render_frame: {render['with_lidar'] * 1000:.0f} ms/frame with the LiDAR, "
           f"{render['camera_only'] * 1000:.0f} ms camera + labels only")
     print("labels:", json.dumps(stats))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    write_json(result, args.out)
     return 0
 
 

@@ -32,6 +32,7 @@ from monokd.data.synth import generate  # noqa: E402
 from monokd.engine.inference import to_device  # noqa: E402
 from monokd.engine.schedule import build_optimizer  # noqa: E402
 from monokd.models import build_detector  # noqa: E402
+from _results import write_json  # noqa: E402  (benchmarks/_results.py)
 
 
 def sync(device: torch.device) -> None:
@@ -138,9 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                     "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
         "results": results,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    write_json(doc, args.out)
     return 0
 
 
