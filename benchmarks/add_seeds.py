@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -32,6 +31,7 @@ RECIPES = {"teacher": "configs/monodetr_teacher_synth.yaml", "baseline": "config
            "add": "configs/add_monodetr_synth.yaml"}
 LABELS = {"teacher": "teacher (GT object depth)", "baseline": "baseline MonoDETR", "add": "ADD student"}
 DIFFICULTIES = ("easy", "moderate", "hard")
+PER_SEED = (("3d", "0.70"), ("3d", "0.50"), ("bbox", "0.70"))  # the per-seed table's moderate figures
 
 
 def key(kind: str, difficulty: str, iou: str) -> str:
@@ -43,7 +43,7 @@ def train_and_evaluate(model: str, seed: int, runs: Path, teacher_seed: int) -> 
     overrides = []
     if model == "add":
         teacher = runs / f"teacher-s{teacher_seed}"
-        overrides = [f"distill.teacher.config={RECIPES['teacher']}", f"distill.teacher.ckpt={teacher / 'best.ckpt'}"]
+        overrides = demo.teacher_overrides(teacher, teacher / "best.ckpt")
     demo.train(REPO / RECIPES[model], run_dir, overrides, seed, stage=f"{model} seed {seed}")
     eval_dir = run_dir / "eval-last"
     if demo.evaluation_json(eval_dir) is None:
@@ -52,12 +52,11 @@ def train_and_evaluate(model: str, seed: int, runs: Path, teacher_seed: int) -> 
     return demo.read_flat(eval_dir)
 
 
-def paired_difference(a: list[dict], b: list[dict], name: str) -> dict[str, float]:
-    """Mean and sample std over seeds of a[name] - b[name]."""
-    diffs = [x[name] - y[name] for x, y in zip(a, b)]
-    mean = sum(diffs) / len(diffs)
-    std = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)) if len(diffs) > 1 else 0.0
-    return {"mean": mean, "std": std, "per_seed": diffs}
+def paired_differences(a: list[dict], b: list[dict], names: list[str]) -> dict[str, dict]:
+    """Per name: mean and sample std over seeds of a[name] - b[name], and the differences."""
+    diffs = [{n: x[n] - y[n] for n in names} for x, y in zip(a, b)]
+    stats = aggregate(diffs)
+    return {n: {"mean": stats["mean"][n], "std": stats["std"][n], "per_seed": [d[n] for d in diffs]} for n in names}
 
 
 def _mean_std(row: dict, name: str) -> str:
@@ -87,11 +86,9 @@ def markdown(results: dict) -> str:
             if flat is None:
                 cells.append("-")
                 continue
-            cells.append(" / ".join(f"{flat[key(kind, 'moderate', iou)]:.2f}"
-                                    for kind, iou in (("3d", "0.70"), ("3d", "0.50"), ("bbox", "0.70"))))
+            cells.append(" / ".join(f"{flat[key(kind, 'moderate', iou)]:.2f}" for kind, iou in PER_SEED))
         diff = results["add_minus_baseline"]
-        cells.append(" / ".join(f"{diff[key(kind, 'moderate', iou)]['per_seed'][i]:+.2f}"
-                                for kind, iou in (("3d", "0.70"), ("3d", "0.50"), ("bbox", "0.70"))))
+        cells.append(" / ".join(f"{diff[key(kind, 'moderate', iou)]['per_seed'][i]:+.2f}" for kind, iou in PER_SEED))
         lines.append(f"| {seed} | " + " | ".join(cells) + " |")
     lines += ["", "ADD - baseline, paired by seed (mean ± std):", ""]
     for name, d in results["add_minus_baseline"].items():
@@ -124,9 +121,8 @@ def main() -> int:
     if {"add", "baseline"} <= set(models):
         names = [key(kind, "moderate", iou) for iou in ("0.70", "0.50") for kind in ("3d", "bev")]
         names.append(key("bbox", "moderate", "0.70"))
-        results["add_minus_baseline"] = {
-            n: paired_difference([flats["add"][s] for s in args.seeds], [flats["baseline"][s] for s in args.seeds], n)
-            for n in names}
+        results["add_minus_baseline"] = paired_differences([flats["add"][s] for s in args.seeds],
+                                                           [flats["baseline"][s] for s in args.seeds], names)
     out = Path(args.out)
     write_json(results, out.with_suffix(".json"))
     text = markdown(results) if "add_minus_baseline" in results else json.dumps(results["models"], indent=1)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     adapters = sum(p.numel() for n, p in distiller.named_parameters() if not n.startswith("student."))
     doc = {
         "machine": {"cpu_threads": args.threads, "platform": platform.platform(), "torch": torch.__version__,
-                    "loadavg": list(np.round(np.array(__import__("os").getloadavg()), 2))},
+                    "loadavg": list(np.round(np.array(os.getloadavg()), 2))},
         "configs": {"baseline": "configs/monodetr_synth.yaml", "add": "configs/add_monodetr_synth.yaml"},
         "train_step_s": {k: round(v, 4) for k, v in step.items()},
         "train_step_ratio": round(step["add"] / step["baseline"], 3),
