@@ -13,8 +13,11 @@ the camera's y-z plane (x -> -x, rotation_y and alpha -> pi - angle). KITTI's P2
 centred (cu != (W - 1) / 2, and it has an offset column), so P2 is updated too:
 P2' = F @ P2 @ diag(-1, 1, 1, 1) with F the image flip, i.e. cu -> W - 1 - cu and
 P2[0, 3] -> (W - 1) * P2[2, 3] - P2[0, 3]. A mirrored point then projects through P2' to
-exactly the flipped pixel. (MonoDETR keeps P2 and only negates x, which puts the mirrored
-box (2 cu - W + 1) pixels off its flipped image, about 22 px on KITTI.)
+exactly the flipped pixel. The LiDAR frame is not mirrored: the frame's LiDAR -> camera map
+gains the mirror instead (the batch's ``lidar_to_rect``), so LiDAR points and a BEV grid keep
+their place and still project onto the flipped image. (MonoDETR keeps P2 and only negates
+x, which puts the mirrored box (2 cu - W + 1) pixels off its flipped image, about 22 px on
+KITTI.)
 
 Random scale and shift (MonoDETR's): with probability p a crop of s times the image size
 (s uniform in the scale range) centred at an offset of up to ``shift`` times the image size

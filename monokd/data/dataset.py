@@ -24,6 +24,12 @@ Configuration (``cfg["data"]``; every key optional, defaults in :data:`DEFAULTS`
 - ``part``: ``training`` or ``testing`` (None = ``testing`` for the split ``test``).
 - ``default_P2``: a 3x4 matrix used for frames without a calib file (images only).
 
+Every item carries ``lidar_to_rect`` (4, 4): LiDAR -> rectified camera frame of the augmented
+frame (R0_rect @ Tr_velo_to_cam, then x -> -x when flipped), so that
+P2 @ lidar_to_rect @ [x, y, z, 1] projects a LiDAR point onto the network input. The LiDAR
+frame itself is never mirrored: a flip changes the image and the camera frame, not the scene
+a BEV grid sees.
+
 Without a label_2 directory (``testing/``, or images only) targets are empty. With
 ``split=None`` every image of the part is used.
 """
@@ -43,7 +49,7 @@ from monokd.data.kitti import (Calibration, KittiFormatError, KittiPaths, Object
                                read_calib, read_depth, read_image, read_label, read_split,
                                read_velodyne)
 from monokd.geometry.boxes import box_center
-from monokd.geometry.calib import lidar_to_rect, project
+from monokd.geometry.calib import lidar_to_rect, project, velo_to_rect_matrix
 from monokd.geometry.depth import lidar_depth_map
 
 DEFAULTS = {
@@ -166,6 +172,7 @@ class KittiDataset(Dataset):
             "targets": self.targets(objects, affine, P2, image_size),
         }
         camera = _input_camera(calib, P2, choice.flip)
+        item["lidar_to_rect"] = torch.as_tensor(velo_to_rect_matrix(camera), dtype=torch.float32)
         if self.cfg["depth_maps"]:
             item["depth_map"] = self._depth_map(frame, calib, camera, image_size, affine)
         if self.cfg["load_points"]:
@@ -270,6 +277,8 @@ def collate(items: list[dict]) -> dict:
         "flipped": torch.tensor([bool(i["flipped"]) for i in items]),
         "targets": [copy.copy(i["targets"]) for i in items],
     }
+    if all("lidar_to_rect" in i for i in items):
+        batch["lidar_to_rect"] = torch.stack([i["lidar_to_rect"] for i in items])
     if all("depth_map" in i for i in items):
         batch["depth_maps"] = torch.stack([i["depth_map"] for i in items])
     if all("points" in i for i in items):
