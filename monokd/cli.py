@@ -20,6 +20,7 @@ COMMANDS = {
     "export": ("monokd.engine.export", "write the student alone (safetensors, ONNX)"),
     "demo": ("monokd.engine.demo", "SynthKITTI -> teacher, baseline, ADD -> report"),
     "ablate": ("monokd.engine.ablate", "the ADD ablation tables over seeds"),
+    "depth-maps": ("monokd.data.depth_maps", "KITTI depth_2 maps from the velodyne sweeps"),
 }
 
 

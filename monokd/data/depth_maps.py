@@ -1,0 +1,142 @@
+"""``monokd depth-maps --root data/kitti [--split trainval] [--overwrite]``: pixel-wise depth
+for a real KITTI from its LiDAR sweeps, written as ``training/depth_2/<id>.png`` (uint16,
+metres x 256, 0 = no depth), the input of CaDDN's depth loss and of its GT-depth teacher.
+
+    velodyne/<id>.bin (M, 4) --calib--> rectified camera --P2--> sparse (H, W) depth
+        (a pixel hit by several returns keeps the nearest: monokd.geometry.depth.lidar_depth_map)
+    -> completion (below) -> every pixel that had a return reset to that return's depth
+    -> depth_2/<id>.png
+
+Completion: a morphological fill in the manner of IP-Basic (Ku et al., "In Defense of Classical
+Image Processing: Fast Depth Completion on the CPU", CRV 2018), CaDDN's choice and the field's
+usual one: it needs no training, no GPU and no data beyond the sweep, so the maps can be made
+on any machine and are the same everywhere. Depth is inverted (``INVERT - d``) so that grey
+dilation lets the NEAREST depth spread (a far background never grows over a near object's
+edge), then: dilation with a 5x5 diamond, a 5x5 closing, a 7x7 dilation into the pixels still
+empty, a 31x31 dilation into the remaining holes, and a 5x5 median on the filled pixels. Pixels
+above the top LiDAR beam (per column) stay 0: there is no measurement to extend into the sky.
+Finally every pixel with a return is given back its measured depth, so completion only ever
+writes pixels that had none (a return is exact to the PNG's 1/256 m).
+
+SynthKITTI's depth_2 is different: dense and exact, written by the renderer's z-buffer
+(``monokd synth``); this command is for real KITTI only.
+
+Resumable: a frame whose PNG exists is skipped unless ``--overwrite``; each PNG is written to a
+temporary name and renamed, so an interrupted run never leaves a half-written map.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from monokd.data.kitti import KittiPaths, read_calib, read_image, read_split, read_velodyne, write_depth
+from monokd.geometry.depth import lidar_depth_map
+
+INVERT = 100.0  # metres; inverted depth = INVERT - d (returns beyond it keep their value, unfilled)
+_DIAMOND5 = np.array([[0, 0, 1, 0, 0], [0, 1, 1, 1, 0], [1, 1, 1, 1, 1], [0, 1, 1, 1, 0], [0, 0, 1, 0, 0]], np.uint8)
+
+
+def complete_depth(sparse: np.ndarray) -> np.ndarray:
+    """(H, W) float32 sparse depth (0 = none) -> completed depth (see the module docstring).
+
+    Pixels with a return keep exactly their value; pixels above the top beam stay 0.
+    """
+    import cv2
+
+    sparse = np.asarray(sparse, dtype=np.float32)
+    valid = sparse > 0.1
+    inverted = np.where(valid & (sparse < INVERT), INVERT - sparse, 0).astype(np.float32)
+    filled = cv2.dilate(inverted, _DIAMOND5)
+    filled = cv2.morphologyEx(filled, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
+    for size in (7, 31):
+        empty = filled < 0.1
+        grown = cv2.dilate(filled, np.ones((size, size), np.uint8))
+        filled[empty] = grown[empty]
+    smooth = cv2.medianBlur(filled, 5)
+    keep = filled > 0.1
+    filled[keep] = np.where(smooth[keep] > 0.1, smooth[keep], filled[keep])
+    depth = np.where(filled > 0.1, INVERT - filled, 0).astype(np.float32)
+    depth[~below_top_beam(valid)] = 0
+    depth[valid] = sparse[valid]
+    return depth
+
+
+def below_top_beam(valid: np.ndarray, width: int = 15) -> np.ndarray:
+    """(H, W) bool: rows at or below the highest return of each column (searched over a
+    ``width``-column window, since returns are sparse across columns)."""
+    height, cols = valid.shape
+    rows = np.where(valid, np.arange(height)[:, None], height)
+    top = rows.min(axis=0)
+    half = width // 2
+    padded = np.pad(top, half, mode="edge")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, width)
+    top = windows.min(axis=1)
+    return np.arange(height)[:, None] >= top[None, :cols]
+
+
+def frame_depth(root: Path, frame: str, part: str = "training") -> np.ndarray:
+    """Completed (H, W) depth of one frame from its velodyne sweep and calib."""
+    paths = KittiPaths(root, part)
+    calib = read_calib(paths.file("calib", frame))
+    height, width = read_image(paths.file("image_2", frame)).shape[:2]
+    sparse = lidar_depth_map(read_velodyne(paths.file("velodyne", frame)), calib, (width, height))
+    return complete_depth(sparse)
+
+
+def frames_to_do(root: Path, split: str | None, part: str = "training") -> list[str]:
+    """The frames of ``split`` (None: every sweep in ``<part>/velodyne``) that have a sweep."""
+    paths = KittiPaths(root, part)
+    if split is None:
+        return sorted(p.stem for p in (root / part / "velodyne").glob("*.bin"))
+    return [f for f in read_split(paths.split(split)) if paths.file("velodyne", f).is_file()]
+
+
+def write_depth_maps(root: str | Path, split: str | None = None, overwrite: bool = False,
+                     part: str = "training", log=print) -> dict:
+    """Write ``<part>/depth_2/<id>.png`` for every frame to do; returns counts."""
+    root = Path(root)
+    paths = KittiPaths(root, part)
+    frames = frames_to_do(root, split, part)
+    done = skipped = 0
+    start = time.monotonic()
+    for index, frame in enumerate(frames, start=1):
+        out = paths.file("depth_2", frame)
+        if out.is_file() and not overwrite:
+            skipped += 1
+        else:
+            tmp = out.with_name(f".{out.stem}.tmp.png")
+            write_depth(tmp, frame_depth(root, frame, part))
+            os.replace(tmp, out)
+            done += 1
+        if index == len(frames) or index % 50 == 0:
+            rate = done / max(time.monotonic() - start, 1e-9)
+            log(f"depth-maps: {index}/{len(frames)} frames ({done} written, {skipped} already there, "
+                f"{rate:.1f} frames/s)")
+    return {"frames": len(frames), "written": done, "skipped": skipped}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", required=True, help="KITTI root (training/velodyne, calib, image_2)")
+    parser.add_argument("--split", default=None,
+                        help="ImageSets split (e.g. trainval); default: every frame with a velodyne sweep")
+    parser.add_argument("--overwrite", action="store_true", help="rewrite maps that already exist")
+
+
+def run(args: argparse.Namespace) -> int:
+    from monokd.data.kitti import KittiFormatError
+
+    try:
+        counts = write_depth_maps(args.root, args.split, args.overwrite)
+    except KittiFormatError as err:
+        print(f"monokd depth-maps: {err}", file=sys.stderr)
+        return 1
+    if counts["frames"] == 0:
+        print(f"monokd depth-maps: no frame with a velodyne sweep under {args.root}", file=sys.stderr)
+        return 1
+    return 0
