@@ -115,3 +115,88 @@ def test_balanced_mse_hand_computed():
     assert torch.isclose(balanced_mse(s, t, torch.zeros(1, 3, dtype=torch.bool), 1.0, 0.5), torch.tensor(0.5))
     with pytest.raises(ValueError):
         balanced_mse(s, torch.ones(1, 4, 2), torch.zeros(1, 3, dtype=torch.bool), 1.0, 0.5)
+
+
+# --- BEV and "given" levels ------------------------------------------------------------------
+from monokd.distill.add.masks import bev_feature_masks, bev_gt_depth_maps, level_mask_and_depth  # noqa: E402
+from monokd.distill.interface import DistillSpec  # noqa: E402
+from monokd.geometry.grid import BEVGrid  # noqa: E402
+
+# LiDAR x forward, y left, z up -> rect x right, y down, z forward
+LIDAR_TO_RECT = torch.tensor([[0.0, -1, 0, 0], [0, 0, -1, 0], [1, 0, 0, 0], [0, 0, 0, 1]])
+MIRROR = torch.diag(torch.tensor([-1.0, 1, 1, 1]))
+GRID = BEVGrid((0, -4, -2, 8, 4, 2), (0.5, 0.5, 4))  # 16 x 16 cells of 0.5 m
+
+
+def _box(x, y, length, width, heading, mirrored=False):
+    """A target row from a LiDAR-frame footprint (centre at LiDAR z = 0, height 1.5)."""
+    h = 1.5
+    rx, ry_ = (y if mirrored else -y), -math.pi / 2 - heading  # length axis (cos ry, 0, -sin ry) in rect
+    if mirrored:
+        ry_ = math.pi - ry_
+    return [rx, h / 2, x], [h, width, length], ry_, x
+
+
+def _bev_targets(boxes, mirrored=False):
+    rows = [_box(*b, mirrored=mirrored) for b in boxes]
+    return {"location": torch.tensor([r[0] for r in rows]), "dims": torch.tensor([r[1] for r in rows]),
+            "rotation_y": torch.tensor([r[2] for r in rows]), "depth": torch.tensor([r[3] for r in rows]),
+            "boxes_2d": torch.zeros(len(rows), 4)}
+
+
+import math  # noqa: E402
+
+BOXES = [(3.0, 1.0, 2.2, 1.2, 0.0),          # A: x 1.9..4.1, y 0.4..1.6, 3 m
+         (4.5, 1.0, 2.0, 1.0, 0.0),          # C: x 3.5..5.5, y 0.5..1.5, farther, overlaps A at x 3.75
+         (6.1, -2.1, 0.3, 0.2, math.pi / 2)]  # B: smaller than a cell at stride 4
+
+
+def test_bev_masks_and_depth_from_hand_placed_boxes():
+    targets = [_bev_targets(BOXES)]
+    depth = bev_gt_depth_maps(targets, LIDAR_TO_RECT[None], GRID, 1, (16, 16))[0, 0]
+    expected = torch.zeros(16, 16)
+    expected[9:11, 7:11] = 4.5   # C: cell centres x 3.75 .. 5.25 (columns 7-10), y 0.75, 1.25 (rows 9-10)
+    expected[9:11, 4:8] = 3.0    # A over C where they overlap (column 7): the nearer object wins
+    expected[3, 12] = 6.1        # B: no cell centre inside, the cell holding its centre (x 6.1, y -2.1)
+    assert torch.equal(depth, expected)
+    # stride 2 (1 m cells): A -> x centres 2.5, 3.5, y 0.5, 1.5; B -> its centre cell (x 6..7, y -3..-2)
+    mask = bev_feature_masks([_bev_targets([BOXES[0], BOXES[2]])], LIDAR_TO_RECT[None], GRID, 2, (8, 8))[0]
+    assert mask.shape == (8, 8) and mask.dtype == torch.bool
+    assert set(map(tuple, mask.nonzero().tolist())) == {(4, 2), (5, 2), (4, 3), (5, 3), (1, 6)}
+    # stride 4: B's centre cell is row 0 (y -4..-2), column 3 (x 6..8)
+    assert bev_feature_masks(targets, LIDAR_TO_RECT[None], GRID, 4, (4, 4))[0, 0, 3]
+
+
+def test_bev_masks_follow_a_flipped_frame_and_reject_wrong_sizes():
+    plain = bev_gt_depth_maps([_bev_targets(BOXES)], LIDAR_TO_RECT[None], GRID, 1, (16, 16))
+    flipped = bev_gt_depth_maps([_bev_targets(BOXES, mirrored=True)], (MIRROR @ LIDAR_TO_RECT)[None], GRID, 1, (16, 16))
+    assert torch.equal(plain, flipped)  # the LiDAR-frame footprint does not depend on the mirror
+    empty = _bev_targets([])
+    assert not bev_feature_masks([empty], LIDAR_TO_RECT[None], GRID, 1, (16, 16)).any()
+    with pytest.raises(ValueError, match="not the grid's"):
+        bev_feature_masks([empty], LIDAR_TO_RECT[None], GRID, 1, (8, 16))
+
+
+def test_level_dispatch_image_bev_given():
+    spec = DistillSpec([4, 4, 4], [8, 2, 1], None, 0, feature_spaces=["image", "bev", "given"], bev_grid=GRID)
+    targets = [_bev_targets(BOXES[:1])]
+    targets[0]["boxes_2d"] = torch.tensor([[0.0, 0.0, 16.0, 8.0]])
+    batch = {"targets": targets, "lidar_to_rect": LIDAR_TO_RECT[None]}
+    given_mask, given_depth = torch.rand(1, 3, 5) > 0.5, torch.rand(1, 1, 3, 5) * 50
+    outputs = {"distill": {"masks": [None, None, given_mask], "pe_depth": [None, None, given_depth]}}
+    mask, depth = level_mask_and_depth(spec, 0, batch, outputs, (2, 4))
+    assert mask[0].tolist() == [[True, True, False, False], [False] * 4] and depth[0, 0, 0, 0] == 3.0
+    mask, depth = level_mask_and_depth(spec, 1, batch, outputs, (8, 8))
+    assert mask.sum() == 4 and depth.max() == 3.0  # A at stride 2 (see above)
+    mask, depth = level_mask_and_depth(spec, 2, batch, outputs, (3, 5))
+    assert torch.equal(mask, given_mask) and torch.equal(depth, given_depth)
+    with pytest.raises(ValueError, match="does not match|do not match"):
+        level_mask_and_depth(spec, 2, batch, outputs, (3, 6))
+    with pytest.raises(ValueError, match=r"'given' but outputs\['distill'\]\['masks'\]\[2\]"):
+        level_mask_and_depth(spec, 2, batch, {"distill": {}}, (3, 5))
+    with pytest.raises(ValueError, match="no lidar_to_rect"):
+        level_mask_and_depth(spec, 1, {"targets": targets}, outputs, (8, 8))
+    with pytest.raises(ValueError, match="needs bev_grid"):
+        DistillSpec([4], [1], None, 0, feature_spaces=["bev"])
+    with pytest.raises(ValueError, match="feature_spaces"):
+        DistillSpec([4], [1], None, 0, feature_spaces=["pixels"])

@@ -4,12 +4,15 @@ A distiller wraps a student and a frozen teacher of the same architecture and se
 through this interface: it never reaches into a model's modules. A detector provides
 
 - ``distill_spec``: a :class:`DistillSpec` (channels and strides of the distilled features,
-  width and depth of the decoder);
+  the space each level lives in, width and depth of the decoder);
 - ``outputs["distill"]["features"]``: list of (B, C_k, H_k, W_k) intermediate features (for
   MonoDETR: the multi-scale maps that enter the transformer encoder);
 - ``outputs["distill"]["queries"]``: (L, B, Q, C) decoder query states (absent without a decoder);
 - ``match_foreground(outputs, batch)``: the detector's own Hungarian matcher applied to the
   outputs given, one ``(query_idx, target_idx)`` pair of (M,) long tensors per image;
+- for a level in the ``"given"`` space: ``outputs["distill"]["masks"][k]`` (B, H_k, W_k) bool
+  (M^k) and ``outputs["distill"]["pe_depth"][k]`` (B, 1, H_k, W_k) metres (the depth that feeds
+  the 3D-aware PE; 0 = background); other levels' entries may be None;
 - optionally the depth the detector estimates, for ADD's "estimated" positional encoding:
   either a method ``estimated_depth_map(outputs) -> (B, 1, h, w)`` in metres, or the
   tensor ``outputs["distill"]["depth_map"]`` of the same shape.
@@ -24,20 +27,34 @@ import torch
 
 from monokd.errors import ConfigError
 
+FEATURE_SPACES = ("image", "bev", "given")
+
 
 @dataclass(frozen=True)
 class DistillSpec:
     """Shapes a distiller needs to build its adapters before seeing any output.
 
-    feature_channels[k] and feature_strides[k] describe ``outputs["distill"]["features"][k]``
-    (stride = input pixels per cell); ``query_dim`` is C of the decoder query states (None
-    without a decoder) and ``num_decoder_layers`` is L (0 without a decoder).
+    feature_channels[k] and feature_strides[k] describe ``outputs["distill"]["features"][k]``;
+    ``query_dim`` is C of the decoder query states (None without a decoder) and
+    ``num_decoder_layers`` is L (0 without a decoder).
+
+    ``feature_spaces[k]`` (None = every level ``"image"``) says where level k lives, hence how
+    a distiller builds its foreground mask M^k and the depth of its 3D-aware PE:
+
+    - ``"image"``: an image-plane map; stride = input pixels per cell (masks from the 2-D GT
+      boxes);
+    - ``"bev"``: a bird's-eye-view map of ``bev_grid`` (a ``monokd.geometry.grid.BEVGrid``);
+      stride = grid cells per map cell (masks from the GT boxes' BEV footprints);
+    - ``"given"``: the detector supplies both in ``outputs["distill"]["masks"|"pe_depth"][k]``
+      (stride unused).
     """
 
     feature_channels: list[int]
     feature_strides: list[int]
     query_dim: int | None
     num_decoder_layers: int
+    feature_spaces: list[str] | None = None
+    bev_grid: Any = None
 
     def __post_init__(self):
         if len(self.feature_channels) != len(self.feature_strides):
@@ -45,6 +62,20 @@ class DistillSpec:
                              f"{len(self.feature_strides)} feature_strides")
         if (self.query_dim is None) != (self.num_decoder_layers == 0):
             raise ValueError("DistillSpec: query_dim must be None exactly when num_decoder_layers == 0")
+        if self.feature_spaces is not None:
+            if len(self.feature_spaces) != len(self.feature_channels):
+                raise ValueError(f"DistillSpec: {len(self.feature_spaces)} feature_spaces but "
+                                 f"{len(self.feature_channels)} levels")
+            bad = [s for s in self.feature_spaces if s not in FEATURE_SPACES]
+            if bad:
+                raise ValueError(f"DistillSpec: feature_spaces {bad} not in {FEATURE_SPACES}")
+        if "bev" in self.spaces and self.bev_grid is None:
+            raise ValueError("DistillSpec: a 'bev' level needs bev_grid")
+
+    @property
+    def spaces(self) -> list[str]:
+        """The space of every level (``"image"`` where ``feature_spaces`` is None)."""
+        return list(self.feature_spaces) if self.feature_spaces is not None else ["image"] * len(self.feature_channels)
 
     @property
     def has_decoder(self) -> bool:

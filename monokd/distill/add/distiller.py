@@ -27,7 +27,7 @@ from torch import nn
 from monokd.distill.add.adapters import ConvAdapter, MLPAdapter
 from monokd.distill.add.cross_attention import CrossAttentionAdapter
 from monokd.distill.add.losses import balanced_mse
-from monokd.distill.add.masks import feature_masks, gt_depth_maps, query_mask
+from monokd.distill.add.masks import level_mask_and_depth, query_mask
 from monokd.distill.add.pos_encoding import DepthPositionalEncoding
 from monokd.distill.add.self_attention import SelfAttentionAdapter
 from monokd.distill.interface import (DistillableDetector, distill_features, distill_queries,
@@ -200,21 +200,38 @@ class ADDDistiller(nn.Module):
         student_features = distill_features(outputs, "student")
         teacher_features = distill_features(teacher_outputs, "teacher")
         uses_pe = feat["adapter"] == "self_attention" and feat["pos_encoding"] != "none"
-        estimated = estimated_depth_map(self.student, outputs) if uses_pe and feat["pos_encoding"] == "estimated" else None
+        estimated = None
+        if uses_pe and feat["pos_encoding"] == "estimated":
+            image_levels = [k for k in self.feature_levels if self.distill_spec.spaces[k] == "image"]
+            estimated = estimated_depth_map(self.student, outputs) if image_levels else torch.zeros(0)
+        spec = self.distill_spec
         total = 0.0
         for k in self.feature_levels:
             student, teacher = student_features[k], teacher_features[k]
             if student.shape != teacher.shape:
                 raise ConfigError(f"distill: level {k}: student feature {tuple(student.shape)} vs teacher "
                                   f"{tuple(teacher.shape)}")
-            size, stride = tuple(student.shape[-2:]), self.distill_spec.feature_strides[k]
+            try:
+                mask, gt_depth = level_mask_and_depth(spec, k, batch, outputs, tuple(student.shape[-2:]), student.device)
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
             depth = None
             if uses_pe:
-                depth = estimated if estimated is not None else gt_depth_maps(batch["targets"], size, stride, student.device)
+                depth = gt_depth if estimated is None else self._estimated_depth(estimated, outputs, spec.spaces[k], k)
             adapted = self.feature_adapters[str(k)](student, depth)
-            mask = feature_masks(batch["targets"], size, stride, student.device)
             total = total + balanced_mse(adapted, teacher, mask, feat["fg_weight"], feat["bg_weight"])
         return total
+
+    def _estimated_depth(self, image_depth, outputs: dict, space: str, k: int) -> torch.Tensor:
+        """The estimated PE depth of a level: the image-plane map for image levels, the
+        detector's ``outputs["distill"]["bev_depth_map"]`` (B, 1, h, w) for BEV levels."""
+        if space == "image":
+            return image_depth
+        bev = (outputs.get("distill") or {}).get("bev_depth_map") if space == "bev" else None
+        if bev is None:
+            raise ConfigError(f"distill.feature.pos_encoding=estimated: level {k} lives in {space!r} space and the "
+                              "student gives no estimated depth there (outputs['distill']['bev_depth_map'])")
+        return bev.detach()
 
     def response_loss(self, outputs: dict, teacher_outputs: dict, batch: dict) -> torch.Tensor:
         """L_ed of Eq. 5, summed over the decoder layers; M_f from the teacher's matching."""

@@ -8,6 +8,8 @@ masks agree with MonoDETR's own object-wise depth target.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from monokd.geometry.depth import foreground_mask, object_depth_map
@@ -52,3 +54,104 @@ def query_mask(matches: list[tuple[torch.Tensor, torch.Tensor]], num_queries: in
             raise ValueError(f"match_foreground: query index {int(query_idx.max())} >= {num_queries} queries")
         mask[b, query_idx] = True
     return mask
+
+
+# --- levels in bird's-eye view -------------------------------------------------------------
+# M^k of a BEV level = the GT boxes' footprints: the cells whose centre lies inside a box's
+# rotated l x w rectangle, plus the cell holding the box centre (so a box smaller than a cell
+# of a coarse level still marks one cell). The PE depth of a BEV level is the BEV analogue of
+# the image levels' object-wise depth: each footprint filled with its object's depth (z of the
+# 3-D centre in the rectified camera frame, the same number the image levels use), nearer
+# objects over farther ones, 0 (background) elsewhere.
+
+
+def boxes_bev_lidar(target: dict, lidar_to_rect: torch.Tensor) -> torch.Tensor:
+    """(N, 5) LiDAR-frame footprints ``x, y, l, w, heading`` of one frame's GT boxes.
+
+    Args:
+        target: ``location`` (N, 3) rect bottom centre, ``dims`` (N, 3) h w l, ``rotation_y`` (N,).
+        lidar_to_rect: (4, 4) LiDAR -> rectified camera of the (augmented) frame.
+    """
+    location = target["location"].float()
+    dims = target["dims"].float()
+    if location.numel() == 0:
+        return location.new_zeros(0, 5)
+    rect_to_lidar = torch.linalg.inv(lidar_to_rect.double()).float().to(location.device)
+    centre = location - torch.stack([torch.zeros_like(dims[:, 0]), dims[:, 0] / 2, torch.zeros_like(dims[:, 0])], 1)
+    centre = centre @ rect_to_lidar[:3, :3].T + rect_to_lidar[:3, 3]
+    ry = target["rotation_y"].float()
+    # KITTI: the box's length axis in the rect frame is (cos ry, 0, -sin ry)
+    axis = torch.stack([torch.cos(ry), torch.zeros_like(ry), -torch.sin(ry)], 1) @ rect_to_lidar[:3, :3].T
+    heading = torch.atan2(axis[:, 1], axis[:, 0])
+    return torch.stack([centre[:, 0], centre[:, 1], dims[:, 2], dims[:, 1], heading], 1)
+
+
+def bev_object_depth_map(target: dict, lidar_to_rect: torch.Tensor, grid, stride: int,
+                         map_size: tuple[int, int]) -> torch.Tensor:
+    """(NY/s, NX/s) object-wise depth in BEV: footprints filled with the object's depth, 0 elsewhere.
+
+    Args:
+        target: one frame's target dict (``location``, ``dims``, ``rotation_y``, ``depth``).
+        lidar_to_rect: (4, 4).  grid: a BEVGrid.  stride: grid cells per map cell.
+        map_size: (H_k, W_k) of the level, which must equal ``grid.bev_shape(stride)``.
+    """
+    if tuple(map_size) != tuple(grid.bev_shape(stride)):
+        raise ValueError(f"BEV level of size {tuple(map_size)} is not the grid's {tuple(grid.bev_shape(stride))} "
+                         f"at stride {stride}")
+    device = target["location"].device
+    out = torch.zeros(map_size, dtype=torch.float32, device=device)
+    boxes = boxes_bev_lidar(target, lidar_to_rect)
+    if boxes.shape[0] == 0:
+        return out
+    cells = grid.cell_centres(stride, device=device).float()  # (H, W, 2) LiDAR x, y
+    half = [float(v) * stride / 2 for v in grid.voxel_size[:2]]  # half a cell: the one holding the centre
+    depth = target["depth"].float()
+    for k in torch.argsort(depth, descending=True).tolist():  # far first, so near overwrites
+        x, y, length, width, heading = boxes[k].tolist()
+        dx, dy = cells[..., 0] - x, cells[..., 1] - y
+        c, s = math.cos(heading), math.sin(heading)
+        inside = ((dx * c + dy * s).abs() <= length / 2) & ((-dx * s + dy * c).abs() <= width / 2)
+        inside |= (dx.abs() <= half[0]) & (dy.abs() <= half[1])
+        out[inside] = depth[k]
+    return out
+
+
+def bev_feature_masks(targets: list[dict], lidar_to_rect: torch.Tensor, grid, stride: int,
+                      map_size: tuple[int, int], device=None) -> torch.Tensor:
+    """M^k of a BEV level: (B, H_k, W_k) bool, the GT boxes' footprints."""
+    return bev_gt_depth_maps(targets, lidar_to_rect, grid, stride, map_size, device)[:, 0] > 0
+
+
+def bev_gt_depth_maps(targets: list[dict], lidar_to_rect: torch.Tensor, grid, stride: int,
+                      map_size: tuple[int, int], device=None) -> torch.Tensor:
+    """(B, 1, H_k, W_k) object-wise GT depth of a BEV level (see the section comment)."""
+    maps = [bev_object_depth_map(t, lidar_to_rect[b], grid, stride, map_size) for b, t in enumerate(targets)]
+    return torch.stack(maps).unsqueeze(1).to(device)
+
+
+def level_mask_and_depth(spec, k: int, batch: dict, outputs: dict, map_size: tuple[int, int],
+                         device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """M^k (B, H_k, W_k) bool and the object-wise GT depth (B, 1, H_k, W_k) of level k, built
+    from the level's space in ``spec`` (a DistillSpec): image boxes, BEV footprints, or given
+    by the detector in ``outputs["distill"]["masks" | "pe_depth"][k]``."""
+    space, stride = spec.spaces[k], spec.feature_strides[k]
+    if space == "image":
+        return (feature_masks(batch["targets"], map_size, stride, device),
+                gt_depth_maps(batch["targets"], map_size, stride, device))
+    if space == "bev":
+        if "lidar_to_rect" not in batch:
+            raise ValueError(f"distill: level {k} lives in BEV but the batch has no lidar_to_rect")
+        maps = bev_gt_depth_maps(batch["targets"], batch["lidar_to_rect"], spec.bev_grid, stride, map_size, device)
+        return maps[:, 0] > 0, maps
+    given = outputs.get("distill") or {}
+    try:
+        mask, depth = given["masks"][k], given["pe_depth"][k]
+    except (KeyError, IndexError, TypeError):
+        mask = depth = None
+    if mask is None or depth is None:
+        raise ValueError(f"distill: level {k} is 'given' but outputs['distill']['masks'][{k}] or "
+                         f"['pe_depth'][{k}] is missing")
+    if tuple(mask.shape[-2:]) != tuple(map_size) or tuple(depth.shape[-2:]) != tuple(map_size) or depth.dim() != 4:
+        raise ValueError(f"distill: level {k}: given mask {tuple(mask.shape)} / pe_depth {tuple(depth.shape)} "
+                         f"do not match the feature's (B, [1,] {map_size[0]}, {map_size[1]})")
+    return mask.bool().to(device), depth.detach().float().to(device)
