@@ -11,9 +11,16 @@ from monokd.config import get
 
 
 def build_optimizer(model: nn.Module, cfg: dict) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.AdamW(params, lr=float(get(cfg, "train.lr", 2e-4)),
-                             weight_decay=float(get(cfg, "train.weight_decay", 1e-4)))
+    """AdamW over the trainable parameters. With ``train.no_decay_bias`` (MonoDETR's optimiser)
+    every parameter whose name contains "bias" (conv/linear biases, attention in_proj_bias,
+    norm biases) is in a group without weight decay; otherwise all decay alike."""
+    decay = float(get(cfg, "train.weight_decay", 1e-4))
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not get(cfg, "train.no_decay_bias", False):
+        return torch.optim.AdamW([p for _, p in named], lr=float(get(cfg, "train.lr", 2e-4)), weight_decay=decay)
+    groups = [{"params": [p for n, p in named if "bias" not in n], "weight_decay": decay},
+              {"params": [p for n, p in named if "bias" in n], "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=float(get(cfg, "train.lr", 2e-4)))
 
 
 def lr_factor(epoch: int, batch_idx: int, batches_per_epoch: int, cfg: dict) -> float:

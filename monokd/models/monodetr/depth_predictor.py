@@ -6,6 +6,9 @@ The three projected levels are brought to stride 16 (stride 8 by a 3x3 stride-2 
 background class. The depth encoder (one transformer layer) turns the depth features into
 the depth embedding that the decoder's depth cross-attention reads, with the depth positional
 encoding of the predicted (or, for ADD's teacher, ground-truth) depth added.
+
+The stride-32 level is upsampled ``nearest`` (MonoDETR's 2022 code, which the ADD paper used:
+``F.interpolate`` without a mode) or ``bilinear`` (the repository's later code).
 """
 
 from __future__ import annotations
@@ -24,14 +27,27 @@ def _conv_gn(cin: int, cout: int, kernel: int, stride: int = 1, relu: bool = Fal
     return nn.Sequential(*layers)
 
 
+UPSAMPLE_MODES = ("nearest", "bilinear")
+
+
+def _resize(x: torch.Tensor, size, mode: str) -> torch.Tensor:
+    if mode == "nearest":
+        return F.interpolate(x, size=size, mode="nearest")
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
 class DepthPredictor(nn.Module):
     """Forward: features [(B, C, H/8, W/8), (B, C, H/16, W/16), (B, C, H/32, W/32), ...] ->
     depth logits (B, K+1, H/16, W/16), depth features (B, C, H/16, W/16) and weighted depth
     (B, H/16, W/16) = softmax-weighted sum of the bin centres (background counts as max)."""
 
-    def __init__(self, channels: int, num_bins: int = 80, depth_min: float = 1e-3, depth_max: float = 60.0):
+    def __init__(self, channels: int, num_bins: int = 80, depth_min: float = 1e-3, depth_max: float = 60.0,
+                 upsample: str = "bilinear"):
         super().__init__()
+        if upsample not in UPSAMPLE_MODES:
+            raise ValueError(f"depth predictor upsample: {upsample!r} is not one of {UPSAMPLE_MODES}")
         self.num_bins = num_bins
+        self.upsample_mode = upsample
         self.register_buffer("bin_centers", lid_bin_centers(num_bins, depth_min, depth_max), persistent=False)
         self.downsample = _conv_gn(channels, channels, 3, stride=2)
         self.proj = _conv_gn(channels, channels, 1)
@@ -43,7 +59,7 @@ class DepthPredictor(nn.Module):
     def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         src_16 = self.proj(features[1])
         size = src_16.shape[-2:]
-        src_32 = self.upsample(F.interpolate(features[2], size=size, mode="bilinear", align_corners=False))
+        src_32 = self.upsample(_resize(features[2], size, self.upsample_mode))
         src_8 = self.downsample(features[0])
         if src_8.shape[-2:] != size:  # odd map sizes: stride-2 conv rounds up like the backbone
             src_8 = F.interpolate(src_8, size=size, mode="bilinear", align_corners=False)

@@ -62,8 +62,10 @@ def dims_prior(classes: list[str] | tuple[str, ...]) -> torch.Tensor:
 class PredictionHeads(nn.Module):
     """Class, dimension, heading and depth heads, one independent set per decoder layer."""
 
-    def __init__(self, hidden_dim: int, num_classes: int, num_layers: int, classes=()):
+    def __init__(self, hidden_dim: int, num_classes: int, num_layers: int, classes=(),
+                 map_sampling: dict | None = None):
         super().__init__()
+        self.map_sampling = {**MAP_SAMPLING_DEFAULT, **(map_sampling or {})}
         class_embed = nn.Linear(hidden_dim, num_classes)
         nn.init.constant_(class_embed.bias, -math.log((1 - 0.01) / 0.01))
         self.class_embed = _clones(class_embed, num_layers)
@@ -87,16 +89,21 @@ class PredictionHeads(nn.Module):
         """
         dims = self.dim_embed[layer](hs) + self.dims_prior
         depth_out = self.depth_embed[layer](hs)
-        depth = fuse_depth(depth_out, dims[..., 0], boxes, depth_map, fy, input_height, map_term)
+        depth = fuse_depth(depth_out, dims[..., 0], boxes, depth_map, fy, input_height, map_term, self.map_sampling)
         return {"pred_logits": self.class_embed[layer](hs), "pred_boxes": boxes, "pred_dims": dims,
                 "pred_angle": self.angle_embed[layer](hs), "pred_depth": depth}
 
 
 MAP_TERMS = ("predicted", "gt", "gt_only")
+# monokd's sampling of the predicted map: exact cell geometry, border value outside the map.
+# MonoDETR's is {align_corners: True, padding: zeros} (model.depth_map_sampling).
+MAP_SAMPLING_DEFAULT = {"align_corners": False, "padding": "border"}
+PADDING_MODES = ("border", "zeros")
 
 
 def fuse_depth(depth_out: torch.Tensor, height_3d: torch.Tensor, boxes: torch.Tensor, depth_map: torch.Tensor,
-               fy: torch.Tensor, input_height: int, map_term: str = "predicted") -> torch.Tensor:
+               fy: torch.Tensor, input_height: int, map_term: str = "predicted",
+               map_sampling: dict | None = None) -> torch.Tensor:
     """(B, Q, 2) [fused depth, log-variance].
 
     Args:
@@ -105,6 +112,10 @@ def fuse_depth(depth_out: torch.Tensor, height_3d: torch.Tensor, boxes: torch.Te
         map_term: "predicted" (a smooth predicted map, sampled bilinearly; fused depth = mean
             of direct, geometric and map depths), "gt" (a piecewise-constant GT object-wise
             map, sampled nearest; same mean) or "gt_only" (the GT map term alone).
+        map_sampling: ``align_corners`` and ``padding`` of the predicted map's sampling
+            (default :data:`MAP_SAMPLING_DEFAULT`). A GT map is always sampled with the exact
+            geometry: nearest with align_corners would read the neighbouring cell (the
+            background, for a car 1-2 cells wide) up to half a map away from the centre.
 
     "gt_only" is the GT-depth teacher at inference: it trains on the mean like its student, so
     that its queries still learn depth (what ADD distils), but the mean lets the learned direct
@@ -116,22 +127,32 @@ def fuse_depth(depth_out: torch.Tensor, height_3d: torch.Tensor, boxes: torch.Te
     direct = 1.0 / (depth_out[..., 0].sigmoid() + 1e-6) - 1.0
     height_2d = ((boxes[..., 4] + boxes[..., 5]) * input_height).clamp(min=1.0)
     geometric = height_3d / height_2d * fy[:, None]
-    sampled = sample_depth_map(depth_map, boxes[..., :2].detach(), "bilinear" if map_term == "predicted" else "nearest")
+    centres = boxes[..., :2].detach()
+    if map_term == "predicted":
+        sampling = {**MAP_SAMPLING_DEFAULT, **(map_sampling or {})}
+        sampled = sample_depth_map(depth_map, centres, "bilinear", bool(sampling["align_corners"]), sampling["padding"])
+    else:
+        sampled = sample_depth_map(depth_map, centres, "nearest")
     fused = sampled if map_term == "gt_only" else (direct + geometric + sampled) / 3
     return torch.stack([fused, depth_out[..., 1]], dim=-1)
 
 
-def sample_depth_map(depth_map: torch.Tensor, centers: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+def sample_depth_map(depth_map: torch.Tensor, centers: torch.Tensor, mode: str = "bilinear",
+                     align_corners: bool = False, padding: str = "border") -> torch.Tensor:
     """(B, h, w) map at (B, Q, 2) points normalised by the input size -> (B, Q).
 
-    A cell covers its stride's input pixels, so align_corners=False; outside the map the border
-    value is used rather than zero depth. A GT object-wise map must be sampled with
+    A cell covers its stride's input pixels, so align_corners=False is the exact geometry
+    (MonoDETR's align_corners=True puts the map's first and last cell centres on the image
+    edges: up to half a cell off); outside the map the border value is used rather than zero
+    depth (MonoDETR: ``padding="zeros"``). A GT object-wise map must be sampled with
     ``mode="nearest"``: bilinear weights would blend a small object's depth with the 60 m
     background of the neighbouring cells (a car 1-2 cells wide at stride 16 gets tens of metres
     of error), which is what made the GT-depth teacher no better than its student.
     """
+    if padding not in PADDING_MODES:
+        raise ValueError(f"sample_depth_map: padding {padding!r} is not one of {PADDING_MODES}")
     grid = (2 * centers - 1)[:, :, None, :]
-    out = F.grid_sample(depth_map[:, None], grid, mode=mode, padding_mode="border", align_corners=False)
+    out = F.grid_sample(depth_map[:, None], grid, mode=mode, padding_mode=padding, align_corners=align_corners)
     return out[:, 0, :, 0]
 
 

@@ -13,6 +13,12 @@ teacher variant that takes the object-wise ground-truth depth as an extra input.
 positional encoding and the depth-map term of the fusion by the ground-truth object-wise depth
 map (each GT 2-D box filled with its depth, nearer over farther, background = the background
 bin's depth, max). The depth predictor still runs and is still supervised.
+
+Switches between MonoDETR's official code and monokd's own choices (docs/monodetr.md, "The
+KITTI recipe and the official code"): ``position_encoding`` (official | centred),
+``depth_upsample`` (nearest | bilinear), ``depth_map_sampling`` (align_corners, padding) and
+``logit_classes`` (the class of each logit, e.g. MonoDETR's [Pedestrian, Car, Cyclist] while
+training on Car alone; ``data.classes`` by default).
 """
 
 from __future__ import annotations
@@ -23,14 +29,15 @@ from torch import nn
 from monokd.errors import ConfigError
 from monokd.geometry.depth import object_depth_map
 from monokd.models.backbones.resnet import build_resnet
-from monokd.models.monodetr.depth_predictor import DepthPredictor
-from monokd.models.monodetr.heads import PredictionHeads
-from monokd.models.monodetr.position_encoding import DepthPositionalEncoding, sine_position_encoding
+from monokd.models.monodetr.depth_predictor import UPSAMPLE_MODES, DepthPredictor
+from monokd.models.monodetr.heads import MAP_SAMPLING_DEFAULT, PADDING_MODES, PredictionHeads
+from monokd.models.monodetr.position_encoding import (POSITION_ENCODINGS, DepthPositionalEncoding,
+                                                      sine_position_encoding)
 from monokd.models.monodetr.transformer import (DepthAwareDecoder, DepthAwareDecoderLayer, DepthEncoderLayer,
                                                 VisualEncoder, VisualEncoderLayer, reset_transformer_parameters)
 
 DEFAULTS = {
-    "name": "monodetr", "num_classes": None,
+    "name": "monodetr", "num_classes": None, "logit_classes": None,
     "backbone": {"depth": 50, "weights": None, "frozen_stages": 1, "norm": "auto"},
     "hidden_dim": 256, "num_feature_levels": 4, "nheads": 8, "enc_layers": 3, "dec_layers": 3,
     "dim_feedforward": 256, "dropout": 0.1, "enc_n_points": 4, "dec_n_points": 4, "num_queries": 50,
@@ -38,6 +45,9 @@ DEFAULTS = {
     "depth_input": None,
     "gt_depth_decode": True,
     "decode": {"topk": 50, "threshold": 0.2},
+    "position_encoding": "centred",
+    "depth_upsample": "bilinear",
+    "depth_map_sampling": dict(MAP_SAMPLING_DEFAULT),
 }
 DEPTH_INPUTS = (None, "gt_object")
 PER_QUERY_KEYS = ("pred_logits", "pred_boxes", "pred_dims", "pred_angle", "pred_depth")
@@ -49,7 +59,7 @@ def model_config(cfg: dict) -> dict:
     if unknown:
         raise ConfigError(f"model: unknown key(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
     out = {**DEFAULTS, **cfg}
-    for section in ("backbone", "depth", "decode"):
+    for section in ("backbone", "depth", "decode", "depth_map_sampling"):
         extra = set(cfg.get(section) or {}) - set(DEFAULTS[section])
         if extra:
             raise ConfigError(f"model.{section}: unknown key(s) {sorted(extra)}; known: {sorted(DEFAULTS[section])}")
@@ -63,7 +73,32 @@ def model_config(cfg: dict) -> dict:
         raise ConfigError("model.num_feature_levels: at least 3 (the depth predictor reads strides 8, 16, 32)")
     if out["depth_input"] not in DEPTH_INPUTS:
         raise ConfigError(f"model.depth_input: {out['depth_input']!r} is not one of {DEPTH_INPUTS}")
+    for key, allowed in (("position_encoding", POSITION_ENCODINGS), ("depth_upsample", UPSAMPLE_MODES)):
+        if out[key] not in allowed:
+            raise ConfigError(f"model.{key}: {out[key]!r} is not one of {allowed}")
+    if out["depth_map_sampling"]["padding"] not in PADDING_MODES:
+        raise ConfigError(f"model.depth_map_sampling.padding: {out['depth_map_sampling']['padding']!r} "
+                          f"is not one of {PADDING_MODES}")
     return out
+
+
+def logit_classes(cfg: dict, classes: list[str]) -> list[str]:
+    """The class of each logit channel: ``model.logit_classes``, or ``data.classes``.
+
+    MonoDETR's KITTI code has 3 logits [Pedestrian, Car, Cyclist] while it trains on Car only
+    (Car is logit 1); ``data.classes`` must then be a subset of ``logit_classes``.
+    """
+    names = list(cfg["logit_classes"] or classes)
+    if len(set(names)) != len(names):
+        raise ConfigError(f"model.logit_classes: {names} names a class twice")
+    missing = [c for c in classes if c not in names]
+    if missing:
+        raise ConfigError(f"model.logit_classes: {names} has no logit for data.classes {missing}")
+    if cfg["num_classes"] is not None and cfg["num_classes"] != len(names):
+        source = "model.logit_classes" if cfg["logit_classes"] else "data.classes"
+        raise ConfigError(f"model.num_classes: {cfg['num_classes']} but {source} has {len(names)} entries "
+                          f"{names} (set model.logit_classes to name each logit)")
+    return names
 
 
 class MonoDETR(nn.Module):
@@ -71,18 +106,19 @@ class MonoDETR(nn.Module):
 
     Args:
         cfg: the ``model`` section (see DEFAULTS).
-        classes: ``data.classes``, the class of each logit channel.
+        classes: ``data.classes``, the trained classes (``model.logit_classes`` names the
+            logits when they differ; a target's label indexes ``classes``).
         loss_cfg: the ``loss`` section, handed to the set criterion.
     """
 
     def __init__(self, cfg: dict, classes: list[str], loss_cfg: dict | None = None):
         super().__init__()
         cfg = model_config(cfg)
-        if cfg["num_classes"] is not None and cfg["num_classes"] != len(classes):
-            raise ConfigError(f"model.num_classes: {cfg['num_classes']} but data.classes has {len(classes)} "
-                              f"entries {list(classes)}")
         self.cfg = cfg
         self.classes = list(classes)
+        self.logit_classes = logit_classes(cfg, self.classes)
+        self.register_buffer("label_to_logit", torch.tensor([self.logit_classes.index(c) for c in self.classes]),
+                             persistent=False)
         self.depth_input = cfg["depth_input"]
         self.gt_depth_decode = bool(cfg["gt_depth_decode"])
         self.depth_bins = {k: cfg["depth"][k] for k in ("num_bins", "min", "max")}
@@ -94,7 +130,7 @@ class MonoDETR(nn.Module):
         self.input_proj = _input_projections(self.backbone.num_channels, dim, levels)
         self.level_embed = nn.Parameter(torch.empty(levels, dim))
         self.depth_predictor = DepthPredictor(dim, self.depth_bins["num_bins"], self.depth_bins["min"],
-                                              self.depth_bins["max"])
+                                              self.depth_bins["max"], cfg["depth_upsample"])
         self.depth_encoder = DepthEncoderLayer(dim, cfg["nheads"], cfg["dim_feedforward"], cfg["dropout"])
         self.depth_pos_embed = DepthPositionalEncoding(dim, self.depth_bins["max"])
         self.encoder = VisualEncoder(VisualEncoderLayer(dim, cfg["dim_feedforward"], cfg["dropout"], levels,
@@ -103,9 +139,10 @@ class MonoDETR(nn.Module):
                                                                 cfg["nheads"], cfg["dec_n_points"]),
                                          cfg["dec_layers"], dim)
         self.query_embed = nn.Embedding(self.num_queries, 2 * dim)  # positional | content
-        self.heads = PredictionHeads(dim, len(self.classes), cfg["dec_layers"], self.classes)
+        self.heads = PredictionHeads(dim, len(self.logit_classes), cfg["dec_layers"], self.classes,
+                                     cfg["depth_map_sampling"])
         self._reset_parameters()
-        self.criterion = _build_criterion(loss_cfg, len(self.classes), self.depth_bins)
+        self.criterion = _build_criterion(loss_cfg, len(self.logit_classes), self.depth_bins)
 
     def _reset_parameters(self) -> None:
         reset_transformer_parameters(self.encoder, self.decoder.layers)
@@ -122,8 +159,8 @@ class MonoDETR(nn.Module):
         images = batch["images"]
         input_h, input_w = images.shape[-2:]
         srcs = self.multi_scale_features(images)
-        pos = [sine_position_encoding(s.shape[-2], s.shape[-1], self.hidden_dim, device=s.device, dtype=s.dtype)
-               for s in srcs]
+        pos = [sine_position_encoding(s.shape[-2], s.shape[-1], self.hidden_dim, device=s.device, dtype=s.dtype,
+                                      normalisation=self.cfg["position_encoding"]) for s in srcs]
 
         depth_logits, depth_features, weighted_depth = self.depth_predictor(srcs)
         depth = weighted_depth
@@ -183,17 +220,30 @@ class MonoDETR(nn.Module):
     # The detector interface (docs/architecture.md)
 
     def losses(self, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:
-        return self.criterion(outputs, batch)
+        return self.criterion(outputs, self.logit_targets(batch))
 
     def decode(self, outputs: dict, batch: dict) -> list:
+        """Top-k over all logits (as MonoDETR's pool), then only the trained classes are kept."""
         from monokd.models.monodetr.decode import decode_detections
 
-        return decode_detections(outputs, batch, self.classes, topk=int(self.cfg["decode"]["topk"]),
-                                 threshold=float(self.cfg["decode"]["threshold"]))
+        detections = decode_detections(outputs, batch, self.logit_classes, topk=int(self.cfg["decode"]["topk"]),
+                                       threshold=float(self.cfg["decode"]["threshold"]))
+        if self.logit_classes == self.classes:
+            return detections
+        return [[d for d in image if d.type in self.classes] for image in detections]
 
     def match_foreground(self, outputs: dict, batch: dict) -> list[tuple[torch.Tensor, torch.Tensor]]:
         height, width = batch["images"].shape[-2:]
-        return self.criterion.matcher(outputs, batch["targets"], (float(width), float(height)))
+        targets = self.logit_targets(batch)["targets"]
+        return self.criterion.matcher(outputs, targets, (float(width), float(height)))
+
+    def logit_targets(self, batch: dict) -> dict:
+        """``batch`` with each target's label (an index into ``data.classes``) mapped to its logit."""
+        if self.logit_classes == self.classes:
+            return batch
+        targets = [{**t, "labels": self.label_to_logit.to(t["labels"].device)[t["labels"].long()]}
+                   for t in batch["targets"]]
+        return {**batch, "targets": targets}
 
     @property
     def distill_spec(self):

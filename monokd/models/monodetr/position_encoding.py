@@ -9,20 +9,30 @@ import torch
 from torch import nn
 
 
+POSITION_ENCODINGS = ("official", "centred")
+_OFFICIAL_EPS = 1e-6  # DETR's PositionEmbeddingSine(normalize=True): cumsum / (last + eps)
+
+
 def sine_position_encoding(height: int, width: int, channels: int, temperature: float = 10000.0,
-                           device=None, dtype=torch.float32) -> torch.Tensor:
+                           device=None, dtype=torch.float32, normalisation: str = "centred") -> torch.Tensor:
     """(1, channels, height, width) normalised 2-D sine encoding.
 
-    Half of the channels encode y, half x; cell i's coordinate is (i + 0.5) / n * 2pi (Deformable
-    DETR's normalisation, so maps of every level span the same [0, 2pi) range). Within each half,
-    channel pairs (2k, 2k+1) are sin and cos of coordinate / temperature^(2k / half).
+    Half of the channels encode y, half x. Cell i of n has the coordinate
+
+    - ``centred``:  (i + 0.5) / n * 2pi, the cell centre (the maps of every level span the
+      same [0, 2pi) range symmetrically);
+    - ``official``: (i + 1) / (n + 1e-6) * 2pi, MonoDETR's (DETR's normalised cumulative
+      sum of an all-valid mask, without Deformable DETR's -0.5).
+
+    Within each half, channel pairs (2k, 2k+1) are sin and cos of coordinate / temperature^(2k / half).
     """
     if channels % 4:
         raise ValueError(f"sine position encoding needs channels divisible by 4, got {channels}")
+    if normalisation not in POSITION_ENCODINGS:
+        raise ValueError(f"sine position encoding: {normalisation!r} is not one of {POSITION_ENCODINGS}")
     half = channels // 2
     scale = 2 * math.pi
-    y = (torch.arange(height, device=device, dtype=torch.float32) + 0.5) / height * scale
-    x = (torch.arange(width, device=device, dtype=torch.float32) + 0.5) / width * scale
+    y, x = (_cell_coordinates(n, normalisation, device) * scale for n in (height, width))
     dim_t = torch.arange(half, device=device, dtype=torch.float32)
     dim_t = temperature ** (2 * torch.div(dim_t, 2, rounding_mode="floor") / half)
 
@@ -33,6 +43,14 @@ def sine_position_encoding(height: int, width: int, channels: int, temperature: 
     pos_y = encode(y)[:, None, :].expand(height, width, half)
     pos_x = encode(x)[None, :, :].expand(height, width, half)
     return torch.cat([pos_y, pos_x], dim=-1).permute(2, 0, 1)[None].to(dtype)
+
+
+def _cell_coordinates(n: int, normalisation: str, device) -> torch.Tensor:
+    """(n,) cell coordinates in [0, 1] (see :func:`sine_position_encoding`)."""
+    index = torch.arange(n, device=device, dtype=torch.float32)
+    if normalisation == "official":
+        return (index + 1) / (n + _OFFICIAL_EPS)
+    return (index + 0.5) / n
 
 
 class DepthPositionalEncoding(nn.Module):
