@@ -9,7 +9,9 @@ from monokd.config import set_key
 from monokd.distill import build_distiller
 from monokd.distill.add.adapters import ConvAdapter, MLPAdapter
 from monokd.distill.add.cross_attention import CrossAttentionAdapter
+from monokd.distill.add.losses import balanced_mse
 from monokd.distill.add.masks import gt_depth_maps
+from monokd.distill.add.pairing import gt_matched_targets, gt_pairs
 from monokd.distill.add.distiller import DEFAULTS, PAPER_AP3D, PRESETS, TABLES, preset_overrides
 from monokd.distill.add.self_attention import SelfAttentionAdapter
 from monokd.distill.interface import DistillSpec
@@ -89,7 +91,7 @@ def test_teacher_follows_dtype_moves_and_stays_out_of_the_checkpoint():
     assert set(distiller.student_state_dict()) == set(FakeDetector().state_dict())
 
 
-@pytest.mark.parametrize("name", [n for n in PRESETS if n != "baseline"])
+@pytest.mark.parametrize("name", [n for n in PRESETS if n != "baseline" and n not in TABLES["variants"]])
 def test_each_preset_builds_exactly_the_terms_it_names(name):
     cfg = _cfg()
     for item in preset_overrides(name):
@@ -192,3 +194,88 @@ def test_config_errors_name_the_option():
     with pytest.raises(ConfigError, match="same architecture"):
         build_distiller(_cfg(), student, teacher)
     assert DEFAULTS["feature"]["bg_weight"] == 0.1 and DEFAULTS["response"]["bg_weight"] == 0.5
+
+
+# --- options beyond the paper: normalisation, index-free pairing, variant rows ------------------
+def test_sum_normalization_is_the_literal_sum_per_image():
+    student = torch.tensor([[[1.0, 2.0], [0.0, 0.0], [3.0, 0.0]], [[0.0, 1.0], [2.0, 2.0], [0.0, 0.0]]])
+    teacher = torch.zeros_like(student)
+    fg = torch.tensor([[True, False, False], [False, True, False]])
+    # squared errors per query: [5, 0, 9], [1, 8, 0]; fg = {5, 8}, bg = {0, 9, 1, 0}
+    literal = balanced_mse(student, teacher, fg, 1.0, 0.5, "sum")
+    assert literal.item() == pytest.approx((1.0 * (5 + 8) + 0.5 * (0 + 9 + 1 + 0)) / 2)
+    means = balanced_mse(student, teacher, fg, 1.0, 0.5, "region_mean")
+    assert means.item() == pytest.approx(1.0 * 13 / (2 * 2) + 0.5 * 10 / (4 * 2))
+    with pytest.raises(ValueError, match="normalization"):
+        balanced_mse(student, teacher, fg, 1.0, 0.5, "mean")
+
+
+def test_gt_pairs_route_through_the_gt_object():
+    # image 0: the student matched target 0 to query 3 and target 1 to query 0; the teacher
+    # matched target 1 to query 4, target 0 to query 1 and target 2 (which the student left) to 2
+    student = [(torch.tensor([3, 0]), torch.tensor([0, 1])), (torch.tensor([5]), torch.tensor([0]))]
+    teacher = [(torch.tensor([4, 1, 2]), torch.tensor([1, 0, 2])), (torch.tensor([], dtype=torch.long),
+                                                                   torch.tensor([], dtype=torch.long))]
+    pairs = gt_pairs(student, teacher)
+    assert pairs[0][0].tolist() == [3, 0] and pairs[0][1].tolist() == [1, 4]
+    assert pairs[1][0].numel() == 0 and pairs[1][1].numel() == 0
+    queries = torch.arange(2 * 6 * 2, dtype=torch.float32).reshape(2, 6, 2)
+    target, mask = gt_matched_targets(queries, student, teacher)
+    assert mask.tolist() == [[True, False, False, True, False, False], [False] * 6]
+    assert torch.equal(target[0, 3], queries[0, 1]) and torch.equal(target[0, 0], queries[0, 4])
+    assert target[1].abs().sum() == 0
+
+
+def test_gt_matched_response_loss_pulls_each_student_query_to_its_objects_teacher_query():
+    cfg = _cfg()
+    cfg["distill"]["feature"]["enabled"] = False
+    cfg["distill"]["response"].update({"adapter": "mlp", "pairing": "gt_matched"})
+    student, teacher = _pair()
+    distiller = build_distiller(cfg, student, teacher)
+    student.match_foreground = lambda outputs, batch: [(torch.tensor([3]), torch.tensor([0])),
+                                                       (torch.tensor([0, 2]), torch.tensor([1, 0]))]
+    teacher.match_foreground = lambda outputs, batch: [(torch.tensor([1]), torch.tensor([0])),
+                                                       (torch.tensor([5, 4]), torch.tensor([0, 1]))]
+    batch = make_batch()
+    outputs = distiller(batch)
+    terms = distiller.losses(outputs, batch)
+    assert set(terms) == set(student.losses(outputs, batch)) | {"distill_resp"}
+    s_q, t_q = outputs["distill"]["queries"], teacher(batch)["distill"]["queries"]
+    pairs = [(0, 3, 1), (1, 0, 4), (1, 2, 5)]  # (image, student query, teacher query) via the GT
+    expected = 0.0
+    for layer, adapter in enumerate(distiller.response_adapters):
+        adapted = adapter(s_q[layer], t_q[layer])
+        error = sum((adapted[b, s] - t_q[layer][b, t]).pow(2).sum() for b, s, t in pairs)
+        expected = expected + error / (len(pairs) * s_q.shape[-1])  # alpha_v = 1, no bg term
+    assert torch.allclose(terms["distill_resp"], expected)
+    distiller.options["response"]["pairing"] = "index"  # the paper's i <-> i reads other queries
+    assert not torch.allclose(distiller.losses(outputs, batch)["distill_resp"], expected)
+
+
+@pytest.mark.parametrize("name", TABLES["variants"][1:])
+def test_variant_rows_pin_exactly_the_switches_they_name(name):
+    cfg = _cfg()
+    for item in preset_overrides(name):
+        set_key(cfg, item)
+    options = cfg["distill"]
+    assert options["feature"]["source"] == ("depth_memory" if "depth-memory" in name else "encoder_input")
+    assert options["response"]["pairing"] == ("gt_matched" if "gt-pairing" in name else "index")
+    literal = "sum" if name == "paper-literal" else "region_mean"
+    assert options["feature"]["normalization"] == options["response"]["normalization"] == literal
+    assert options["feature"]["adapter"] == "self_attention" and options["response"]["adapter"] == "cross_attention"
+    if "depth-memory" in name:  # the fake detector exposes no depth memory
+        with pytest.raises(ConfigError, match="distill.feature.source"):
+            build_distiller(cfg, *_pair())
+        return
+    distiller = build_distiller(cfg, *_pair())
+    batch = make_batch()
+    terms = distiller.losses(distiller(batch), batch)
+    assert {"distill_feat", "distill_resp"} <= set(terms)
+
+
+def test_depth_bin_is_ceil_minus_one_as_the_docstring_says():
+    from monokd.distill.add.pos_encoding import DepthPositionalEncoding
+
+    pe = DepthPositionalEncoding(8, depth_channels=60, embed_dim=4, depth_max=60.0)
+    depth = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 59.9, 60.0, 80.0]).view(1, 1, 1, -1)
+    assert pe.index(depth, (1, 8)).flatten().tolist() == [0, 0, 0, 1, 1, 59, 59, 59]  # floor would give 1 at 1.0 m

@@ -7,6 +7,10 @@ through this interface: it never reaches into a model's modules. A detector prov
   the space each level lives in, width and depth of the decoder);
 - ``outputs["distill"]["features"]``: list of (B, C_k, H_k, W_k) intermediate features (for
   MonoDETR: the multi-scale maps that enter the transformer encoder);
+- optionally ``outputs["distill"]["sources"]``: other named feature lists a distiller may read
+  instead (ADD's ``distill.feature.source``), each described by ``distill_spec.sources[name]``
+  = (channels, strides) (for MonoDETR: ``depth_memory``, the depth-aware memory the teacher's
+  GT depth enters);
 - ``outputs["distill"]["queries"]``: (L, B, Q, C) decoder query states (absent without a decoder);
 - ``match_foreground(outputs, batch)``: the detector's own Hungarian matcher applied to the
   outputs given, one ``(query_idx, target_idx)`` pair of (M,) long tensors per image;
@@ -20,7 +24,7 @@ through this interface: it never reaches into a model's modules. A detector prov
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -47,6 +51,10 @@ class DistillSpec:
       stride = grid cells per map cell (masks from the GT boxes' BEV footprints);
     - ``"given"``: the detector supplies both in ``outputs["distill"]["masks"|"pe_depth"][k]``
       (stride unused).
+
+    ``sources`` maps the name of each optional feature list in ``outputs["distill"]["sources"]``
+    to its (channels, strides), as feature_channels / feature_strides do for ``features``; its
+    maps live in the image plane (stride = input pixels per cell).
     """
 
     feature_channels: list[int]
@@ -55,6 +63,7 @@ class DistillSpec:
     num_decoder_layers: int
     feature_spaces: list[str] | None = None
     bev_grid: Any = None
+    sources: dict[str, tuple[list[int], list[int]]] = field(default_factory=dict)
 
     def __post_init__(self):
         if len(self.feature_channels) != len(self.feature_strides):
@@ -76,10 +85,25 @@ class DistillSpec:
     def spaces(self) -> list[str]:
         """The space of every level (``"image"`` where ``feature_spaces`` is None)."""
         return list(self.feature_spaces) if self.feature_spaces is not None else ["image"] * len(self.feature_channels)
+        for name, (channels, strides) in self.sources.items():
+            if len(channels) != len(strides):
+                raise ValueError(f"DistillSpec: source {name!r} has {len(channels)} channels but "
+                                 f"{len(strides)} strides")
 
     @property
     def has_decoder(self) -> bool:
         return self.num_decoder_layers > 0
+
+    def source(self, name: str) -> "DistillSpec":
+        """The spec of feature source ``name`` as if it were ``features``: ``encoder_input`` is
+        this spec itself, any other source an image-plane spec of its (channels, strides)."""
+        if name == "encoder_input":
+            return self
+        if name not in self.sources:
+            raise ConfigError(f"distill.feature.source: {name!r} is not exposed by this detector "
+                              f"(it has: encoder_input{''.join(', ' + s for s in self.sources)})")
+        channels, strides = self.sources[name]
+        return DistillSpec(list(channels), list(strides), self.query_dim, self.num_decoder_layers)
 
 
 @runtime_checkable
@@ -108,6 +132,18 @@ def distill_features(outputs: dict, who: str = "detector") -> list[torch.Tensor]
     except (KeyError, TypeError):
         raise ConfigError(f"{who}: outputs['distill']['features'] missing; the detector does not "
                           "implement monokd.distill.interface") from None
+
+
+def distill_source(outputs: dict, name: str, who: str = "detector") -> list[torch.Tensor]:
+    """The (B, C_k, H_k, W_k) list of feature source ``name``: ``features`` itself for
+    ``"encoder_input"``, else ``outputs["distill"]["sources"][name]``."""
+    if name == "encoder_input":
+        return distill_features(outputs, who)
+    sources = (outputs.get("distill") or {}).get("sources") or {}
+    if name not in sources:
+        raise ConfigError(f"{who}: outputs['distill']['sources'] has no {name!r} (has: {sorted(sources)}); "
+                          "distill.feature.source names a source the detector does not expose")
+    return list(sources[name])
 
 
 def distill_queries(outputs: dict, who: str = "detector") -> torch.Tensor:

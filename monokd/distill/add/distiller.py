@@ -15,6 +15,13 @@ optimizer), not in ``state_dict()`` (so a distilled checkpoint holds the student
 adapters only), yet ``.to()`` / ``.half()`` reach it and ``train()`` keeps it in eval mode.
 Resuming rebuilds the teacher from ``distill.teacher.{config, ckpt}``, which must therefore
 stay available for as long as the run may be resumed.
+
+Beyond the paper (docs/add.md, "Options beyond the paper"): ``feature.source`` picks the
+distilled maps (``encoder_input``, the paper's CNN levels, or a source the teacher's GT depth
+has entered, e.g. MonoDETR's ``depth_memory``); ``response.pairing`` pairs student and teacher
+queries by index (the paper) or through the GT object both are matched to (``gt_matched``);
+``{feature,response}.normalization`` is ``region_mean`` (each region's mean) or ``sum`` (the
+literal sums of Eq. 4 / 5, per image).
 """
 
 from __future__ import annotations
@@ -28,10 +35,10 @@ from monokd.distill.add.adapters import ConvAdapter, MLPAdapter
 from monokd.distill.add.cross_attention import CrossAttentionAdapter
 from monokd.distill.add.losses import balanced_mse
 from monokd.distill.add.masks import level_mask_and_depth, query_mask
+from monokd.distill.add.pairing import gt_matched_targets
 from monokd.distill.add.pos_encoding import DepthPositionalEncoding
 from monokd.distill.add.self_attention import SelfAttentionAdapter
-from monokd.distill.interface import (DistillableDetector, distill_features, distill_queries,
-                                      estimated_depth_map)
+from monokd.distill.interface import DistillableDetector, distill_queries, distill_source, estimated_depth_map
 from monokd.errors import ConfigError
 
 # The paper's settings (Implementation Details); C_d / C_dim are not given: 60 one-metre
@@ -44,6 +51,7 @@ DEFAULTS = {
     "teacher_ckpt": None,
     "feature": {
         "enabled": True,
+        "source": "encoder_input",  # paper-literal: the CNN levels; or a detector's distill_spec.sources name
         "adapter": "self_attention",  # self_attention (+SA) | conv (plain F)
         "pos_encoding": "gt",  # gt | estimated | none
         "levels": None,  # indices into outputs["distill"]["features"]; None = all
@@ -54,6 +62,7 @@ DEFAULTS = {
         "embed_dim": 256,  # C_dim
         "depth_max": 60.0,  # metres mapped onto the C_d bins
         "heads": 8,
+        "normalization": "region_mean",  # region_mean | sum (the literal Eq. 4)
     },
     "response": {
         "enabled": True,
@@ -62,12 +71,17 @@ DEFAULTS = {
         "fg_weight": 1.0,  # alpha_v
         "bg_weight": 0.5,  # beta_v
         "heads": 8,
+        "pairing": "index",  # paper-literal: student query i <-> teacher query i | gt_matched
+        "normalization": "region_mean",  # region_mean | sum (the literal Eq. 5)
     },
 }
 CHOICES = {
     ("feature", "adapter"): ("self_attention", "conv"),
     ("feature", "pos_encoding"): ("gt", "estimated", "none"),
     ("response", "adapter"): ("cross_attention", "mlp"),
+    ("response", "pairing"): ("index", "gt_matched"),
+    ("feature", "normalization"): ("region_mean", "sum"),
+    ("response", "normalization"): ("region_mean", "sum"),
 }
 
 
@@ -91,6 +105,8 @@ def parse_options(section: dict) -> dict:
     for (part, key), allowed in CHOICES.items():
         if options[part][key] not in allowed:
             raise ConfigError(f"distill.{part}.{key}: {options[part][key]!r} is not one of {allowed}")
+    if not isinstance(options["feature"]["source"], str):
+        raise ConfigError(f"distill.feature.source: expected a name, got {options['feature']['source']!r}")
     if options["method"] != "add":
         raise ConfigError(f"distill.method: {options['method']!r} is not 'add'")
     return options
@@ -116,9 +132,12 @@ class ADDDistiller(nn.Module):
         teacher.eval()
 
         feat, resp = options["feature"], options["response"]
-        self.feature_levels = self._levels(feat["levels"], len(spec.feature_channels)) if feat["enabled"] else []
+        # the spec of the distilled maps: the detector's features, or the source named
+        self.feature_spec = spec.source(feat["source"]) if feat["enabled"] else spec
+        channels = self.feature_spec.feature_channels
+        self.feature_levels = self._levels(feat["levels"], len(channels)) if feat["enabled"] else []
         self.feature_adapters = nn.ModuleDict(
-            {str(k): self._feature_adapter(spec.feature_channels[k], feat) for k in self.feature_levels})
+            {str(k): self._feature_adapter(channels[k], feat) for k in self.feature_levels})
         if resp["enabled"] and not spec.has_decoder:
             raise ConfigError("distill.response.enabled: the student has no decoder (query_dim None); "
                               "set distill.response.enabled=false (the paper's beta = 0)")
@@ -195,16 +214,16 @@ class ADDDistiller(nn.Module):
         return terms
 
     def feature_loss(self, outputs: dict, teacher_outputs: dict, batch: dict) -> torch.Tensor:
-        """L_feat of Eq. 4, summed over the distilled levels."""
+        """L_feat of Eq. 4, summed over the distilled levels of ``feature.source``."""
         feat = self.options["feature"]
-        student_features = distill_features(outputs, "student")
-        teacher_features = distill_features(teacher_outputs, "teacher")
+        student_features = distill_source(outputs, feat["source"], "student")
+        teacher_features = distill_source(teacher_outputs, feat["source"], "teacher")
         uses_pe = feat["adapter"] == "self_attention" and feat["pos_encoding"] != "none"
         estimated = None
         if uses_pe and feat["pos_encoding"] == "estimated":
-            image_levels = [k for k in self.feature_levels if self.distill_spec.spaces[k] == "image"]
+            image_levels = [k for k in self.feature_levels if self.feature_spec.spaces[k] == "image"]
             estimated = estimated_depth_map(self.student, outputs) if image_levels else torch.zeros(0)
-        spec = self.distill_spec
+        spec = self.feature_spec
         total = 0.0
         for k in self.feature_levels:
             student, teacher = student_features[k], teacher_features[k]
@@ -219,7 +238,8 @@ class ADDDistiller(nn.Module):
             if uses_pe:
                 depth = gt_depth if estimated is None else self._estimated_depth(estimated, outputs, spec.spaces[k], k)
             adapted = self.feature_adapters[str(k)](student, depth)
-            total = total + balanced_mse(adapted, teacher, mask, feat["fg_weight"], feat["bg_weight"])
+            total = total + balanced_mse(adapted, teacher, mask, feat["fg_weight"], feat["bg_weight"],
+                                         feat["normalization"])
         return total
 
     def _estimated_depth(self, image_depth, outputs: dict, space: str, k: int) -> torch.Tensor:
@@ -234,7 +254,12 @@ class ADDDistiller(nn.Module):
         return bev.detach()
 
     def response_loss(self, outputs: dict, teacher_outputs: dict, batch: dict) -> torch.Tensor:
-        """L_ed of Eq. 5, summed over the decoder layers; M_f from the teacher's matching."""
+        """L_ed of Eq. 5, summed over the decoder layers; M_f from the teacher's matching.
+
+        ``pairing=index``: adapted student query i vs teacher query i, fg = M_f, bg = the rest.
+        ``pairing=gt_matched``: adapted student query s vs the teacher query t matched to the
+        same GT object (both final-layer matchings); only those pairs, so no bg term.
+        """
         resp = self.options["response"]
         student_queries = distill_queries(outputs, "student")
         teacher_queries = distill_queries(teacher_outputs, "teacher")
@@ -243,11 +268,16 @@ class ADDDistiller(nn.Module):
                               f"{tuple(teacher_queries.shape)} (same number of layers and queries needed)")
         with torch.no_grad():
             matches = self.teacher.match_foreground(teacher_outputs, batch)
+            student_matches = self.student.match_foreground(outputs, batch) if resp["pairing"] == "gt_matched" else None
         mask = query_mask(matches, teacher_queries.shape[2], teacher_queries.device)
+        bg_weight = resp["bg_weight"]
         total = 0.0
         for layer, adapter in enumerate(self.response_adapters):
-            adapted = adapter(student_queries[layer], teacher_queries[layer])
-            total = total + balanced_mse(adapted, teacher_queries[layer], mask, resp["fg_weight"], resp["bg_weight"])
+            adapted, target = adapter(student_queries[layer], teacher_queries[layer]), teacher_queries[layer]
+            if student_matches is not None:
+                target, mask = gt_matched_targets(target, student_matches, matches)
+                bg_weight = 0.0
+            total = total + balanced_mse(adapted, target, mask, resp["fg_weight"], bg_weight, resp["normalization"])
         return total
 
     def student_state_dict(self) -> dict[str, torch.Tensor]:
@@ -257,16 +287,21 @@ class ADDDistiller(nn.Module):
 
 # --- named ablation rows -----------------------------------------------------------------
 def _row(feature: str | None, response: str | None, pos_encoding: str = "gt",
-         feat_bg: float = 0.1, resp_bg: float = 0.5) -> list[str]:
+         feat_bg: float = 0.1, resp_bg: float = 0.5, source: str = "encoder_input",
+         pairing: str = "index", normalization: str = "region_mean") -> list[str]:
     """Overrides (``key=value`` for config.set_key) that pin every ADD switch."""
     return [
         f"distill.feature.enabled={str(feature is not None).lower()}",
+        f"distill.feature.source={source}",
         f"distill.feature.adapter={feature or 'self_attention'}",
         f"distill.feature.pos_encoding={pos_encoding}",
         f"distill.feature.bg_weight={feat_bg}",
+        f"distill.feature.normalization={normalization}",
         f"distill.response.enabled={str(response is not None).lower()}",
         f"distill.response.adapter={response or 'cross_attention'}",
         f"distill.response.bg_weight={resp_bg}",
+        f"distill.response.pairing={pairing}",
+        f"distill.response.normalization={normalization}",
     ]
 
 
@@ -290,12 +325,20 @@ PRESETS: dict[str, list[str]] = {
     **{f"feat-bg-{b:.2f}": _row("self_attention", None, feat_bg=b) for b in (0.0, 0.05, 0.1, 0.2)},
     # Table 5, response bg weight beta_v (on R+CA, alpha_v = 1)
     **{f"resp-bg-{b:.2f}": _row(None, "cross_attention", resp_bg=b) for b in (0.1, 0.25, 0.5, 1.0)},
+    # Beyond the paper (docs/add.md): full ADD (h) with one change each. "paper-literal" is (h)
+    # with Eq. 4 / 5 summed as written; the others keep region means and change what is distilled.
+    "paper-literal": _row("self_attention", "cross_attention", normalization="sum"),
+    "depth-memory": _row("self_attention", "cross_attention", source="depth_memory"),
+    "gt-pairing": _row("self_attention", "cross_attention", pairing="gt_matched"),
+    "depth-memory+gt-pairing": _row("self_attention", "cross_attention", source="depth_memory",
+                                    pairing="gt_matched"),
 }
 TABLES = {
     "table4": ["baseline", "F", "F+SA", "R", "R+CA", "F+R", "F+SA+R", "F+R+CA", "F+SA+R+CA"],
     "table5": ["baseline", "SA-PE-none", "SA-PE-estimated", "SA-PE-gt",
                "feat-bg-0.00", "feat-bg-0.05", "feat-bg-0.10", "feat-bg-0.20",
                "resp-bg-0.10", "resp-bg-0.25", "resp-bg-0.50", "resp-bg-1.00"],
+    "variants": ["baseline", "F+SA+R+CA", "paper-literal", "depth-memory", "gt-pairing", "depth-memory+gt-pairing"],
 }
 # The paper's KITTI val Car AP3D R40 (easy, moderate, hard) per row, for reports.
 PAPER_AP3D = {

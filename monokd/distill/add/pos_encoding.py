@@ -6,8 +6,10 @@
 
 The argmax passes no gradient, so G_A is never trained: its initial weights *are* the
 function. A random init would map all depths to a handful of indices, so G_A is initialised
-to quantise [0, depth_max] into C_d uniform bins (index = floor(C_d * d / depth_max)) and
-frozen; the embedding and the output MLP learn what each bin means.
+to quantise [0, depth_max] into C_d uniform bins and frozen: with x = C_d * d / depth_max,
+index = clamp(ceil(x) - 1, 0, C_d - 1), i.e. floor(x) except at exact bin edges, which go to
+the bin below (x = 1 -> 0; d = 0 -> 0; d >= depth_max -> C_d - 1). The embedding and the
+output MLP learn what each bin means.
 """
 
 from __future__ import annotations

@@ -19,6 +19,11 @@ KITTI recipe and the official code"): ``position_encoding`` (official | centred)
 ``depth_upsample`` (nearest | bilinear), ``depth_map_sampling`` (align_corners, padding) and
 ``logit_classes`` (the class of each logit, e.g. MonoDETR's [Pedestrian, Car, Cyclist] while
 training on Car alone; ``data.classes`` by default).
+
+What a distiller reads (``outputs["distill"]``, monokd/distill/interface.py): ``features``, the
+maps entering the visual encoder (before any depth input); ``queries`` (L, B, Q, C);
+``depth_map``; ``sources["depth_memory"]``, the depth memory as a (B, C, H/16, W/16) map,
+which carries the teacher's GT depth through the depth positional encoding.
 """
 
 from __future__ import annotations
@@ -187,7 +192,12 @@ class MonoDETR(nn.Module):
         outputs = dict(layers[-1])
         outputs["aux_outputs"] = layers[:-1]
         outputs["pred_depth_map_logits"] = depth_logits
-        outputs["distill"] = {"features": srcs, "queries": hs, "depth_map": depth[:, None].detach()}
+        # depth_memory as a map: the one distilled signal the teacher's GT depth enters (ADD's
+        # distill.feature.source=depth_memory); srcs are computed before any depth input.
+        depth_map_size = tuple(depth.shape[-2:])
+        memory_map = depth_memory.transpose(1, 2).reshape(batch_size, self.hidden_dim, *depth_map_size)
+        outputs["distill"] = {"features": srcs, "queries": hs, "depth_map": depth[:, None].detach(),
+                              "sources": {"depth_memory": [memory_map]}}
         return outputs
 
     def multi_scale_features(self, images: torch.Tensor) -> list[torch.Tensor]:
@@ -251,7 +261,8 @@ class MonoDETR(nn.Module):
 
         return DistillSpec(feature_channels=[self.hidden_dim] * self.num_feature_levels,
                            feature_strides=[8 * 2 ** i for i in range(self.num_feature_levels)],
-                           query_dim=self.hidden_dim, num_decoder_layers=self.num_decoder_layers)
+                           query_dim=self.hidden_dim, num_decoder_layers=self.num_decoder_layers,
+                           sources={"depth_memory": ([self.hidden_dim], [16])})
 
 
 def _input_projections(channels: list[int], dim: int, levels: int) -> nn.ModuleList:
