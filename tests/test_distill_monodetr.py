@@ -96,7 +96,8 @@ def test_depth_memory_carries_the_teachers_gt_depth_and_encoder_input_does_not()
         assert torch.equal(a, b), k  # the paper-literal T^k: computed before the GT depth enters
     memory, memory_scaled = distill_source(before, "depth_memory")[0], distill_source(after, "depth_memory")[0]
     assert memory.shape == (2, 32, H // 16, W // 16)
-    assert teacher.distill_spec.source("depth_memory") == ([32], [16])
+    spec = teacher.distill_spec.source("depth_memory")
+    assert (spec.feature_channels, spec.feature_strides, spec.spaces) == ([32], [16], ["image"])
     assert (memory - memory_scaled).abs().max() > 1e-3
 
 
