@@ -11,8 +11,9 @@ from monokd.models.backbones.resnet import FrozenBatchNorm2d, ResNet, build_resn
 # torchvision's resnet18().state_dict() has 122 keys: conv1 (1) + bn1 (5 with
 # num_batches_tracked) + 8 BasicBlocks x 12 + 3 downsamples x 6 + fc (2).
 # resnet50: 320 = 1 + 5 + 16 Bottlenecks x 18 + 4 downsamples x 6 + 2.
-TORCHVISION_KEY_COUNT = {18: 122, 34: 218, 50: 320}
-BN_COUNT = {18: 20, 34: 36, 50: 53}
+# resnet101: 626 = 1 + 5 + 33 Bottlenecks x 18 + 4 downsamples x 6 + 2.
+TORCHVISION_KEY_COUNT = {18: 122, 34: 218, 50: 320, 101: 626}
+BN_COUNT = {18: 20, 34: 36, 50: 53, 101: 104}
 
 RESNET18_KEYS = [
     "conv1.weight", "bn1.weight", "bn1.bias", "bn1.running_mean", "bn1.running_var", "bn1.num_batches_tracked",
@@ -63,6 +64,21 @@ def test_resnet34_key_count():
     assert len(torchvision_layout(34)) == TORCHVISION_KEY_COUNT[34]
 
 
+def test_resnet101_keys_and_dilated_output_stride_8():
+    state = torchvision_layout(101)
+    assert len(state) == TORCHVISION_KEY_COUNT[101]
+    assert tuple(state["layer3.22.conv3.weight"].shape) == (1024, 256, 1, 1) and "layer3.23.conv1.weight" not in state
+    assert len(ResNet(101).state_dict()) == TORCHVISION_KEY_COUNT[101] - BN_COUNT[101] - 2
+    # DeepLabV3's trunk: layer3 and layer4 dilated, same keys and shapes
+    model = ResNet(18, dilation=(False, True, True)).eval()
+    assert model.stage_strides == [4, 8, 8, 8] and model.layer4[1].conv1.dilation == (4, 4)
+    assert model.layer3[0].conv1.dilation == (1, 1) and model.layer3[1].conv1.dilation == (2, 2)
+    assert {k: v.shape for k, v in model.state_dict().items()} == {k: v.shape for k, v in ResNet(18).state_dict().items()}
+    with torch.no_grad():
+        c2, c3, c4, c5 = model.stages(torch.randn(1, 3, 64, 96))
+    assert c2.shape == (1, 64, 16, 24) and c5.shape == (1, 512, 8, 12)
+
+
 @pytest.mark.parametrize("depth,channels", [(18, [128, 256, 512]), (50, [512, 1024, 2048])])
 def test_outputs_c3_c4_c5(depth, channels):
     model = ResNet(depth).eval()
@@ -82,7 +98,7 @@ def test_frozen_stages():
     assert not any(p.requires_grad for p in ResNet(18, frozen_stages=4).parameters())
     assert list(model.bn1.parameters()) == []  # frozen BN holds buffers only
     with pytest.raises(ConfigError):
-        ResNet(101)
+        ResNet(152)
 
 
 def test_frozen_batchnorm_matches_batchnorm_eval():

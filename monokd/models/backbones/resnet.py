@@ -1,9 +1,14 @@
-"""ResNet-18/34/50 backbones returning C3, C4, C5 (strides 8, 16, 32).
+"""ResNet-18/34/50/101 backbones returning C3, C4, C5 (strides 8, 16, 32); ``stages`` also
+returns C2 (stride 4, CaDDN's image features).
 
 The module names and state-dict keys are torchvision's (``conv1``, ``bn1``, ``layer1`` ..
 ``layer4``, each block ``conv1/bn1/conv2/bn2[/conv3/bn3]/downsample.0/downsample.1``), so a
 torchvision ImageNet checkpoint saved to a file loads with :func:`load_pretrained` (torchvision
 itself is never imported). The stem plus the first ``frozen_stages`` stages get no gradient.
+
+``dilation`` ([layer2, layer3, layer4] flags, torchvision's ``replace_stride_with_dilation``)
+trades a stage's stride for a dilation of its 3x3 convolutions: DeepLabV3 (CaDDN's depth
+network) runs ResNet-101 with [False, True, True], output stride 8. Keys do not change.
 
 Normalisation (``backbone.norm``): with ImageNet weights batch norm is frozen (DETR's recipe:
 batch statistics of a few images per GPU are too noisy to train). A backbone trained from
@@ -47,8 +52,8 @@ class FrozenBatchNorm2d(nn.Module):
         return x * scale[None, :, None, None] + shift[None, :, None, None]
 
 
-def _conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+def _conv3x3(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation, bias=False)
 
 
 def _conv1x1(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -59,12 +64,12 @@ class BasicBlock(nn.Module):
     expansion = 1
 
     def __init__(self, cin: int, width: int, stride: int = 1, downsample: nn.Module | None = None,
-                 norm=None):
+                 norm=None, dilation: int = 1):
         super().__init__()
         norm = norm or FrozenBatchNorm2d
-        self.conv1 = _conv3x3(cin, width, stride)
+        self.conv1 = _conv3x3(cin, width, stride, dilation)
         self.bn1 = norm(width)
-        self.conv2 = _conv3x3(width, width)
+        self.conv2 = _conv3x3(width, width, 1, dilation)
         self.bn2 = norm(width)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
@@ -82,12 +87,12 @@ class Bottleneck(nn.Module):
     expansion = 4
 
     def __init__(self, cin: int, width: int, stride: int = 1, downsample: nn.Module | None = None,
-                 norm=None):
+                 norm=None, dilation: int = 1):
         super().__init__()
         norm = norm or FrozenBatchNorm2d
         self.conv1 = _conv1x1(cin, width)
         self.bn1 = norm(width)
-        self.conv2 = _conv3x3(width, width, stride)
+        self.conv2 = _conv3x3(width, width, stride, dilation)
         self.bn2 = norm(width)
         self.conv3 = _conv1x1(width, width * self.expansion)
         self.bn3 = norm(width * self.expansion)
@@ -108,6 +113,7 @@ ARCHS = {
     18: (BasicBlock, (2, 2, 2, 2)),
     34: (BasicBlock, (3, 4, 6, 3)),
     50: (Bottleneck, (3, 4, 6, 3)),
+    101: (Bottleneck, (3, 4, 23, 3)),
 }
 
 
@@ -115,17 +121,19 @@ class ResNet(nn.Module):
     """ResNet trunk.
 
     Args:
-        depth: 18, 34 or 50.
+        depth: 18, 34, 50 or 101.
         frozen_stages: -1 trains everything, 0 freezes the stem (conv1, bn1), k >= 1 also
             freezes layer1 .. layerk.
         with_fc: keep the ImageNet classifier (only to hold checkpoint keys; never used).
         norm: "frozen" (FrozenBatchNorm2d, for pretrained weights) or "batch" (trainable
             nn.BatchNorm2d, for training from scratch).
-    Forward: images (B, 3, H, W) -> [C3 (B, c3, H/8, W/8), C4 (H/16), C5 (H/32)].
+        dilation: three flags (layer2, layer3, layer4): dilate instead of striding.
+    Forward: images (B, 3, H, W) -> [C3 (B, c3, H/8, W/8), C4 (H/16), C5 (H/32)] (strides as
+    in ``self.strides`` when dilated).
     """
 
     def __init__(self, depth: int = 50, frozen_stages: int = 1, with_fc: bool = False,
-                 norm: str = "frozen"):
+                 norm: str = "frozen", dilation=(False, False, False)):
         super().__init__()
         if norm not in NORMS:
             raise ConfigError(f"model.backbone.norm: {norm!r} is not one of {sorted(NORMS)} (or auto)")
@@ -142,14 +150,26 @@ class ResNet(nn.Module):
         self.bn1 = norm_layer(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        cin = 64
+        dilation = [bool(d) for d in dilation]
+        if len(dilation) != 3:
+            raise ConfigError(f"model.backbone.dilation: {dilation} needs three flags (layer2, layer3, layer4)")
+        cin, rate, total = 64, 1, 4
+        self.strides = []
         for index, (count, width) in enumerate(zip(counts, (64, 128, 256, 512))):
             stride = 1 if index == 0 else 2
-            layer, cin = _make_layer(block, cin, width, count, stride, norm_layer)
+            previous = rate
+            if index and dilation[index - 1]:
+                rate, stride = rate * stride, 1
+            total *= stride
+            self.strides.append(total)
+            layer, cin = _make_layer(block, cin, width, count, stride, norm_layer, previous, rate)
             self.add_module(f"layer{index + 1}", layer)
         self.fc = nn.Linear(cin, 1000) if with_fc else None
-        self.num_channels = [128 * block.expansion, 256 * block.expansion, 512 * block.expansion]
-        self.strides = [8, 16, 32]
+        self.stage_channels = [64 * block.expansion, 128 * block.expansion, 256 * block.expansion,
+                               512 * block.expansion]
+        self.num_channels = self.stage_channels[1:]
+        self.stage_strides = list(self.strides)  # C2 .. C5
+        self.strides = self.strides[1:]
         self._freeze()
 
     def _frozen(self) -> list[nn.Module]:
@@ -169,21 +189,27 @@ class ResNet(nn.Module):
         return self
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        return self.stages(images)[1:]
+
+    def stages(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """images -> [C2, C3, C4, C5] (channels ``stage_channels``, strides ``stage_strides``)."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(images))))
         c2 = self.layer1(x)
         c3 = self.layer2(c2)
         c4 = self.layer3(c3)
         c5 = self.layer4(c4)
-        return [c3, c4, c5]
+        return [c2, c3, c4, c5]
 
 
-def _make_layer(block, cin: int, width: int, count: int, stride: int, norm) -> tuple[nn.Sequential, int]:
+def _make_layer(block, cin: int, width: int, count: int, stride: int, norm, first_dilation: int = 1,
+                dilation: int = 1) -> tuple[nn.Sequential, int]:
+    """torchvision's layer: the first block keeps the previous dilation, the others get the new one."""
     cout = width * block.expansion
     downsample = None
     if stride != 1 or cin != cout:
         downsample = nn.Sequential(_conv1x1(cin, cout, stride), norm(cout))
-    blocks = [block(cin, width, stride, downsample, norm)]
-    blocks += [block(cout, width, norm=norm) for _ in range(count - 1)]
+    blocks = [block(cin, width, stride, downsample, norm, first_dilation)]
+    blocks += [block(cout, width, norm=norm, dilation=dilation) for _ in range(count - 1)]
     return nn.Sequential(*blocks), cout
 
 
@@ -221,11 +247,13 @@ def load_pretrained(model: ResNet, path: str | Path) -> None:
 
 def build_resnet(cfg: dict) -> ResNet:
     """``cfg`` = the ``model.backbone`` section: depth, weights (a file path or null),
-    frozen_stages, norm (auto | frozen | batch; auto = frozen with weights, batch without)."""
+    frozen_stages, norm (auto | frozen | batch; auto = frozen with weights, batch without),
+    dilation (optional, three flags)."""
     norm = cfg.get("norm", "auto")
     if norm == "auto":
         norm = "frozen" if cfg.get("weights") else "batch"
-    model = ResNet(int(cfg.get("depth", 50)), int(cfg.get("frozen_stages", 1)), norm=norm)
+    model = ResNet(int(cfg.get("depth", 50)), int(cfg.get("frozen_stages", 1)), norm=norm,
+                   dilation=tuple(cfg.get("dilation") or (False, False, False)))
     if cfg.get("weights"):
         load_pretrained(model, cfg["weights"])
     return model
