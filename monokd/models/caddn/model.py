@@ -1,0 +1,247 @@
+"""CaDDN (Reading et al., "Categorical Depth Distribution Network for Monocular 3D Object
+Detection", CVPR 2021), and ADD's CaDDN teacher that lifts the pixel-wise GT depth instead.
+
+    images (B, 3, H, W)
+      -> ResNet (DeepLabV3 trunk: layer3/4 dilated) -> C2 (stride 4), C5
+      -> image features: 1x1 conv + BN + ReLU on C2              F (B, C, H/4, W/4)
+      -> depth head: DeepLabV3 ASPP on C5, upsampled             (B, D + 1, H/4, W/4) logits
+      -> depth distribution P = softmax(logits)   |   one-hot GT bins (depth_input: gt_pixel)
+      -> frustum G = F (x) P[:, :D]                               (B, C, D, H/4, W/4)
+      -> frustum-to-voxel (grid_sample at the voxel centres)      (B, C, NZ, NY, NX)
+      -> BEV collapse (C * NZ -> C_bev, 1x1 conv)                 (B, C_bev, NY, NX)     = bev_features
+      -> BEV backbone (stages k: (B, F_k, NY/S_k, NX/S_k); upsampled and concatenated)
+      -> anchor head: class scores, 7-D residual boxes, direction bins                  = detect_from_bev
+    losses: anchor head (focal cls, smooth-L1 boxes, direction CE) + depth (monokd.models.caddn.losses,
+            the student only: the teacher's distribution is given, its depth head is not run)
+
+The voxel grid, lifting, collapse, BEV backbone and anchor head are monokd.models.bev's (shared
+with MonoTAKD's teaching assistant and student, which reuse this class through
+``bev_features(batch)`` and ``detect_from_bev(bev, batch)``). ADD distils the BEV backbone's
+stage outputs (``outputs["distill"]["features"]``, levels in the "bev" space of the grid).
+
+``model.depth_input: gt_pixel`` (the teacher) needs ``batch["depth_maps"]`` (data.depth_maps) at
+training and at inference; ``monokd predict`` refuses it.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from monokd.errors import ConfigError
+from monokd.geometry.grid import BEVGrid
+from monokd.models.backbones.resnet import build_resnet
+from monokd.models.caddn.depth_head import DepthHead
+from monokd.models.caddn.frustum import frustum_features, gt_pixel_distribution
+from monokd.models.caddn.losses import DEFAULTS as DEPTH_LOSS_DEFAULTS
+from monokd.models.caddn.losses import depth_loss
+
+DEFAULTS = {
+    "name": "caddn",
+    "backbone": {"depth": 101, "weights": None, "frozen_stages": -1, "norm": "auto",
+                 "dilation": [False, True, True]},
+    "image_channels": 64,  # the 1x1 reduction of C2
+    "depth_head": {"channels": 256, "rates": [12, 24, 36], "dropout": 0.5},
+    "depth": {"num_bins": 80, "min": 2.0, "max": 46.8},
+    "depth_input": None,
+    "grid": {"point_cloud_range": [2, -30.08, -3, 46.8, 30.08, 1], "voxel_size": [0.16, 0.16, 0.16]},
+    "bev_channels": 64,  # the collapse's output
+    "bev_backbone": {"layer_nums": [10, 10, 10], "layer_strides": [2, 2, 2], "num_filters": [64, 128, 256],
+                     "upsample_strides": [1, 2, 4], "num_upsample_filters": [128, 128, 128]},
+    "anchor_head": {},  # monokd.models.bev.anchor_head's section
+}
+DEPTH_INPUTS = (None, "gt_pixel")
+FEATURE_STRIDE = 4  # C2
+
+
+def model_config(cfg: dict) -> dict:
+    """The ``model`` section over DEFAULTS (sub-sections merged); unknown keys raise ConfigError."""
+    unknown = set(cfg) - set(DEFAULTS)
+    if unknown:
+        raise ConfigError(f"model: unknown key(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+    out = copy.deepcopy(DEFAULTS)
+    for key, value in cfg.items():
+        if isinstance(DEFAULTS[key], dict) and key not in ("bev_backbone", "anchor_head", "grid"):
+            extra = set(value or {}) - set(DEFAULTS[key])
+            if extra:
+                raise ConfigError(f"model.{key}: unknown key(s) {sorted(extra)}; known: {sorted(DEFAULTS[key])}")
+            out[key].update(value or {})
+        else:
+            out[key] = value if value is not None or not isinstance(DEFAULTS[key], dict) else DEFAULTS[key]
+    if out["depth_input"] not in DEPTH_INPUTS:
+        raise ConfigError(f"model.depth_input: {out['depth_input']!r} is not one of {DEPTH_INPUTS}")
+    depth = out["depth"]
+    if not 0 < float(depth["min"]) < float(depth["max"]) or int(depth["num_bins"]) < 1:
+        raise ConfigError(f"model.depth: need 0 < min < max and num_bins >= 1; got {depth}")
+    return out
+
+
+class CaDDN(nn.Module):
+    """See the module docstring; ``forward(batch) -> outputs`` per docs/architecture.md.
+
+    Args:
+        cfg: the ``model`` section (see DEFAULTS).
+        classes: ``data.classes``.
+        loss_cfg: the ``loss`` section (``depth``: monokd.models.caddn.losses.DEFAULTS).
+    """
+
+    def __init__(self, cfg: dict, classes: list[str], loss_cfg: dict | None = None):
+        super().__init__()
+        from monokd.models.bev.anchor_head import AnchorHead
+        from monokd.models.bev.backbone import BEVBackbone
+        from monokd.models.bev.collapse import BEVCollapse
+        from monokd.models.bev.frustum_to_voxel import FrustumToVoxel
+
+        cfg = model_config(cfg)
+        self.cfg, self.classes = cfg, list(classes)
+        self.depth_input = cfg["depth_input"]
+        self.depth_bins = {k: float(cfg["depth"][k]) for k in ("min", "max")}
+        self.depth_bins["num_bins"] = int(cfg["depth"]["num_bins"])
+        loss_cfg = dict(loss_cfg or {})
+        extra = set(loss_cfg.get("depth") or {}) - set(DEPTH_LOSS_DEFAULTS)
+        if extra:
+            raise ConfigError(f"loss.depth: unknown key(s) {sorted(extra)}; known: {sorted(DEPTH_LOSS_DEFAULTS)}")
+        self.depth_loss_cfg = {**DEPTH_LOSS_DEFAULTS, **(loss_cfg.get("depth") or {})}
+        self.grid = BEVGrid.from_config(cfg["grid"], "model.grid")
+
+        self.backbone = build_resnet(cfg["backbone"])
+        if self.backbone.stage_strides[0] != FEATURE_STRIDE:
+            raise ConfigError("model.backbone: CaDDN reads C2 at stride 4")
+        channels = int(cfg["image_channels"])
+        self.reduce = nn.Sequential(nn.Conv2d(self.backbone.stage_channels[0], channels, 1, bias=False),
+                                    nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
+        head = cfg["depth_head"]
+        self.depth_head = DepthHead(self.backbone.stage_channels[-1], self.depth_bins["num_bins"],
+                                    int(head["channels"]), tuple(head["rates"]), float(head["dropout"]))
+        self.lift = FrustumToVoxel(self.grid, (self.depth_bins["min"], self.depth_bins["max"],
+                                               self.depth_bins["num_bins"]))
+        self.collapse = BEVCollapse(channels, self.grid.grid_size[2], int(cfg["bev_channels"]))
+        self.bev_backbone = BEVBackbone(cfg["bev_backbone"], int(cfg["bev_channels"]), self.grid,
+                                        "model.bev_backbone")
+        self.head = AnchorHead(cfg["anchor_head"], self.grid, self.bev_backbone.out_channels, self.classes)
+
+    # ----------------------------------------------------------------------------------------
+
+    def depth_distribution(self, batch: dict, features: torch.Tensor, c5: torch.Tensor):
+        """(logits or None, (B, D + 1, h, w) distribution) at the image features' size."""
+        size = tuple(features.shape[-2:])
+        bins = self.depth_bins
+        if self.depth_input == "gt_pixel":
+            if batch.get("depth_maps") is None:
+                raise ConfigError("model.depth_input=gt_pixel needs batch['depth_maps'] (set data.depth_maps: "
+                                  "depth_2 or auto) at training and at inference")
+            distribution = gt_pixel_distribution(batch["depth_maps"].to(features.device), size,
+                                                 bins["num_bins"], bins["min"], bins["max"])
+            return None, distribution.to(features.dtype)
+        logits = self.depth_head(c5, size)
+        return logits, logits.softmax(dim=1)
+
+    def bev_features(self, batch: dict) -> dict:
+        """images -> depth distribution -> frustum -> voxels -> BEV: ``bev`` (B, C_bev, NY, NX),
+        ``depth_logits`` (B, D + 1, h, w) (None for gt_pixel), ``depth_distribution``,
+        ``image_features`` (B, C, h, w)."""
+        images = batch["images"]
+        c2, _, _, c5 = self.backbone.stages(images)
+        features = self.reduce(c2)
+        logits, distribution = self.depth_distribution(batch, features, c5)
+        frustum = frustum_features(features, distribution)
+        voxels = self.lift(frustum, batch["lidar_to_rect"], batch["P2"], tuple(images.shape[-2:]))
+        return {"bev": self.collapse(voxels), "depth_logits": logits, "depth_distribution": distribution,
+                "image_features": features}
+
+    def detect_from_bev(self, bev: torch.Tensor, batch: dict) -> dict:
+        """BEV (B, C_bev, NY, NX) -> BEV backbone -> anchor head: ``pred_cls``, ``pred_boxes``,
+        ``pred_dir`` and ``outputs["distill"]["features"]`` (the stage outputs)."""
+        features, stages = self.bev_backbone(bev)
+        preds = self.head(features)
+        outputs = {"pred_cls": preds["cls_preds"], "pred_boxes": preds["box_preds"]}
+        if preds.get("dir_cls_preds") is not None:
+            outputs["pred_dir"] = preds["dir_cls_preds"]
+        outputs["distill"] = {"features": list(stages)}
+        return outputs
+
+    def forward(self, batch: dict) -> dict:
+        lifted = self.bev_features(batch)
+        outputs = self.detect_from_bev(lifted["bev"], batch)
+        if lifted["depth_logits"] is not None:
+            outputs["pred_depth_logits"] = lifted["depth_logits"]
+            if self.training:  # for ADD's "estimated" PE of the BEV levels
+                outputs["distill"]["bev_depth_map"] = self.bev_depth_map(lifted["depth_distribution"], batch)
+        return outputs
+
+    @torch.no_grad()
+    def bev_depth_map(self, distribution: torch.Tensor, batch: dict) -> torch.Tensor:
+        """(B, 1, NY, NX) the depth the student itself sees in BEV: the predicted distribution
+        lifted alone (a 1-channel frustum), its maximum over height; where it exceeds 0.1 the
+        cell's forward distance (rect z of the cell centre at the camera's height), else 0."""
+        occupancy = self.lift(distribution[:, None, :-1], batch["lidar_to_rect"], batch["P2"],
+                              tuple(batch["images"].shape[-2:])).amax(dim=2)  # (B, 1, NY, NX)
+        cells = self.grid.cell_centres(device=occupancy.device)  # (NY, NX, 2) LiDAR x, y
+        lidar = torch.cat([cells, torch.zeros_like(cells[..., :1]), torch.ones_like(cells[..., :1])], -1)
+        rect_z = torch.einsum("yxk,bk->byx", lidar, batch["lidar_to_rect"][:, 2].to(lidar))
+        return torch.where(occupancy > 0.1, rect_z[:, None].to(occupancy), torch.zeros_like(occupancy))
+
+    # ----------------------------------------------------------------------------------------
+    # The detector interface (docs/architecture.md)
+
+    def gt_boxes_lidar(self, batch: dict) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Per image, the GT boxes as LiDAR 7-D boxes and their labels."""
+        from monokd.geometry.boxes import targets_to_lidar_boxes
+
+        boxes = [targets_to_lidar_boxes(t, batch["lidar_to_rect"][b]) for b, t in enumerate(batch["targets"])]
+        return boxes, [t["labels"] for t in batch["targets"]]
+
+    def losses(self, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:
+        boxes, labels = self.gt_boxes_lidar(batch)
+        preds = {"cls_preds": outputs["pred_cls"], "box_preds": outputs["pred_boxes"],
+                 "dir_cls_preds": outputs.get("pred_dir")}
+        terms = dict(self.head.losses(preds, boxes, labels))
+        terms.pop("loss", None)
+        if "pred_depth_logits" in outputs:
+            if batch.get("depth_maps") is None:
+                raise ConfigError("CaDDN's depth loss needs batch['depth_maps'] (set data.depth_maps: depth_2, "
+                                  "lidar or auto)")
+            terms["loss_depth"] = depth_loss(outputs["pred_depth_logits"], batch["depth_maps"], batch["targets"],
+                                             FEATURE_STRIDE, self.depth_bins, self.depth_loss_cfg)
+        terms["loss"] = sum(terms.values())
+        return terms
+
+    def decode(self, outputs: dict, batch: dict) -> list:
+        from monokd.geometry.boxes import lidar_boxes_to_objects
+
+        preds = {"cls_preds": outputs["pred_cls"], "box_preds": outputs["pred_boxes"],
+                 "dir_cls_preds": outputs.get("pred_dir")}
+        results = []
+        for b, (boxes, scores, labels) in enumerate(self.head.decode(preds)):
+            results.append(lidar_boxes_to_objects(boxes, scores, labels, self.classes, batch["lidar_to_rect"][b],
+                                                  batch["P2"][b], batch["input_to_original"][b],
+                                                  batch["image_sizes"][b]))
+        return results
+
+    def match_foreground(self, outputs: dict, batch: dict) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """No queries: every image has no matched query (ADD's response branch is off for CaDDN)."""
+        empty = torch.zeros(0, dtype=torch.long)
+        return [(empty, empty) for _ in batch["targets"]]
+
+    @property
+    def distill_spec(self):
+        from monokd.distill.interface import DistillSpec
+
+        levels = len(self.bev_backbone.stage_channels)
+        return DistillSpec(feature_channels=list(self.bev_backbone.stage_channels),
+                           feature_strides=list(self.bev_backbone.stage_strides), query_dim=None,
+                           num_decoder_layers=0, feature_spaces=["bev"] * levels, bev_grid=self.grid)
+
+
+def build_caddn(cfg: dict) -> CaDDN:
+    """From the whole config: ``model`` (this model), ``data.classes`` and ``loss``."""
+    classes = (cfg.get("data") or {}).get("classes")
+    if not classes:
+        raise ConfigError("data.classes: CaDDN needs the list of class names (e.g. [Car])")
+    data = cfg.get("data") or {}
+    model = cfg.get("model") or {}
+    if not data.get("depth_maps") and (model.get("depth_input") == "gt_pixel"):
+        raise ConfigError("model.depth_input=gt_pixel needs data.depth_maps (depth_2, lidar or auto)")
+    return CaDDN(model, list(classes), cfg.get("loss"))
