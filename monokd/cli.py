@@ -21,6 +21,7 @@ COMMANDS = {
     "demo": ("monokd.engine.demo", "SynthKITTI -> teacher, baseline, ADD -> report"),
     "ablate": ("monokd.engine.ablate", "the ADD ablation tables over seeds"),
     "depth-maps": ("monokd.data.depth_maps", "KITTI depth_2 maps from the velodyne sweeps"),
+    "depth": ("monokd.engine.depth", "the monocular depth front-end: train | predict | evaluate"),
 }
 
 

@@ -19,6 +19,10 @@ Configuration (``cfg["data"]``; every key optional, defaults in :data:`DEFAULTS`
   ``scale_prob`` (0.5), ``scale_range`` ([0.95, 1.05]), ``shift`` (0.1).
 - ``depth_maps``: None (none), ``depth_2``, ``lidar`` or ``auto`` (depth_2 if the frame has
   one, else the LiDAR sweep projected, else all 0 = no depth).
+- ``depth_pred_dir``: a folder of estimated depth maps in the depth_2 format (uint16 PNG,
+  metres x 256, ``<frame>.png`` at the original image size), e.g. ``monokd depth predict``'s
+  or a user's DORN maps: warped like depth_2 into ``depth_pred`` (1, H, W); a frame without
+  its file is an error naming the file.
 - ``load_points``: add the LiDAR sweep as ``points``: (M, 4) x, y, z in the *rectified camera
   frame of the augmented frame* (mirrored with a flip, like the targets) and reflectance.
 - ``part``: ``training`` or ``testing`` (None = ``testing`` for the split ``test``).
@@ -64,6 +68,7 @@ DEFAULTS = {
     "augment": {"enabled": None, "photometric": True, "flip_prob": 0.5, "scale_prob": 0.5,
                 "scale_range": [0.95, 1.05], "shift": 0.1},
     "depth_maps": None,
+    "depth_pred_dir": None,
     "load_points": False,
     "part": None,
     "default_P2": None,
@@ -175,6 +180,9 @@ class KittiDataset(Dataset):
         item["lidar_to_rect"] = torch.as_tensor(velo_to_rect_matrix(camera), dtype=torch.float32)
         if self.cfg["depth_maps"]:
             item["depth_map"] = self._depth_map(frame, calib, camera, image_size, affine)
+        if self.cfg["depth_pred_dir"]:
+            estimated = read_depth(Path(self.cfg["depth_pred_dir"]) / f"{frame}.png", nan_policy="zero")
+            item["depth_pred"] = self._warp_depth(estimated, affine)
         if self.cfg["load_points"]:
             velo = self.paths.file("velodyne", frame)
             points = read_velodyne(velo) if velo.is_file() else np.zeros((0, 4), np.float32)
@@ -193,8 +201,13 @@ class KittiDataset(Dataset):
         if depth is None:
             points = read_velodyne(self.paths.file("velodyne", frame))
             out = lidar_depth_map(points, camera, self.input_size)
-        else:
-            out = aug.warp(depth, affine, self.input_size, nearest=True)
+            return torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32))[None]
+        return self._warp_depth(depth, affine)
+
+    def _warp_depth(self, depth: np.ndarray, affine) -> torch.Tensor:
+        """(H, W) metres at the original size -> (1, H_in, W_in) at the input (nearest: no
+        blending of an object's depth with the background's)."""
+        out = aug.warp(depth, affine, self.input_size, nearest=True)
         return torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32))[None]
 
     def min_height_scale(self, image_size) -> float:
@@ -281,6 +294,8 @@ def collate(items: list[dict]) -> dict:
         batch["lidar_to_rect"] = torch.stack([i["lidar_to_rect"] for i in items])
     if all("depth_map" in i for i in items):
         batch["depth_maps"] = torch.stack([i["depth_map"] for i in items])
+    if all("depth_pred" in i for i in items):
+        batch["depth_pred"] = torch.stack([i["depth_pred"] for i in items])
     if all("points" in i for i in items):
         batch["points"] = [i["points"] for i in items]
     return batch
