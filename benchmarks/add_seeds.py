@@ -1,30 +1,48 @@
-"""Teacher / baseline / ADD over several seeds on SynthKITTI: the acceptance figure of ADD.
+"""Teacher / baseline / ADD arms over several seeds on SynthKITTI: the acceptance figure of ADD.
 
+    python benchmarks/add_seeds.py --protocol power [--jobs 8]      # the powered study (issue 13)
     python benchmarks/add_seeds.py [--seeds 444 445 446] [--teacher-seed 444] [--runs runs/exp]
+    python benchmarks/add_seeds.py --from-json benchmarks/results/add_seeds.json  # re-render only
 
-Protocol (fixed teacher, as in most distillation papers): the GT-depth teacher, the baseline
-MonoDETR and the ADD student are the synth recipes as shipped (configs/monodetr_teacher_synth,
-monodetr_synth, add_monodetr_synth), on the README's SynthKITTI (800 train / 200 val, seed 0).
-For every seed s a teacher, a baseline and an ADD student are trained (``RUNS/{teacher,
-baseline,add}-s<s>``; finished runs are reused, interrupted ones resume); every ADD student is
-distilled from the one teacher of ``--teacher-seed``, so the students' spread is the students'
-own. Each run is evaluated at its *last* checkpoint (no selection on val) with ``monokd
-evaluate``. Writes ``benchmarks/results/add_seeds.{json,md}``: mean +- sample std per model and
-the per-seed (paired) difference ADD - baseline, since both see the same seed.
+Fixed teacher, as in most distillation papers: one GT-depth teacher (configs/
+monodetr_teacher_synth.yaml at ``--teacher-seed``) and, for every student seed s, one run per
+arm: ``baseline`` (configs/monodetr_synth.yaml), ``add`` (configs/add_monodetr_synth.yaml as
+shipped) or any row of ``monokd.distill.add.PRESETS`` (its overrides on the ADD recipe, e.g.
+``paper-literal``, ``depth-memory+gt-pairing``), all distilled from that one teacher, so the
+students' spread is their own. Runs live in ``RUNS/<arm>-s<seed>``; finished runs are reused and
+interrupted ones resume (``--resume auto``), so the whole study resumes after an interruption.
+``--jobs N`` trains N runs at once (a GPU holds several of these small models). Each run is
+evaluated at its *last* checkpoint (no selection on val) with ``monokd evaluate``.
+
+Protocols (``--protocol``; explicit options override them):
+
+- ``legacy``: the README's first study: SynthKITTI 800 / 200 frames, students at seeds 444-446,
+  teacher 444 at its best checkpoint (the seed-444 students share the teacher's initial
+  weights and data order).
+- ``power``: 800 / 1000 frames (the same 800 train frames: frame i depends on (seed, i) only),
+  students at seeds 1001-1005, which share neither weights nor data order (``train.seed``
+  drives both) with the seed-444 teacher, taken at its last checkpoint (no selection on val);
+  arms baseline, add (as shipped), paper-literal and depth-memory+gt-pairing.
+
+Writes ``benchmarks/results/add_seeds.{json,md}``: per arm mean +- sample std over seeds, and
+per student arm its paired (same seed) difference to the baseline per metric: ``mean``, ``std``,
+``per_seed`` and ``ci95`` = [low, high], the two-sided 95 % Student-t interval
+mean -+ t(0.975, n - 1) std / sqrt(n) (``monokd.engine.ablate.paired_differences``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from monokd.distill.add import PRESETS  # noqa: E402
 from monokd.engine import demo  # noqa: E402
-from monokd.engine.ablate import aggregate  # noqa: E402
+from monokd.engine.ablate import aggregate, paired_differences  # noqa: E402
 from _results import write_json  # noqa: E402  (benchmarks/_results.py)
 
 RECIPES = {"teacher": "configs/monodetr_teacher_synth.yaml", "baseline": "configs/monodetr_synth.yaml",
@@ -32,31 +50,72 @@ RECIPES = {"teacher": "configs/monodetr_teacher_synth.yaml", "baseline": "config
 LABELS = {"teacher": "teacher (GT object depth)", "baseline": "baseline MonoDETR", "add": "ADD student"}
 DIFFICULTIES = ("easy", "moderate", "hard")
 PER_SEED = (("3d", "0.70"), ("3d", "0.50"), ("bbox", "0.70"))  # the per-seed table's moderate figures
+CI_METHOD = "95 % two-sided Student t-interval over the paired per-seed differences: mean -+ t(0.975, n-1) std / sqrt(n)"
+PROTOCOLS = {
+    "legacy": {"num_train": 800, "num_val": 200, "teacher_seed": 444, "seeds": [444, 445, 446],
+               "arms": ["teacher", "baseline", "add"], "runs": "runs/exp", "data": "data/synthkitti",
+               "teacher_ckpt": "best.ckpt"},
+    "power": {"num_train": 800, "num_val": 1000, "teacher_seed": 444, "seeds": [1001, 1002, 1003, 1004, 1005],
+              "arms": ["teacher", "baseline", "add", "paper-literal", "depth-memory+gt-pairing"],
+              "runs": "runs/add_power", "data": "data/synthkitti-800-1000", "teacher_ckpt": "last.ckpt"},
+}
 
 
 def key(kind: str, difficulty: str, iou: str) -> str:
     return f"Car/{kind}/{difficulty}/R40@{iou}"
 
 
-def train_and_evaluate(model: str, seed: int, runs: Path, teacher_seed: int) -> dict[str, float]:
-    run_dir = runs / f"{model}-s{seed}"
-    overrides = []
-    if model == "add":
-        teacher = runs / f"teacher-s{teacher_seed}"
-        overrides = demo.teacher_overrides(teacher, teacher / "best.ckpt")
-    demo.train(REPO / RECIPES[model], run_dir, overrides, seed, stage=f"{model} seed {seed}")
+PAIRED_METRICS = [key(kind, "moderate", iou) for iou in ("0.70", "0.50") for kind in ("3d", "bev")]
+PAIRED_METRICS.append(key("bbox", "moderate", "0.70"))
+
+
+def arm_recipe(arm: str) -> tuple[str, list[str]]:
+    """(recipe, overrides) of an arm: teacher / baseline / add, or a PRESETS row on the ADD recipe."""
+    if arm in RECIPES:
+        return RECIPES[arm], []
+    if arm not in PRESETS:
+        raise SystemExit(f"add_seeds: unknown arm {arm!r} (arms: {', '.join([*RECIPES, *PRESETS])})")
+    overrides = list(PRESETS[arm])
+    return (RECIPES["baseline"], []) if "distill=null" in overrides else (RECIPES["add"], overrides)
+
+
+def run_folder(arm: str, seed: int) -> str:
+    return f"{arm.replace('+', '_')}-s{seed}"
+
+
+def train_and_evaluate(arm: str, seed: int, runs: Path, teacher_seed: int, data_root: Path,
+                       extra: list[str], teacher_ckpt: str = "last.ckpt") -> dict[str, float]:
+    run_dir = runs / run_folder(arm, seed)
+    recipe, overrides = arm_recipe(arm)
+    overrides = [f"data.root={data_root}", *overrides]
+    if recipe == RECIPES["add"]:
+        teacher = runs / run_folder("teacher", teacher_seed)
+        overrides += demo.teacher_overrides(teacher, teacher / teacher_ckpt)
+    demo.train(REPO / recipe, run_dir, overrides, seed, extra, stage=f"{arm} seed {seed}")
     eval_dir = run_dir / "eval-last"
     if demo.evaluation_json(eval_dir) is None:
         demo.run_command(["evaluate", "--config", str(run_dir / "config.yaml"), "--ckpt", str(run_dir / "last.ckpt"),
-                          "--split", "val", "--out", str(eval_dir)], f"evaluate {model} seed {seed}")
+                          "--split", "val", "--out", str(eval_dir)], f"evaluate {arm} seed {seed}")
     return demo.read_flat(eval_dir)
 
 
-def paired_differences(a: list[dict], b: list[dict], names: list[str]) -> dict[str, dict]:
-    """Per name: mean and sample std over seeds of a[name] - b[name], and the differences."""
-    diffs = [{n: x[n] - y[n] for n in names} for x, y in zip(a, b)]
-    stats = aggregate(diffs)
-    return {n: {"mean": stats["mean"][n], "std": stats["std"][n], "per_seed": [d[n] for d in diffs]} for n in names}
+def summarise(flats: dict[str, dict[int, dict]], arms: list[str], seeds: dict[str, list[int]], meta: dict) -> dict:
+    """The results JSON from per-arm, per-seed flat metrics (no training)."""
+    results = {**meta, "ci_method": CI_METHOD, "models": {}, "paired": {}}
+    for arm in arms:
+        per_seed = [flats[arm][s] for s in seeds[arm]]
+        results["models"][arm] = {**aggregate(per_seed), "seeds": seeds[arm],
+                                   "per_seed": {str(s): flats[arm][s] for s in seeds[arm]}}
+    if "baseline" in arms:
+        student_seeds = meta["seeds"]
+        for arm in arms:
+            if arm in ("teacher", "baseline"):
+                continue
+            results["paired"][arm] = paired_differences([flats[arm][s] for s in student_seeds],
+                                                        [flats["baseline"][s] for s in student_seeds], PAIRED_METRICS)
+        if "add" in results["paired"]:
+            results["add_minus_baseline"] = results["paired"]["add"]  # the first study's key
+    return results
 
 
 def _mean_std(row: dict, name: str) -> str:
@@ -66,69 +125,122 @@ def _mean_std(row: dict, name: str) -> str:
     return f"{row['mean'][name]:.2f} ± {row['std'][name]:.2f}"
 
 
+def _label(arm: str) -> str:
+    return LABELS.get(arm, f"ADD `{arm}`")
+
+
+def _short(arm: str) -> str:
+    return "ADD" if arm == "add" else arm
+
+
 def markdown(results: dict) -> str:
-    seeds = results["seeds"]
+    seeds, models = results["seeds"], results["models"]
     lines = [f"# Teacher / baseline / ADD on SynthKITTI over {len(seeds)} seeds {seeds}", "",
-             f"Car AP R40 (%) on val (200 frames), last checkpoint, mean ± sample std over n seeds; every ADD student "
-             f"distilled from the seed-{results['teacher_seed']} teacher. `python benchmarks/add_seeds.py`.", ""]
+             f"Car AP R40 (%) on val ({results.get('val_frames', 200)} frames), last checkpoint, mean ± sample std over "
+             f"n seeds; every ADD student distilled from the seed-{results['teacher_seed']} teacher. "
+             f"`python benchmarks/add_seeds.py{' --protocol ' + results['protocol'] if results.get('protocol') else ''}`.",
+             ""]
     for iou in ("0.70", "0.50"):
         lines += [f"| model | AP3D@{iou[:3]} E / M / H | AP_BEV@{iou[:3]} E / M / H |", "|---|---|---|"]
-        for model, row in results["models"].items():
+        for arm, row in models.items():
             cells = [" / ".join(_mean_std(row, key(kind, d, iou)) for d in DIFFICULTIES) for kind in ("3d", "bev")]
-            lines.append(f"| {LABELS[model]} (n={row['n']}) | {cells[0]} | {cells[1]} |")
+            lines.append(f"| {_label(arm)} (n={row['n']}) | {cells[0]} | {cells[1]} |")
         lines.append("")
-    lines += ["Per seed, moderate (AP3D@0.7 / AP3D@0.5 / 2-D bbox AP@0.7):", "", "| seed | " + " | ".join(LABELS[m] for m in results["models"])
-              + " | ADD - baseline |", "|---" * (len(results["models"]) + 2) + "|"]
+    paired = results.get("paired") or {}
+    lines += ["Per seed, moderate (AP3D@0.7 / AP3D@0.5 / 2-D bbox AP@0.7):", "",
+              "| seed | " + " | ".join(_label(m) for m in models) + "".join(f" | {_short(a)} - baseline" for a in paired) + " |",
+              "|---" * (len(models) + len(paired) + 1) + "|"]
     for i, seed in enumerate(seeds):
         cells = []
-        for model, row in results["models"].items():
+        for row in models.values():
             flat = row["per_seed"].get(str(seed))
-            if flat is None:
-                cells.append("-")
-                continue
-            cells.append(" / ".join(f"{flat[key(kind, 'moderate', iou)]:.2f}" for kind, iou in PER_SEED))
-        diff = results["add_minus_baseline"]
-        cells.append(" / ".join(f"{diff[key(kind, 'moderate', iou)]['per_seed'][i]:+.2f}" for kind, iou in PER_SEED))
+            cells.append("-" if flat is None else " / ".join(f"{flat[key(k, 'moderate', iou)]:.2f}" for k, iou in PER_SEED))
+        for diff in paired.values():
+            cells.append(" / ".join(f"{diff[key(k, 'moderate', iou)]['per_seed'][i]:+.2f}" for k, iou in PER_SEED))
         lines.append(f"| {seed} | " + " | ".join(cells) + " |")
-    lines += ["", "ADD - baseline, paired by seed (mean ± std):", ""]
-    for name, d in results["add_minus_baseline"].items():
-        lines.append(f"- {name}: {d['mean']:+.2f} ± {d['std']:.2f}")
+    for arm, diff in paired.items():
+        lines += ["", f"{_short(arm)} - baseline, paired by seed (mean ± std, 95 % t-interval):", ""]
+        for name, d in diff.items():
+            ci = d.get("ci95")
+            ci_text = f", CI [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else ""
+            lines.append(f"- {name}: {d['mean']:+.2f} ± {d['std']:.2f}{ci_text}")
     return "\n".join(lines) + "\n"
 
 
-def main() -> int:
+def from_json(path: Path) -> dict:
+    """Recompute the summary (paired differences with CIs) from a results JSON's per-seed figures."""
+    import json
+
+    old = json.loads(path.read_text())
+    arms = list(old["models"])
+    flats = {a: {int(s): f for s, f in old["models"][a]["per_seed"].items()} for a in arms}
+    seeds = {a: [int(s) for s in old["models"][a].get("seeds", old["models"][a]["per_seed"])] for a in arms}
+    meta = {k: v for k, v in old.items() if k not in ("models", "paired", "add_minus_baseline", "ci_method")}
+    meta.setdefault("protocol", "legacy")
+    meta.setdefault("val_frames", 200)
+    meta.setdefault("train_frames", 800)
+    meta.setdefault("student_seeds", old["seeds"])
+    meta.setdefault("shares_teacher_seed", old["teacher_seed"] in old["seeds"])
+    return summarise(flats, arms, seeds, meta)
+
+
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[444, 445, 446])
-    parser.add_argument("--teacher-seed", type=int, default=444, help="the teacher every ADD student learns from")
+    parser.add_argument("--protocol", choices=list(PROTOCOLS), default="legacy")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="student seeds")
+    parser.add_argument("--teacher-seed", type=int, default=None, help="the teacher every ADD student learns from")
     parser.add_argument("--teacher-seeds", type=int, nargs="+", default=None,
-                        help="seeds of the teacher row (default: --seeds)")
-    parser.add_argument("--models", nargs="+", default=list(RECIPES), choices=list(RECIPES))
-    parser.add_argument("--runs", default="runs/exp")
+                        help="seeds of the teacher row (default: legacy --seeds, power the teacher seed)")
+    parser.add_argument("--arms", "--models", dest="arms", nargs="+", default=None,
+                        help="teacher, baseline, add, or PRESETS rows (e.g. paper-literal, depth-memory+gt-pairing)")
+    parser.add_argument("--num-train", type=int, default=None)
+    parser.add_argument("--num-val", type=int, default=None)
+    parser.add_argument("--data", default=None, help="SynthKITTI root (generated if missing)")
+    parser.add_argument("--runs", default=None)
+    parser.add_argument("--jobs", type=int, default=1, help="trainings at once (after the teacher)")
+    parser.add_argument("--train-arg", action="append", default=[], help="extra argument for monokd train, repeatable")
+    parser.add_argument("--from-json", default=None, help="re-render an existing results JSON (no training)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "add_seeds"))
-    args = parser.parse_args()
-    runs = Path(args.runs)
-    demo.ensure_synth(REPO / "data" / "synthkitti", 800, 200, seed=0)
-    models = [m for m in RECIPES if m in args.models]
-    if "add" in models:  # the teacher must exist before any student is distilled from it
-        train_and_evaluate("teacher", args.teacher_seed, runs, args.teacher_seed)
-    seeds = {m: (args.teacher_seeds or args.seeds) if m == "teacher" else args.seeds for m in models}
-    flats = {m: {s: train_and_evaluate(m, s, runs, args.teacher_seed) for s in seeds[m]} for m in models}
-    results = {"seeds": args.seeds, "teacher_seed": args.teacher_seed, "runs": str(runs), "models": {}}
-    for model in models:
-        per_seed = [flats[model][s] for s in seeds[model]]
-        results["models"][model] = {**aggregate(per_seed), "seeds": seeds[model],
-                                    "per_seed": {str(s): flats[model][s] for s in seeds[model]}}
-    if {"add", "baseline"} <= set(models):
-        names = [key(kind, "moderate", iou) for iou in ("0.70", "0.50") for kind in ("3d", "bev")]
-        names.append(key("bbox", "moderate", "0.70"))
-        results["add_minus_baseline"] = paired_differences([flats["add"][s] for s in args.seeds],
-                                                           [flats["baseline"][s] for s in args.seeds], names)
+    args = parser.parse_args(argv)
     out = Path(args.out)
+    if args.from_json:
+        results = from_json(Path(args.from_json))
+    else:
+        results = run_study(args)
     write_json(results, out.with_suffix(".json"))
-    text = markdown(results) if "add_minus_baseline" in results else json.dumps(results["models"], indent=1)
+    text = markdown(results)
     out.with_suffix(".md").write_text(text)
     print(text)
     return 0
+
+
+def run_study(args) -> dict:
+    proto = PROTOCOLS[args.protocol]
+    seeds = args.seeds or proto["seeds"]
+    teacher_seed = args.teacher_seed if args.teacher_seed is not None else proto["teacher_seed"]
+    arms = args.arms or proto["arms"]
+    for arm in arms:
+        arm_recipe(arm)  # unknown arms fail before any training
+    num_train, num_val = args.num_train or proto["num_train"], args.num_val or proto["num_val"]
+    runs, root = Path(args.runs or proto["runs"]), Path(args.data or proto["data"])
+    teacher_seeds = args.teacher_seeds or (seeds if args.protocol == "legacy" else [teacher_seed])
+    demo.ensure_synth(root, num_train, num_val, seed=0)
+    distilled = [a for a in arms if arm_recipe(a)[0] == RECIPES["add"]]
+    run = lambda arm, seed: train_and_evaluate(arm, seed, runs, teacher_seed, root, args.train_arg,  # noqa: E731
+                                               proto["teacher_ckpt"])
+    flats: dict[str, dict[int, dict]] = {a: {} for a in arms}
+    if distilled:  # the teacher must exist before any student is distilled from it
+        flats.setdefault("teacher", {})[teacher_seed] = run("teacher", teacher_seed)
+    arm_seeds = {a: teacher_seeds if a == "teacher" else seeds for a in arms}
+    jobs = [(a, s) for a in arms for s in arm_seeds[a] if s not in flats.get(a, {})]
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        for (arm, seed), flat in zip(jobs, pool.map(lambda job: run(*job), jobs)):
+            flats[arm][seed] = flat
+    meta = {"protocol": args.protocol, "seeds": seeds, "student_seeds": seeds, "teacher_seed": teacher_seed,
+            "teacher_seeds": teacher_seeds, "shares_teacher_seed": teacher_seed in seeds, "runs": str(runs),
+            "data": str(root), "train_frames": num_train, "val_frames": num_val, "arms": arms,
+            "teacher_ckpt": proto["teacher_ckpt"]}
+    return summarise(flats, arms, arm_seeds, meta)
 
 
 if __name__ == "__main__":

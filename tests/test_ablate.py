@@ -114,3 +114,16 @@ def test_ablation_runs_each_seed_and_writes_json_and_markdown(tmp_path, monkeypa
     ablate.run_ablation("quick", 2, tmp_path / "runs", tmp_path / "res", rows_spec="teacher,baseline,F+SA",
                         data_root=tmp_path / "data")
     assert len([c for c in calls if c[0] == "train"]) == 6  # everything reused
+
+
+def test_paired_differences_with_a_hand_computed_t_interval():
+    a = [{"m": 11.0}, {"m": 12.0}, {"m": 16.0}]
+    b = [{"m": 10.0}, {"m": 10.0}, {"m": 13.0}]  # differences 1, 2, 3
+    d = ablate.paired_differences(a, b, ["m"])["m"]
+    assert d["per_seed"] == [1.0, 2.0, 3.0]
+    assert d["mean"] == pytest.approx(2.0) and d["std"] == pytest.approx(1.0)
+    half = 4.302652729911275 / 3 ** 0.5  # t(0.975, 2) * std / sqrt(n)
+    assert d["ci95"] == pytest.approx([2.0 - half, 2.0 + half])
+    assert ablate.t_interval95([5.0]) is None
+    with pytest.raises(ValueError, match="seeds"):
+        ablate.paired_differences(a, b[:2], ["m"])

@@ -97,6 +97,32 @@ def aggregate(per_seed: Sequence[Mapping[str, float]]) -> dict[str, dict[str, fl
     return {"mean": mean, "std": std, "n": n}
 
 
+def t_interval95(values: Sequence[float]) -> list[float] | None:
+    """Two-sided 95 % Student-t confidence interval of the mean of ``values``:
+    mean -+ t(0.975, n - 1) * std / sqrt(n), std the sample std; None for fewer than 2 values."""
+    n = len(values)
+    if n < 2:
+        return None
+    from scipy.stats import t
+
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = float(t.ppf(0.975, n - 1)) * std / math.sqrt(n)
+    return [mean - half, mean + half]
+
+
+def paired_differences(a: Sequence[Mapping[str, float]], b: Sequence[Mapping[str, float]],
+                       names: Sequence[str]) -> dict[str, dict]:
+    """Per name, over seeds paired by position: ``mean``, sample ``std``, ``per_seed`` values of
+    a[name] - b[name] and their 95 % t-interval ``ci95`` ([low, high], None below 2 seeds)."""
+    if len(a) != len(b):
+        raise ValueError(f"paired_differences: {len(a)} vs {len(b)} seeds")
+    diffs = [{n: float(x[n]) - float(y[n]) for n in names} for x, y in zip(a, b)]
+    stats = aggregate(diffs)
+    return {n: {"mean": stats["mean"].get(n, math.nan), "std": stats["std"].get(n, math.nan),
+                "per_seed": [d[n] for d in diffs], "ci95": t_interval95([d[n] for d in diffs])} for n in names}
+
+
 def markdown(results: dict) -> str:
     """The ablation tables (mean +- std over seeds) at IoU 0.7 and 0.5, with the paper's KITTI
     val AP3D (easy / mod. / hard at 0.7) beside each row where the paper has one."""

@@ -1,0 +1,65 @@
+"""benchmarks/add_seeds.py without training: the protocol, the JSON schema, paired CIs."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def add_seeds():
+    sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location("add_seeds_bench", BENCH / "add_seeds.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    yield module
+    sys.path.remove(str(BENCH))
+
+
+def _flat(value: float) -> dict:
+    names = [f"Car/{k}/{d}/R40@{iou}" for k in ("3d", "bev", "bbox") for d in ("easy", "moderate", "hard")
+             for iou in ("0.70", "0.50")]
+    return {n: value for n in names}
+
+
+def test_power_protocol_trains_the_teacher_first_then_every_arm_and_seed(add_seeds, monkeypatch, tmp_path):
+    calls, synth = [], []
+    # AP = 10 for the baseline, 10 + seed offset for the ADD arms: differences 1..5 per seed
+    score = {"teacher": lambda s: 30.0, "baseline": lambda s: 10.0}
+
+    def fake_run(arm, seed, runs, teacher_seed, root, extra, teacher_ckpt="last.ckpt"):
+        calls.append((arm, seed, teacher_ckpt))
+        return _flat(score.get(arm, lambda s: 10.0 + (s - 1000))(seed))
+
+    monkeypatch.setattr(add_seeds, "train_and_evaluate", fake_run)
+    monkeypatch.setattr(add_seeds.demo, "ensure_synth", lambda root, n_train, n_val, seed=0: synth.append((n_train, n_val)))
+    out = tmp_path / "add_seeds"
+    add_seeds.main(["--protocol", "power", "--jobs", "3", "--runs", str(tmp_path / "runs"), "--out", str(out)])
+    assert synth == [(800, 1000)]
+    assert calls[0] == ("teacher", 444, "last.ckpt")  # before any student
+    seeds = [1001, 1002, 1003, 1004, 1005]
+    arms = ["teacher", "baseline", "add", "paper-literal", "depth-memory+gt-pairing"]
+    assert sorted(calls[1:]) == sorted((a, s, "last.ckpt") for a in arms[1:] for s in seeds)
+    results = json.loads(out.with_suffix(".json").read_text())
+    assert results["val_frames"] == 1000 and results["seeds"] == seeds and results["teacher_seed"] == 444
+    assert not results["shares_teacher_seed"]
+    assert list(results["models"]) == arms and results["models"]["teacher"]["seeds"] == [444]
+    assert set(results["paired"]) == {"add", "paper-literal", "depth-memory+gt-pairing"}
+    diff = results["paired"]["depth-memory+gt-pairing"]["Car/3d/moderate/R40@0.70"]
+    assert diff["per_seed"] == [1.0, 2.0, 3.0, 4.0, 5.0] and diff["mean"] == pytest.approx(3.0)
+    half = 2.7764451051977987 * (2.5 ** 0.5) / 5 ** 0.5  # t(0.975, 4) * std / sqrt(5), std^2 = 2.5
+    assert diff["ci95"] == pytest.approx([3.0 - half, 3.0 + half])
+    assert results["add_minus_baseline"] == results["paired"]["add"]
+    text = out.with_suffix(".md").read_text()
+    assert "1000 frames" in text and "paper-literal - baseline" in text and "CI [" in text
+
+
+def test_unknown_arm_fails_before_training(add_seeds, monkeypatch, tmp_path):
+    monkeypatch.setattr(add_seeds, "train_and_evaluate", lambda *a, **k: pytest.fail("trained"))
+    monkeypatch.setattr(add_seeds.demo, "ensure_synth", lambda *a, **k: None)
+    with pytest.raises(SystemExit, match="unknown arm"):
+        add_seeds.main(["--arms", "baseline", "F+XX", "--out", str(tmp_path / "x")])
