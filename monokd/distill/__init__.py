@@ -7,20 +7,26 @@ from torch import nn
 from monokd.errors import ConfigError
 
 
-def build_distiller(cfg: dict, student: nn.Module, teacher: nn.Module) -> nn.Module:
+def build_distiller(cfg: dict, student: nn.Module, teacher: nn.Module | None,
+                    ta: nn.Module | None = None) -> nn.Module:
     """The distiller named by ``cfg["distill"]["method"]`` (default ``add``).
 
     The result is itself a detector (forward / losses / decode) whose ``parameters()`` and
-    ``state_dict()`` hold the student and the adapters but never the teacher.
+    ``state_dict()`` hold the student and the adapters but never the teacher (nor MonoTAKD's
+    teaching assistant ``ta``).
     """
     section = cfg.get("distill")
     if not section:
         raise ConfigError("distill: the config has no distill section")
+    method = section.get("method", "add")
+    if method == "takd":
+        from monokd.distill.takd.distiller import TAKDDistiller, parse_options
+
+        return TAKDDistiller(student, teacher, ta, parse_options(section))
     if teacher is None:
         raise ConfigError("distill.teacher: no teacher model given (load it from distill.teacher.{config, ckpt})")
-    method = section.get("method", "add")
     if method == "add":
         from monokd.distill.add.distiller import ADDDistiller, parse_options
 
         return ADDDistiller(student, teacher, parse_options(section))
-    raise ConfigError(f"distill.method: unknown method {method!r} (known: add)")
+    raise ConfigError(f"distill.method: unknown method {method!r} (known: add, takd)")

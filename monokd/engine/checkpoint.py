@@ -81,31 +81,36 @@ def build_model(cfg: dict) -> nn.Module:
         return build_detector(cfg)
     from monokd.distill import build_distiller
 
+    if get(cfg, "distill.method") == "takd":
+        # MonoTAKD: a LiDAR teacher and a camera teaching assistant, each only if configured
+        # (the distiller says which of its losses needs which)
+        frozen = {role: build_teacher(cfg, role) if any(teacher_paths(cfg, role)) else None for role in ("teacher", "ta")}
+        return build_distiller(cfg, build_detector(cfg), frozen["teacher"], frozen["ta"])
     return build_distiller(cfg, build_detector(cfg), build_teacher(cfg))
 
 
-def teacher_paths(cfg: dict) -> tuple[str | None, str | None]:
+def teacher_paths(cfg: dict, role: str = "teacher") -> tuple[str | None, str | None]:
     """(checkpoint, config) of a distillation's teacher: ``distill.teacher.{ckpt, config}``
-    or the flat ``distill.teacher_{ckpt, config}``."""
-    nested = get(cfg, "distill.teacher") if isinstance(get(cfg, "distill.teacher"), dict) else {}
-    return (nested.get("ckpt") or get(cfg, "distill.teacher_ckpt"),
-            nested.get("config") or get(cfg, "distill.teacher_config"))
+    or the flat ``distill.teacher_{ckpt, config}`` (``role`` "ta": MonoTAKD's teaching assistant)."""
+    nested = get(cfg, f"distill.{role}") if isinstance(get(cfg, f"distill.{role}"), dict) else {}
+    return (nested.get("ckpt") or get(cfg, f"distill.{role}_ckpt"),
+            nested.get("config") or get(cfg, f"distill.{role}_config"))
 
 
-def build_teacher(cfg: dict) -> nn.Module:
+def build_teacher(cfg: dict, role: str = "teacher") -> nn.Module:
     """The frozen teacher of a distillation config: its checkpoint's weights, built from
     the teacher config given, else from the config stored in that checkpoint."""
     from monokd.config import load_config
     from monokd.models import build_detector
 
-    ckpt_path, teacher_cfg_path = teacher_paths(cfg)
+    ckpt_path, teacher_cfg_path = teacher_paths(cfg, role)
     checkpoint = read_checkpoint(ckpt_path) if ckpt_path else None
     if teacher_cfg_path:
         teacher_cfg = load_config(teacher_cfg_path)
     elif checkpoint is not None:
         teacher_cfg = checkpoint_config(checkpoint, ckpt_path)
     else:
-        raise ConfigError("distill.teacher: give distill.teacher.ckpt (and/or distill.teacher.config)")
+        raise ConfigError(f"distill.{role}: give distill.{role}.ckpt (and/or distill.{role}.config)")
     teacher = build_detector(teacher_cfg)
     if checkpoint is not None:
         load_weights(teacher, checkpoint, source=str(ckpt_path))

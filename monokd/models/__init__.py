@@ -16,6 +16,7 @@ from monokd.errors import ConfigError
 REGISTRY: dict[str, str] = {
     "monodetr": "monokd.models.monodetr.model:build_monodetr",
     "caddn": "monokd.models.caddn.model:build_caddn",
+    "takd_student": "monokd.models.takd.model:build_takd_student",
 }
 
 

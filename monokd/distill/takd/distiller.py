@@ -1,0 +1,254 @@
+"""MonoTAKD: a camera student taught by a frozen LiDAR teacher and a frozen camera teaching
+assistant (Liu et al., CVPR 2025).
+
+    L_total = L_IMD + L_CMRD + L_logit  (+ L_GT, the student's own detection and depth loss)
+
+    IMD   (Eq. 3)  F_S imitates F_TA                                  monokd/distill/takd/imd.py
+    CMRD  (Eq. 5)  F_res' imitates F_res = F_T - F_TA                 monokd/distill/takd/cmrd.py
+    logit          the student's anchor head imitates the teacher's   monokd/distill/takd/logit.py
+
+F_T, F_TA, F_S, F_res' are (B, C, NY, NX) BEV features on one BEV grid: the teacher's
+``outputs["distill"]["bev"]`` (pillar scatter + BEV encoder, monokd/models/lidar), the TA's
+``bev_features(batch)["bev"]`` (the camera pipeline lifting with the frame's dense depth,
+``model.depth_input: gt_pixel``) and the student's ``outputs["distill"]["bev"]`` /
+``["residual"]`` (monokd/models/takd/model.py). The paper's total has no GT term and the released
+code trains on the teacher's outputs only; ``distill.gt_loss.enabled`` adds the student's own
+losses (its anchor-head and depth terms) as a documented switch.
+
+Like ADD's distiller this is itself a detector whose ``forward`` is the student's. The teacher
+and the TA are held outside the module tree (not in ``parameters()`` or ``state_dict()``, so
+never optimised and never checkpointed with the student), ``.to()`` reaches them and
+``train()`` keeps them in eval mode; they run under ``torch.no_grad`` inside ``losses``.
+
+Depth maps: a non-finite value in ``batch["depth_maps"]`` (NaN-padded maps, MonoTAKD #7)
+becomes 0 (= no depth) before any model sees the batch, and the feature losses compare finite
+cells only, so a NaN can never reach a loss.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from monokd.distill.takd.cmrd import RESIDUALS, cmrd_loss, residual_target
+from monokd.distill.takd.features import NORMALIZE
+from monokd.distill.takd.imd import imd_loss
+from monokd.distill.takd.logit import logit_losses
+from monokd.errors import ConfigError
+
+HEAD_KEYS = ("cls_preds", "box_preds", "dir_cls_preds")
+DEFAULTS = {
+    "method": "takd",
+    "teacher": {"config": None, "ckpt": None},
+    "teacher_config": None,  # the flat spelling monokd.engine.checkpoint.build_teacher also reads
+    "teacher_ckpt": None,
+    "ta": {"config": None, "ckpt": None},
+    "ta_config": None,
+    "ta_ckpt": None,
+    "imd": {"enabled": True, "weight": 1.0, "normalize": "none"},
+    # the code: residual abs_threshold, threshold 0.6, weight 0.2, TA min-max normalised
+    "cmrd": {"enabled": True, "weight": 1.0, "residual": "difference", "normalize": "none", "threshold": 0.6},
+    "logit": {"enabled": True, "weight": 1.0, "cls_weight": 2.0, "box_weight": 2.0, "dir_weight": 0.4,
+              "score_threshold": 0.1, "beta": 2.0},
+    "gt_loss": {"enabled": False, "weight": 1.0},
+}
+CHOICES = {("imd", "normalize"): NORMALIZE, ("cmrd", "normalize"): NORMALIZE, ("cmrd", "residual"): RESIDUALS}
+
+
+def parse_options(section: dict) -> dict:
+    """``cfg["distill"]`` merged over DEFAULTS; unknown keys or values raise ConfigError."""
+    if not isinstance(section, dict):
+        raise ConfigError(f"distill: expected a mapping, got {type(section).__name__}")
+    options = copy.deepcopy(DEFAULTS)
+    for key, value in section.items():
+        if key not in options:
+            raise ConfigError(f"distill.{key}: unknown option (known: {', '.join(options)})")
+        if isinstance(options[key], dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"distill.{key}: expected a mapping")
+            for sub, sub_value in value.items():
+                if sub not in options[key]:
+                    raise ConfigError(f"distill.{key}.{sub}: unknown option (known: {', '.join(options[key])})")
+                options[key][sub] = sub_value
+        else:
+            options[key] = value
+    for (part, key), allowed in CHOICES.items():
+        if options[part][key] not in allowed:
+            raise ConfigError(f"distill.{part}.{key}: {options[part][key]!r} is not one of {allowed}")
+    if options["method"] != "takd":
+        raise ConfigError(f"distill.method: {options['method']!r} is not 'takd'")
+    if not any(options[part]["enabled"] for part in ("imd", "cmrd", "logit", "gt_loss")):
+        raise ConfigError("distill: imd, cmrd, logit and gt_loss are all disabled: nothing would train the "
+                          "student (drop the distill section to train it alone)")
+    return options
+
+
+def clean_depth(batch: dict) -> dict:
+    """``batch`` with non-finite depth-map values set to 0 (a shallow copy; the input is kept)."""
+    depth = batch.get("depth_maps")
+    if depth is None or bool(torch.isfinite(depth).all()):
+        return batch
+    return {**batch, "depth_maps": torch.nan_to_num(depth, nan=0.0, posinf=0.0, neginf=0.0)}
+
+
+class TAKDDistiller(nn.Module):
+    """Student + (hidden, frozen) LiDAR teacher and camera TA; see the module docstring."""
+
+    def __init__(self, student: nn.Module, teacher: nn.Module | None, ta: nn.Module | None, options: dict):
+        super().__init__()
+        self.options = options
+        self.student = student
+        needs_teacher = options["cmrd"]["enabled"] or options["logit"]["enabled"]
+        needs_ta = options["imd"]["enabled"] or options["cmrd"]["enabled"]
+        if needs_teacher and teacher is None:
+            raise ConfigError("distill.teacher: CMRD and logit distillation need the LiDAR teacher "
+                              "(distill.teacher.{config, ckpt})")
+        if needs_ta and ta is None:
+            raise ConfigError("distill.ta: IMD and CMRD need the camera TA (distill.ta.{config, ckpt})")
+        if needs_ta and not callable(getattr(ta, "bev_features", None)):
+            raise ConfigError(f"distill.ta: {type(ta).__name__} has no bev_features(batch); the TA is a camera "
+                              "BEV detector (caddn with model.depth_input: gt_pixel)")
+        if options["cmrd"]["enabled"] and getattr(student, "residual", None) is None:
+            raise ConfigError("distill.cmrd.enabled: the student has no residual branch to train "
+                              "(model.name: takd_student with model.takd.residual: true)")
+        if options["imd"]["enabled"] and not callable(getattr(student, "bev_features", None)):
+            raise ConfigError(f"distill.imd.enabled: the student ({type(student).__name__}) exposes no BEV feature")
+        frozen = {"teacher": teacher if needs_teacher else None, "ta": ta if needs_ta else None}
+        for name, model in frozen.items():
+            object.__setattr__(self, name, model)  # deliberately not registered submodules
+            if model is not None:
+                model.requires_grad_(False)
+                model.eval()
+
+    def _frozen(self) -> list[nn.Module]:
+        return [m for m in (self.teacher, self.ta) if m is not None]
+
+    # --- the detector interface, delegated to the student ---------------------------------
+    def forward(self, batch: dict) -> dict:
+        return self.student(clean_depth(batch))
+
+    def decode(self, outputs: dict, batch: dict) -> list:
+        return self.student.decode(outputs, batch)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for model in self._frozen():
+            model.eval()  # normalisation statistics frozen, always
+        return self
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        for model in self._frozen():
+            model._apply(fn, recurse)  # device / dtype moves must reach the hidden models
+        return self
+
+    # --- losses ----------------------------------------------------------------------------
+    def losses(self, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:
+        """``distill_imd``, ``distill_cmrd``, ``distill_logit_{cls, box, dir}`` (weighted) for the
+        enabled parts, the student's own terms if ``gt_loss`` is on, and ``loss`` = their sum."""
+        opts = self.options
+        batch = clean_depth(batch)
+        terms: dict[str, torch.Tensor] = {}
+        if opts["gt_loss"]["enabled"]:
+            own = dict(self.student.losses(outputs, batch))
+            own_total = own.pop("loss")
+            terms.update(own)
+        with torch.no_grad():
+            teacher_out = self.teacher(batch) if self.teacher is not None else None
+            ta_bev = self.ta.bev_features(batch)["bev"] if self.ta is not None else None
+        extra = {}
+        student_bev = _bev(outputs, "bev", "student")
+        if opts["imd"]["enabled"]:
+            _same_grid(student_bev, ta_bev, "the student", "the TA")
+            extra["distill_imd"] = opts["imd"]["weight"] * imd_loss(student_bev, ta_bev, opts["imd"]["normalize"])
+        if opts["cmrd"]["enabled"]:
+            teacher_bev = _bev(teacher_out, "bev", "teacher")
+            _same_grid(teacher_bev, ta_bev, "the LiDAR teacher", "the TA")
+            target = residual_target(teacher_bev, ta_bev, opts["cmrd"]["residual"], opts["cmrd"]["normalize"],
+                                     opts["cmrd"]["threshold"])
+            predicted = _bev(outputs, "residual", "student")
+            _same_grid(predicted, target, "the student's residual", "F_T - F_TA")
+            extra["distill_cmrd"] = opts["cmrd"]["weight"] * cmrd_loss(predicted, target)
+        if opts["logit"]["enabled"]:
+            logit = opts["logit"]
+            student_head, teacher_head = _head(outputs, "student"), _head(teacher_out, "teacher")
+            num_classes, code_size, num_dir_bins = _head_sizes(student_head)
+            parts = logit_losses(student_head, teacher_head, num_classes, code_size, num_dir_bins,
+                                 logit["score_threshold"], logit["beta"],
+                                 {"cls": logit["cls_weight"], "box": logit["box_weight"], "dir": logit["dir_weight"]},
+                                 terms=("cls", "box", "dir") if student_head.get("dir_cls_preds") is not None
+                                 else ("cls", "box"))
+            extra.update({f"distill_logit_{k}": logit["weight"] * v for k, v in parts.items()})
+        clash = set(extra) & set(terms)
+        if clash:
+            raise ConfigError(f"distill: the student's losses already use the keys {sorted(clash)}")
+        total = sum(extra.values())
+        if opts["gt_loss"]["enabled"]:
+            total = total + opts["gt_loss"]["weight"] * own_total
+        terms.update(extra)
+        terms["loss"] = total
+        return terms
+
+    def student_state_dict(self) -> dict[str, torch.Tensor]:
+        """The student's own state dict (what `monokd export` writes)."""
+        return self.student.state_dict()
+
+
+def _bev(outputs: dict | None, key: str, who: str) -> torch.Tensor:
+    value = ((outputs or {}).get("distill") or {}).get(key)
+    if value is None:
+        raise ConfigError(f"distill: the {who}'s outputs['distill'][{key!r}] is missing; MonoTAKD needs BEV "
+                          "detectors (takd_student, lidar_pillars)")
+    return value
+
+
+def _same_grid(a: torch.Tensor, b: torch.Tensor, who_a: str, who_b: str) -> None:
+    if a.shape != b.shape:
+        raise ConfigError(f"distill: {who_a}'s BEV feature {tuple(a.shape)} vs {who_b}'s {tuple(b.shape)}: all "
+                          "three models need the same model.grid and BEV channels")
+
+
+def _head(outputs: dict | None, who: str) -> dict:
+    outputs = outputs or {}
+    missing = [k for k in HEAD_KEYS[:2] if outputs.get(k) is None]
+    if missing:
+        raise ConfigError(f"distill.logit: the {who}'s outputs lack {missing} (an anchor head's outputs)")
+    return {k: outputs.get(k) for k in HEAD_KEYS}
+
+
+def _head_sizes(head: dict) -> tuple[int, int, int]:
+    """(classes, code size, direction bins) from channels-last head outputs with A anchors per
+    cell and a 7-D code: box channels = 7 A."""
+    anchors = head["box_preds"].shape[-1] // 7
+    num_dir_bins = head["dir_cls_preds"].shape[-1] // anchors if head.get("dir_cls_preds") is not None else 0
+    return head["cls_preds"].shape[-1] // anchors, 7, num_dir_bins
+
+
+# --- named ablation rows (the paper's Table 4 switches), as overrides of configs/takd_*.yaml ----
+def _row(imd: bool, cmrd: bool, sam: bool, ffm: bool, logit: bool, gt: bool) -> list[str]:
+    return [f"distill.imd.enabled={str(imd).lower()}", f"distill.cmrd.enabled={str(cmrd).lower()}",
+            f"distill.logit.enabled={str(logit).lower()}", f"distill.gt_loss.enabled={str(gt).lower()}",
+            f"model.takd.residual={str(cmrd or ffm).lower()}", f"model.takd.sam.enabled={str(sam).lower()}",
+            f"model.takd.ffm={str(ffm).lower()}"]
+
+
+PRESETS: dict[str, list[str]] = {
+    # the camera student alone: no distillation, no residual branch, no FFM (= its camera detector)
+    "student": ["distill=null", "model.takd.residual=false", "model.takd.ffm=false"],
+    "+IMD": _row(True, False, False, False, False, True),
+    "+CMRD": _row(True, True, False, False, False, True),
+    "+SAM": _row(True, True, True, False, False, True),
+    "+FFM": _row(True, True, True, True, False, True),
+    "full": _row(True, True, True, True, True, False),  # the paper's L_total
+    "full+GT": _row(True, True, True, True, True, True),
+}
+TABLES = {"table4": ["student", "+IMD", "+CMRD", "+SAM", "+FFM", "full"]}
+
+
+def preset_overrides(name: str) -> list[str]:
+    """The ``key=value`` overrides of a named row (raises ConfigError for an unknown name)."""
+    if name not in PRESETS:
+        raise ConfigError(f"distill preset {name!r} unknown (known: {', '.join(PRESETS)})")
+    return list(PRESETS[name])

@@ -1,0 +1,120 @@
+"""MonoTAKD's camera student (Liu et al. 2025, Fig. 2, bottom row): a camera BEV detector
+(CaDDN's pipeline, ``monokd.models.caddn``) with a residual branch and a feature fusion module
+between its BEV feature and its detection backbone.
+
+    images -> camera.bev_features: image features, LID depth distribution, frustum -> voxels
+           -> collapse                                                   F_S (B, C, NY, NX)
+    F_S -> residual branch (1x1 projection, SAM)                         F_res' (B, C, NY, NX)
+    FFM(F_S, F_res')                                                     F (B, C, NY, NX)
+    F -> camera.detect_from_bev: BEV backbone -> anchor head             outputs
+
+``outputs["distill"]["bev"]`` = F_S (what IMD compares with the TA) and
+``outputs["distill"]["residual"]`` = F_res' (what CMRD compares with F_T - F_TA); both feed
+monokd/distill/takd. Kept at inference: the residual branch and FFM when ``ffm`` is on (they
+change the features the head reads); with ``ffm`` off the branch runs only in training (a
+CMRD auxiliary) and the student costs exactly its camera detector. With the residual branch
+and FFM both off the student *is* its camera detector (same outputs, ``camera.`` keys).
+
+Config: ``model.name: takd_student``, ``model.camera`` the wrapped detector's registry name
+(``caddn``), ``model.takd`` the options below; every other ``model`` key is the camera's.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from monokd.errors import ConfigError
+from monokd.models.takd.ffm import FFM
+from monokd.models.takd.residual import ResidualBranch
+from monokd.models.takd.sam import MODES
+
+DEFAULTS = {
+    "channels": None,  # C of F_S; None: the camera detector's ``bev_channels``
+    "residual": True,  # the CMRD branch
+    "sam": {"enabled": True, "mode": "cascade", "dilations": [6, 12], "se_reduction": 4, "modulated": False},
+    "ffm": True,  # the paper's default; the released code leaves it out
+}
+
+
+def takd_options(section: dict | None) -> dict:
+    """``model.takd`` over DEFAULTS; unknown keys or inconsistent switches raise ConfigError."""
+    section = section or {}
+    unknown = set(section) - set(DEFAULTS)
+    if unknown:
+        raise ConfigError(f"model.takd: unknown key(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+    options = copy.deepcopy(DEFAULTS)
+    for key, value in section.items():
+        if key == "sam":
+            extra = set(value or {}) - set(DEFAULTS["sam"])
+            if extra:
+                raise ConfigError(f"model.takd.sam: unknown key(s) {sorted(extra)}; known: {sorted(DEFAULTS['sam'])}")
+            options["sam"].update(value or {})
+        else:
+            options[key] = value
+    if options["sam"]["mode"] not in MODES:
+        raise ConfigError(f"model.takd.sam.mode: {options['sam']['mode']!r} is not one of {MODES}")
+    if options["ffm"] and not options["residual"]:
+        raise ConfigError("model.takd.ffm: the FFM fuses the predicted residual; it needs model.takd.residual=true")
+    return options
+
+
+class TAKDStudent(nn.Module):
+    """See the module docstring. ``camera`` implements ``bev_features`` / ``detect_from_bev``."""
+
+    def __init__(self, camera: nn.Module, options: dict):
+        super().__init__()
+        for method in ("bev_features", "detect_from_bev", "losses", "decode"):
+            if not callable(getattr(camera, method, None)):
+                raise ConfigError(f"model.camera: {type(camera).__name__} has no {method}(); the MonoTAKD "
+                                  "student wraps a camera BEV detector (caddn)")
+        self.options = options
+        self.camera = camera
+        channels = options["channels"] or getattr(camera, "bev_channels", None)
+        if not channels:
+            raise ConfigError("model.takd.channels: the camera detector declares no bev_channels; give it")
+        self.bev_channels = int(channels)
+        sam = options["sam"]
+        sam_args = None
+        if sam["enabled"]:
+            sam_args = {"mode": sam["mode"], "dilations": tuple(sam["dilations"]),
+                        "se_reduction": sam["se_reduction"], "modulated": sam["modulated"]}
+        self.residual = ResidualBranch(self.bev_channels, self.bev_channels, sam_args) if options["residual"] else None
+        self.ffm = FFM(self.bev_channels) if options["ffm"] else None
+
+    def bev_features(self, batch: dict) -> dict:
+        return self.camera.bev_features(batch)
+
+    def forward(self, batch: dict) -> dict:
+        features = self.camera.bev_features(batch)
+        bev = features["bev"]
+        residual = None
+        if self.residual is not None and (self.training or self.ffm is not None):
+            residual = self.residual(bev)
+        fused = self.ffm(bev, residual) if self.ffm is not None else bev
+        outputs = self.camera.detect_from_bev(fused, batch)
+        for key, value in features.items():  # what the camera's losses read (depth logits, ...)
+            if key != "bev":
+                outputs.setdefault(key, value)
+        outputs["distill"] = {**(outputs.get("distill") or {}), "bev": bev, "residual": residual}
+        return outputs
+
+    def losses(self, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:
+        return self.camera.losses(outputs, batch)
+
+    def decode(self, outputs: dict, batch: dict) -> list:
+        return self.camera.decode(outputs, batch)
+
+
+def build_takd_student(cfg: dict) -> TAKDStudent:
+    """The student of ``cfg`` (``model.name: takd_student``)."""
+    from monokd.models import build_detector
+
+    model = dict(cfg.get("model") or {})
+    options = takd_options(model.pop("takd", None))
+    model["name"] = model.pop("camera", "caddn")
+    if model["name"] == "takd_student":
+        raise ConfigError("model.camera: the student wraps a camera detector, not itself")
+    return TAKDStudent(build_detector({**cfg, "model": model}), options)
