@@ -181,13 +181,17 @@ def test_flip_and_scale_keep_boxes_on_the_image(tiny_root):
         assert diff < 0.6 * wrong
 
 
-def test_augmentation_consistency_on_real_kitti(kitti_samples, tmp_path):
-    root = kitti_symlink_root(kitti_samples, tmp_path, ["000003", "000008", "000010"])
-    plain = KittiDataset(root, "val", {"data": {"input_size": [640, 192]}})
+# The three image sizes of the samples: 1224x370 (000000), 1242x375 (000003, ...), 1238x374 (000006).
+@pytest.mark.parametrize("resize", ["stretch", "keep_aspect"])
+def test_augmentation_consistency_on_real_kitti(kitti_samples, tmp_path, resize):
+    frames = ["000000", "000003", "000006", "000008", "000010"]
+    root = kitti_symlink_root(kitti_samples, tmp_path, frames)
+    plain = KittiDataset(root, "val", {"data": {"input_size": [640, 192], "resize": resize}})
     assert not plain.augment
-    augmented = KittiDataset(root, "val", {"data": {"input_size": [640, 192], **FLIP_AND_ZOOM}}, augment=True)
+    augmented = KittiDataset(root, "val", {"data": {"input_size": [640, 192], "resize": resize, **FLIP_AND_ZOOM}},
+                             augment=True)
     errors = {"plain": [], "augmented": []}
-    for index in range(3):
+    for index in range(len(frames)):
         for name, ds in (("plain", plain), ("augmented", augmented)):
             item = ds[index]
             t = item["targets"]

@@ -159,6 +159,10 @@ def test_kitti_recipe_is_the_official_model_and_synth_keeps_monokd_defaults():
     assert model["depth_map_sampling"] == {"align_corners": True, "padding": "zeros"}
     assert model["logit_classes"] == OFFICIAL and model["num_classes"] == 3
     assert kitti["train"]["grad_clip"] is None and kitti["train"]["no_decay_bias"] is True
+    data = kitti["data"]
+    assert (data["resize"], data["clip_boxes_2d"], data["filter"]["drop_unknown"]) == ("keep_aspect", False, True)
+    assert data["heading_target"] == "label"  # paired with monokd's exact decoding (docs/monodetr.md)
+    assert (data["augment"]["sampling"], data["augment"]["channel_swap"]) == ("gaussian", 0.5)
     with torch.device("meta"):
         net = MonoDETR(model, kitti["data"]["classes"])
     assert sum(p.numel() for p in net.parameters()) == 36_233_349  # Car-only 36,231,807 + 2 logits x 3 layers
@@ -169,5 +173,9 @@ def test_kitti_recipe_is_the_official_model_and_synth_keeps_monokd_defaults():
         assert m["depth_map_sampling"] == {"align_corners": False, "padding": "border"}, name
         assert m["logit_classes"] is None and m["num_classes"] is None, name
         assert synth["train"]["no_decay_bias"] is False and synth["train"]["grad_clip"] == 1.0, name
+        data = synth["data"]
+        assert (data["resize"], data["clip_boxes_2d"], data["filter"]["drop_unknown"]) == ("stretch", True, False)
+        assert (data["heading_target"], data["augment"]["sampling"], data["augment"]["channel_swap"]) == \
+            ("label", "uniform", 0.0), name
     for name in ("monodetr_teacher_kitti.yaml", "add_monodetr_kitti.yaml"):
         assert load_config(CONFIGS / name)["model"]["logit_classes"] == OFFICIAL

@@ -19,10 +19,24 @@ their place and still project onto the flipped image. (MonoDETR keeps P2 and onl
 x, which puts the mirrored box (2 cu - W + 1) pixels off its flipped image, about 22 px on
 KITTI.)
 
+Resize (``data.resize``): ``stretch`` maps the (cropped) image edge to edge onto the input,
+x and y scaled separately; ``keep_aspect`` (MonoDETR's) scales both axes by input W / crop W
+about the crop centre, so rows above and below the input are cut (KITTI 1242x375 -> 1280x386.5,
+1.25 rows off the top and the bottom at 1280x384) or, for a taller input, padded with 0.
+
 Random scale and shift (MonoDETR's): with probability p a crop of s times the image size
-(s uniform in the scale range) centred at an offset of up to ``shift`` times the image size
-is resized to the input size; the objects keep their metric 3-D position and P2 absorbs the
-zoom, so depth targets stay in metres of the real scene.
+centred at an offset of t times the image size is resized to the input size. ``sampling:
+uniform`` draws s uniform in the scale range and t uniform in +-shift; ``gaussian`` (MonoDETR's)
+draws s = 1 + scale_sigma * N(0, 1) clipped to the scale range and t = shift_sigma * N(0, 1)
+clipped to +-shift. The objects keep their metric 3-D position and P2 absorbs the zoom, so
+depth targets stay in metres of the real scene (MonoDETR instead multiplies the depth target by
+s and keeps P2).
+
+Photometric: SSD's distortion (brightness, contrast, saturation, hue), then with probability
+``channel_swap`` a random permutation of the colour channels (one of the six, identity
+included: MonoDETR's p = 0.5). Values are clipped to [0, 255] (MonoDETR's uint8 cast wraps
+them around) and hue/saturation are changed in the HSV of the RGB image (MonoDETR converts
+its RGB image as if it were BGR).
 """
 
 from __future__ import annotations
@@ -48,14 +62,27 @@ class Augmentation:
     shift: tuple[float, float] = (0.0, 0.0)  # crop centre offset / image size
 
 
+SAMPLINGS = ("uniform", "gaussian")
+RESIZES = ("stretch", "keep_aspect")
+
+
 def sample_augmentation(rng: np.random.Generator, cfg: dict) -> Augmentation:
-    """Draw flip, scale and shift with the probabilities of ``cfg`` (``data.augment``)."""
+    """Draw flip, scale and shift with the probabilities of ``cfg`` (``data.augment``; see the
+    module docstring for ``sampling``, ``scale_sigma`` and ``shift_sigma``)."""
     flip = bool(rng.random() < cfg["flip_prob"])
     if rng.random() >= cfg["scale_prob"]:
         return Augmentation(flip=flip)
     low, high = cfg["scale_range"]
-    scale = float(rng.uniform(low, high))
-    shift = tuple(float(s) for s in rng.uniform(-cfg["shift"], cfg["shift"], 2))
+    limit = cfg["shift"]
+    sampling = cfg.get("sampling", "uniform")
+    if sampling == "gaussian":
+        scale = float(np.clip(1.0 + cfg["scale_sigma"] * rng.standard_normal(), low, high))
+        shift = tuple(float(s) for s in np.clip(cfg["shift_sigma"] * rng.standard_normal(2), -limit, limit))
+    elif sampling == "uniform":
+        scale = float(rng.uniform(low, high))
+        shift = tuple(float(s) for s in rng.uniform(-limit, limit, 2))
+    else:
+        raise ValueError(f"data.augment.sampling: {sampling!r} is not one of {SAMPLINGS}")
     return Augmentation(flip, scale, shift)
 
 
@@ -88,11 +115,17 @@ def _to3x3(affine):
     return out
 
 
-def input_affine(aug: Augmentation, image_size, input_size) -> np.ndarray:
-    """(2, 3) original pixels -> input pixels for the choices ``aug`` (flip, then crop+resize)."""
+def input_affine(aug: Augmentation, image_size, input_size, resize: str = "stretch") -> np.ndarray:
+    """(2, 3) original pixels -> input pixels for the choices ``aug`` (flip, then crop+resize);
+    ``resize`` is ``stretch`` or ``keep_aspect`` (see the module docstring)."""
+    if resize not in RESIZES:
+        raise ValueError(f"data.resize: {resize!r} is not one of {RESIZES}")
     width, height = image_size
     center = (width * (0.5 + aug.shift[0]), height * (0.5 + aug.shift[1]))  # edge coordinates
-    crop = crop_affine(center, (width * aug.scale, height * aug.scale), input_size)
+    crop_w = width * aug.scale
+    # keep_aspect: the crop as tall as the input's aspect makes it, so that sx = sy.
+    crop_h = crop_w * input_size[1] / input_size[0] if resize == "keep_aspect" else height * aug.scale
+    crop = crop_affine(center, (crop_w, crop_h), input_size)
     return compose(crop, flip_affine(width)) if aug.flip else crop
 
 
@@ -127,9 +160,11 @@ def warp(image: np.ndarray, affine: np.ndarray, output_size, nearest: bool = Fal
 
 
 def photometric_distortion(image: np.ndarray, rng: np.random.Generator, brightness: float = 32.0,
-                           contrast=(0.5, 1.5), saturation=(0.5, 1.5), hue: float = 18.0) -> np.ndarray:
+                           contrast=(0.5, 1.5), saturation=(0.5, 1.5), hue: float = 18.0,
+                           channel_swap: float = 0.0) -> np.ndarray:
     """Random brightness, contrast, saturation and hue (each with p = 0.5; contrast before or
-    after the colour changes at random) of an (H, W, 3) uint8 RGB image."""
+    after the colour changes at random) of an (H, W, 3) uint8 RGB image, then with probability
+    ``channel_swap`` a random channel permutation (:func:`swap_channels`)."""
     import cv2
 
     out = image.astype(np.float32)
@@ -150,4 +185,14 @@ def photometric_distortion(image: np.ndarray, rng: np.random.Generator, brightne
         out = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB) * 255.0
     if not contrast_first and gain is not None:
         out *= gain
-    return np.clip(out, 0, 255).astype(np.uint8)
+    out = np.clip(out, 0, 255).astype(np.uint8)
+    return swap_channels(out, rng) if channel_swap > 0 and rng.random() < channel_swap else out
+
+
+CHANNEL_ORDERS = ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))
+
+
+def swap_channels(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(H, W, 3) with its channels in one of the six orders, drawn uniformly (SSD's "lighting
+    noise", identity included, as in MonoDETR)."""
+    return np.ascontiguousarray(image[..., list(CHANNEL_ORDERS[rng.integers(len(CHANNEL_ORDERS))])])

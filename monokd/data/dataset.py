@@ -10,13 +10,24 @@ Configuration (``cfg["data"]``; every key optional, defaults in :data:`DEFAULTS`
   difficulty is assigned. ``auto`` = 1 for KITTI-sized images (360 to 390 rows, the drives'
   sizes) and image height / 375 otherwise, so that on a small render (e.g. a 128-row
   SynthKITTI) an object counts as the level it would have at KITTI's size.
+- ``resize``: ``stretch`` (x and y scaled separately to ``input_size``) or ``keep_aspect``
+  (MonoDETR's: one scale, input W / image W, rows cropped; see monokd.data.augment). P2 and
+  ``input_to_original`` follow either exactly.
 - ``filter``: MonoDETR's target filter, applied in input pixels after augmentation: drop
   objects with depth outside [min_depth, max_depth] (2, 65 m), truncation above
   max_truncation (0.5), occlusion above max_occlusion (2), a projected 3-D centre outside the
-  input image (center_in_image) or outside its own 2-D box (center_in_box).
+  input image (center_in_image) or outside its own 2-D box (center_in_box), and with
+  ``drop_unknown`` (MonoDETR's "UnKnown") objects that meet no devkit difficulty (e.g. under
+  25 px tall at KITTI's scale).
+- ``clip_boxes_2d``: clip the GT 2-D boxes to the input image (MonoDETR does not: a box cut
+  by the crop keeps its true extent, and center_in_box is tested on it).
+- ``heading_target``: the alpha the heading is trained on: ``label`` (KITTI's alpha, the
+  observation angle of the object's 3-D ray) or ``box_center`` (MonoDETR's: rotation_y minus
+  atan2(u - cu, fu) at the 2-D box centre's column u of the original image).
 - ``augment``: train-time augmentation (see monokd.data.augment): ``enabled`` (None = on
-  for splits whose name starts with "train"), ``photometric``, ``flip_prob`` (0.5),
-  ``scale_prob`` (0.5), ``scale_range`` ([0.95, 1.05]), ``shift`` (0.1).
+  for splits whose name starts with "train"), ``photometric``, ``channel_swap`` (0; MonoDETR
+  0.5), ``flip_prob`` (0.5), ``scale_prob`` (0.5), ``scale_range`` ([0.95, 1.05]), ``shift``
+  (0.1), ``sampling`` (uniform; MonoDETR gaussian with ``scale_sigma``, ``shift_sigma`` 0.05).
 - ``depth_maps``: None (none), ``depth_2``, ``lidar`` or ``auto`` (depth_2 if the frame has
   one, else the LiDAR sweep projected, else all 0 = no depth).
 - ``depth_pred_dir``: a folder of estimated depth maps in the depth_2 format (uint16 PNG,
@@ -41,6 +52,7 @@ Without a label_2 directory (``testing/``, or images only) targets are empty. Wi
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +64,8 @@ from monokd.data import augment as aug
 from monokd.data.kitti import (Calibration, KittiFormatError, KittiPaths, Object3D, difficulty,
                                read_calib, read_depth, read_image, read_label, read_split,
                                read_velodyne)
-from monokd.geometry.boxes import box_center
+from monokd.errors import ConfigError
+from monokd.geometry.boxes import alpha_from_rotation_y, box_center
 from monokd.geometry.calib import lidar_to_rect, project, velo_to_rect_matrix
 from monokd.geometry.depth import lidar_depth_map
 
@@ -63,10 +76,14 @@ DEFAULTS = {
     "mean": [0.485, 0.456, 0.406],
     "std": [0.229, 0.224, 0.225],
     "min_height_scale": "auto",
+    "resize": "stretch",
     "filter": {"min_depth": 2.0, "max_depth": 65.0, "max_truncation": 0.5, "max_occlusion": 2,
-               "center_in_image": True, "center_in_box": True},
-    "augment": {"enabled": None, "photometric": True, "flip_prob": 0.5, "scale_prob": 0.5,
-                "scale_range": [0.95, 1.05], "shift": 0.1},
+               "center_in_image": True, "center_in_box": True, "drop_unknown": False},
+    "clip_boxes_2d": True,
+    "heading_target": "label",
+    "augment": {"enabled": None, "photometric": True, "channel_swap": 0.0, "flip_prob": 0.5, "scale_prob": 0.5,
+                "scale_range": [0.95, 1.05], "shift": 0.1, "sampling": "uniform", "scale_sigma": 0.05,
+                "shift_sigma": 0.05},
     "depth_maps": None,
     "depth_pred_dir": None,
     "load_points": False,
@@ -79,9 +96,18 @@ TARGET_KEYS = ("labels", "boxes_2d", "centers_3d_proj", "depth", "dims", "locati
                "alpha", "truncation", "occlusion", "difficulty")
 
 
+HEADING_TARGETS = ("label", "box_center")
+
+
 def data_config(cfg: dict | None) -> dict:
-    """``cfg["data"]`` over :data:`DEFAULTS`."""
-    return merge(DEFAULTS, (cfg or {}).get("data", {}) or {})
+    """``cfg["data"]`` over :data:`DEFAULTS`; the choice-valued keys are checked (ConfigError)."""
+    out = merge(DEFAULTS, (cfg or {}).get("data", {}) or {})
+    for key, value, allowed in (("data.resize", out["resize"], aug.RESIZES),
+                                ("data.heading_target", out["heading_target"], HEADING_TARGETS),
+                                ("data.augment.sampling", out["augment"]["sampling"], aug.SAMPLINGS)):
+        if value not in allowed:
+            raise ConfigError(f"{key}: {value!r} is not one of {allowed}")
+    return out
 
 
 class KittiDataset(Dataset):
@@ -161,9 +187,11 @@ class KittiDataset(Dataset):
         rng = self._rng(index)
         choice = aug.sample_augmentation(rng, self.cfg["augment"]) if self.augment else aug.Augmentation()
         if self.augment and self.cfg["augment"]["photometric"]:
-            image = aug.photometric_distortion(image, rng)
-        affine = aug.input_affine(choice, image_size, self.input_size)
+            image = aug.photometric_distortion(image, rng, channel_swap=float(self.cfg["augment"]["channel_swap"]))
+        affine = aug.input_affine(choice, image_size, self.input_size, self.cfg["resize"])
         P2 = aug.camera_matrix(calib.P2, affine, choice.flip)
+        if self.cfg["heading_target"] == "box_center":
+            objects = box_center_alpha(objects, calib.P2)
         if choice.flip:
             objects = aug.mirror_objects(objects)
         item = {
@@ -229,10 +257,13 @@ class KittiDataset(Dataset):
         level = difficulty([o.height_2d for o in objects], occlusion, truncation, self.min_height_scale(image_size))
         width, height = self.input_size
         boxes = aug.transform_boxes_2d(np.stack([o.box2d for o in objects]), affine)
-        boxes[:, 0::2] = boxes[:, 0::2].clip(0, width - 1)
-        boxes[:, 1::2] = boxes[:, 1::2].clip(0, height - 1)
+        if self.cfg["clip_boxes_2d"]:
+            boxes[:, 0::2] = boxes[:, 0::2].clip(0, width - 1)
+            boxes[:, 1::2] = boxes[:, 1::2].clip(0, height - 1)
         centers, _ = project(box_center(dims, location), P2)
         keep = self._keep(location[:, 2], truncation, occlusion, centers, boxes)
+        if self.cfg["filter"]["drop_unknown"]:
+            keep &= level >= 0
         values = {
             "labels": [self.classes.index(o.type) for o in objects],
             "boxes_2d": boxes, "centers_3d_proj": centers, "depth": location[:, 2], "dims": dims,
@@ -253,6 +284,15 @@ class KittiDataset(Dataset):
         if rule["center_in_box"]:
             keep &= (u >= boxes[:, 0]) & (u <= boxes[:, 2]) & (v >= boxes[:, 1]) & (v <= boxes[:, 3])
         return keep
+
+
+def box_center_alpha(objects: list[Object3D], P2: np.ndarray) -> list[Object3D]:
+    """MonoDETR's heading target: alpha = rotation_y - atan2(u - cu, fu) with u the centre
+    column of the label's 2-D box (original pixels, the frame's own P2, before any flip; a flip
+    then maps it to pi - alpha like the label's alpha, which the exact flip of P2 makes exact)."""
+    fu, cu = float(P2[0, 0]), float(P2[0, 2])
+    return [replace(o, alpha=float(alpha_from_rotation_y(o.rotation_y, (o.box2d[0] + o.box2d[2]) / 2 - cu, fu)))
+            for o in objects]
 
 
 def _input_camera(calib: Calibration, P2: np.ndarray, flip: bool) -> Calibration:

@@ -60,7 +60,7 @@ def read_P2(path: Path) -> np.ndarray:
 
 class ImageFolder(Dataset):
     """Images of a directory with their P2, prepared as the evaluation-time dataset does
-    (no augmentation: the whole image resized to ``data.input_size``)."""
+    (no augmentation: the whole image resized to ``data.input_size`` as ``data.resize`` says)."""
 
     def __init__(self, images: str | Path, calib: str | Path, cfg: dict):
         self.cfg = data_config(cfg)
@@ -89,7 +89,7 @@ class ImageFolder(Dataset):
         image = read_image(self.paths[index])
         P2 = self._P2[self.calib_files[index]]
         image_size = (image.shape[1], image.shape[0])
-        affine = aug.input_affine(aug.Augmentation(), image_size, self.input_size)
+        affine = aug.input_affine(aug.Augmentation(), image_size, self.input_size, self.cfg["resize"])
         mean = np.asarray(self.cfg["mean"], dtype=np.float32)
         std = np.asarray(self.cfg["std"], dtype=np.float32)
         warped = (aug.warp(image, affine, self.input_size).astype(np.float32) / 255.0 - mean) / std
