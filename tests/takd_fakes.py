@@ -22,8 +22,8 @@ class FakeHead(nn.Module):
 
     def forward(self, bev):
         x = self.backbone(bev)
-        return {"cls_preds": self.cls(x).permute(0, 2, 3, 1), "box_preds": self.box(x).permute(0, 2, 3, 1),
-                "dir_cls_preds": self.dir(x).permute(0, 2, 3, 1)}
+        return {"pred_cls": self.cls(x).permute(0, 2, 3, 1), "pred_boxes": self.box(x).permute(0, 2, 3, 1),
+                "pred_dir": self.dir(x).permute(0, 2, 3, 1)}
 
 
 class FakeCamera(nn.Module):
@@ -52,14 +52,14 @@ class FakeCamera(nn.Module):
     def forward(self, batch):
         features = self.bev_features(batch)
         outputs = self.detect_from_bev(features["bev"], batch)
-        outputs["depth_logits"] = features["depth_logits"]
+        outputs["pred_depth_logits"] = features["depth_logits"]
         outputs["distill"] = {"bev": features["bev"]}
         return outputs
 
     def losses(self, outputs, batch):
         target = batch["depth_maps"]
-        terms = {"loss_cls": outputs["cls_preds"].sigmoid().mean(),
-                 "loss_depth": (outputs["depth_logits"].mean(1, keepdim=True) - target).abs().mean()}
+        terms = {"loss_cls": outputs["pred_cls"].sigmoid().mean(),
+                 "loss_depth": (outputs["pred_depth_logits"].mean(1, keepdim=True) - target).abs().mean()}
         terms["loss"] = terms["loss_cls"] + terms["loss_depth"]
         return terms
 

@@ -128,7 +128,7 @@ def test_student_without_branches_is_its_camera_detector():
     student = TAKDStudent(copy.deepcopy(camera), takd_options({"residual": False, "ffm": False})).eval()
     batch = fake_batch()
     ours, theirs = student(batch), camera(batch)
-    for key in ("cls_preds", "box_preds", "dir_cls_preds", "depth_logits"):
+    for key in ("pred_cls", "pred_boxes", "pred_dir", "pred_depth_logits"):
         assert torch.equal(ours[key], theirs[key])
     assert all(k.startswith("camera.") for k in student.state_dict())
 

@@ -17,6 +17,7 @@ REGISTRY: dict[str, str] = {
     "monodetr": "monokd.models.monodetr.model:build_monodetr",
     "caddn": "monokd.models.caddn.model:build_caddn",
     "takd_student": "monokd.models.takd.model:build_takd_student",
+    "lidar_pillars": "monokd.models.lidar.model:build_lidar_pillars",
 }
 
 

@@ -38,7 +38,8 @@ from monokd.distill.takd.imd import imd_loss
 from monokd.distill.takd.logit import logit_losses
 from monokd.errors import ConfigError
 
-HEAD_KEYS = ("cls_preds", "box_preds", "dir_cls_preds")
+# the anchor head's outputs in a BEV detector's outputs (caddn, lidar_pillars) -> logit.py's names
+HEAD_KEYS = {"pred_cls": "cls_preds", "pred_boxes": "box_preds", "pred_dir": "dir_cls_preds"}
 DEFAULTS = {
     "method": "takd",
     "teacher": {"config": None, "ckpt": None},
@@ -212,10 +213,10 @@ def _same_grid(a: torch.Tensor, b: torch.Tensor, who_a: str, who_b: str) -> None
 
 def _head(outputs: dict | None, who: str) -> dict:
     outputs = outputs or {}
-    missing = [k for k in HEAD_KEYS[:2] if outputs.get(k) is None]
+    missing = [k for k in ("pred_cls", "pred_boxes") if outputs.get(k) is None]
     if missing:
         raise ConfigError(f"distill.logit: the {who}'s outputs lack {missing} (an anchor head's outputs)")
-    return {k: outputs.get(k) for k in HEAD_KEYS}
+    return {ours: outputs.get(theirs) for theirs, ours in HEAD_KEYS.items()}
 
 
 def _head_sizes(head: dict) -> tuple[int, int, int]:

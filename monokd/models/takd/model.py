@@ -72,7 +72,8 @@ class TAKDStudent(nn.Module):
                                   "student wraps a camera BEV detector (caddn)")
         self.options = options
         self.camera = camera
-        channels = options["channels"] or getattr(camera, "bev_channels", None)
+        channels = (options["channels"] or getattr(camera, "bev_channels", None)
+                    or (getattr(camera, "cfg", None) or {}).get("bev_channels"))
         if not channels:
             raise ConfigError("model.takd.channels: the camera detector declares no bev_channels; give it")
         self.bev_channels = int(channels)
@@ -95,9 +96,8 @@ class TAKDStudent(nn.Module):
             residual = self.residual(bev)
         fused = self.ffm(bev, residual) if self.ffm is not None else bev
         outputs = self.camera.detect_from_bev(fused, batch)
-        for key, value in features.items():  # what the camera's losses read (depth logits, ...)
-            if key != "bev":
-                outputs.setdefault(key, value)
+        if features.get("depth_logits") is not None:  # the camera's depth loss reads them (caddn's key)
+            outputs["pred_depth_logits"] = features["depth_logits"]
         outputs["distill"] = {**(outputs.get("distill") or {}), "bev": bev, "residual": residual}
         return outputs
 

@@ -1,0 +1,126 @@
+"""MonoTAKD's LiDAR teacher (Liu et al. 2025, Fig. 2, top row): a PointPillars-style detector
+(Lang et al., CVPR 2019) on the SAME BEV grid as the camera models.
+
+    points: B x (M_b, 4) rect. camera frame of the augmented frame (batch["points"])
+      -> inverse(lidar_to_rect) -> LiDAR frame; pillars = the grid's (y, x) cells
+      -> pillar encoder (9 point features, Linear + BN + ReLU, max over the pillar)
+                                                              (B, C_p, NY, NX)
+      -> BEV encoder: 3x3 conv + BN + ReLU                    F_T (B, C_bev, NY, NX)
+      -> BEV backbone -> anchor head (monokd.models.bev)      pred_cls, pred_boxes, pred_dir
+
+F_T plays the role of the released code's ``spatial_features`` (a SECOND teacher's height
+compression): the BEV feature MonoTAKD's residual F_T - F_TA is taken from, so C_bev and the
+grid must equal the TA's and the student's (``outputs["distill"]["bev"]``). Sparse 3-D
+convolution (SECOND) needs CUDA kernels; the dense pillar scatter runs anywhere.
+
+The outputs, losses and decoding are those of the camera BEV detector (monokd.models.caddn):
+the same anchor head, the same GT conversion to LiDAR boxes, the same decoding to KITTI objects.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from monokd.errors import ConfigError
+from monokd.geometry.grid import BEVGrid
+from monokd.models.lidar.pillars import PillarEncoder
+
+DEFAULTS = {
+    "name": "lidar_pillars",
+    "grid": {"point_cloud_range": [2, -30.08, -3, 46.8, 30.08, 1], "voxel_size": [0.16, 0.16, 0.16]},
+    "pillar_channels": 64,
+    "bev_channels": 64,  # C of F_T: the camera models' model.bev_channels
+    "bev_backbone": {"layer_nums": [5, 5], "layer_strides": [1, 2], "num_filters": [64, 128],
+                     "upsample_strides": [1, 2], "num_upsample_filters": [128, 128]},
+    "anchor_head": {},  # monokd.models.bev.anchor_head's section
+}
+
+
+def model_config(cfg: dict) -> dict:
+    """The ``model`` section over DEFAULTS; unknown keys raise ConfigError."""
+    unknown = set(cfg) - set(DEFAULTS)
+    if unknown:
+        raise ConfigError(f"model: unknown key(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+    out = copy.deepcopy(DEFAULTS)
+    out.update({k: v for k, v in cfg.items() if v is not None})
+    return out
+
+
+class LidarPillars(nn.Module):
+    """See the module docstring. Args: cfg the ``model`` section, classes ``data.classes``."""
+
+    def __init__(self, cfg: dict, classes: list[str]):
+        super().__init__()
+        from monokd.models.bev.anchor_head import AnchorHead
+        from monokd.models.bev.backbone import BEVBackbone
+
+        cfg = model_config(cfg)
+        self.cfg, self.classes = cfg, list(classes)
+        self.grid = BEVGrid.from_config(cfg["grid"], "model.grid")
+        self.bev_channels = int(cfg["bev_channels"])
+        self.pillars = PillarEncoder(self.grid, int(cfg["pillar_channels"]))
+        self.bev_encoder = nn.Sequential(
+            nn.Conv2d(int(cfg["pillar_channels"]), self.bev_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(self.bev_channels), nn.ReLU(inplace=True))
+        self.bev_backbone = BEVBackbone(cfg["bev_backbone"], self.bev_channels, self.grid, "model.bev_backbone")
+        self.head = AnchorHead(cfg["anchor_head"], self.grid, self.bev_backbone.out_channels, self.classes)
+
+    def bev_features(self, batch: dict) -> dict:
+        """``bev`` = F_T (B, C_bev, NY, NX) from ``batch["points"]``."""
+        if batch.get("points") is None or batch.get("lidar_to_rect") is None:
+            raise ConfigError("lidar_pillars needs batch['points'] and batch['lidar_to_rect'] "
+                              "(data.load_points: true; a LiDAR sweep per frame)")
+        return {"bev": self.bev_encoder(self.pillars(batch["points"], batch["lidar_to_rect"]))}
+
+    def detect_from_bev(self, bev: torch.Tensor, batch: dict) -> dict:
+        features, stages = self.bev_backbone(bev)
+        preds = self.head(features)
+        outputs = {"pred_cls": preds["cls_preds"], "pred_boxes": preds["box_preds"]}
+        if preds.get("dir_cls_preds") is not None:
+            outputs["pred_dir"] = preds["dir_cls_preds"]
+        outputs["distill"] = {"features": list(stages)}
+        return outputs
+
+    def forward(self, batch: dict) -> dict:
+        bev = self.bev_features(batch)["bev"]
+        outputs = self.detect_from_bev(bev, batch)
+        outputs["distill"]["bev"] = bev
+        return outputs
+
+    def losses(self, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:
+        from monokd.geometry.boxes import targets_to_lidar_boxes
+
+        boxes = [targets_to_lidar_boxes(t, batch["lidar_to_rect"][b]) for b, t in enumerate(batch["targets"])]
+        labels = [t["labels"] for t in batch["targets"]]
+        terms = dict(self.head.losses(_head_preds(outputs), boxes, labels))
+        terms.pop("loss", None)
+        terms["loss"] = sum(terms.values())
+        return terms
+
+    def decode(self, outputs: dict, batch: dict) -> list:
+        from monokd.geometry.boxes import lidar_boxes_to_objects
+
+        results = []
+        for b, (boxes, scores, labels) in enumerate(self.head.decode(_head_preds(outputs))):
+            results.append(lidar_boxes_to_objects(boxes, scores, labels, self.classes, batch["lidar_to_rect"][b],
+                                                  batch["P2"][b], batch["input_to_original"][b],
+                                                  batch["image_sizes"][b]))
+        return results
+
+
+def _head_preds(outputs: dict) -> dict:
+    return {"cls_preds": outputs["pred_cls"], "box_preds": outputs["pred_boxes"],
+            "dir_cls_preds": outputs.get("pred_dir")}
+
+
+def build_lidar_pillars(cfg: dict) -> LidarPillars:
+    """From the whole config: ``model`` (this model) and ``data.classes``."""
+    classes = (cfg.get("data") or {}).get("classes")
+    if not classes:
+        raise ConfigError("data.classes: the LiDAR teacher needs the list of class names (e.g. [Car])")
+    if not (cfg.get("data") or {}).get("load_points"):
+        raise ConfigError("data.load_points: the LiDAR teacher reads batch['points']; set it to true")
+    return LidarPillars(cfg.get("model") or {}, list(classes))
