@@ -148,3 +148,61 @@ def points_in_boxes(points, dims, location, rotation_y):
     h, w, l = dims[None, :, 0], dims[None, :, 1], dims[None, :, 2]
     return ((abs(local_x) <= l / 2) & (abs(local_z) <= w / 2)
             & (offset[..., 1] <= 0) & (offset[..., 1] >= -h))
+
+
+# --- LiDAR-frame 7-D boxes (OpenPCDet's convention) -----------------------------------------
+# (x, y, z, dx, dy, dz, heading): x, y, z the *geometric* centre in the LiDAR frame (x forward,
+# y left, z up), dx = l along the heading, dy = w, dz = h, heading about +z from +x towards +y.
+# The map to and from a KITTI box goes through a frame's ``lidar_to_rect`` (4, 4) (the batch's,
+# mirror included), so it holds for any calibration: the centre is transformed as a point, the
+# heading as the direction of the box's length axis, (cos ry, 0, -sin ry) in the rect frame.
+
+
+def _matrix_like(matrix, like, invert: bool = False):
+    """``matrix`` (4, 4) (or its inverse, computed in float64) in the type, dtype and device of ``like``."""
+    if is_torch(like):
+        import torch
+
+        matrix = torch.as_tensor(matrix).double()
+        return (torch.linalg.inv(matrix) if invert else matrix).to(like)
+    if is_torch(matrix):
+        matrix = matrix.detach().cpu().numpy()
+    matrix = np.asarray(matrix, dtype=np.float64)
+    return (np.linalg.inv(matrix) if invert else matrix).astype(like.dtype)
+
+
+def rect_to_lidar_boxes(dims, location, rotation_y, lidar_to_rect):
+    """KITTI boxes -> LiDAR 7-D boxes.
+
+    Args:
+        dims: (N, 3) h, w, l.  location: (N, 3) rect bottom centre.  rotation_y: (N,).
+        lidar_to_rect: (4, 4) LiDAR -> rectified camera of the frame (numpy or torch).
+    Returns:
+        (N, 7) x, y, z (geometric centre), dx = l, dy = w, dz = h, heading.
+    """
+    xp = lib(dims)
+    inverse = _matrix_like(lidar_to_rect, dims, invert=True)
+    rotation, translation = inverse[:3, :3], inverse[:3, 3]
+    centre = box_center(dims, location) @ rotation.T + translation
+    axis = stack([xp.cos(rotation_y), 0 * rotation_y, -xp.sin(rotation_y)], axis=-1) @ rotation.T
+    heading = atan2(axis[..., 1], axis[..., 0])
+    return cat([centre, dims[..., 2:3], dims[..., 1:2], dims[..., 0:1], heading[..., None]], axis=-1)
+
+
+def lidar_to_rect_boxes(boxes, lidar_to_rect):
+    """LiDAR 7-D boxes -> KITTI boxes; the inverse of :func:`rect_to_lidar_boxes`.
+
+    Args:
+        boxes: (N, 7) x, y, z, dx, dy, dz, heading.  lidar_to_rect: (4, 4).
+    Returns:
+        dims (N, 3) h, w, l; location (N, 3) rect bottom centre; rotation_y (N,) in [-pi, pi).
+    """
+    xp = lib(boxes)
+    matrix = _matrix_like(lidar_to_rect, boxes)
+    rotation, translation = matrix[:3, :3], matrix[:3, 3]
+    centre = boxes[..., :3] @ rotation.T + translation
+    dims = cat([boxes[..., 5:6], boxes[..., 4:5], boxes[..., 3:4]], axis=-1)
+    location = centre + cat([0 * dims[..., :1], 0.5 * dims[..., :1], 0 * dims[..., :1]], axis=-1)
+    heading = boxes[..., 6]
+    axis = stack([xp.cos(heading), xp.sin(heading), 0 * heading], axis=-1) @ rotation.T
+    return dims, location, wrap_angle(atan2(-axis[..., 2], axis[..., 0]))
