@@ -14,7 +14,7 @@ Sampling conventions (pixel centres at integers, as in monokd.data.augment):
   pixel u maps to x_norm = 2 (u + 0.5) / W - 1 (``align_corners=False``); the same for v.
 * depth: LID bin k covers the depths [d_k, d_{k+1}), i.e. continuous indices [k, k + 1)
   (:func:`monokd.geometry.depth.depth_to_lid_index`); its feature sits at the bin's middle,
-  index k + 0.5, so z_norm = 2 index / D - 1. (CaDDN samples bin k at its near edge d_k.)
+  index k + 0.5, so z_norm = 2 index / D - 1. (CaDDN puts bin k at index k, its near edge d_k.)
 * a voxel centre whose coordinates are not finite (behind the camera, depth below the LID
   range's square-root domain, a degenerate matrix) is sent far outside: its features are 0.
   Centres near the frustum's border get the zero-padded blend of grid_sample.
