@@ -179,3 +179,25 @@ def test_kitti_recipe_is_the_official_model_and_synth_keeps_monokd_defaults():
             ("label", "uniform", 0.0), name
     for name in ("monodetr_teacher_kitti.yaml", "add_monodetr_kitti.yaml"):
         assert load_config(CONFIGS / name)["model"]["logit_classes"] == OFFICIAL
+
+
+def test_box_2d_heading_ray_inverts_the_box_center_target():
+    """heading_ray box_2d: rotation_y = alpha + atan2(u - cu, fu) at the 2-D box centre column
+    (input pixels, input P2), the exact inverse of data.heading_target box_center."""
+    from monokd.models.monodetr.decode import decode_detections
+    from tests.test_monodetr_decode import CLASSES as DECODE_CLASSES, GT, P2_INPUT, _batch, _perfect_outputs
+
+    outputs, batch = _perfect_outputs(), _batch()
+    exact = decode_detections(outputs, batch, DECODE_CLASSES)[0]
+    official = decode_detections(outputs, batch, DECODE_CLASSES, heading_ray="box_2d")[0]
+    assert len(exact) == len(official) == len(GT)
+    for a, b in zip(exact, official):
+        box = b.box2d  # original pixels; the input column is the same ray through the input P2
+        column_input = (box[0] + box[2]) / 2 * 1280 / 1242
+        ray = math.atan2(column_input - P2_INPUT[0, 2], P2_INPUT[0, 0])
+        assert b.alpha == a.alpha and b.location.tolist() == a.location.tolist()
+        wrapped = (b.rotation_y - (b.alpha + ray) + math.pi) % (2 * math.pi) - math.pi
+        assert abs(wrapped) < 2e-3  # the box is clipped to the image in original pixels only
+    assert max(abs(a.rotation_y - b.rotation_y) for a, b in zip(exact, official)) > 1e-3
+    with pytest.raises(ConfigError, match="heading_ray"):
+        build_detector(tiny_cfg(decode={"heading_ray": "centre"}))

@@ -8,7 +8,8 @@ uncertainty's confidence (it may exceed 1; KITTI's evaluation only ranks by it).
 Geometry: the projected 3-D centre (u, v) and depth z back-project through the input-resolution
 P2 to the 3-D centre; the KITTI location is its bottom centre (y + h/2, y pointing down);
 rotation_y = alpha + atan2(x, z) of that centre, the exact inverse of KITTI's alpha (MonoDETR
-uses the 2-D box centre's column, an approximation of the same ray). The 2-D box is mapped to
+uses the 2-D box centre's column, an approximation of the same ray: ``heading_ray="box_2d"``,
+the pair of the ``data.heading_target: box_center`` training target). The 2-D box is mapped to
 original pixels with ``input_to_original`` and clipped to the original image. truncated and occluded are written
 as 0: the KITTI devkit reads them only from ground truth.
 """
@@ -23,9 +24,12 @@ from monokd.geometry.calib import unproject
 from monokd.models.monodetr.box_coding import cxcylrtb_to_xyxy, decode_heading
 
 
+HEADING_RAYS = ("centre_3d", "box_2d")
+
+
 @torch.no_grad()
 def decode_detections(outputs: dict, batch: dict, classes: list[str] | tuple[str, ...], topk: int = 50,
-                      threshold: float = 0.2) -> list[list[Object3D]]:
+                      threshold: float = 0.2, heading_ray: str = "centre_3d") -> list[list[Object3D]]:
     """Detections of each image of ``batch``.
 
     Args:
@@ -35,6 +39,9 @@ def decode_detections(outputs: dict, batch: dict, classes: list[str] | tuple[str
             ``input_to_original`` (B, 2, 3), ``image_sizes`` (B, 2) original (W, H), and
             optionally ``flipped`` (B,).
         classes: class name of each logit channel (``data.classes``).
+        heading_ray: the ray alpha is relative to: ``centre_3d`` (the decoded 3-D centre,
+            KITTI's definition) or ``box_2d`` (MonoDETR's: the 2-D box centre's column u,
+            rotation_y = alpha + atan2(u - cu, fu) with the input P2).
     Returns:
         B lists of Object3D (truncated 0, occluded 0, with ``score``), best first.
     Raises:
@@ -67,9 +74,16 @@ def decode_detections(outputs: dict, batch: dict, classes: list[str] | tuple[str
     centres = unproject(centres_uv, depth[..., 0], batch["P2"].to(boxes))  # (B, K, 3)
     locations = centres + torch.stack([torch.zeros_like(dims[..., 0]), dims[..., 0] / 2,
                                        torch.zeros_like(dims[..., 0])], dim=-1)
-    rotation_y = rotation_y_from_alpha(alpha, centres[..., 0], centres[..., 2])
-    boxes_2d = to_original(cxcylrtb_to_xyxy(boxes) * scale.repeat(2), batch["input_to_original"].to(boxes),
-                           batch["image_sizes"])
+    boxes_input = cxcylrtb_to_xyxy(boxes) * scale.repeat(2)
+    if heading_ray == "box_2d":
+        P2 = batch["P2"].to(boxes)
+        column = (boxes_input[..., 0] + boxes_input[..., 2]) / 2
+        rotation_y = rotation_y_from_alpha(alpha, column - P2[:, None, 0, 2], P2[:, None, 0, 0].expand_as(column))
+    elif heading_ray == "centre_3d":
+        rotation_y = rotation_y_from_alpha(alpha, centres[..., 0], centres[..., 2])
+    else:
+        raise ValueError(f"decode_detections: heading_ray {heading_ray!r} is not one of {HEADING_RAYS}")
+    boxes_2d = to_original(boxes_input, batch["input_to_original"].to(boxes), batch["image_sizes"])
     scores = top_prob * torch.exp(-depth[..., 1])
 
     # One transfer, then plain numbers: per-element reads of a GPU tensor would each sync.

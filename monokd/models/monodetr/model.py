@@ -34,6 +34,7 @@ from torch import nn
 from monokd.errors import ConfigError
 from monokd.geometry.depth import object_depth_map
 from monokd.models.backbones.resnet import build_resnet
+from monokd.models.monodetr.decode import HEADING_RAYS
 from monokd.models.monodetr.depth_predictor import UPSAMPLE_MODES, DepthPredictor
 from monokd.models.monodetr.heads import MAP_SAMPLING_DEFAULT, PADDING_MODES, PredictionHeads
 from monokd.models.monodetr.position_encoding import (POSITION_ENCODINGS, DepthPositionalEncoding,
@@ -49,7 +50,7 @@ DEFAULTS = {
     "depth": {"num_bins": 80, "min": 1e-3, "max": 60.0},
     "depth_input": None,
     "gt_depth_decode": True,
-    "decode": {"topk": 50, "threshold": 0.2},
+    "decode": {"topk": 50, "threshold": 0.2, "heading_ray": "centre_3d"},
     "position_encoding": "centred",
     "depth_upsample": "bilinear",
     "depth_map_sampling": dict(MAP_SAMPLING_DEFAULT),
@@ -78,9 +79,11 @@ def model_config(cfg: dict) -> dict:
         raise ConfigError("model.num_feature_levels: at least 3 (the depth predictor reads strides 8, 16, 32)")
     if out["depth_input"] not in DEPTH_INPUTS:
         raise ConfigError(f"model.depth_input: {out['depth_input']!r} is not one of {DEPTH_INPUTS}")
-    for key, allowed in (("position_encoding", POSITION_ENCODINGS), ("depth_upsample", UPSAMPLE_MODES)):
-        if out[key] not in allowed:
-            raise ConfigError(f"model.{key}: {out[key]!r} is not one of {allowed}")
+    for key, value, allowed in (("position_encoding", out["position_encoding"], POSITION_ENCODINGS),
+                                ("depth_upsample", out["depth_upsample"], UPSAMPLE_MODES),
+                                ("decode.heading_ray", out["decode"]["heading_ray"], HEADING_RAYS)):
+        if value not in allowed:
+            raise ConfigError(f"model.{key}: {value!r} is not one of {allowed}")
     if out["depth_map_sampling"]["padding"] not in PADDING_MODES:
         raise ConfigError(f"model.depth_map_sampling.padding: {out['depth_map_sampling']['padding']!r} "
                           f"is not one of {PADDING_MODES}")
@@ -237,7 +240,8 @@ class MonoDETR(nn.Module):
         from monokd.models.monodetr.decode import decode_detections
 
         detections = decode_detections(outputs, batch, self.logit_classes, topk=int(self.cfg["decode"]["topk"]),
-                                       threshold=float(self.cfg["decode"]["threshold"]))
+                                       threshold=float(self.cfg["decode"]["threshold"]),
+                                       heading_ray=self.cfg["decode"]["heading_ray"])
         if self.logit_classes == self.classes:
             return detections
         return [[d for d in image if d.type in self.classes] for image in detections]
