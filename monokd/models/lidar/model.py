@@ -91,24 +91,19 @@ class LidarPillars(nn.Module):
         return outputs
 
     def losses(self, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:
-        from monokd.geometry.boxes import targets_to_lidar_boxes
+        from monokd.models.bev.detections import gt_boxes_lidar
 
-        boxes = [targets_to_lidar_boxes(t, batch["lidar_to_rect"][b]) for b, t in enumerate(batch["targets"])]
-        labels = [t["labels"] for t in batch["targets"]]
+        boxes, labels = gt_boxes_lidar(batch)
         terms = dict(self.head.losses(_head_preds(outputs), boxes, labels))
         terms.pop("loss", None)
         terms["loss"] = sum(terms.values())
         return terms
 
     def decode(self, outputs: dict, batch: dict) -> list:
-        from monokd.geometry.boxes import lidar_boxes_to_objects
+        from monokd.models.bev.detections import to_objects
 
-        results = []
-        for b, (boxes, scores, labels) in enumerate(self.head.decode(_head_preds(outputs))):
-            results.append(lidar_boxes_to_objects(boxes, scores, labels, self.classes, batch["lidar_to_rect"][b],
-                                                  batch["P2"][b], batch["input_to_original"][b],
-                                                  batch["image_sizes"][b]))
-        return results
+        return [to_objects(boxes, scores, labels, self.classes, batch, b)
+                for b, (boxes, scores, labels) in enumerate(self.head.decode(_head_preds(outputs)))]
 
 
 def _head_preds(outputs: dict) -> dict:
