@@ -34,6 +34,9 @@ Configuration (``cfg["data"]``; every key optional, defaults in :data:`DEFAULTS`
   metres x 256, ``<frame>.png`` at the original image size), e.g. ``monokd depth predict``'s
   or a user's DORN maps: warped like depth_2 into ``depth_pred`` (1, H, W); a frame without
   its file is an error naming the file.
+- ``proposals``: None, or the 2-D boxes of a two-stage detector (monokd.data.proposals:
+  ``train`` / ``eval`` source, ``jitter``, ``copies``, ``results_dir``, ``min_height``,
+  ``min_score``), drawn here so that every model fed the batch sees the same boxes.
 - ``load_points``: add the LiDAR sweep as ``points``: (M, 4) x, y, z in the *rectified camera
   frame of the augmented frame* (mirrored with a flip, like the targets) and reflectance.
 - ``part``: ``training`` or ``testing`` (None = ``testing`` for the split ``test``).
@@ -86,6 +89,7 @@ DEFAULTS = {
                 "shift_sigma": 0.05},
     "depth_maps": None,
     "depth_pred_dir": None,
+    "proposals": None,
     "load_points": False,
     "part": None,
     "default_P2": None,
@@ -208,6 +212,8 @@ class KittiDataset(Dataset):
         item["lidar_to_rect"] = torch.as_tensor(velo_to_rect_matrix(camera), dtype=torch.float32)
         if self.cfg["depth_maps"]:
             item["depth_map"] = self._depth_map(frame, calib, camera, image_size, affine)
+        if self.cfg["proposals"]:
+            item["proposals"] = self._proposals(frame, item["targets"], affine, image_size, rng)
         if self.cfg["depth_pred_dir"]:
             estimated = read_depth(Path(self.cfg["depth_pred_dir"]) / f"{frame}.png", nan_policy="zero")
             item["depth_pred"] = self._warp_depth(estimated, affine)
@@ -217,6 +223,19 @@ class KittiDataset(Dataset):
             rect = lidar_to_rect(points[:, :3], camera)
             item["points"] = torch.as_tensor(np.concatenate([rect, points[:, 3:4]], 1), dtype=torch.float32)
         return item
+
+    def _proposals(self, frame: str, targets: dict, affine, image_size, rng) -> dict:
+        from monokd.data import proposals as P
+
+        cfg = P.proposal_config(self.cfg["proposals"])
+        source = cfg["train"] if self.split == self.cfg.get("train_split", "train") else cfg["eval"]
+        if source == "results":
+            boxes = P.from_results(Path(cfg["results_dir"]) / f"{frame}.txt", self.classes, affine,
+                                   float(cfg["min_height"]) * self.min_height_scale(image_size), float(cfg["min_score"]))
+        else:
+            boxes = P.from_targets(targets, rng if source == "gt_jitter" else None, float(cfg["jitter"]),
+                                   int(cfg["copies"]))
+        return P.clip_boxes(boxes, self.input_size)
 
     def _normalise(self, image: np.ndarray) -> torch.Tensor:
         mean = np.asarray(self.cfg["mean"], dtype=np.float32)
@@ -334,6 +353,8 @@ def collate(items: list[dict]) -> dict:
         batch["lidar_to_rect"] = torch.stack([i["lidar_to_rect"] for i in items])
     if all("depth_map" in i for i in items):
         batch["depth_maps"] = torch.stack([i["depth_map"] for i in items])
+    if all("proposals" in i for i in items):
+        batch["proposals"] = [i["proposals"] for i in items]
     if all("depth_pred" in i for i in items):
         batch["depth_pred"] = torch.stack([i["depth_pred"] for i in items])
     if all("points" in i for i in items):

@@ -15,6 +15,7 @@ from monokd.errors import ConfigError
 
 REGISTRY: dict[str, str] = {
     "monodetr": "monokd.models.monodetr.model:build_monodetr",
+    "patchnet": "monokd.models.patchnet.model:build_patchnet",
     "caddn": "monokd.models.caddn.model:build_caddn",
     "takd_student": "monokd.models.takd.model:build_takd_student",
     "lidar_pillars": "monokd.models.lidar.model:build_lidar_pillars",

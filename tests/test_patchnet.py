@@ -1,0 +1,194 @@
+"""PatchNet: patches (back-projection with a real KITTI calib, a plane at known depth),
+box coding, the corner loss, 2-D proposals (jitter, result files), the paired teacher /
+student batch, and a 4-frame overfit scored by the KITTI evaluation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from monokd.data.kitti import read_calib, read_depth, write_depth
+from monokd.errors import KittiFormatError
+from monokd.geometry.calib import project
+from monokd.models.patchnet import patches as P
+from monokd.models.patchnet.coding import (angle_to_class, class_to_angle, class_to_size, mean_sizes,
+                                           size_to_class)
+from monokd.models.patchnet.losses import corner_loss
+
+SMALL = {"name": "patchnet", "patch_size": 16, "center_channels": [32, 32, 64], "center_hidden": [64, 32],
+         "backbone": {"widths": [16, 32, 64, 128], "blocks": [1, 1, 1, 1]}, "head_hidden": [128, 64], "dropout": 0.0}
+
+
+def _hand_xyz(P2: np.ndarray, u: float, v: float, z: float) -> np.ndarray:
+    """Solve P2 [X, Y, z, 1] = w [u, v, 1] for X, Y by hand (two linear equations)."""
+    w = P2[2, 2] * z + P2[2, 3]
+    a = np.array([[P2[0, 0], P2[0, 1]], [P2[1, 0], P2[1, 1]]])
+    rhs = np.array([u * w - P2[0, 2] * z - P2[0, 3], v * w - P2[1, 2] * z - P2[1, 3]])
+    return np.array([*np.linalg.solve(a, rhs), z])
+
+
+def test_backprojection_matches_hand_computed_xyz(kitti_samples):
+    P2 = read_calib(kitti_samples / "training" / "calib" / "000003.txt").P2
+    depth = torch.zeros(1, 1, 375, 1242, dtype=torch.float64)
+    pixels = [(0, 0, 5.0), (600, 180, 12.5), (1241, 374, 70.0), (321, 97, 33.3)]
+    for u, v, z in pixels:
+        depth[0, 0, v, u] = z
+    xyz = P.backproject(depth, torch.from_numpy(P2)[None])
+    for u, v, z in pixels:
+        assert np.allclose(xyz[0, :, v, u].numpy(), _hand_xyz(P2, u, v, z), atol=1e-9)
+        uv, _ = project(xyz[0, :, v, u].numpy()[None], P2)
+        assert np.allclose(uv[0], [u, v], atol=1e-8)
+
+
+def test_patch_of_a_plane_at_known_depth(kitti_samples):
+    """A fronto-parallel plane Z = 15 m: the patch holds Z = 15 everywhere, its corners are
+    the XYZ of the box corners, and the frustum rotation keeps distances to the camera."""
+    P2 = torch.from_numpy(read_calib(kitti_samples / "training" / "calib" / "000003.txt").P2).double()[None]
+    depth = torch.full((1, 1, 375, 1242), 15.0, dtype=torch.float64)
+    box = torch.tensor([[400.0, 150.0, 520.0, 230.0]], dtype=torch.float64)
+    patch = P.crop_patches(P.backproject(depth, P2), [box], 32)[0]
+    assert torch.allclose(patch[2], torch.full((32, 32), 15.0, dtype=torch.float64))
+    for (row, col), (u, v) in {(0, 0): (400, 150), (31, 31): (520, 230), (0, 31): (520, 150)}.items():
+        assert np.allclose(patch[:, row, col].numpy(), _hand_xyz(P2[0].numpy(), u, v, 15.0), atol=1e-9)
+    angle = P.frustum_angle(box, P2)
+    rotated = P.rotate_about_y(patch[None], angle)[0]
+    assert torch.allclose(rotated[0] ** 2 + rotated[2] ** 2, patch[0] ** 2 + patch[2] ** 2)
+    centre = P.rotate_about_y(P.backproject(torch.full((1, 1, 375, 1242), 20.0, dtype=torch.float64), P2)[:, :, 190, 460],
+                              angle)
+    assert abs(float(centre[0, 0])) < 1e-6  # the box centre's ray now looks along +z
+    mask = P.object_mask(patch[None], torch.ones(1, 32, 32, dtype=torch.bool))
+    assert bool(mask.all())  # a plane: every pixel within mean(Z) + 0.5
+
+
+def test_heading_and_size_coding_round_trip():
+    angle = torch.linspace(-math.pi, math.pi - 1e-4, 997, dtype=torch.float64)
+    cls, residual = angle_to_class(angle)
+    assert int(cls.min()) == 0 and int(cls.max()) == 11
+    assert float(residual.abs().max()) <= math.pi / 12 + 1e-9
+    back = class_to_angle(cls, residual)
+    assert torch.allclose(torch.remainder(back - angle + math.pi, 2 * math.pi) - math.pi, torch.zeros_like(angle), atol=1e-9)
+    assert float(back.min()) >= -math.pi and float(back.max()) < math.pi
+    assert int(angle_to_class(torch.tensor([0.0]))[0]) == 0 and int(angle_to_class(torch.tensor([math.pi / 6]))[0]) == 1
+    dims = mean_sizes()[[0, 3, 5]] + torch.tensor([[0.1, -0.2, 0.3], [0.0, 0.05, -0.1], [0.2, 0.0, 0.0]])
+    cluster, res = size_to_class(dims, torch.tensor([0, 3, 5]))
+    assert torch.allclose(class_to_size(cluster, res), dims)
+
+
+def test_corner_loss_zero_for_perfect_box_and_symmetric_under_flip():
+    torch.manual_seed(0)
+    centre, dims, heading = torch.randn(5, 3) * 5, mean_sizes()[:5], torch.rand(5) * 6 - 3
+    assert float(corner_loss(centre, dims, heading, centre, dims, heading)) == pytest.approx(0.0, abs=1e-6)
+    assert float(corner_loss(centre, dims, heading + math.pi, centre, dims, heading)) == pytest.approx(0.0, abs=1e-5)
+    other = (centre + torch.randn(5, 3), dims * 1.1, heading + 0.3)
+    loss = corner_loss(*other, centre, dims, heading)
+    assert float(loss) > 0.1
+    assert float(corner_loss(*other, centre, dims, heading + math.pi)) == pytest.approx(float(loss), rel=1e-5)
+
+
+def test_jitter_within_ratio():
+    from monokd.data.proposals import jitter_boxes
+
+    boxes = np.array([[100.0, 50.0, 200.0, 90.0]] * 2000)
+    out = jitter_boxes(boxes, np.random.default_rng(0), 0.1)
+    w, h = out[:, 2] - out[:, 0], out[:, 3] - out[:, 1]
+    cx = (out[:, 0] + out[:, 2]) / 2
+    assert w.min() >= 90 - 1e-9 and w.max() <= 110 + 1e-9 and h.min() >= 36 - 1e-9 and h.max() <= 44 + 1e-9
+    assert abs(cx - 150).max() <= 10 + 1e-9 and abs(cx - 150).max() > 9  # uses the whole range
+    assert not np.allclose(out[0], out[1])
+
+
+def test_result_file_proposals(tmp_path):
+    from monokd.data.proposals import from_results
+
+    affine = np.array([[0.5, 0.0, 0.0], [0.0, 0.5, 0.0]])
+    good = ("Car 0.00 0 -1.50 100.00 40.00 160.00 100.00 1.50 1.60 3.90 1.00 1.60 20.00 -1.50 0.8000\n"
+            "Pedestrian 0.00 0 0.00 10.00 10.00 20.00 60.00 1.70 0.60 0.80 2.00 1.60 10.00 0.00 0.9000\n"
+            "Car 0.00 0 -1.50 300.00 40.00 320.00 50.00 1.50 1.60 3.90 1.00 1.60 60.00 -1.50 0.7000\n")
+    (tmp_path / "000001.txt").write_text(good)
+    got = from_results(tmp_path / "000001.txt", ["Car"], affine, min_height=25, min_score=0.0)
+    assert got["boxes"].tolist() == [[50.0, 20.0, 80.0, 50.0]]  # the 10-px-high car and the pedestrian dropped
+    assert got["scores"].tolist() == [pytest.approx(0.8)] and got["target_index"].tolist() == [-1]
+    assert len(from_results(tmp_path / "000002.txt", ["Car"], affine, 25, 0.0)["boxes"]) == 0  # missing: no box
+    (tmp_path / "000003.txt").write_text(good.splitlines()[0] + "\nCar 0.00 0 -1.50 100.00 oops 160.00\n")
+    with pytest.raises(KittiFormatError, match=r"000003\.txt:2"):
+        from_results(tmp_path / "000003.txt", ["Car"], affine, 25, 0.0)
+
+
+def _paired_cfg(root, pred_dir, depth_input=None, **data):
+    return {"data": {"root": str(root), "classes": ["Car"], "input_size": [416, 128], "depth_maps": "depth_2",
+                     "depth_pred_dir": str(pred_dir), "train_split": "train",
+                     "proposals": {"train": "gt_jitter", "eval": "gt", "jitter": 0.1}, **data},
+            "model": {**SMALL, "depth_input": depth_input}}
+
+
+def _pred_dir(root, out, scale=1.0):
+    for path in (root / "training" / "depth_2").glob("*.png"):
+        write_depth(out / path.name, read_depth(path) * scale)
+    return out
+
+
+def test_paired_batch_same_boxes_same_jitter(synth_root, tmp_path):
+    """One batch feeds the student (estimated depth) and the teacher (depth_2): both crop the
+    same jittered boxes, so with the same weights and the same depth their outputs coincide
+    cell by cell, and with different depths only the depth-derived parts differ."""
+    from monokd.data.dataset import KittiDataset, collate
+    from monokd.models import build_detector
+
+    pred = _pred_dir(synth_root, tmp_path)
+    cfg = _paired_cfg(synth_root, pred)
+    batch = collate([KittiDataset(synth_root, "train", cfg)[i] for i in range(4)])
+    jittered = torch.cat([p["boxes"] for p in batch["proposals"]])
+    exact = torch.cat([t["boxes_2d"][p["target_index"]] for t, p in zip(batch["targets"], batch["proposals"])])
+    assert len(jittered) > 0 and not torch.allclose(jittered, exact)
+    student = build_detector(cfg).eval()
+    teacher = build_detector(_paired_cfg(synth_root, pred, "gt_pixel")).eval()
+    teacher.load_state_dict(student.state_dict())
+    with torch.no_grad():
+        s, t = student(batch), teacher(batch)
+    assert torch.allclose(s["frustum_angle"], t["frustum_angle"])
+    for a, b in zip(s["distill"]["features"], t["distill"]["features"]):
+        assert a.shape == b.shape and torch.allclose(a, b, atol=1e-5)
+    for key in ("masks", "pe_depth"):  # ADD's M^k and PE depth: from depth_2 in both
+        for a, b in zip(s["distill"][key], t["distill"][key]):
+            assert torch.equal(a, b)
+    batch["depth_pred"] = batch["depth_pred"] * 1.2
+    with torch.no_grad():
+        s2 = student(batch)
+    assert not torch.allclose(s2["center"], t["center"])
+    assert torch.equal(s2["distill"]["masks"][0], t["distill"]["masks"][0])
+
+
+@pytest.mark.slow
+def test_overfit_four_frames_gives_nonzero_ap(synth_root):
+    from monokd.data.dataset import KittiDataset, collate
+    from monokd.data.kitti import read_label
+    from monokd.engine.seeding import seed_everything
+    from monokd.evaluation import evaluate
+    from monokd.models import build_detector
+
+    seed_everything(0)
+    cfg = _paired_cfg(synth_root, synth_root / "training" / "depth_2", "gt_pixel", depth_pred_dir=None,
+                      augment={"enabled": False})
+    model = build_detector(cfg)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    train = KittiDataset(synth_root, "train", cfg, augment=False)
+    losses = []
+    for _ in range(60):
+        batch = collate([train[i] for i in range(len(train))])
+        loss = model.losses(model(batch), batch)["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
+    cfg["data"]["train_split"] = "none"  # the 'eval' proposals: the GT boxes as they are
+    batch = collate([KittiDataset(synth_root, "train", cfg, augment=False)[i] for i in range(len(train))])
+    model.eval()
+    with torch.no_grad():
+        detections = model.decode(model(batch), batch)
+    gt = {f: read_label(synth_root / "training" / "label_2" / f"{f}.txt") for f in batch["frame_ids"]}
+    result = evaluate(gt, dict(zip(batch["frame_ids"], detections)), ["Car"], min_height_scale=0.3413)
+    assert result.flat["Car/3d/moderate/R40@0.50"] > 0
