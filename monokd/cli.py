@@ -3,13 +3,22 @@
 
 Only the chosen subcommand's module is imported, so ``monokd synth`` does not pay for
 importing torch and Lightning.
+
+One error path serves every subcommand (a new one gets it by being listed here): monokd's
+own errors (:class:`monokd.errors.MonokdError`) and the file errors they wrap (``OSError``)
+print one line, ``monokd <command>: error: <file>[:<line>]: field '<f>': <what>``, and exit
+1; ``--debug`` (or ``MONOKD_DEBUG=1``) shows the traceback instead. A
+:class:`monokd.errors.MonokdWarning` prints as ``monokd <command>: warning: <what>``.
+See docs/errors.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import warnings
 
 COMMANDS = {
     "synth": ("monokd.data.synth.cli", "write a synthetic dataset in the KITTI layout"),
@@ -23,12 +32,30 @@ COMMANDS = {
     "depth-maps": ("monokd.data.depth_maps", "KITTI depth_2 maps from the velodyne sweeps"),
     "depth": ("monokd.engine.depth", "the monocular depth front-end: train | predict | evaluate"),
 }
+_DEBUG_HELP = "show the full traceback of an error (also MONOKD_DEBUG=1)"
+
+
+def one_line(text: object) -> str:
+    """``text`` with its line breaks folded, so that an error is one line of the terminal."""
+    return " ".join(str(text).split())
+
+
+def _show_warning(command: str, fallback):
+    from monokd.errors import MonokdWarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, MonokdWarning):
+            print(f"monokd {command}: warning: {one_line(message)}", file=sys.stderr, flush=True)
+        else:
+            fallback(message, category, filename, lineno, file, line)
+    return show
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(
         prog="monokd", description="monokd: depth-knowledge distillation for monocular 3D detection")
+    parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     chosen = next((a for a in argv if not a.startswith("-")), None)
     module = None
@@ -37,8 +64,27 @@ def main(argv: list[str] | None = None) -> int:
         if name == chosen:
             module = importlib.import_module(module_name)
             module.add_arguments(command_parser)
+            command_parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                                        help=_DEBUG_HELP)
     args = parser.parse_args(argv)
-    return int(module.run(args) or 0)
+    debug = args.debug or os.environ.get("MONOKD_DEBUG", "") not in ("", "0")
+    return run_command(args.command, module.run, args, debug)
+
+
+def run_command(command: str, run, args, debug: bool = False) -> int:
+    """``run(args)`` with monokd's one error path (see the module docstring)."""
+    from monokd.errors import MonokdError, MonokdWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", MonokdWarning)
+        warnings.showwarning = _show_warning(command, warnings.showwarning)
+        try:
+            return int(run(args) or 0)
+        except (MonokdError, OSError) as err:
+            if debug:
+                raise
+            print(f"monokd {command}: error: {one_line(err)}", file=sys.stderr, flush=True)
+            return 1
 
 
 if __name__ == "__main__":

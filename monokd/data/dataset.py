@@ -49,7 +49,8 @@ frame itself is never mirrored: a flip changes the image and the camera frame, n
 a BEV grid sees.
 
 Without a label_2 directory (``testing/``, or images only) targets are empty. With
-``split=None`` every image of the part is used.
+``split=None`` every image (.png, .jpg, .jpeg) of the part is used. The frames are checked
+at construction (monokd.data.checks: files present and consistent, no empty split).
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ from torch.utils.data import Dataset
 
 from monokd.config import merge
 from monokd.data import augment as aug
-from monokd.data.kitti import (Calibration, KittiFormatError, KittiPaths, Object3D, difficulty,
+from monokd.data.checks import check_frames
+from monokd.data.kitti import (IMAGE_SUFFIXES, Calibration, KittiFormatError, KittiPaths, Object3D, difficulty,
                                read_calib, read_depth, read_image, read_label, read_split,
                                read_velodyne)
 from monokd.errors import ConfigError
@@ -138,10 +140,11 @@ class KittiDataset(Dataset):
         if split is None:
             if not image_dir.is_dir():
                 raise KittiFormatError(image_dir, None, None, "image directory not found")
-            self.ids = sorted(p.stem for p in image_dir.glob("*.png"))
+            self.ids = sorted({p.stem for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES})
         else:
             self.ids = read_split(self.paths.split(split), image_dir)
         self.has_labels = (self.root / part / "label_2").is_dir()
+        check_frames(self.paths, self.ids, self.paths.split(split) if split else None, self.cfg, self.has_labels)
         self.classes = list(self.cfg["classes"])
         enabled = augment if augment is not None else self.cfg["augment"]["enabled"]
         self.augment = bool(enabled) if enabled is not None else str(split).startswith("train")

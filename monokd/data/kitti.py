@@ -211,19 +211,38 @@ def write_calib(path: str | Path, calib: Calibration) -> None:
 def read_velodyne(path: str | Path) -> np.ndarray:
     """(N, 4) float32 x, y, z, reflectance in the LiDAR frame."""
     path = Path(path)
+    check_velodyne_size(path)
+    return np.fromfile(path, dtype=np.float32).reshape(-1, 4)
+
+
+def check_velodyne_size(path: str | Path) -> None:
+    """A sweep file must exist and hold whole points (16 bytes each: x, y, z, reflectance)."""
+    path = Path(path)
     if not path.is_file():
         raise KittiFormatError(path, None, None, "velodyne file not found")
     size = path.stat().st_size
     if size % 16:
         raise KittiFormatError(path, None, "size",
                                f"{size} bytes is not a multiple of 16 (4 float32 a point)")
-    return np.fromfile(path, dtype=np.float32).reshape(-1, 4)
 
 
 def write_velodyne(path: str | Path, points: np.ndarray) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.ascontiguousarray(points, dtype=np.float32).reshape(-1, 4).tofile(path)
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # a frame's image: any of these, looked up in this order
+
+
+def find_image(image_dir: str | Path, frame: str) -> Path | None:
+    """The image of ``frame`` in ``image_dir`` (.png, .jpg or .jpeg, either case), or None."""
+    for suffix in IMAGE_SUFFIXES:
+        for candidate in (suffix, suffix.upper()):
+            path = Path(image_dir) / f"{frame}{candidate}"
+            if path.is_file():
+                return path
+    return None
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -291,23 +310,26 @@ def write_depth(path: str | Path, depth: np.ndarray) -> None:
 
 
 def read_split(path: str | Path, image_dir: str | Path | None = None) -> list[str]:
-    """Frame ids of an ImageSets file. With ``image_dir``, every id must have an image."""
+    """Frame ids of an ImageSets file. With ``image_dir``, every id must have an image
+    (.png, .jpg or .jpeg). A repeated id is an error (it would weigh a frame twice)."""
     path = Path(path)
     if not path.is_file():
         raise KittiFormatError(path, None, None, "split file not found")
-    ids = []
+    ids: dict[str, int] = {}
     for number, text in enumerate(path.read_text().splitlines(), start=1):
         token = text.strip()
         if not token:
             continue
-        if not token.isdigit():
+        if not token.isdigit() or not token.isascii():
             raise KittiFormatError(path, number, "id", f"not a frame id: {token!r}")
         frame = token.zfill(6)
-        if image_dir is not None and not (Path(image_dir) / f"{frame}.png").is_file():
+        if frame in ids:
+            raise KittiFormatError(path, number, "id", f"frame {frame} is listed twice (first on line {ids[frame]})")
+        if image_dir is not None and find_image(image_dir, frame) is None:
             raise KittiFormatError(path, number, "id",
-                                   f"frame {frame} has no image in {image_dir}")
-        ids.append(frame)
-    return ids
+                                   f"frame {frame} has no image in {image_dir} (.png, .jpg or .jpeg)")
+        ids[frame] = number
+    return list(ids)
 
 
 def write_split(path: str | Path, ids: list[str]) -> None:
@@ -324,6 +346,12 @@ class KittiPaths:
     part: str = "training"
 
     def file(self, kind: str, frame: str) -> Path:
+        """The file of ``frame`` in ``kind`` (image_2, label_2, calib, velodyne, depth_2). An
+        image may be .png, .jpg or .jpeg (the one present; .png when there is none)."""
+        if kind == "image_2":
+            found = find_image(Path(self.root) / self.part / kind, frame)
+            if found is not None:
+                return found
         ext = {"image_2": "png", "depth_2": "png", "velodyne": "bin"}.get(kind, "txt")
         return Path(self.root) / self.part / kind / f"{frame}.{ext}"
 

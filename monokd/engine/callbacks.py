@@ -72,7 +72,8 @@ class BestCheckpoint(L.Callback):
 
 class MetricsJson(L.Callback):
     """Appends each validation's flat AP dict to ``out/metrics.json`` (rank 0), and writes
-    ``final`` (the last validation) and ``best`` (the validation with the highest monitor)."""
+    ``final`` (the last validation), ``best`` (the validation with the highest monitor) and
+    ``notes`` (the warnings of monokd.engine.preflight, e.g. an allowed teacher overlap)."""
 
     def __init__(self, out: str | Path, monitor_key: str):
         self.path = Path(out) / "metrics.json"
@@ -87,7 +88,8 @@ class MetricsJson(L.Callback):
                  "monitor": pl_module.val_monitor, "metrics": metrics}
         self.history = [e for e in self.history if e["epoch"] != entry["epoch"]] + [entry]
         if trainer.is_global_zero:
-            self.write(nonfinite_total=int(getattr(pl_module, "nonfinite_total", 0)))
+            notes = list((getattr(pl_module, "provenance", None) or {}).get("notes", []))
+            self.write(nonfinite_total=int(getattr(pl_module, "nonfinite_total", 0)), notes=notes)
 
     def write(self, **extra) -> None:
         scored = [e for e in self.history if e.get("monitor") is not None]

@@ -6,12 +6,13 @@ configuration of the run and whose ``state_dict`` keys are ``model.<detector key
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from monokd.config import get
+from monokd.config import get, set_key
 from monokd.errors import CheckpointMismatchError, ConfigError
 
 MODEL_PREFIX = "model."
@@ -30,11 +31,16 @@ def read_checkpoint(path: str | Path) -> dict:
         raise CheckpointMismatchError(f"{path}: not a readable monokd checkpoint ({err})") from None
 
 
-def checkpoint_config(checkpoint: dict, path: str | Path = "<checkpoint>") -> dict:
-    """The resolved config stored in a checkpoint by ``monokd train``."""
+def checkpoint_config(checkpoint: dict, path: str | Path = "<checkpoint>", overrides: list[str] | None = None) -> dict:
+    """The resolved config stored in a checkpoint by ``monokd train``, with ``key=value``
+    overrides (a command's ``--set`` when it has no ``--config``) applied to a copy."""
     cfg = (checkpoint.get("hyper_parameters") or {}).get("cfg")
     if not isinstance(cfg, dict):
         raise ConfigError(f"{path}: the checkpoint stores no config; pass --config")
+    if overrides:
+        cfg = copy.deepcopy(cfg)
+        for item in overrides:
+            set_key(cfg, item, source=f"--set (on the config of {path})")
     return cfg
 
 
@@ -120,15 +126,17 @@ def build_teacher(cfg: dict, role: str = "teacher") -> nn.Module:
     return teacher
 
 
-def load_detector(ckpt_path: str | Path, cfg: dict | None = None) -> tuple[nn.Module, dict]:
+def load_detector(ckpt_path: str | Path, cfg: dict | None = None,
+                  overrides: list[str] | None = None) -> tuple[nn.Module, dict]:
     """The detector of a checkpoint, weights loaded, in eval mode, and its config (the one
-    stored in the checkpoint unless ``cfg`` is given). For a distilled checkpoint this is the
-    student alone: inference never needs the teacher or the adapters."""
+    stored in the checkpoint with ``overrides`` applied, unless ``cfg`` is given). For a
+    distilled checkpoint this is the student alone: inference never needs the teacher or
+    the adapters."""
     from monokd.models import build_detector
 
     checkpoint = read_checkpoint(ckpt_path)
     if cfg is None:
-        cfg = checkpoint_config(checkpoint, ckpt_path)
+        cfg = checkpoint_config(checkpoint, ckpt_path, overrides)
     model = build_detector(cfg)
     state = model_state(checkpoint)
     if get(cfg, "distill"):

@@ -15,24 +15,16 @@ from monokd.engine.checkpoint import load_detector
 from monokd.engine.datamodule import build_dataset, default_collate
 from monokd.engine.inference import detect
 from monokd.engine.validation import read_ground_truth, score_detections
-from monokd.errors import CheckpointMismatchError, ConfigError, KittiFormatError
 from monokd.evaluation import write_results
 
 
 def evaluate_checkpoint(args) -> int:
     """``args``: config (optional: the checkpoint's own), ckpt, split, out, and the
-    overrides as ``overrides`` or ``set`` (lists of key=value). Returns the exit status."""
-    try:
-        return _evaluate(args)
-    except (CheckpointMismatchError, ConfigError, KittiFormatError, FileNotFoundError) as err:
-        print(f"monokd evaluate: error: {err}", file=sys.stderr)
-        return 1
-
-
-def _evaluate(args) -> int:
+    overrides as ``overrides`` or ``set`` (lists of key=value). Returns the exit status; bad
+    input raises monokd's errors (monokd.cli prints them as one line)."""
     overrides = list(getattr(args, "overrides", None) or getattr(args, "set", None) or [])
     cfg = load_config(args.config, overrides) if getattr(args, "config", None) else None
-    model, cfg = load_detector(args.ckpt, cfg)
+    model, cfg = load_detector(args.ckpt, cfg, overrides)  # --set: on --config, else on the checkpoint's
     split = getattr(args, "split", None) or get(cfg, "data.val_split", "val")
     out = Path(getattr(args, "out", None) or Path(args.ckpt).parent / f"eval_{split}")
     dataset = build_dataset(cfg, split, train=False)

@@ -39,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ckpt", required=True, help="checkpoint of `monokd train` (distilled or baseline)")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--config", default=None, help="the run's config (default: the one stored in the checkpoint)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override (on --config, else on the checkpoint's config), repeatable")
     parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX model")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     parser.add_argument("--batch-size", type=int, default=1, help="batch size of the ONNX model (default 1)")
@@ -49,9 +51,9 @@ def run(args: argparse.Namespace) -> int:
     if args.config:
         from monokd.config import load_config
 
-        cfg = load_config(args.config)
+        cfg = load_config(args.config, args.set)
     report = export_student(args.ckpt, args.out, cfg=cfg, onnx=not args.no_onnx, opset=args.opset,
-                            batch_size=args.batch_size)
+                            batch_size=args.batch_size, overrides=None if args.config else args.set)
     for key, value in report.items():
         print(f"{key}: {value}")
     return 0
@@ -79,12 +81,13 @@ def _default_build(cfg: dict) -> nn.Module:
 
 def export_student(ckpt: str | Path, out_dir: str | Path, cfg: dict | None = None,
                    build: Callable[[dict], nn.Module] | None = None, onnx: bool = True,
-                   opset: int = 17, batch_size: int = 1) -> dict:
-    """Write the student of ``ckpt`` to ``out_dir`` (see the module docstring); returns the report."""
+                   opset: int = 17, batch_size: int = 1, overrides: list[str] | None = None) -> dict:
+    """Write the student of ``ckpt`` to ``out_dir`` (see the module docstring); returns the
+    report. ``overrides`` (key=value) apply to the checkpoint's config when ``cfg`` is None."""
     from safetensors.torch import save_file
 
     checkpoint = read_checkpoint(ckpt)
-    cfg = student_config(cfg if cfg is not None else checkpoint_config(checkpoint, ckpt))
+    cfg = student_config(cfg if cfg is not None else checkpoint_config(checkpoint, ckpt, overrides))
     state = student_state(model_state(checkpoint))
     model = (build or _default_build)(cfg)
     check_state_dict(model, state, source=f"{ckpt} (student)")
@@ -98,7 +101,7 @@ def export_student(ckpt: str | Path, out_dir: str | Path, cfg: dict | None = Non
     save_file(tensors, str(out_dir / "student.safetensors"), metadata={"source": str(ckpt)})
     save_config(cfg, out_dir / "config.yaml")
     baseline = {"state_dict": {MODEL_PREFIX + k: v for k, v in tensors.items()}, "hyper_parameters": {"cfg": cfg}}
-    for key in ("epoch", "global_step", "pytorch-lightning_version"):
+    for key in ("epoch", "global_step", "pytorch-lightning_version", "provenance"):
         if key in checkpoint:
             baseline[key] = checkpoint[key]
     torch.save(baseline, out_dir / "student.ckpt")

@@ -18,11 +18,13 @@ from torch import nn
 from monokd.config import get
 from monokd.engine import validation as V
 from monokd.engine.checkpoint import MODEL_PREFIX, build_model, check_state_dict
+from monokd.engine.preflight import PROVENANCE_KEY
 from monokd.engine.schedule import build_optimizer, lr_factor, set_lr
 from monokd.engine.seeding import capture_rng, restore_rng
+from monokd.errors import MonokdError
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(MonokdError, RuntimeError):
     """Too many non-finite training steps in a row."""
 
 
@@ -48,6 +50,7 @@ class DetectorModule(L.LightningModule):
         self._ground_truth: dict = {}
         self._rng_to_restore: dict | None = None
         self._grads_finite = True
+        self.provenance: dict | None = None  # monokd.engine.preflight.check_run's record
 
     # -- training ---------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -140,6 +143,8 @@ class DetectorModule(L.LightningModule):
         checkpoint["monokd"] = {"rng": capture_rng(), "nonfinite_in_a_row": self.nonfinite_in_a_row,
                                 "nonfinite_total": self.nonfinite_total, "batches_done": self.batches_done,
                                 "batches_seen": self.batches_seen}
+        if self.provenance is not None:
+            checkpoint[PROVENANCE_KEY] = self.provenance
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = {k[len(MODEL_PREFIX):]: v for k, v in checkpoint.get("state_dict", {}).items()

@@ -5,7 +5,7 @@ and OUT/pictures/<stem>.png (3-D boxes on the image and a bird's-eye view).
 ``--calib`` is one calib file for every image, or a directory of per-image calib files
 named like the images (<stem>.txt). A calib file is KITTI's; a file holding only the
 ``P2:`` line is accepted too. The config is the one stored in the checkpoint unless
-``--config`` is given.
+``--config`` is given; ``--set`` applies to whichever it is.
 """
 
 from __future__ import annotations
@@ -21,13 +21,11 @@ from torch.utils.data import DataLoader, Dataset
 from monokd.config import get, load_config
 from monokd.data import augment as aug
 from monokd.data.dataset import collate, data_config, empty_targets
-from monokd.data.kitti import KittiFormatError, read_calib, read_image, write_image
+from monokd.data.kitti import IMAGE_SUFFIXES, KittiFormatError, read_calib, read_image, write_image
 from monokd.engine.checkpoint import load_detector
 from monokd.engine.inference import detect
-from monokd.errors import CheckpointMismatchError, ConfigError
+from monokd.errors import ConfigError
 from monokd.evaluation import write_results
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -118,7 +116,7 @@ def draw_pictures(dataset: ImageFolder, detections: dict, out: Path, score_thres
 
 def predict(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set) if args.config else None
-    model, cfg = load_detector(args.ckpt, cfg)
+    model, cfg = load_detector(args.ckpt, cfg, overrides=args.set)  # --set: on --config, else on the checkpoint's
     if get(cfg, "model.depth_input"):
         raise ConfigError(f"{args.ckpt}: a model with model.depth_input={get(cfg, 'model.depth_input')!r} "
                           "(a teacher) needs ground truth at inference; predict with a student or baseline")
@@ -135,8 +133,4 @@ def predict(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        return predict(args)
-    except (CheckpointMismatchError, ConfigError, KittiFormatError, FileNotFoundError) as err:
-        print(f"monokd predict: error: {err}", file=sys.stderr)
-        return 1
+    return predict(args)  # errors: monokd.cli prints them as one line

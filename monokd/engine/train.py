@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import warnings
 from pathlib import Path
 
@@ -22,9 +21,9 @@ from lightning.pytorch.strategies import DDPStrategy
 from monokd.config import get, load_config, save_config, set_key
 from monokd.engine.callbacks import BestCheckpoint, LastCheckpoint, MetricsJson
 from monokd.engine.datamodule import KittiDataModule
-from monokd.engine.module import DetectorModule, NonFiniteLossError
+from monokd.engine.module import DetectorModule
+from monokd.engine.preflight import check_run
 from monokd.engine.seeding import seed_everything
-from monokd.errors import CheckpointMismatchError, ConfigError
 
 PRECISIONS = {"32": "32-true", "bf16-mixed": "bf16-mixed", "16-mixed": "16-mixed"}
 
@@ -99,8 +98,10 @@ def fit(cfg: dict, out: str | Path, resume: str | Path | None = None, devices=No
     to the ones the config describes."""
     out = Path(out)
     seed_everything(int(get(cfg, "train.seed", 0)))
-    module = DetectorModule(cfg, model)
     datamodule = datamodule or KittiDataModule(cfg)
+    provenance = check_run(cfg, datamodule)  # bad data fails here, before the model exists
+    module = DetectorModule(cfg, model)
+    module.provenance = provenance
     trainer = build_trainer(cfg, out, devices, num_nodes, precision, callbacks, progress_bar)
     if trainer.is_global_zero:
         save_config(cfg, out / "config.yaml")
@@ -126,10 +127,6 @@ def run(args: argparse.Namespace) -> int:
     if args.seed is not None:
         set_key(cfg, f"train.seed={args.seed}")
     out = Path(args.out or Path("runs") / Path(args.config).stem)
-    try:
-        resume = resolve_resume(args.resume, out)
-        fit(cfg, out, resume, args.devices, args.num_nodes, args.precision)
-    except (NonFiniteLossError, CheckpointMismatchError, ConfigError, FileNotFoundError) as err:
-        print(f"monokd train: error: {err}", file=sys.stderr)
-        return 1
+    resume = resolve_resume(args.resume, out)
+    fit(cfg, out, resume, args.devices, args.num_nodes, args.precision)
     return 0

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-
-from monokd.errors import KittiFormatError
+from pathlib import Path
 
 _FILES = ("gt_dir", "det_dir")
 _CHECKPOINT = ("config", "ckpt")
@@ -24,7 +23,8 @@ _CHECKPOINT = ("config", "ckpt")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     files = parser.add_argument_group("result files (use with --gt-dir and --det-dir)")
     files.add_argument("--gt-dir", help="label_2 directory of the ground truth")
-    files.add_argument("--det-dir", help="result directory, one <frame>.txt a frame (a missing file = no detections)")
+    files.add_argument("--det-dir", help="result directory, one <frame>.txt a frame (a missing file = no "
+                                          "detections; DIR/data/ is used when only it holds them)")
     files.add_argument("--classes", nargs="+", default=["Car", "Pedestrian", "Cyclist"],
                        help="classes to evaluate (default: Car Pedestrian Cyclist)")
     files.add_argument("--json", metavar="OUT.json", help="write the AP figures as JSON")
@@ -69,11 +69,17 @@ def _run_checkpoint(args) -> int:
 
 
 def _run_files(args) -> int:
+    from monokd.data.checks import require_frames
     from monokd.data.kitti import read_split
-    from monokd.evaluation.results import evaluate_dirs
+    from monokd.evaluation.results import evaluate_dirs, frames_of_dir, locate_results
 
     split_ids = read_split(args.split) if args.split else None
-    result = evaluate_dirs(args.gt_dir, args.det_dir, split_ids, classes=args.classes,
+    if split_ids is not None:
+        require_frames(split_ids, args.split)
+    det_dir = locate_results(args.det_dir, split_ids if split_ids is not None else frames_of_dir(args.gt_dir))
+    if det_dir != Path(args.det_dir):
+        print(f"reading the result files from {det_dir} ({args.det_dir} holds none)")
+    result = evaluate_dirs(args.gt_dir, det_dir, split_ids, classes=args.classes,
                            min_height_scale=args.min_height_scale)
     print(result.report(), end="")
     if args.json:
@@ -85,13 +91,8 @@ def _run_files(args) -> int:
 def run(args) -> int:
     try:
         mode = _mode(args)
-    except ValueError as err:
+    except ValueError as err:  # a usage error: exit 2, like argparse's
         print(f"monokd evaluate: error: {err}", file=sys.stderr)
         return 2
-    if mode == "checkpoint":
-        return _run_checkpoint(args)
-    try:
-        return _run_files(args)
-    except (KittiFormatError, ValueError) as err:
-        print(f"monokd evaluate: error: {err}", file=sys.stderr)
-        return 1
+    # bad input raises monokd's errors, which monokd.cli prints as one line (exit 1)
+    return _run_checkpoint(args) if mode == "checkpoint" else _run_files(args)

@@ -28,6 +28,7 @@ import numba
 import numpy as np
 
 from monokd.data.kitti import Object3D
+from monokd.errors import ConfigError
 from monokd.evaluation.report import DIFFICULTIES, METRICS, N_SAMPLE_PTS, EvalResult
 from monokd.evaluation.tables import ObjectTable, frame_id, table_from_objects
 from monokd.geometry.iou import bev_overlap_pairs, box2d_overlap, footprint_intersections, iou_3d_pairs
@@ -357,8 +358,9 @@ def min_overlaps_for(cls: str, overrides: Mapping | None = None):
     try:
         return MIN_OVERLAPS[cls.lower()]
     except KeyError:
-        raise ValueError(f"no default overlap thresholds for class {cls!r}; pass "
-                         f"min_overlaps={{{cls!r}: ((bbox, bev, 3d), (bbox, bev, 3d))}}") from None
+        raise ConfigError(f"classes: no default overlap thresholds for class {cls!r} (known: "
+                          f"{', '.join(sorted(MIN_OVERLAPS))}); pass "
+                          f"min_overlaps={{{cls!r}: ((bbox, bev, 3d), (bbox, bev, 3d))}}") from None
 
 
 def evaluate_tables(gt: ObjectTable, dt: ObjectTable, classes: Sequence[str] = DEFAULT_CLASSES,
@@ -366,7 +368,7 @@ def evaluate_tables(gt: ObjectTable, dt: ObjectTable, classes: Sequence[str] = D
                     min_height_scale: float = 1.0) -> EvalResult:
     """KITTI AP of detections ``dt`` against ground truth ``gt`` (same frames, same order)."""
     if not min_height_scale > 0:
-        raise ValueError(f"min_height_scale must be positive, got {min_height_scale}")
+        raise ConfigError(f"min_height_scale: must be positive, got {min_height_scale}")
     if gt.num_frames != dt.num_frames:
         raise ValueError(f"{gt.num_frames} ground-truth frames but {dt.num_frames} detection frames")
     if np.isnan(dt.score).any():

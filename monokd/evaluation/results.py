@@ -35,24 +35,46 @@ def read_results(path: str | Path) -> list[Object3D]:
 
 
 def frames_of_dir(gt_dir: str | Path) -> list[str]:
-    """Frame ids of all label files in a directory, sorted."""
+    """Frame ids of all label files in a directory, sorted (none is an error)."""
     gt_dir = Path(gt_dir)
     if not gt_dir.is_dir():
         raise KittiFormatError(gt_dir, None, None, "label directory not found")
-    return sorted(p.stem for p in gt_dir.glob("*.txt"))
+    frames = sorted(p.stem for p in gt_dir.glob("*.txt"))
+    if not frames:
+        raise KittiFormatError(gt_dir, None, None, "holds no label files (<frame>.txt)")
+    return frames
+
+
+def locate_results(det_dir: str | Path, frames: Sequence[str]) -> Path:
+    """The directory holding the result files of ``frames``: ``det_dir`` itself, or
+    ``det_dir/data`` (the layout monokd evaluate/predict write) when only that holds them.
+
+    A missing result file means no detections for that frame, but a directory holding none
+    for any frame is an error: it would score an all-zero AP without a word.
+    """
+    det_dir = Path(det_dir)
+    if not det_dir.is_dir():
+        raise KittiFormatError(det_dir, None, None, "result directory not found")
+    names = [f"{frame_id(f)}.txt" for f in frames]
+    for candidate in (det_dir, det_dir / "data"):
+        if candidate.is_dir() and any((candidate / n).is_file() for n in names):
+            return candidate
+    example = names[0] if names else "<frame>.txt"
+    raise KittiFormatError(det_dir, None, None, f"holds no result file for any of the {len(names)} frames "
+                                                f"(e.g. {example}), nor does {det_dir / 'data'}")
 
 
 def load_dirs(gt_dir: str | Path, det_dir: str | Path, split_ids: Sequence[str] | None = None):
     """Ground truth and detections of the frames (``split_ids``, or every label file).
 
     Returns (gt_annos, dt_annos): frame id -> list[Object3D]. A missing label file is an
-    error; a missing result file means no detections.
+    error; a missing result file means no detections (see :func:`locate_results`).
     """
-    det_dir = Path(det_dir)
-    if not det_dir.is_dir():
-        raise KittiFormatError(det_dir, None, None, "result directory not found")
     frames = [frame_id(f) for f in split_ids] if split_ids is not None else frames_of_dir(gt_dir)
+    if not frames:
+        raise KittiFormatError("<split>", None, "id", "no frames to evaluate")
     gt_annos = {f: read_label(Path(gt_dir) / f"{f}.txt") for f in frames}
+    det_dir = locate_results(det_dir, frames)
     dt_annos = {f: read_results(det_dir / f"{f}.txt") for f in frames}
     return gt_annos, dt_annos
 

@@ -45,7 +45,9 @@ from monokd.errors import ConfigError
 # bins over MonoDETR's 60 m range, embedded at the feature width.
 DEFAULTS = {
     "method": "add",
-    "teacher": {"config": None, "ckpt": None},
+    # allow_*: overrides of monokd.engine.preflight.check_teacher (a plain teacher, a teacher
+    # trained on the student's validation frames); the run's notes say when they were used
+    "teacher": {"config": None, "ckpt": None, "allow_plain": False, "allow_overlap": False},
     # the flat spelling monokd.engine.checkpoint.build_teacher reads (same meaning)
     "teacher_config": None,
     "teacher_ckpt": None,

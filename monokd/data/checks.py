@@ -1,0 +1,135 @@
+"""Checks of a split's frames, run before anything is built, so that bad data fails in seconds.
+
+    split file -> frame ids (read_split: digits, no repeats)  -> refused when empty
+      per frame: image_2   present (.png/.jpg/.jpeg); its W x H read from the file header
+                 calib     parsed (read_calib's ranges); P2's principal point inside W x H
+                 label_2   parsed (read_label's ranges) when the part has labels; every
+                           2-D box inside W x H (KITTI clips boxes to the image)
+                 velodyne  when the config reads LiDAR: present (depth_maps=lidar), and its
+                           size a multiple of 16 bytes; Tr_velo_to_cam a rigid transform
+                 depth_2   present when depth_maps=depth_2
+
+:class:`monokd.data.dataset.KittiDataset` calls :func:`check_frames` at construction, so
+every command and every model whose data goes through it (train, evaluate, the BEV models)
+refuses a bad split before a model or a trainer exists. Pixel values (an image's content, a
+depth map's pixels, a sweep's points) are checked when the frame is read, since reading them
+all here would cost minutes on KITTI. Every error is a KittiFormatError naming the file (and
+line) and the field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from monokd.data.kitti import (Calibration, KittiPaths, check_velodyne_size, find_image, parse_label_line,
+                               read_calib)
+from monokd.errors import KittiFormatError
+
+# A 2-D box may reach this far past the image border (KITTI clips boxes to [0, W-1] and
+# prints 2 decimals); farther, the label belongs to another image size.
+BOX_TOLERANCE_PX = 2.0
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(W, H) of an image file from its header (the pixels are not decoded)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise KittiFormatError(path, None, None, f"not a readable image ({err})") from None
+
+
+def require_frames(ids: list[str], source: str | Path) -> None:
+    """An empty set of frames is an error naming where the frames were to come from."""
+    if not ids:
+        raise KittiFormatError(source, None, "id", "lists no frames: the set would be empty")
+
+
+def check_frames(paths: KittiPaths, ids: list[str], split_file: str | Path | None, data_cfg: dict,
+                 has_labels: bool) -> None:
+    """Check every frame of ``ids`` (see the module docstring); ``data_cfg`` is ``cfg["data"]``."""
+    require_frames(ids, split_file or (Path(paths.root) / paths.part / "image_2"))
+    lines = _split_lines(split_file) if split_file else {}
+    depth_mode = data_cfg.get("depth_maps")
+    reads_lidar = depth_mode in ("lidar", "auto") or bool(data_cfg.get("load_points"))
+    for frame in ids:
+        where = (split_file, lines.get(frame)) if split_file else (paths.file("image_2", frame), None)
+        image = find_image(Path(paths.root) / paths.part / "image_2", frame)
+        if image is None:
+            raise KittiFormatError(*where, "id", f"frame {frame} has no image in {paths.file('image_2', frame).parent}")
+        size = image_size(image)
+        calib = _frame_calib(paths, frame, data_cfg, where, size)
+        if has_labels:
+            check_label_file(_present(paths, "label_2", frame, where), size)
+        velo = paths.file("velodyne", frame)
+        if depth_mode == "lidar":
+            _present(paths, "velodyne", frame, where)
+        if reads_lidar and velo.is_file():
+            check_velodyne_size(velo)
+            if calib is not None:
+                check_rigid(calib.Tr_velo_to_cam, paths.file("calib", frame), "Tr_velo_to_cam")
+        if depth_mode == "depth_2":
+            _present(paths, "depth_2", frame, where)
+
+
+def check_label_file(path: Path, size: tuple[int, int]) -> None:
+    """Parse a label file (read_label's checks) and require every 2-D box inside its W x H
+    image (within BOX_TOLERANCE_PX)."""
+    width, height = size
+    for number, text in enumerate(path.read_text().splitlines(), start=1):
+        if not text.strip():
+            continue
+        x1, y1, x2, y2 = (float(v) for v in parse_label_line(text, path, number).box2d)
+        for name, value, limit in (("x1", x1, width), ("x2", x2, width), ("y1", y1, height), ("y2", y2, height)):
+            if not -BOX_TOLERANCE_PX <= value <= limit - 1 + BOX_TOLERANCE_PX:
+                raise KittiFormatError(path, number, name, f"{value:g} lies outside the {width}x{height} "
+                                                           "image of this frame (a label for another image size?)")
+
+
+def check_principal_point(P2: np.ndarray, path: str | Path, size: tuple[int, int]) -> None:
+    """P2's principal point must lie inside the frame's W x H image (else the calib is of
+    another camera or image size)."""
+    width, height = size
+    cx, cy = float(P2[0, 2]), float(P2[1, 2])
+    if not (0 <= cx <= width and 0 <= cy <= height):
+        raise KittiFormatError(path, None, "P2", f"principal point ({cx:g}, {cy:g}) lies outside the "
+                                                 f"{width}x{height} image of this frame")
+
+
+def check_rigid(transform: np.ndarray, path: str | Path, key: str, tolerance: float = 1e-2) -> None:
+    """The 3x3 part of ``transform`` must be a rotation (R R^T = I, det R = 1)."""
+    rotation = np.asarray(transform, dtype=np.float64)[:3, :3]
+    error = np.abs(rotation @ rotation.T - np.eye(3)).max()
+    if error > tolerance or np.linalg.det(rotation) < 0:
+        raise KittiFormatError(path, None, key, "its 3x3 part is not a rotation "
+                                                f"(|R R^T - I| = {error:.3g}, det = {np.linalg.det(rotation):.3g})")
+
+
+def _frame_calib(paths: KittiPaths, frame: str, data_cfg: dict, where, size) -> Calibration | None:
+    path = paths.file("calib", frame)
+    if not path.is_file() and data_cfg.get("default_P2") is not None:
+        return None
+    calib = read_calib(_present(paths, "calib", frame, where))
+    check_principal_point(calib.P2, path, size)
+    return calib
+
+
+def _present(paths: KittiPaths, kind: str, frame: str, where) -> Path:
+    path = paths.file(kind, frame)
+    if not path.is_file():
+        raise KittiFormatError(*where, "id", f"frame {frame} has no {kind} file ({path} not found)")
+    return path
+
+
+def _split_lines(split_file: str | Path) -> dict[str, int]:
+    """{frame id: line number} of a split file (already validated by read_split)."""
+    lines = {}
+    for number, text in enumerate(Path(split_file).read_text().splitlines(), start=1):
+        if text.strip():
+            lines.setdefault(text.strip().zfill(6), number)
+    return lines
+

@@ -1,0 +1,151 @@
+"""What ``monokd train`` checks before it builds a model or a trainer, and what a checkpoint
+records about the data it was trained on.
+
+    cfg -> train / val datasets (monokd.data.checks: files present and consistent)
+        -> refused when empty (naming the split file, or the config key)
+        -> warning when train and val share frames
+        -> for a distillation: the teacher checked (see check_teacher)
+        -> provenance, stored in every checkpoint:
+           {"train": {"split", "root", "count", "sha256", "ids"}, "val": {...},
+            "role": {"depth_input": model.depth_input}, "notes": [...]}
+
+The teacher check (one place, for every distillation method: it reads only
+``distill.teacher`` and the teacher's checkpoint):
+
+- the teacher must take privileged input: a model whose ``model.depth_input`` is not None
+  (ADD's GT-depth MonoDETR, CaDDN/PatchNet teachers with ``depth_input: gt_pixel``), unless
+  ``distill.teacher.allow_plain: true``;
+- the teacher's training frames (recorded in its checkpoint, else read from its config's
+  train split) must not include any of the student's validation frames, unless
+  ``distill.teacher.allow_overlap: true`` (CMKD #18: a teacher trained on trainval inflates
+  the student's val AP).
+
+An override lets the run go on; the run's log and metrics.json say so (``notes``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from pathlib import Path
+
+from monokd.config import get
+from monokd.errors import ConfigError, MonokdWarning
+
+PROVENANCE_KEY = "provenance"  # the checkpoint's entry (see the module docstring)
+_SHOWN = 5  # frame ids named in a message
+
+
+def split_record(ids, split: str | None, root) -> dict | None:
+    """{"split", "root", "count", "sha256" (of the sorted ids), "ids"}; None when ``ids`` is
+    None (a dataset that does not list its frames)."""
+    if ids is None:
+        return None
+    ordered = sorted(str(i) for i in ids)
+    digest = hashlib.sha256("\n".join(ordered).encode()).hexdigest()
+    return {"split": split, "root": str(root) if root is not None else None, "count": len(ordered),
+            "sha256": digest, "ids": ordered}
+
+
+def model_role(cfg: dict) -> dict:
+    """{"depth_input": ...}: what privileged input the model takes (None = images only)."""
+    return {"depth_input": get(cfg, "model.depth_input")}
+
+
+def is_privileged(role: dict | None) -> bool:
+    return bool(role) and role.get("depth_input") is not None
+
+
+def check_run(cfg: dict, datamodule) -> dict:
+    """Build and check the datamodule's datasets and the teacher; returns the provenance."""
+    train_split = get(cfg, "data.train_split", "train")
+    val_split = get(cfg, "data.val_split", "val")
+    train_set, val_set = datamodule.train_set, datamodule.val_set
+    for key, split, dataset in (("data.train_split", train_split, train_set), ("data.val_split", val_split, val_set)):
+        if len(dataset) == 0:
+            raise ConfigError(f"{key}: {split!r}: the set is empty (no frames to "
+                              f"{'train' if key == 'data.train_split' else 'validate'} on)")
+    root = get(cfg, "data.root")
+    provenance = {"train": split_record(getattr(train_set, "ids", None), train_split, root),
+                  "val": split_record(getattr(val_set, "ids", None), val_split, root),
+                  "role": model_role(cfg), "notes": []}
+    notes = provenance["notes"]
+    if provenance["train"] and provenance["val"]:
+        shared = sorted(set(provenance["train"]["ids"]) & set(provenance["val"]["ids"]))
+        if shared:
+            notes.append(note(f"train ({train_split!r}) and val ({val_split!r}) share {len(shared)} of "
+                              f"{provenance['val']['count']} validation frames ({_examples(shared)}): the "
+                              "validation AP is not a held-out figure"))
+    if get(cfg, "distill"):
+        notes.extend(check_teacher(cfg, provenance["val"]))
+    return provenance
+
+
+def check_teacher(cfg: dict, student_val: dict | None) -> list[str]:
+    """Refuse a plain teacher or one trained on the student's validation frames (see the
+    module docstring); returns the notes of the overrides used."""
+    from monokd.config import load_config
+    from monokd.engine.checkpoint import checkpoint_config, read_checkpoint, teacher_paths
+
+    ckpt_path, config_path = teacher_paths(cfg)
+    if not ckpt_path:
+        return []  # build_teacher reports the missing checkpoint
+    allow_plain = bool(get(cfg, "distill.teacher.allow_plain", False))
+    allow_overlap = bool(get(cfg, "distill.teacher.allow_overlap", False))
+    checkpoint = read_checkpoint(ckpt_path)
+    teacher_cfg = load_config(config_path) if config_path else checkpoint_config(checkpoint, ckpt_path)
+    recorded = checkpoint.get(PROVENANCE_KEY) or {}
+    notes = []
+    role = model_role(teacher_cfg)
+    if not is_privileged(role):
+        message = (f"distill.teacher: {ckpt_path} is a plain model (model.depth_input is null: it sees no "
+                   "ground-truth depth), so it has no depth knowledge the student lacks")
+        if not allow_plain:
+            raise ConfigError(f"{message}; train a teacher (e.g. configs/monodetr_teacher_*.yaml) or set "
+                              "distill.teacher.allow_plain=true")
+        notes.append(note(message + " (allowed by distill.teacher.allow_plain)"))
+    teacher_train = _teacher_train_ids(recorded, teacher_cfg)
+    if student_val is None:
+        return notes
+    if teacher_train is None:
+        notes.append(note(f"distill.teacher: {ckpt_path} records no training frames and its config's train "
+                          "split cannot be read: overlap with the validation frames is not checked"))
+        return notes
+    shared = sorted(set(teacher_train) & set(student_val["ids"]))
+    if shared:
+        message = (f"distill.teacher: {ckpt_path} was trained on {len(shared)} of the student's "
+                   f"{student_val['count']} validation frames ({_examples(shared)}; split "
+                   f"{student_val['split']!r}): the student's validation AP would be inflated")
+        if not allow_overlap:
+            raise ConfigError(f"{message}; use a teacher trained without those frames or set "
+                              "distill.teacher.allow_overlap=true")
+        notes.append(note(message + " (allowed by distill.teacher.allow_overlap)"))
+    return notes
+
+
+def _teacher_train_ids(recorded: dict, teacher_cfg: dict) -> list[str] | None:
+    """The teacher's training frame ids: from its checkpoint's provenance, else its config's
+    train split file; None when neither is available."""
+    train = recorded.get("train") or {}
+    if train.get("ids") is not None:
+        return list(train["ids"])
+    root = get(teacher_cfg, "data.root")
+    if root is None:
+        return None
+    from monokd.data.kitti import KittiFormatError, read_split
+
+    path = Path(root) / "ImageSets" / f"{get(teacher_cfg, 'data.train_split', 'train')}.txt"
+    try:
+        return read_split(path)
+    except KittiFormatError:
+        return None
+
+
+def note(message: str) -> str:
+    """Show ``message`` as a monokd warning (one line in the log) and return it."""
+    warnings.warn(message, MonokdWarning, stacklevel=2)
+    return message
+
+
+def _examples(ids: list[str]) -> str:
+    return ", ".join(ids[:_SHOWN]) + (", ..." if len(ids) > _SHOWN else "")

@@ -1,0 +1,287 @@
+"""Bad input through the ``monokd`` command: one line ``monokd <command>: error: ...``, exit 1,
+no traceback, found before a model or trainer is built (issue 9's reproductions), and the
+checks behind it (monokd.data.checks, monokd.engine.preflight)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from monokd.cli import main
+from monokd.config import load_config
+from monokd.data.kitti import read_split, write_split
+from monokd.engine import train as train_module
+from monokd.engine.preflight import PROVENANCE_KEY, check_teacher, split_record
+from monokd.errors import ConfigError, MonokdWarning
+from tests.test_engine import fake_data, run_fake, tiny_cfg
+from tests.test_train_overfit import TINY
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------- helpers
+@pytest.fixture
+def root(synth_root, tmp_path) -> Path:
+    """A private copy of the tiny SynthKITTI (4 train + 4 val frames) to break."""
+    copy = tmp_path / "synth"
+    shutil.copytree(synth_root, copy)
+    return copy
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Make building the model fail loudly: a data error must come before it."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was built before the data was checked")
+    monkeypatch.setattr(train_module, "DetectorModule", refuse)
+
+
+def one_error(capsys, argv: list[str]) -> str:
+    """Run the CLI; assert exit 1 and exactly one stderr line ``monokd <cmd>: error: ...``."""
+    code = main(argv)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 1, err
+    assert "Traceback" not in err
+    assert len(lines) == 1 and lines[0].startswith(f"monokd {argv[0]}: error: "), err
+    return lines[0]
+
+
+def train_args(root: Path, out: Path, *extra: str, config: str = "configs/monodetr_synth.yaml") -> list[str]:
+    items = TINY + [f"data.root={root}", "train.epochs=1", *extra]
+    return ["train", "--config", config, "--out", str(out)] + [a for i in items for a in ("--set", i)]
+
+
+def tiny_checkpoint(root: Path, path: Path, *overrides: str, provenance: dict | None = None,
+                    config: str = "configs/monodetr_synth.yaml") -> Path:
+    """An untrained tiny MonoDETR saved as ``monokd train`` saves it (no training)."""
+    from monokd.models import build_detector
+
+    cfg = load_config(config, TINY + [f"data.root={root}", *overrides])
+    torch.manual_seed(0)
+    model = build_detector(cfg)
+    checkpoint = {"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+                  "hyper_parameters": {"cfg": cfg}}
+    if provenance is not None:
+        checkpoint[PROVENANCE_KEY] = provenance
+    torch.save(checkpoint, path)
+    return path
+
+
+# --------------------------------------------------------------------------- 1. tracebacks
+def test_split_naming_a_frame_without_image_fails_before_the_model(root, tmp_path, capsys, no_model):
+    (root / "training" / "image_2" / "000002.png").unlink()
+    line = one_error(capsys, train_args(root, tmp_path / "run"))
+    assert f"{root / 'ImageSets' / 'train.txt'}:3: field 'id': frame 000002 has no image" in line
+    assert not (tmp_path / "run" / "config.yaml").exists()
+
+
+def test_truncated_velodyne_names_file_and_size(root, tmp_path, capsys, no_model):
+    velo = root / "training" / "velodyne" / "000001.bin"
+    velo.write_bytes(velo.read_bytes()[:1608])
+    line = one_error(capsys, train_args(root, tmp_path / "run", "data.depth_maps=auto"))
+    assert line.endswith(f"{velo}: field 'size': 1608 bytes is not a multiple of 16 (4 float32 a point)")
+
+
+def test_malformed_label_fails_before_the_model(root, tmp_path, capsys, no_model):
+    label = root / "training" / "label_2" / "000005.txt"
+    label.write_text(label.read_text() + "Car 0.00 0 0.1 10 10 50 50 1.5 oops 3.9 1 1.6 10 0.1\n")
+    line = one_error(capsys, train_args(root, tmp_path / "run"))
+    assert f"{label}:" in line and "field 'w': not a number: 'oops'" in line
+
+
+def test_show_frame_without_calib(root, tmp_path, capsys):
+    (root / "training" / "calib" / "000004.txt").unlink()
+    line = one_error(capsys, ["show", "--root", str(root), "--split", "val", "--ids", "4", "--out", str(tmp_path)])
+    assert "000004.txt: calib file not found" in line
+
+
+def test_debug_shows_the_traceback(root, tmp_path, monkeypatch):
+    (root / "training" / "calib" / "000004.txt").unlink()
+    from monokd.errors import KittiFormatError
+
+    with pytest.raises(KittiFormatError):
+        main(["show", "--root", str(root), "--ids", "4", "--out", str(tmp_path), "--debug"])
+    monkeypatch.setenv("MONOKD_DEBUG", "1")
+    with pytest.raises(KittiFormatError):
+        main(["show", "--root", str(root), "--ids", "4", "--out", str(tmp_path)])
+
+
+def test_subprocess_one_line_and_exit_code(root, tmp_path):
+    """End to end, as a user runs it: the real process prints one line and exits 1."""
+    (root / "training" / "calib" / "000004.txt").unlink()
+    run = subprocess.run([sys.executable, "-m", "monokd.cli", "show", "--root", str(root), "--ids", "4",
+                          "--out", str(tmp_path)], capture_output=True, text=True, cwd=REPO,
+                         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == [
+        f"monokd show: error: {root / 'training' / 'calib' / '000004.txt'}: calib file not found"]
+
+
+# --------------------------------------------------------------------------- 2. empty sets
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_empty_split_is_an_error_naming_the_file(root, tmp_path, capsys, no_model, split):
+    (root / "ImageSets" / f"{split}.txt").write_text("\n")
+    line = one_error(capsys, train_args(root, tmp_path / "run"))
+    assert f"{root / 'ImageSets' / f'{split}.txt'}: field 'id': lists no frames" in line
+
+
+def test_evaluate_files_with_empty_split(root, tmp_path, capsys):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    line = one_error(capsys, ["evaluate", "--gt-dir", str(root / "training" / "label_2"),
+                              "--det-dir", str(root / "training" / "label_2"), "--split", str(empty)])
+    assert f"{empty}: field 'id': lists no frames" in line
+
+
+def test_evaluate_checkpoint_with_empty_split(root, tmp_path, capsys):
+    ckpt = tiny_checkpoint(root, tmp_path / "c.ckpt")
+    (root / "ImageSets" / "empty.txt").write_text("")
+    line = one_error(capsys, ["evaluate", "--ckpt", str(ckpt), "--split", "empty", "--out", str(tmp_path / "e")])
+    assert f"{root / 'ImageSets' / 'empty.txt'}: field 'id': lists no frames" in line
+
+
+# --------------------------------------------------------------------------- 3. --set without --config
+def test_predict_set_applies_to_the_checkpoint_config(root, tmp_path):
+    ckpt = tiny_checkpoint(root, tmp_path / "c.ckpt")
+    images = tmp_path / "images"
+    images.mkdir()
+    shutil.copy(root / "training" / "image_2" / "000004.png", images)
+    out = tmp_path / "pred"
+    code = main(["predict", "--ckpt", str(ckpt), "--images", str(images), "--no-pictures",
+                 "--calib", str(root / "training" / "calib" / "000004.txt"), "--out", str(out),
+                 "--set", "model.decode.threshold=0.0", "--set", "model.decode.topk=7"])
+    assert code == 0
+    assert len((out / "data" / "000004.txt").read_text().splitlines()) == 7  # the checkpoint says topk 10
+
+
+def test_evaluate_set_data_root_is_read(root, tmp_path, capsys):
+    ckpt = tiny_checkpoint(root, tmp_path / "c.ckpt")
+    other = tmp_path / "other"
+    line = one_error(capsys, ["evaluate", "--ckpt", str(ckpt), "--set", f"data.root={other}",
+                              "--out", str(tmp_path / "e")])
+    assert str(other / "ImageSets" / "val.txt") in line  # not the checkpoint's root
+
+
+# --------------------------------------------------------------------------- 4. result folders
+def test_det_dir_without_results_is_an_error(root, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    line = one_error(capsys, ["evaluate", "--gt-dir", str(root / "training" / "label_2"), "--det-dir", str(run),
+                              "--split", str(root / "ImageSets" / "val.txt")])
+    assert f"{run}: holds no result file for any of the 4 frames" in line
+
+
+def test_det_dir_data_subfolder_is_used_and_said(root, tmp_path, capsys):
+    data = tmp_path / "run" / "data"
+    data.mkdir(parents=True)
+    for frame in read_split(root / "ImageSets" / "val.txt"):
+        text = "".join(line + " 0.9\n" for line in (root / "training" / "label_2" / f"{frame}.txt").read_text().splitlines())
+        (data / f"{frame}.txt").write_text(text)
+    common = ["evaluate", "--gt-dir", str(root / "training" / "label_2"), "--split", str(root / "ImageSets" / "val.txt"),
+              "--classes", "Car", "--min-height-scale", "0.3413"]
+    assert main([*common, "--det-dir", str(tmp_path / "run"), "--json", str(tmp_path / "run.json")]) == 0
+    assert f"reading the result files from {data} ({tmp_path / 'run'} holds none)" in capsys.readouterr().out
+    assert main([*common, "--det-dir", str(data), "--json", str(tmp_path / "data.json")]) == 0
+    assert "reading the result files" not in capsys.readouterr().out
+    flat = json.loads((tmp_path / "run.json").read_text())["flat"]
+    assert flat == json.loads((tmp_path / "data.json").read_text())["flat"]
+    assert flat["Car/bev/easy/R40@0.50"] > 0  # the ground truth, read as detections, is found
+
+
+# --------------------------------------------------------------------------- 5. teachers and overlaps
+def _teacher(root: Path, tmp_path: Path, train_ids: list[str], depth_input: str | None = "gt_object") -> Path:
+    record = split_record(train_ids, "train", root)
+    return tiny_checkpoint(root, tmp_path / "teacher.ckpt", f"model.depth_input={depth_input or 'null'}",
+                           provenance={"train": record, "val": None, "role": {"depth_input": depth_input}})
+
+
+def _distill_args(root, tmp_path, teacher: Path, *extra: str) -> list[str]:
+    return train_args(root, tmp_path / "run", f"distill.teacher.ckpt={teacher}", "distill.teacher.config=null",
+                      *extra, config="configs/add_monodetr_synth.yaml")
+
+
+def test_plain_teacher_is_refused(root, tmp_path, capsys, no_model):
+    teacher = _teacher(root, tmp_path, read_split(root / "ImageSets" / "train.txt"), depth_input=None)
+    line = one_error(capsys, _distill_args(root, tmp_path, teacher))
+    assert "is a plain model" in line and "distill.teacher.allow_plain=true" in line
+
+
+def test_teacher_trained_on_val_frames_is_refused(root, tmp_path, capsys, no_model):
+    ids = read_split(root / "ImageSets" / "train.txt") + read_split(root / "ImageSets" / "val.txt")[:1]
+    teacher = _teacher(root, tmp_path, ids)
+    line = one_error(capsys, _distill_args(root, tmp_path, teacher))
+    assert "was trained on 1 of the student's 4 validation frames" in line and "allow_overlap=true" in line
+
+
+def test_teacher_without_record_falls_back_on_its_config_split(root, tmp_path):
+    write_split(root / "ImageSets" / "trainval.txt", read_split(root / "ImageSets" / "train.txt")
+                + read_split(root / "ImageSets" / "val.txt"))
+    teacher = tiny_checkpoint(root, tmp_path / "t.ckpt", "model.depth_input=gt_object", "data.train_split=trainval")
+    cfg = {"distill": {"teacher": {"ckpt": str(teacher)}}}
+    val = split_record(read_split(root / "ImageSets" / "val.txt"), "val", root)
+    with pytest.raises(ConfigError, match="trained on 4 of the student's 4 validation frames"):
+        check_teacher(cfg, val)
+    cfg["distill"]["teacher"].update(allow_overlap=True)
+    with pytest.warns(MonokdWarning, match="allowed by distill.teacher.allow_overlap"):
+        assert len(check_teacher(cfg, val)) == 1
+
+
+def test_allowed_overlap_is_noted_in_metrics_and_checkpoint_records_splits(tmp_path):
+    """A distillation config run with a fake detector: the override's note reaches
+    metrics.json, and the checkpoint records both splits and the model's role."""
+    data_root = tmp_path / "data"
+    cfg = tiny_cfg(data_root, epochs=1, ckpt_every_steps=0)
+    val_ids = [f"{100 + i:06d}" for i in range(2)]  # fake_data's val frames
+    teacher = tmp_path / "teacher.ckpt"
+    record = split_record(val_ids, "trainval", data_root)
+    torch.save({"state_dict": {}, "hyper_parameters": {"cfg": {"model": {"depth_input": "gt_object"}}},
+                PROVENANCE_KEY: {"train": record}}, teacher)
+    cfg["distill"] = {"teacher": {"ckpt": str(teacher), "allow_overlap": True}}
+    with pytest.warns(MonokdWarning):
+        run_fake(data_root, tmp_path / "run", cfg)
+    notes = json.loads((tmp_path / "run" / "metrics.json").read_text())["notes"]
+    assert len(notes) == 1 and "was trained on 2 of the student's 2 validation frames" in notes[0]
+    saved = torch.load(tmp_path / "run" / "last.ckpt", weights_only=True)[PROVENANCE_KEY]
+    assert saved["train"]["ids"] == [f"{i:06d}" for i in range(6)] and saved["val"]["ids"] == val_ids
+    assert saved["train"]["sha256"] == split_record(saved["train"]["ids"][::-1], "", "")["sha256"]
+    assert saved["role"] == {"depth_input": None}
+
+
+def test_run_whose_train_and_val_overlap_warns(tmp_path):
+    cfg = tiny_cfg(tmp_path, epochs=1)
+    data = fake_data(tmp_path, cfg, n_train=2, n_val=2)
+    data._val_set.ids = list(data._train_set.ids)
+    from monokd.engine.preflight import check_run
+
+    with pytest.warns(MonokdWarning, match="share 2 of 2 validation frames"):
+        provenance = check_run(cfg, data)
+    assert provenance["notes"] and provenance["train"]["sha256"] == provenance["val"]["sha256"]
+
+
+# --------------------------------------------------------------------------- 6. images that are not PNG
+def test_jpg_frames_are_read_like_png(root):
+    import cv2
+
+    from monokd.data.dataset import KittiDataset
+
+    png = KittiDataset(root, None, augment=False)[0]
+    for path in (root / "training" / "image_2").glob("*.png"):
+        image = cv2.imread(str(path))
+        suffix = ".jpeg" if path.stem.endswith("1") else ".jpg"
+        cv2.imwrite(str(path.with_suffix(suffix)), image, [cv2.IMWRITE_JPEG_QUALITY, 100])
+        path.unlink()
+    every = KittiDataset(root, None, augment=False)
+    split = KittiDataset(root, "train", augment=False)
+    assert every.ids == [f"{i:06d}" for i in range(8)] and len(split) == 4
+    jpg = every[0]
+    assert jpg["image"].shape == png["image"].shape
+    assert (jpg["image"] - png["image"]).abs().mean() < 0.05  # the same picture, JPEG-compressed
+    assert torch.equal(jpg["targets"]["boxes_2d"], png["targets"]["boxes_2d"])
