@@ -7,20 +7,21 @@ records about the data it was trained on.
         -> for a distillation: the teacher checked (see check_teacher)
         -> provenance, stored in every checkpoint:
            {"train": {"split", "root", "count", "sha256", "ids"}, "val": {...},
-            "role": {"depth_input": model.depth_input}, "notes": [...]}
+            "role": {"depth_input", "lidar_input"}, "notes": [...]}
 
 The teacher check (one place, for every distillation method: it reads only
 ``distill.teacher`` and the teacher's checkpoint):
 
 - the teacher must take privileged input: a model whose ``model.depth_input`` is not None
-  (ADD's GT-depth MonoDETR, CaDDN/PatchNet teachers with ``depth_input: gt_pixel``), unless
-  ``distill.teacher.allow_plain: true``;
+  (ADD's GT-depth MonoDETR, CaDDN/PatchNet teachers and MonoTAKD's TA with ``depth_input:
+  gt_pixel``) or a LiDAR model (MonoTAKD's teacher), unless ``distill.teacher.allow_plain: true``;
 - the teacher's training frames (recorded in its checkpoint, else read from its config's
   train split) must not include any of the student's validation frames, unless
   ``distill.teacher.allow_overlap: true`` (CMKD #18: a teacher trained on trainval inflates
   the student's val AP).
 
-An override lets the run go on; the run's log and metrics.json say so (``notes``).
+The same holds for MonoTAKD's teaching assistant (``distill.ta``). An override lets the run go
+on; the run's log and metrics.json say so (``notes``).
 """
 
 from __future__ import annotations
@@ -47,13 +48,18 @@ def split_record(ids, split: str | None, root) -> dict | None:
             "sha256": digest, "ids": ordered}
 
 
+# Detectors whose input is the LiDAR sweep (batch["points"]) rather than the image.
+LIDAR_MODELS = ("lidar_pillars",)
+
+
 def model_role(cfg: dict) -> dict:
-    """{"depth_input": ...}: what privileged input the model takes (None = images only)."""
-    return {"depth_input": get(cfg, "model.depth_input")}
+    """{"depth_input", "lidar_input"}: the privileged input a model takes (ground-truth depth
+    ``model.depth_input``, or the LiDAR sweep); neither = a plain monocular model."""
+    return {"depth_input": get(cfg, "model.depth_input"), "lidar_input": get(cfg, "model.name") in LIDAR_MODELS}
 
 
 def is_privileged(role: dict | None) -> bool:
-    return bool(role) and role.get("depth_input") is not None
+    return bool(role) and (role.get("depth_input") is not None or bool(role.get("lidar_input")))
 
 
 def check_run(cfg: dict, datamodule) -> dict:
@@ -77,49 +83,55 @@ def check_run(cfg: dict, datamodule) -> dict:
                               f"{provenance['val']['count']} validation frames ({_examples(shared)}): the "
                               "validation AP is not a held-out figure"))
     if get(cfg, "distill"):
-        notes.extend(check_teacher(cfg, provenance["val"]))
+        for role in TEACHER_ROLES:
+            notes.extend(check_teacher(cfg, provenance["val"], role))
     return provenance
 
 
-def check_teacher(cfg: dict, student_val: dict | None) -> list[str]:
+# The frozen models of a distillation: ``distill.<role>.{ckpt, config, allow_plain, allow_overlap}``
+# (``ta``: MonoTAKD's teaching assistant).
+TEACHER_ROLES = ("teacher", "ta")
+
+
+def check_teacher(cfg: dict, student_val: dict | None, role: str = "teacher") -> list[str]:
     """Refuse a plain teacher or one trained on the student's validation frames (see the
     module docstring); returns the notes of the overrides used."""
     from monokd.config import load_config
     from monokd.engine.checkpoint import checkpoint_config, read_checkpoint, teacher_paths
 
-    ckpt_path, config_path = teacher_paths(cfg)
+    ckpt_path, config_path = teacher_paths(cfg, role)
     if not ckpt_path:
-        return []  # build_teacher reports the missing checkpoint
-    allow_plain = bool(get(cfg, "distill.teacher.allow_plain", False))
-    allow_overlap = bool(get(cfg, "distill.teacher.allow_overlap", False))
+        return []  # build_teacher reports a missing checkpoint
+    key = f"distill.{role}"
+    allow_plain = bool(get(cfg, f"{key}.allow_plain", False))
+    allow_overlap = bool(get(cfg, f"{key}.allow_overlap", False))
     checkpoint = read_checkpoint(ckpt_path)
     teacher_cfg = load_config(config_path) if config_path else checkpoint_config(checkpoint, ckpt_path)
     recorded = checkpoint.get(PROVENANCE_KEY) or {}
     notes = []
-    role = model_role(teacher_cfg)
-    if not is_privileged(role):
-        message = (f"distill.teacher: {ckpt_path} is a plain model (model.depth_input is null: it sees no "
-                   "ground-truth depth), so it has no depth knowledge the student lacks")
+    if not is_privileged(model_role(teacher_cfg)):
+        message = (f"{key}: {ckpt_path} is a plain model (model.depth_input is null and it reads no LiDAR: "
+                   "it sees no ground-truth depth), so it has no depth knowledge the student lacks")
         if not allow_plain:
             raise ConfigError(f"{message}; train a teacher (e.g. configs/monodetr_teacher_*.yaml) or set "
-                              "distill.teacher.allow_plain=true")
-        notes.append(note(message + " (allowed by distill.teacher.allow_plain)"))
+                              f"{key}.allow_plain=true")
+        notes.append(note(f"{message} (allowed by {key}.allow_plain)"))
     teacher_train = _teacher_train_ids(recorded, teacher_cfg)
     if student_val is None:
         return notes
     if teacher_train is None:
-        notes.append(note(f"distill.teacher: {ckpt_path} records no training frames and its config's train "
-                          "split cannot be read: overlap with the validation frames is not checked"))
+        notes.append(note(f"{key}: {ckpt_path} records no training frames and its config's train split "
+                          "cannot be read: overlap with the validation frames is not checked"))
         return notes
     shared = sorted(set(teacher_train) & set(student_val["ids"]))
     if shared:
-        message = (f"distill.teacher: {ckpt_path} was trained on {len(shared)} of the student's "
+        message = (f"{key}: {ckpt_path} was trained on {len(shared)} of the student's "
                    f"{student_val['count']} validation frames ({_examples(shared)}; split "
                    f"{student_val['split']!r}): the student's validation AP would be inflated")
         if not allow_overlap:
             raise ConfigError(f"{message}; use a teacher trained without those frames or set "
-                              "distill.teacher.allow_overlap=true")
-        notes.append(note(message + " (allowed by distill.teacher.allow_overlap)"))
+                              f"{key}.allow_overlap=true")
+        notes.append(note(f"{message} (allowed by {key}.allow_overlap)"))
     return notes
 
 

@@ -42,10 +42,11 @@ from monokd.errors import ConfigError
 HEAD_KEYS = {"pred_cls": "cls_preds", "pred_boxes": "box_preds", "pred_dir": "dir_cls_preds"}
 DEFAULTS = {
     "method": "takd",
-    "teacher": {"config": None, "ckpt": None},
+    # allow_*: overrides of monokd.engine.preflight.check_teacher (noted in the run's log)
+    "teacher": {"config": None, "ckpt": None, "allow_plain": False, "allow_overlap": False},
     "teacher_config": None,  # the flat spelling monokd.engine.checkpoint.build_teacher also reads
     "teacher_ckpt": None,
-    "ta": {"config": None, "ckpt": None},
+    "ta": {"config": None, "ckpt": None, "allow_plain": False, "allow_overlap": False},
     "ta_config": None,
     "ta_ckpt": None,
     "imd": {"enabled": True, "weight": 1.0, "normalize": "none"},
