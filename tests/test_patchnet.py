@@ -192,3 +192,32 @@ def test_overfit_four_frames_gives_nonzero_ap(synth_root):
     gt = {f: read_label(synth_root / "training" / "label_2" / f"{f}.txt") for f in batch["frame_ids"]}
     result = evaluate(gt, dict(zip(batch["frame_ids"], detections)), ["Car"], min_height_scale=0.3413)
     assert result.flat["Car/3d/moderate/R40@0.50"] > 0
+
+
+def _add_section(**feature):
+    return {"method": "add", "feature": {"enabled": True, "source": "encoder_input", "adapter": "self_attention",
+                                         "pos_encoding": "gt", "levels": [1, 2, 3], "embed_dim": 16, "heads": 2,
+                                         **feature},
+            "response": {"enabled": False}}
+
+
+@pytest.mark.parametrize("feature", [{}, {"adapter": "conv"}, {"pos_encoding": "none"}, {"pos_encoding": "estimated"}])
+def test_add_on_patchnet_feature_level(synth_root, tmp_path, feature):
+    """ADD's feature loss on the paired batch: finite and positive, gradients reach the
+    student and the adapters and never the teacher."""
+    from monokd.data.dataset import KittiDataset, collate
+    from monokd.distill import build_distiller
+    from monokd.models import build_detector
+
+    pred = _pred_dir(synth_root, tmp_path, scale=1.1)
+    cfg = {**_paired_cfg(synth_root, pred), "distill": _add_section(**feature)}
+    batch = collate([KittiDataset(synth_root, "train", cfg)[i] for i in range(4)])
+    teacher = build_detector(_paired_cfg(synth_root, pred, "gt_pixel")).eval().requires_grad_(False)
+    model = build_distiller(cfg, build_detector(cfg), teacher).train()
+    terms = model.losses(model(batch), batch)
+    assert torch.isfinite(terms["distill_feat"]) and float(terms["distill_feat"]) > 0
+    terms["loss"].backward()
+    assert all(p.grad is None for p in teacher.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.feature_adapters.parameters())
+    assert model.student.box_backbone.stages[1][0].conv1.weight.grad.abs().sum() > 0
+    assert not any(k.startswith("teacher") for k in model.state_dict())

@@ -16,7 +16,9 @@ through this interface: it never reaches into a model's modules. A detector prov
   outputs given, one ``(query_idx, target_idx)`` pair of (M,) long tensors per image;
 - for a level in the ``"given"`` space: ``outputs["distill"]["masks"][k]`` (B, H_k, W_k) bool
   (M^k) and ``outputs["distill"]["pe_depth"][k]`` (B, 1, H_k, W_k) metres (the depth that feeds
-  the 3D-aware PE; 0 = background); other levels' entries may be None;
+  the 3D-aware PE; 0 = background); other levels' entries may be None; for the "estimated"
+  PE, ``outputs["distill"]["estimated_pe_depth"][k]`` of the same shape, from the detector's
+  own depth;
 - optionally the depth the detector estimates, for ADD's "estimated" positional encoding:
   either a method ``estimated_depth_map(outputs) -> (B, 1, h, w)`` in metres, or the
   tensor ``outputs["distill"]["depth_map"]`` of the same shape.

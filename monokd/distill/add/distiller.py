@@ -246,9 +246,16 @@ class ADDDistiller(nn.Module):
 
     def _estimated_depth(self, image_depth, outputs: dict, space: str, k: int) -> torch.Tensor:
         """The estimated PE depth of a level: the image-plane map for image levels, the
-        detector's ``outputs["distill"]["bev_depth_map"]`` (B, 1, h, w) for BEV levels."""
+        detector's ``outputs["distill"]["bev_depth_map"]`` (B, 1, h, w) for BEV levels and
+        ``outputs["distill"]["estimated_pe_depth"][k]`` for given levels."""
         if space == "image":
             return image_depth
+        if space == "given":
+            given = (outputs.get("distill") or {}).get("estimated_pe_depth")
+            if given is None:
+                raise ConfigError(f"distill.feature.pos_encoding=estimated: level {k} is 'given' and the student "
+                                  "gives no outputs['distill']['estimated_pe_depth']")
+            return given[k].detach()
         bev = (outputs.get("distill") or {}).get("bev_depth_map") if space == "bev" else None
         if bev is None:
             raise ConfigError(f"distill.feature.pos_encoding=estimated: level {k} lives in {space!r} space and the "

@@ -21,7 +21,8 @@ Distillation (monokd.distill.interface, no decoder): the features are the 4 stag
 in the "given" space (patch cells, one "image" per box): ``masks[k]`` (N, h_k, w_k) = the
 cells holding a pixel of PatchNet's object mask computed on the GT depth (depth_2 in the
 batch; the detector's own mask without it), ``pe_depth[k]`` (N, 1, h_k, w_k) = the mean GT
-depth of each cell (0 where none). Teacher and student of one batch crop the same boxes, so
+depth of each cell (0 where none), and ``estimated_pe_depth[k]`` the same from the model's own
+input depth (ADD's "estimated" PE). Teacher and student of one batch crop the same boxes, so
 their cells are aligned.
 """
 
@@ -140,19 +141,15 @@ class PatchNet(nn.Module):
 
     @torch.no_grad()
     def distill_maps(self, batch: dict, features, mask, depth_patches, valid) -> dict:
-        """ADD's M^k and PE depth per level (see the module docstring)."""
+        """ADD's M^k, GT PE depth and estimated PE depth per level (see the module docstring)."""
+        sizes = [tuple(f.shape[-2:]) for f in features]
+        estimated = [_cell_depth(depth_patches, valid, size) for size in sizes]
         if "depth_maps" in batch and self.depth_key != "depth_maps":
             xyz, valid, depth_patches, _ = self.make_patches(batch["depth_maps"], batch)
             mask = P.object_mask(xyz, valid, self.offset)
-        weight = valid[:, None].to(depth_patches.dtype)
-        masks, pe_depth = [], []
-        for feature in features:
-            size = tuple(feature.shape[-2:])
-            masks.append(cell_mask(mask, size))
-            total = F.adaptive_avg_pool2d(depth_patches * weight, size)
-            count = F.adaptive_avg_pool2d(weight, size)
-            pe_depth.append(torch.where(count > 0, total / count.clamp(min=1e-6), torch.zeros_like(total)))
-        return {"masks": masks, "pe_depth": pe_depth}
+        return {"masks": [cell_mask(mask, size) for size in sizes],
+                "pe_depth": [_cell_depth(depth_patches, valid, size) for size in sizes],
+                "estimated_pe_depth": estimated}
 
     # ----------------------------------------------------------------------------------------
     # The detector interface (docs/architecture.md)
@@ -177,6 +174,14 @@ class PatchNet(nn.Module):
         return DistillSpec(feature_channels=list(self.box_backbone.channels),
                            feature_strides=list(self.box_backbone.strides), query_dim=None, num_decoder_layers=0,
                            feature_spaces=["given"] * len(self.box_backbone.channels))
+
+
+def _cell_depth(depth_patches: torch.Tensor, valid: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(N, 1, h, w) mean valid depth of each cell of an h x w grid over the patch (0 where none)."""
+    weight = valid[:, None].to(depth_patches.dtype)
+    total = F.adaptive_avg_pool2d(depth_patches * weight, size)
+    count = F.adaptive_avg_pool2d(weight, size)
+    return torch.where(count > 0, total / count.clamp(min=1e-6), torch.zeros_like(total))
 
 
 def build_patchnet(cfg: dict) -> PatchNet:
