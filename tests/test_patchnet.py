@@ -221,3 +221,24 @@ def test_add_on_patchnet_feature_level(synth_root, tmp_path, feature):
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.feature_adapters.parameters())
     assert model.student.box_backbone.stages[1][0].conv1.weight.grad.abs().sum() > 0
     assert not any(k.startswith("teacher") for k in model.state_dict())
+
+
+@pytest.mark.parametrize("name", ["patchnet_kitti", "patchnet_teacher_kitti", "add_patchnet_kitti", "patchnet_synth",
+                                  "patchnet_teacher_synth", "add_patchnet_synth"])
+def test_recipes_build(name):
+    """Every PatchNet recipe names known keys: model, proposals and (ADD) distill options."""
+    from pathlib import Path
+
+    from monokd.config import load_config
+    from monokd.data.proposals import proposal_config
+    from monokd.distill.add.distiller import parse_options
+    from monokd.models import build_detector
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml")
+    model = build_detector(cfg)
+    proposal_config(cfg["data"]["proposals"])
+    assert (model.depth_key == "depth_maps") == ("teacher" in name)
+    if "add_" in name:
+        options = parse_options(cfg["distill"])
+        assert not options["response"]["enabled"] and cfg["data"]["depth_maps"] == "depth_2"
+        assert max(options["feature"]["levels"]) < len(model.distill_spec.feature_channels)
