@@ -1,0 +1,205 @@
+"""LiDAR teacher / TA / camera student alone / MonoTAKD student over several seeds on SynthKITTI:
+the acceptance figure of MonoTAKD (issue 12), in the schema of benchmarks/results/add_seeds.json.
+
+    python benchmarks/takd_seeds.py [--seeds 1001 1002 1003] [--frozen-seed 444] [--jobs 4]
+    python benchmarks/takd_seeds.py --arms student takd +IMD +CMRD +SAM +FFM full --seeds 1001
+    python benchmarks/takd_seeds.py --from-json benchmarks/results/takd_seeds.json   # re-render only
+
+Fixed teacher and TA: one LiDAR teacher (configs/takd_lidar_synth.yaml) and one TA
+(configs/takd_ta_synth.yaml, = CaDDN's GT-depth teacher) trained at ``--frozen-seed``; for every
+student seed s one run per arm: ``student`` (configs/takd_synth.yaml with the ``student`` row: the
+camera student alone, = CaDDN), ``takd`` (configs/takd_synth.yaml as shipped) or any row of
+``monokd.distill.takd.distiller.PRESETS`` (the ablation rows ``+IMD``, ``+CMRD``, ``+SAM``,
+``+FFM``, ``full``, ``full+GT``), all distilled from that one teacher and TA. Runs live in
+``RUNS/<arm>-s<seed>``, finished runs are reused and interrupted ones resume. Each run is
+evaluated at its last checkpoint with ``monokd evaluate``.
+
+Writes ``benchmarks/results/takd_seeds.{json,md}``: per model mean +- sample std over seeds
+(models ``lidar_teacher``, ``ta``, ``student``, ``takd`` and the rows asked for) and, per
+distilled arm, its paired (same seed) difference to ``student`` (``paired``; the MonoTAKD arm's
+also as ``takd_minus_student``) with the 95 % Student-t interval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from monokd.distill.takd.distiller import PRESETS  # noqa: E402
+from monokd.engine import demo  # noqa: E402
+from monokd.engine.ablate import aggregate, paired_differences  # noqa: E402
+from _results import write_json  # noqa: E402  (benchmarks/_results.py)
+
+RECIPES = {"lidar_teacher": "configs/takd_lidar_synth.yaml", "ta": "configs/takd_ta_synth.yaml",
+           "takd": "configs/takd_synth.yaml"}
+FROZEN = ("lidar_teacher", "ta")
+LABELS = {"lidar_teacher": "LiDAR teacher (pillars)", "ta": "TA (camera, GT depth)",
+          "student": "camera student alone (CaDDN)", "takd": "MonoTAKD student"}
+DIFFICULTIES = ("easy", "moderate", "hard")
+CI_METHOD = "95 % two-sided Student t-interval over the paired per-seed differences: mean -+ t(0.975, n-1) std / sqrt(n)"
+DEFAULTS = {"num_train": 800, "num_val": 200, "frozen_seed": 444, "seeds": [1001, 1002, 1003],
+            "arms": ["lidar_teacher", "ta", "student", "takd"], "runs": "runs/takd_seeds", "data": "data/synthkitti"}
+
+
+def key(kind: str, difficulty: str, iou: str) -> str:
+    return f"Car/{kind}/{difficulty}/R40@{iou}"
+
+
+PAIRED_METRICS = [key(kind, "moderate", iou) for iou in ("0.70", "0.50") for kind in ("3d", "bev")]
+
+
+def arm_recipe(arm: str) -> tuple[str, list[str]]:
+    """(recipe, overrides) of an arm: lidar_teacher / ta / takd, or a PRESETS row on the MonoTAKD recipe."""
+    if arm in RECIPES:
+        return RECIPES[arm], []
+    if arm not in PRESETS:
+        raise SystemExit(f"takd_seeds: unknown arm {arm!r} (arms: {', '.join([*RECIPES, *PRESETS])})")
+    return RECIPES["takd"], list(PRESETS[arm])
+
+
+def distilled(arm: str) -> bool:
+    return arm not in FROZEN and "distill=null" not in arm_recipe(arm)[1]
+
+
+def run_folder(arm: str, seed: int) -> str:
+    return f"{arm.replace('+', '_')}-s{seed}"
+
+
+def frozen_overrides(runs: Path, seed: int) -> list[str]:
+    """Point a distilled run at the trained LiDAR teacher and TA (saved config + last checkpoint)."""
+    out = []
+    for role, arm in (("teacher", "lidar_teacher"), ("ta", "ta")):
+        run = runs / run_folder(arm, seed)
+        out += [f"distill.{role}.config={run / 'config.yaml'}", f"distill.{role}.ckpt={run / 'last.ckpt'}"]
+    return out
+
+
+def train_and_evaluate(arm: str, seed: int, runs: Path, frozen_seed: int, data_root: Path,
+                       extra: list[str]) -> dict[str, float]:
+    run_dir = runs / run_folder(arm, seed)
+    recipe, overrides = arm_recipe(arm)
+    overrides = [f"data.root={data_root}", *overrides]
+    if distilled(arm):
+        overrides += frozen_overrides(runs, frozen_seed)
+    demo.train(REPO / recipe, run_dir, overrides, seed, extra, stage=f"{arm} seed {seed}")
+    eval_dir = run_dir / "eval-last"
+    if demo.evaluation_json(eval_dir) is None:
+        demo.run_command(["evaluate", "--config", str(run_dir / "config.yaml"), "--ckpt", str(run_dir / "last.ckpt"),
+                          "--split", "val", "--out", str(eval_dir)], f"evaluate {arm} seed {seed}")
+    return demo.read_flat(eval_dir)
+
+
+def summarise(flats: dict[str, dict[int, dict]], arms: list[str], seeds: dict[str, list[int]], meta: dict) -> dict:
+    """The results JSON from per-arm, per-seed flat metrics (no training)."""
+    results = {**meta, "ci_method": CI_METHOD, "models": {}, "paired": {}}
+    for arm in arms:
+        per_seed = [flats[arm][s] for s in seeds[arm]]
+        results["models"][arm] = {**aggregate(per_seed), "seeds": seeds[arm],
+                                   "per_seed": {str(s): flats[arm][s] for s in seeds[arm]}}
+    if "student" in arms:
+        student_seeds = meta["seeds"]
+        for arm in arms:
+            if arm in (*FROZEN, "student"):
+                continue
+            results["paired"][arm] = paired_differences([flats[arm][s] for s in student_seeds],
+                                                        [flats["student"][s] for s in student_seeds], PAIRED_METRICS)
+        if "takd" in results["paired"]:
+            results["takd_minus_student"] = results["paired"]["takd"]
+    return results
+
+
+def _mean_std(row: dict, name: str) -> str:
+    if row["n"] == 1:
+        return f"{row['mean'][name]:.2f}"
+    return f"{row['mean'][name]:.2f} ± {row['std'][name]:.2f}"
+
+
+def markdown(results: dict) -> str:
+    seeds, models = results["seeds"], results["models"]
+    lines = [f"# LiDAR teacher / TA / camera student / MonoTAKD on SynthKITTI over {len(seeds)} seeds {seeds}", "",
+             f"Car AP R40 (%) on val ({results.get('val_frames')} frames), last checkpoint, mean ± sample std over "
+             f"n seeds; every distilled student learns from the seed-{results['frozen_seed']} LiDAR teacher and TA. "
+             "`python benchmarks/takd_seeds.py`.", ""]
+    for iou in ("0.70", "0.50"):
+        lines += [f"| model | AP3D@{iou[:3]} E / M / H | AP_BEV@{iou[:3]} E / M / H |", "|---|---|---|"]
+        for arm, row in models.items():
+            cells = [" / ".join(_mean_std(row, key(kind, d, iou)) for d in DIFFICULTIES) for kind in ("3d", "bev")]
+            lines.append(f"| {LABELS.get(arm, f'MonoTAKD row `{arm}`')} (n={row['n']}) | {cells[0]} | {cells[1]} |")
+        lines.append("")
+    for arm, diff in (results.get("paired") or {}).items():
+        lines += [f"{arm} - student, paired by seed (mean ± std, 95 % t-interval):", ""]
+        for name, d in diff.items():
+            ci = d.get("ci95")
+            ci_text = f", CI [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else ""
+            lines.append(f"- {name}: {d['mean']:+.2f} ± {d['std']:.2f}{ci_text}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def from_json(path: Path) -> dict:
+    """Recompute the summary from a results JSON's per-seed figures."""
+    import json
+
+    old = json.loads(path.read_text())
+    arms = list(old["models"])
+    flats = {a: {int(s): f for s, f in old["models"][a]["per_seed"].items()} for a in arms}
+    seeds = {a: [int(s) for s in old["models"][a]["seeds"]] for a in arms}
+    meta = {k: v for k, v in old.items() if k not in ("models", "paired", "takd_minus_student", "ci_method")}
+    return summarise(flats, arms, seeds, meta)
+
+
+def run_study(args) -> dict:
+    seeds = args.seeds or DEFAULTS["seeds"]
+    frozen_seed = DEFAULTS["frozen_seed"] if args.frozen_seed is None else args.frozen_seed
+    arms = args.arms or DEFAULTS["arms"]
+    for arm in arms:
+        arm_recipe(arm)  # unknown arms fail before any training
+    num_train, num_val = args.num_train or DEFAULTS["num_train"], args.num_val or DEFAULTS["num_val"]
+    runs, root = Path(args.runs or DEFAULTS["runs"]), Path(args.data or DEFAULTS["data"])
+    demo.ensure_synth(root, num_train, num_val, seed=0)
+    run = lambda arm, seed: train_and_evaluate(arm, seed, runs, frozen_seed, root, args.train_arg)  # noqa: E731
+    flats: dict[str, dict[int, dict]] = {a: {} for a in arms}
+    if any(distilled(a) for a in arms):  # the teacher and the TA must exist before any student
+        with ThreadPoolExecutor(max_workers=max(1, min(2, args.jobs))) as pool:
+            for arm, flat in zip(FROZEN, pool.map(lambda a: run(a, frozen_seed), FROZEN)):
+                flats.setdefault(arm, {})[frozen_seed] = flat
+    arm_seeds = {a: [frozen_seed] if a in FROZEN else seeds for a in arms}
+    jobs = [(a, s) for a in arms for s in arm_seeds[a] if s not in flats.get(a, {})]
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        for (arm, seed), flat in zip(jobs, pool.map(lambda job: run(*job), jobs)):
+            flats[arm][seed] = flat
+    meta = {"seeds": seeds, "student_seeds": seeds, "frozen_seed": frozen_seed, "runs": str(runs),
+            "data": str(root), "train_frames": num_train, "val_frames": num_val, "arms": arms}
+    return summarise(flats, arms, arm_seeds, meta)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="student seeds")
+    parser.add_argument("--frozen-seed", type=int, default=None, help="seed of the LiDAR teacher and the TA")
+    parser.add_argument("--arms", nargs="+", default=None, help="lidar_teacher, ta, student, takd, or PRESETS rows")
+    parser.add_argument("--num-train", type=int, default=None)
+    parser.add_argument("--num-val", type=int, default=None)
+    parser.add_argument("--data", default=None, help="SynthKITTI root (generated if missing)")
+    parser.add_argument("--runs", default=None)
+    parser.add_argument("--jobs", type=int, default=1, help="trainings at once")
+    parser.add_argument("--train-arg", action="append", default=[], help="extra argument for monokd train, repeatable")
+    parser.add_argument("--from-json", default=None, help="re-render an existing results JSON (no training)")
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "takd_seeds"))
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    results = from_json(Path(args.from_json)) if args.from_json else run_study(args)
+    write_json(results, out.with_suffix(".json"))
+    text = markdown(results)
+    out.with_suffix(".md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

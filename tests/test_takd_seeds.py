@@ -1,0 +1,60 @@
+"""benchmarks/takd_seeds.py without training: order of the runs, the JSON schema, paired differences."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def takd_seeds():
+    sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location("takd_seeds_bench", BENCH / "takd_seeds.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    yield module
+    sys.path.remove(str(BENCH))
+
+
+def _flat(value: float) -> dict:
+    return {f"Car/{k}/{d}/R40@{iou}": value for k in ("3d", "bev", "bbox") for d in ("easy", "moderate", "hard")
+            for iou in ("0.70", "0.50")}
+
+
+def test_frozen_models_first_then_every_arm_and_seed(takd_seeds, monkeypatch, tmp_path):
+    calls = []
+    score = {"lidar_teacher": lambda s: 50.0, "ta": lambda s: 30.0, "student": lambda s: 10.0}
+
+    def fake_run(arm, seed, runs, frozen_seed, root, extra):
+        calls.append((arm, seed))
+        return _flat(score.get(arm, lambda s: 10.0 + (s - 1000))(seed))
+
+    monkeypatch.setattr(takd_seeds, "train_and_evaluate", fake_run)
+    monkeypatch.setattr(takd_seeds.demo, "ensure_synth", lambda *a, **k: None)
+    out = tmp_path / "takd_seeds"
+    takd_seeds.main(["--arms", "lidar_teacher", "ta", "student", "takd", "+IMD", "--seeds", "1001", "1002", "1003",
+                     "--runs", str(tmp_path / "runs"), "--out", str(out)])
+    assert sorted(calls[:2]) == [("lidar_teacher", 444), ("ta", 444)]  # before any student
+    assert sorted(calls[2:]) == sorted((a, s) for a in ("student", "takd", "+IMD") for s in (1001, 1002, 1003))
+    results = json.loads(out.with_suffix(".json").read_text())
+    assert list(results["models"]) == ["lidar_teacher", "ta", "student", "takd", "+IMD"]
+    assert results["models"]["ta"]["seeds"] == [444] and results["models"]["takd"]["n"] == 3
+    diff = results["takd_minus_student"]["Car/3d/moderate/R40@0.70"]
+    assert diff["per_seed"] == [1.0, 2.0, 3.0] and diff["mean"] == pytest.approx(2.0)
+    assert set(results["paired"]) == {"takd", "+IMD"}
+    assert "MonoTAKD student (n=3)" in out.with_suffix(".md").read_text()
+    again = takd_seeds.from_json(out.with_suffix(".json"))
+    assert again["takd_minus_student"] == results["takd_minus_student"]
+
+
+def test_arms_map_to_recipes_and_unknown_arms_fail(takd_seeds, tmp_path):
+    assert takd_seeds.arm_recipe("student") == ("configs/takd_synth.yaml", takd_seeds.PRESETS["student"])
+    assert not takd_seeds.distilled("student") and takd_seeds.distilled("full") and not takd_seeds.distilled("ta")
+    overrides = takd_seeds.frozen_overrides(tmp_path, 444)
+    assert f"distill.ta.ckpt={tmp_path / 'ta-s444' / 'last.ckpt'}" in overrides
+    with pytest.raises(SystemExit, match="unknown arm"):
+        takd_seeds.arm_recipe("teacher")
