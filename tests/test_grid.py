@@ -9,7 +9,7 @@ import torch
 from monokd.data import kitti
 from monokd.data.dataset import KittiDataset, collate
 from monokd.errors import ConfigError
-from monokd.geometry.calib import lidar_to_image
+from monokd.geometry.calib import lidar_to_image, velo_to_rect_matrix
 from monokd.geometry.grid import BEVGrid
 from tests.test_dataset import kitti_symlink_root
 
@@ -101,3 +101,28 @@ def test_lidar_to_rect_projects_real_velodyne_points(kitti_samples, tmp_path, fl
         np.testing.assert_allclose(got, expected, atol=2e-3)  # float32 matrices, pixels
         # depth stays the rectified z (a flip mirrors x only)
         np.testing.assert_allclose(uvw[:, 2].numpy() - batch["P2"][0, 2, 3].item(), depth[front], atol=1e-4)
+
+
+def test_lidar_to_rect_of_prediction_images_and_images_only_frames(kitti_samples, tmp_path):
+    from monokd.engine.predict import ImageFolder
+
+    training = kitti_samples / "training"
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "000003.png").symlink_to(training / "image_2" / "000003.png")
+    cfg = {"data": {"input_size": [640, 192]}}
+    calib = kitti.read_calib(training / "calib" / "000003.txt")
+    item = ImageFolder(images, training / "calib", cfg)[0]
+    np.testing.assert_allclose(item["lidar_to_rect"].numpy(), velo_to_rect_matrix(calib), atol=1e-6)
+    # a calib file with only P2: the camera's axes re-ordered (LiDAR x forward = camera z, ...)
+    p2_only = tmp_path / "p2.txt"
+    p2_only.write_text("P2: " + " ".join(str(v) for v in calib.P2.ravel()) + "\n")
+    axes = ImageFolder(images, p2_only, cfg)[0]["lidar_to_rect"]
+    forward_left_up = axes[:3, :3] @ torch.eye(3)
+    np.testing.assert_allclose(forward_left_up.numpy(), [[0, -1, 0], [0, 0, -1], [1, 0, 0]])
+    # the dataset's images-only frames (default_P2) get the same axes
+    only = tmp_path / "only"
+    (only / "training" / "image_2").mkdir(parents=True)
+    (only / "training" / "image_2" / "000003.png").symlink_to(training / "image_2" / "000003.png")
+    frame = KittiDataset(only, None, {"data": {"input_size": [640, 192], "default_P2": calib.P2.tolist()}})[0]
+    np.testing.assert_allclose(frame["lidar_to_rect"].numpy(), axes.numpy())

@@ -40,7 +40,8 @@ Configuration (``cfg["data"]``; every key optional, defaults in :data:`DEFAULTS`
 - ``load_points``: add the LiDAR sweep as ``points``: (M, 4) x, y, z in the *rectified camera
   frame of the augmented frame* (mirrored with a flip, like the targets) and reflectance.
 - ``part``: ``training`` or ``testing`` (None = ``testing`` for the split ``test``).
-- ``default_P2``: a 3x4 matrix used for frames without a calib file (images only).
+- ``default_P2``: a 3x4 matrix used for frames without a calib file (images only); their
+  LiDAR frame is the camera's axes re-ordered (monokd.geometry.calib.AXES_VELO_TO_CAM).
 
 Every item carries ``lidar_to_rect`` (4, 4): LiDAR -> rectified camera frame of the augmented
 frame (R0_rect @ Tr_velo_to_cam, then x -> -x when flipped), so that
@@ -71,7 +72,7 @@ from monokd.data.kitti import (IMAGE_SUFFIXES, Calibration, KittiFormatError, Ki
                                read_velodyne)
 from monokd.errors import ConfigError
 from monokd.geometry.boxes import alpha_from_rotation_y, box_center
-from monokd.geometry.calib import lidar_to_rect, project, velo_to_rect_matrix
+from monokd.geometry.calib import AXES_VELO_TO_CAM, lidar_to_rect, project, velo_to_rect_matrix
 from monokd.geometry.depth import lidar_depth_map
 
 DEFAULTS = {
@@ -160,7 +161,7 @@ class KittiDataset(Dataset):
         path = self.paths.file("calib", frame)
         if not path.is_file() and self.cfg["default_P2"] is not None:
             P2 = np.asarray(self.cfg["default_P2"], dtype=np.float64).reshape(3, 4)
-            return Calibration(P0=P2, P1=P2, P2=P2, P3=P2)
+            return Calibration(P0=P2, P1=P2, P2=P2, P3=P2, Tr_velo_to_cam=AXES_VELO_TO_CAM.copy())
         return read_calib(path)
 
     def read_objects(self, frame: str) -> list[Object3D]:

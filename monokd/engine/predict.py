@@ -22,6 +22,7 @@ from monokd.config import get, load_config
 from monokd.data import augment as aug
 from monokd.data.dataset import collate, data_config, empty_targets
 from monokd.data.kitti import IMAGE_SUFFIXES, KittiFormatError, read_calib, read_image, write_image
+from monokd.geometry.calib import AXES_VELO_TO_CAM, velo_to_rect_matrix
 from monokd.engine.checkpoint import load_detector
 from monokd.engine.inference import detect
 from monokd.errors import ConfigError
@@ -56,6 +57,17 @@ def read_P2(path: Path) -> np.ndarray:
     raise KittiFormatError(path, None, "P2", "missing calib key")
 
 
+def read_lidar_to_rect(path: Path) -> np.ndarray:
+    """(4, 4) LiDAR -> rectified camera of a KITTI calib file (what a BEV model lifts with); for
+    a file with just the ``P2:`` line, the camera's axes re-ordered (AXES_VELO_TO_CAM)."""
+    try:
+        return velo_to_rect_matrix(read_calib(path))
+    except KittiFormatError as err:
+        if err.reason != "missing calib key":
+            raise
+    return np.vstack([AXES_VELO_TO_CAM, [0.0, 0.0, 0.0, 1.0]])
+
+
 class ImageFolder(Dataset):
     """Images of a directory with their P2, prepared as the evaluation-time dataset does
     (no augmentation: the whole image resized to ``data.input_size`` as ``data.resize`` says)."""
@@ -78,6 +90,7 @@ class ImageFolder(Dataset):
         else:
             raise FileNotFoundError(f"--calib {calib}: no such file or directory")
         self._P2 = {f: read_P2(f) for f in set(self.calib_files)}
+        self._lidar_to_rect = {f: read_lidar_to_rect(f) for f in set(self.calib_files)}
         self.input_size = tuple(int(s) for s in self.cfg["input_size"])
 
     def __len__(self) -> int:
@@ -99,6 +112,7 @@ class ImageFolder(Dataset):
             "image_size": torch.tensor(image_size, dtype=torch.long),
             "frame_id": self.paths[index].stem,
             "flipped": False,
+            "lidar_to_rect": torch.as_tensor(self._lidar_to_rect[self.calib_files[index]], dtype=torch.float32),
             "targets": empty_targets(),
         }
 

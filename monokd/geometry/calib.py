@@ -14,6 +14,13 @@ from monokd.data.kitti import Calibration
 from monokd.geometry._backend import cat, ones_like, swap_last
 
 
+# The LiDAR axes (x forward, y left, z up) in the rectified camera frame (x right, y down,
+# z forward), without offset: the LiDAR -> camera map assumed for a frame that has a P2 but no
+# Tr_velo_to_cam (images only), so that a BEV grid still means forward / left / up. KITTI's
+# real Tr_velo_to_cam differs from it by a few centimetres and a fraction of a degree.
+AXES_VELO_TO_CAM = np.array([[0.0, -1.0, 0.0, 0.0], [0.0, 0.0, -1.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
+
+
 def _homogeneous(points):
     return cat([points, ones_like(points[..., :1])], axis=-1)
 
