@@ -242,3 +242,21 @@ def test_recipes_build(name):
         options = parse_options(cfg["distill"])
         assert not options["response"]["enabled"] and cfg["data"]["depth_maps"] == "depth_2"
         assert max(options["feature"]["levels"]) < len(model.distill_spec.feature_channels)
+
+
+def test_frames_without_boxes_and_a_single_box(synth_root, tmp_path):
+    """No box: zero loss with a gradient path and no detection; one box: trains (no BatchNorm1d)."""
+    from monokd.data.dataset import KittiDataset, collate
+    from monokd.models import build_detector
+
+    cfg = _paired_cfg(synth_root, synth_root / "training" / "depth_2", "gt_pixel", depth_pred_dir=None)
+    batch = collate([KittiDataset(synth_root, "train", cfg)[0]])
+    model = build_detector(cfg).train()
+    single = {**batch, "proposals": [{k: v[:1] for k, v in batch["proposals"][0].items()}]}
+    model.losses(model(single), single)["loss"].backward()
+    empty = {**batch, "proposals": [{k: v[:0] for k, v in batch["proposals"][0].items()}]}
+    terms = model.losses(model(empty), empty)
+    assert float(terms["loss"]) == 0.0 and terms["loss"].requires_grad
+    model.eval()
+    with torch.no_grad():
+        assert model.decode(model(empty), {**empty, "flipped": torch.tensor([False])}) == [[]]
