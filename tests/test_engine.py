@@ -119,6 +119,15 @@ def test_lr_factor_warmup_then_multistep():
     assert lr_factor(0, 0, 4, {"train": {}}) == 1.0
 
 
+def test_lr_factor_one_cycle():
+    cfg = {"train": {"lr_schedule": "onecycle", "epochs": 10, "div_factor": 10.0, "pct_start": 0.4}}
+    assert lr_factor(0, 0, 10, cfg) == pytest.approx(0.1)  # starts at lr / div_factor
+    assert lr_factor(2, 0, 10, cfg) == pytest.approx(0.1 + 0.9 * 0.5)  # halfway up (cosine)
+    assert lr_factor(4, 0, 10, cfg) == pytest.approx(1.0)  # the peak at 40 %
+    assert lr_factor(7, 0, 10, cfg) == pytest.approx(1e-5 + (1 - 1e-5) * 0.5)  # halfway down
+    assert lr_factor(9, 9, 10, cfg) == pytest.approx(1e-5, abs=1e-3)
+
+
 # --------------------------------------------------------------------------- sampling
 def test_sampler_order_depends_on_seed_and_epoch_only():
     a = EpochBatchSampler(10, 3, seed=1)

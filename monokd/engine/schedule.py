@@ -1,8 +1,12 @@
 """Optimiser and learning-rate schedule (``train.*``): AdamW, linear warm-up, then x gamma at
-each milestone epoch. The rate is a pure function of the position in training, so a resumed
-run follows the same schedule without any scheduler state."""
+each milestone epoch; or (``train.lr_schedule: onecycle``, CaDDN's / OpenPCDet's adam_onecycle)
+a cosine rise from lr / div_factor to lr over the first ``pct_start`` of training and a cosine
+fall to lr / (div_factor * 1e4) (momentum is not cycled). The rate is a pure function of the
+position in training, so a resumed run follows the same schedule without any scheduler state."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -27,8 +31,12 @@ def lr_factor(epoch: int, batch_idx: int, batches_per_epoch: int, cfg: dict) -> 
     """Multiplier of ``train.lr`` at batch ``batch_idx`` of ``epoch``.
 
     MultiStep: gamma ** (number of milestones <= epoch); warm-up: linear from 1/n to 1 over
-    the first ``warmup_epochs`` (may be fractional) epochs' n batches.
+    the first ``warmup_epochs`` (may be fractional) epochs' n batches. One-cycle: see the
+    module docstring (``train.epochs``, ``train.div_factor`` 10, ``train.pct_start`` 0.4).
     """
+    if get(cfg, "train.lr_schedule", "multistep") == "onecycle":
+        return _one_cycle(epoch * batches_per_epoch + batch_idx, int(get(cfg, "train.epochs", 1)) * batches_per_epoch,
+                          float(get(cfg, "train.div_factor", 10.0)), float(get(cfg, "train.pct_start", 0.4)))
     milestones = get(cfg, "train.lr_milestones") or []
     factor = float(get(cfg, "train.lr_gamma", 0.1)) ** sum(epoch >= int(m) for m in milestones)
     warmup_steps = int(round(float(get(cfg, "train.warmup_epochs", 0) or 0) * batches_per_epoch))
@@ -41,3 +49,12 @@ def lr_factor(epoch: int, batch_idx: int, batches_per_epoch: int, cfg: dict) -> 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr
+
+
+def _one_cycle(step: int, total: int, div_factor: float, pct_start: float) -> float:
+    rise = max(int(round(pct_start * total)), 1)
+    if step < rise:
+        low, high, t = 1.0 / div_factor, 1.0, step / rise
+    else:
+        low, high, t = 1.0, 1.0 / (div_factor * 1e4), min((step - rise) / max(total - rise, 1), 1.0)
+    return high + (low - high) * (1 + math.cos(math.pi * t)) / 2
