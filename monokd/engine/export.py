@@ -11,9 +11,11 @@ not) this writes to ``--out``:
   any baseline checkpoint;
 - ``student.onnx`` (unless ``--no-onnx``): opset 17 (the TorchScript exporter: it honours
   the opset, while the torch.export-based one cannot down-convert grid_sample graphs to 17),
-  inputs ``images`` (B, 3, H, W) and ``P2`` (B, 3, 4) at the recipe's input size with a fixed
-  batch size (``P2`` is pruned if the detector does not read it), outputs the raw ``pred_*``
-  heads in name order; checked against PyTorch with onnxruntime;
+  or the detector's ``onnx_opset`` if higher (CaDDN: 20, the first with a 5-D GridSample),
+  inputs ``images`` (B, 3, H, W), ``P2`` (B, 3, 4) and ``lidar_to_rect`` (B, 4, 4) at the
+  recipe's input size with a fixed batch size (an input the detector does not read is
+  pruned), outputs the raw ``pred_*`` heads in name order; checked against PyTorch with
+  onnxruntime;
 - ``export.json``: what was written, parameter count, the ONNX check's max abs difference.
 """
 
@@ -110,24 +112,43 @@ def export_student(ckpt: str | Path, out_dir: str | Path, cfg: dict | None = Non
               "parameters": sum(p.numel() for p in model.parameters())}
     if onnx:
         images, P2 = example_inputs(cfg, batch_size)
+        lidar_to_rect = example_lidar_to_rect(batch_size)
         path = out_dir / "student.onnx"
-        names = export_onnx(model, path, images, P2, opset)
-        report.update(onnx=str(path), onnx_outputs=names, onnx_max_abs_diff=onnx_max_abs_diff(model, path, images, P2))
+        opset = max(opset, int(getattr(model, "onnx_opset", 0)))
+        names = export_onnx(model, path, images, P2, opset, lidar_to_rect)
+        report.update(onnx=str(path), onnx_opset=opset, onnx_outputs=names,
+                      onnx_max_abs_diff=onnx_max_abs_diff(model, path, images, P2, lidar_to_rect))
     (out_dir / "export.json").write_text(json.dumps(report, indent=2))
     return report
 
 
 class HeadsOnly(nn.Module):
-    """(images, P2) -> the detector's raw ``pred_*`` tensors, in name order (ONNX has no dicts)."""
+    """(images, P2[, lidar_to_rect]) -> the detector's raw ``pred_*`` tensors, in name order
+    (ONNX has no dicts)."""
 
     def __init__(self, detector: nn.Module, names: list[str]):
         super().__init__()
         self.detector = detector
         self.names = names
 
-    def forward(self, images: torch.Tensor, P2: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        outputs = self.detector({"images": images, "P2": P2})
+    def forward(self, images: torch.Tensor, P2: torch.Tensor,
+                lidar_to_rect: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        outputs = self.detector(_batch(images, P2, lidar_to_rect))
         return tuple(outputs[name] for name in self.names)
+
+
+def _batch(images, P2, lidar_to_rect=None) -> dict:
+    batch = {"images": images, "P2": P2}
+    if lidar_to_rect is not None:
+        batch["lidar_to_rect"] = lidar_to_rect
+    return batch
+
+
+def example_lidar_to_rect(batch_size: int = 1) -> torch.Tensor:
+    """(B, 4, 4) a KITTI-like LiDAR -> rectified camera transform (axes permuted, the camera
+    0.08 m below and 0.27 m ahead of the LiDAR)."""
+    matrix = torch.tensor([[0.0, -1, 0, 0], [0, 0, -1, -0.08], [1, 0, 0, -0.27], [0, 0, 0, 1]])
+    return matrix.expand(batch_size, 4, 4).clone()
 
 
 def head_names(outputs: dict) -> list[str]:
@@ -151,29 +172,33 @@ def example_inputs(cfg: dict, batch_size: int = 1, seed: int = 0) -> tuple[torch
 
 
 def export_onnx(model: nn.Module, path: str | Path, images: torch.Tensor, P2: torch.Tensor,
-                opset: int = 17) -> list[str]:
+                opset: int = 17, lidar_to_rect: torch.Tensor | None = None) -> list[str]:
     """torch.onnx.export of :class:`HeadsOnly` with the TorchScript exporter; returns the
     output names."""
     with torch.no_grad():
-        names = head_names(model({"images": images, "P2": P2}))
+        names = head_names(model(_batch(images, P2, lidar_to_rect)))
     wrapper = HeadsOnly(model, names).eval()
+    inputs = (images, P2) if lidar_to_rect is None else (images, P2, lidar_to_rect)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter's notice
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shapes are fixed on purpose
-        torch.onnx.export(wrapper, (images, P2), str(path), input_names=["images", "P2"], output_names=names,
-                          opset_version=opset, dynamo=False)
+        torch.onnx.export(wrapper, inputs, str(path), input_names=["images", "P2", "lidar_to_rect"][:len(inputs)],
+                          output_names=names, opset_version=opset, dynamo=False)
     return names
 
 
-def onnx_max_abs_diff(model: nn.Module, path: str | Path, images: torch.Tensor, P2: torch.Tensor) -> float:
+def onnx_max_abs_diff(model: nn.Module, path: str | Path, images: torch.Tensor, P2: torch.Tensor,
+                      lidar_to_rect: torch.Tensor | None = None) -> float:
     """Max abs difference between onnxruntime and PyTorch over every output."""
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     with torch.no_grad():
-        outputs = model({"images": images, "P2": P2})
+        outputs = model(_batch(images, P2, lidar_to_rect))
     given = {"images": images.numpy(), "P2": P2.numpy()}
-    feeds = {i.name: given[i.name] for i in session.get_inputs()}  # an unused P2 is pruned
+    if lidar_to_rect is not None:
+        given["lidar_to_rect"] = lidar_to_rect.numpy()
+    feeds = {i.name: given[i.name] for i in session.get_inputs()}  # an unused input is pruned
     names = [o.name for o in session.get_outputs()]
     got = session.run(names, feeds)
     return max(float((torch.from_numpy(g) - outputs[n]).abs().max()) for n, g in zip(names, got))
