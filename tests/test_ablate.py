@@ -127,3 +127,13 @@ def test_paired_differences_with_a_hand_computed_t_interval():
     assert ablate.t_interval95([5.0]) is None
     with pytest.raises(ValueError, match="seeds"):
         ablate.paired_differences(a, b[:2], ["m"])
+
+
+def test_caddn_preset_defaults_to_the_feature_and_pe_rows():
+    from monokd.engine import demo
+
+    preset = demo.load_preset("caddn_synth")
+    presets, tables, _ = ablate.distill_rows()
+    rows = ablate.resolve_rows(preset.get("rows"), "caddn_synth", presets, tables)
+    assert rows == ["teacher", "baseline", "F", "F+SA", *ablate.PE_ROWS]
+    assert not any("response.enabled=true" in item for row in rows[1:] for item in presets[row])

@@ -8,7 +8,8 @@ whose overrides coincide (F+SA and "SA w/ GT PE") share one run. Runs live under
 ``RESULTS/add_ablation.json`` and ``RESULTS/add_ablation.md``.
 
 The data size and recipes come from a demo preset (``configs/demo_<preset>.yaml``): ``quick``
-(a smoke run) and ``synth`` (the synth recipes as they are) among them.
+(a smoke run), ``synth`` (the synth recipes as they are) and ``caddn_synth`` (ADD on CaDDN)
+among them. A preset's ``rows`` key sets its default rows (CaDDN: no response rows).
 """
 
 from __future__ import annotations
@@ -148,7 +149,7 @@ def run_ablation(preset_name: str, seeds: int, out: str | Path, results_dir: str
     markdown; return the JSON's content."""
     preset = demo.load_preset(preset_name)
     presets, tables, paper = distill_rows()
-    rows = resolve_rows(rows_spec, preset_name, presets, tables)
+    rows = resolve_rows(rows_spec or preset.get("rows"), preset_name, presets, tables)
     folders = run_names(rows, presets)
     out = Path(out)
     data = preset["data"]
