@@ -167,3 +167,19 @@ def test_engine_builds_the_distiller_with_teacher_and_ta(tmp_path):
     cfg["distill"].pop("ta")
     with pytest.raises(ConfigError, match="distill.ta"):
         build_model(cfg)
+
+
+def test_distillation_losses_fall_when_training_the_student():
+    distiller = _distiller().train()
+    optimizer = torch.optim.Adam(distiller.parameters(), lr=1e-2)
+    batch = fake_batch()
+    history = []
+    for _ in range(20):
+        terms = distiller.losses(distiller(batch), batch)
+        optimizer.zero_grad()
+        terms["loss"].backward()
+        optimizer.step()
+        history.append({k: v.item() for k, v in terms.items()})
+    for key in ("distill_imd", "distill_cmrd", "distill_logit_cls", "distill_logit_box", "distill_logit_dir"):
+        assert history[-1][key] < 0.8 * history[0][key], (key, history[0][key], history[-1][key])
+    assert history[-1]["loss"] < 0.3 * history[0]["loss"]
