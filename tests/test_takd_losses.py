@@ -33,6 +33,7 @@ def test_imd_minmax_is_per_sample_and_keeps_the_gradient():
 
 
 def test_nan_never_reaches_a_feature_loss():
+    torch.manual_seed(0)
     student = torch.randn(1, 2, 3, 3, requires_grad=True)
     target = torch.randn(1, 2, 3, 3)
     target[0, 0, 1, 1] = float("nan")
@@ -42,7 +43,8 @@ def test_nan_never_reaches_a_feature_loss():
         assert torch.isfinite(loss)
         loss.backward()
         assert torch.isfinite(student.grad).all()
-        assert student.grad[0, 0, 1, 1] == 0 and student.grad[0, 1, 0, 0] == 0
+        if normalize == "none":  # (min-max couples every element to the sample's extremes)
+            assert student.grad[0, 0, 1, 1] == 0 and student.grad[0, 1, 0, 0] == 0
         student.grad = None
     # the masked mean counts only the finite elements
     assert masked_mse(torch.zeros(1, 1, 1, 2), torch.tensor([[[[2.0, float("nan")]]]])).item() == pytest.approx(4.0)
