@@ -36,6 +36,8 @@ DEFAULTS = {
     "bev_backbone": {"layer_nums": [5, 5], "layer_strides": [1, 2], "num_filters": [64, 128],
                      "upsample_strides": [1, 2], "num_upsample_filters": [128, 128]},
     "anchor_head": {},  # monokd.models.bev.anchor_head's section
+    # momentum of the batch norms of the BEV encoder and backbone (as caddn's); None keeps theirs
+    "bev_bn_momentum": None,
 }
 
 
@@ -45,7 +47,7 @@ def model_config(cfg: dict) -> dict:
     if unknown:
         raise ConfigError(f"model: unknown key(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
     out = copy.deepcopy(DEFAULTS)
-    out.update({k: v for k, v in cfg.items() if v is not None})
+    out.update({k: v for k, v in cfg.items() if v is not None or k == "bev_bn_momentum"})
     return out
 
 
@@ -67,6 +69,10 @@ class LidarPillars(nn.Module):
             nn.BatchNorm2d(self.bev_channels), nn.ReLU(inplace=True))
         self.bev_backbone = BEVBackbone(cfg["bev_backbone"], self.bev_channels, self.grid, "model.bev_backbone")
         self.head = AnchorHead(cfg["anchor_head"], self.grid, self.bev_backbone.out_channels, self.classes)
+        if cfg["bev_bn_momentum"] is not None:
+            for module in (*self.bev_encoder.modules(), *self.bev_backbone.modules()):
+                if isinstance(module, nn.BatchNorm2d):
+                    module.momentum = float(cfg["bev_bn_momentum"])
 
     def bev_features(self, batch: dict) -> dict:
         """``bev`` = F_T (B, C_bev, NY, NX) from ``batch["points"]``."""
