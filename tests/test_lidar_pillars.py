@@ -64,3 +64,29 @@ def test_pillar_feature_is_a_max_over_its_points_only():
     encoder.train()
     encoder([_rect(torch.cat([a, b]), VELO_TO_RECT)], VELO_TO_RECT[None]).sum().backward()
     assert encoder.linear.weight.grad.abs().sum() > 0
+
+
+def test_real_kitti_points_map_back_to_the_sweep_and_a_flip_leaves_the_bev_unchanged(kitti_samples):
+    """The batch's points (rect. camera frame of the augmented frame) -> inverse(lidar_to_rect)
+    -> the velodyne file's own coordinates, with and without the horizontal flip; so the LiDAR
+    teacher sees the same scene, on the same cells, in a flipped frame."""
+    from monokd.data.dataset import KittiDataset, collate
+    from monokd.data.kitti import read_velodyne
+
+    base = {"classes": ["Car"], "load_points": True, "input_size": [640, 192]}
+    flip = {"enabled": True, "photometric": False, "flip_prob": 1.0, "scale_prob": 0.0, "shift": 0.0}
+    plain = KittiDataset(kitti_samples, None, {"data": base}, augment=False)
+    flipped = KittiDataset(kitti_samples, None, {"data": {**base, "augment": flip}}, augment=True)
+    index = plain.ids.index("000003")
+    items = [plain[index], flipped[index]]
+    assert not items[0]["flipped"] and items[1]["flipped"]
+    raw = torch.as_tensor(read_velodyne(kitti_samples / "training" / "velodyne" / "000003.bin"))
+    for item in items:
+        back = points_to_lidar(item["points"], item["lidar_to_rect"])
+        assert torch.allclose(back[:, :3], raw[:, :3], atol=2e-3) and torch.equal(back[:, 3], raw[:, 3])
+    batch = collate(items)
+    bev = PillarEncoder(KITTI_GRID, channels=4).eval()(batch["points"], batch["lidar_to_rect"])
+    occupied = bev.abs().sum(1) > 0
+    assert occupied[0].sum() > 1000  # a real sweep fills many pillars of the 0.32 m grid
+    assert torch.equal(occupied[0], occupied[1])
+    assert torch.allclose(bev[0], bev[1], atol=1e-4)
