@@ -281,3 +281,39 @@ def test_depth_bin_is_ceil_minus_one_as_the_docstring_says():
     pe = DepthPositionalEncoding(8, depth_channels=60, embed_dim=4, depth_max=60.0)
     depth = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 59.9, 60.0, 80.0]).view(1, 1, 1, -1)
     assert pe.index(depth, (1, 8)).flatten().tolist() == [0, 0, 0, 1, 1, 59, 59, 59]  # floor would give 1 at 1.0 m
+
+
+class _GivenLevelDetector(FakeDetector):
+    """The fake detector with its stride-8 level in the "given" space: it supplies M^k and the
+    PE depth itself (as PatchNet does for its patches)."""
+
+    given_mask = None
+
+    def __init__(self):
+        super().__init__()
+        self.distill_spec = DistillSpec([16, 16], [4, 8], 16, 2, feature_spaces=["image", "given"])
+
+    def forward(self, batch):
+        outputs = super().forward(batch)
+        f8 = outputs["distill"]["features"][1]
+        mask = self.given_mask.expand(f8.shape[0], *f8.shape[-2:])
+        outputs["distill"]["masks"] = [None, mask]
+        outputs["distill"]["pe_depth"] = [None, torch.full((f8.shape[0], 1, *f8.shape[-2:]), 20.0)]
+        return outputs
+
+
+def test_given_level_uses_the_detectors_masks():
+    from monokd.distill.add.distiller import ADDDistiller, parse_options
+
+    torch.manual_seed(0)
+    student, teacher = _GivenLevelDetector(), _GivenLevelDetector()
+    options = parse_options({"feature": {"levels": [1], "adapter": "conv", "fg_weight": 1.0, "bg_weight": 0.0},
+                             "response": {"enabled": False}})
+    distiller = ADDDistiller(student, teacher, options)
+    batch = make_batch()
+    _GivenLevelDetector.given_mask = torch.zeros(1, 4, 8, dtype=torch.bool)
+    assert distiller.losses(distiller(batch), batch)["distill_feat"] == 0  # no foreground, no background weight
+    _GivenLevelDetector.given_mask = torch.ones(1, 4, 8, dtype=torch.bool)
+    assert distiller.losses(distiller(batch), batch)["distill_feat"] > 0
+    sa = parse_options({"feature": {"levels": [1], "heads": 2, "embed_dim": 8}, "response": {"enabled": False}})
+    assert torch.isfinite(ADDDistiller(student, teacher, sa).losses(distiller(batch), batch)["distill_feat"])
