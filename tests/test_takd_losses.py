@@ -113,3 +113,17 @@ def test_logit_losses_below_threshold_give_no_box_or_dir_signal():
     assert all(torch.isfinite(v) for v in losses.values())
     with pytest.raises(ValueError, match="same shapes|different shapes"):
         logit_losses(_head(h=2), teacher, num_classes=3)
+
+
+def test_logit_cls_is_normalised_per_class_by_the_teachers_positives():
+    logit = lambda p: math.log(p / (1 - p))  # noqa: E731
+    # 1 image, 3 anchors (1 x 3 cells, 1 anchor each), 2 classes; teacher positives: class 0 x2, class 1 x1
+    teacher_cls = torch.tensor([[logit(0.5), logit(0.8)], [logit(0.5), -20.0], [-20.0, -20.0]]).view(1, 1, 3, 2)
+    zeros = {"cls_preds": torch.zeros(1, 1, 3, 2), "box_preds": torch.zeros(1, 1, 3, 7),
+             "dir_cls_preds": torch.zeros(1, 1, 3, 2)}
+    teacher = {**zeros, "cls_preds": teacher_cls}
+    loss = logit_losses(zeros, teacher, num_classes=2, terms=("cls",), weights={"cls": 1.0})["cls"]
+    ln2, background = math.log(2), math.log(2) * 0.25  # sigmoid(0) = 0.5 against t ~ 0
+    class0 = (0 + 0 + background) / 2
+    class1 = (ln2 * 0.3 ** 2 + background + background) / 1
+    assert loss.item() == pytest.approx(class0 + class1, rel=1e-5)

@@ -5,7 +5,7 @@ Student and teacher share the BEV grid and the anchor head's configuration, so t
 correspond one to one. Per image, over its N anchors and C classes, with t = sigmoid(teacher
 class logits), s = student class logits, w_n = [sum_c t_nc > tau] * sum_c t_nc / #{n: sum_c t_nc > tau}:
 
-    L_cls = sum_nc QFL(s_nc, t_nc) / #{(n, c): t_nc > tau}
+    L_cls = sum_c sum_n QFL(s_nc, t_nc) / #{n: t_nc > tau}          (normalised per class)
             QFL(s, t) = BCE(sigmoid(s), t) * |sigmoid(s) - t|^beta        (Li et al. 2020, beta = 2)
     L_box = sum_n w_n * sum_k smoothL1_{1/9}(b_nk - b^T_nk)                (7-D residual codes; the
             heading compared through sin(a - b) = sin a cos b - cos a sin b, OpenPCDet's sin difference)
@@ -63,7 +63,7 @@ def logit_losses(student: dict, teacher: dict, num_classes: int, code_size: int 
     out = {}
     if "cls" in terms:
         logits = per_anchor(student["cls_preds"], num_classes)
-        normaliser = (scores > score_threshold).sum((1, 2)).clamp_min(1).view(-1, 1, 1)
+        normaliser = (scores > score_threshold).sum(1, keepdim=True).clamp_min(1)  # (B, 1, C)
         out["cls"] = weights["cls"] * (quality_focal_loss(logits, scores, beta) / normaliser).sum() / batch
     if "box" in terms:
         boxes = per_anchor(student["box_preds"], code_size)
