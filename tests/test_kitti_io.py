@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
@@ -135,6 +136,7 @@ def test_malformed_calib_value_names_line_and_key(tmp_path, key, value, line):
 
 def test_velodyne_round_trip_and_bad_size(tmp_path):
     points = np.arange(40, dtype=np.float32).reshape(10, 4)
+    points[:, 3] = np.linspace(0.0, 1.0, 10)  # reflectance in [0, 1]
     kitti.write_velodyne(tmp_path / "v.bin", points)
     np.testing.assert_array_equal(kitti.read_velodyne(tmp_path / "v.bin"), points)
     bad = tmp_path / "bad.bin"
@@ -226,9 +228,10 @@ _finite = st.floats(-1000, 1000, allow_nan=False)
 @given(kind=st.sampled_from(["Car", "Pedestrian", "Cyclist", "Van"]), trunc=st.floats(0, 1),
        occ=st.integers(0, 3), box=st.lists(_finite, min_size=4, max_size=4),
        dims=st.lists(st.floats(0, 20), min_size=3, max_size=3), loc=st.lists(_finite, min_size=3, max_size=3),
-       angles=st.lists(st.floats(-3.2, 3.2), min_size=2, max_size=2),
+       angles=st.lists(st.floats(-math.pi, math.pi), min_size=2, max_size=2),
        score=st.none() | st.floats(0, 1))
 def test_label_write_read_is_identity_to_the_printed_precision(kind, trunc, occ, box, dims, loc, angles, score):
+    box = [min(box[0], box[2]), min(box[1], box[3]), max(box[0], box[2]), max(box[1], box[3])]  # x1 <= x2, y1 <= y2
     obj = kitti.Object3D(kind, trunc, occ, angles[0], np.array(box), *dims, np.array(loc), angles[1], score)
     text = kitti.format_label_line(obj)
     again = kitti.parse_label_line(text)

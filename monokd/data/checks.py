@@ -7,7 +7,7 @@
                            2-D box inside W x H (KITTI clips boxes to the image)
                  velodyne  when the config reads LiDAR: present (depth_maps=lidar), and its
                            size a multiple of 16 bytes; Tr_velo_to_cam a rigid transform
-                 depth_2   present when depth_maps=depth_2
+                 depth_2   present when depth_maps=depth_2; its W x H the image's
 
 :class:`monokd.data.dataset.KittiDataset` calls :func:`check_frames` at construction, so
 every command and every model whose data goes through it (train, evaluate, the BEV models)
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from monokd.data.kitti import (Calibration, KittiPaths, check_velodyne_size, find_image, parse_label_line,
-                               read_calib)
+from monokd.data.kitti import (Calibration, KittiPaths, check_rotation, check_velodyne_size, find_image,
+                               parse_label_line, read_calib)
 from monokd.errors import KittiFormatError
 
 # A 2-D box may reach this far past the image border (KITTI clips boxes to [0, W-1] and
@@ -71,9 +71,12 @@ def check_frames(paths: KittiPaths, ids: list[str], split_file: str | Path | Non
         if reads_lidar and velo.is_file():
             check_velodyne_size(velo)
             if calib is not None:
-                check_rigid(calib.Tr_velo_to_cam, paths.file("calib", frame), "Tr_velo_to_cam")
+                check_rotation(calib.Tr_velo_to_cam, paths.file("calib", frame), "Tr_velo_to_cam")
+        depth = paths.file("depth_2", frame)
         if depth_mode == "depth_2":
             _present(paths, "depth_2", frame, where)
+        if depth_mode in ("depth_2", "auto") and depth.is_file():
+            check_depth_size(np.empty(image_size(depth)[::-1], dtype=np.uint8), depth, size)
 
 
 def check_label_file(path: Path, size: tuple[int, int]) -> None:
@@ -100,13 +103,12 @@ def check_principal_point(P2: np.ndarray, path: str | Path, size: tuple[int, int
                                                  f"{width}x{height} image of this frame")
 
 
-def check_rigid(transform: np.ndarray, path: str | Path, key: str, tolerance: float = 1e-2) -> None:
-    """The 3x3 part of ``transform`` must be a rotation (R R^T = I, det R = 1)."""
-    rotation = np.asarray(transform, dtype=np.float64)[:3, :3]
-    error = np.abs(rotation @ rotation.T - np.eye(3)).max()
-    if error > tolerance or np.linalg.det(rotation) < 0:
-        raise KittiFormatError(path, None, key, "its 3x3 part is not a rotation "
-                                                f"(|R R^T - I| = {error:.3g}, det = {np.linalg.det(rotation):.3g})")
+def check_depth_size(depth: np.ndarray, path: str | Path, size: tuple[int, int]) -> np.ndarray:
+    """A depth map must have its frame's W x H (else it belongs to another image); returns it."""
+    if tuple(depth.shape[:2]) != (size[1], size[0]):
+        raise KittiFormatError(path, None, "size", f"{depth.shape[1]}x{depth.shape[0]} depth map for a "
+                                                   f"{size[0]}x{size[1]} image")
+    return depth
 
 
 def _frame_calib(paths: KittiPaths, frame: str, data_cfg: dict, where, size) -> Calibration | None:

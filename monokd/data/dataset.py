@@ -66,7 +66,7 @@ from torch.utils.data import Dataset
 
 from monokd.config import merge
 from monokd.data import augment as aug
-from monokd.data.checks import check_frames
+from monokd.data.checks import check_depth_size, check_frames
 from monokd.data.kitti import (IMAGE_SUFFIXES, Calibration, KittiFormatError, KittiPaths, Object3D, difficulty,
                                read_calib, read_depth, read_image, read_label, read_split,
                                read_velodyne)
@@ -172,7 +172,7 @@ class KittiDataset(Dataset):
         mode = self.cfg["depth_maps"]
         depth_path = self.paths.file("depth_2", frame)
         if mode in ("depth_2", "auto") and (depth_path.is_file() or mode == "depth_2"):
-            return read_depth(depth_path, nan_policy="zero")
+            return check_depth_size(read_depth(depth_path, nan_policy="zero"), depth_path, image_size)
         velo_path = self.paths.file("velodyne", frame)
         if mode in ("lidar", "auto") and (velo_path.is_file() or mode == "lidar"):
             return None  # projected from the sweep after augmentation (stays sparse and exact)

@@ -8,6 +8,7 @@ raises :class:`monokd.errors.KittiFormatError` naming the file, the line and the
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,33 +53,67 @@ class Object3D:
         return float(self.box2d[3] - self.box2d[1])
 
 
+# What a KITTI file may hold (the devkit's readme); a value outside cannot be right.
+NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")  # plain decimal, as C's printf writes
+ANGLE_LIMIT = math.pi + 0.01  # alpha, rotation_y in [-pi, pi] (+ rounding to 2 decimals)
+NO_ALPHA = -10.0  # a result file's "alpha not estimated"
+OCCLUSION_LEVELS = (0, 1, 2, 3)  # fully visible, partly, largely occluded, unknown
+MAX_DIMENSION = 100.0  # metres: no KITTI class is longer (a larger value is another unit)
+MAX_DISTANCE = 1000.0  # metres from the camera / the sensor, for locations and LiDAR points
+
+
+def parse_number(token: str, path: str | Path, line: int | None, name: str) -> float:
+    """A finite decimal number (``1.5``, ``-2``, ``3e-4``); anything else (``nan``, ``inf``,
+    ``1_000``, non-ASCII digits, ``0x10``) is a KittiFormatError naming ``name``."""
+    if not NUMBER.fullmatch(token):
+        raise KittiFormatError(path, line, name, f"not a number: {token!r}")
+    value = float(token)
+    if not math.isfinite(value):
+        raise KittiFormatError(path, line, name, f"not finite: {token!r}")
+    return value
+
+
 def parse_label_line(text: str, path: str | Path = "<string>", line: int | None = None) -> Object3D:
-    """Parse one label_2 line (15 fields, or 16 with a detection score)."""
+    """Parse one label_2 line (15 fields, or 16 with a detection score), checking each value
+    against KITTI's ranges (DontCare lines carry sentinels and are only checked for numbers)."""
     parts = text.split()
     if len(parts) not in (15, 16):
         missing = LABEL_FIELDS[len(parts)] if len(parts) < 15 else "score"
         raise KittiFormatError(path, line, missing,
                                f"expected 15 fields (16 with a score), found {len(parts)}")
-    values = []
-    for name, token in zip(LABEL_FIELDS[1:], parts[1:]):
-        try:
-            value = float(token)
-        except ValueError:
-            raise KittiFormatError(path, line, name, f"not a number: {token!r}") from None
-        if not math.isfinite(value):
-            raise KittiFormatError(path, line, name, f"not finite: {token!r}")
-        values.append(value)
+    values = [parse_number(token, path, line, name) for name, token in zip(LABEL_FIELDS[1:], parts[1:])]
     trunc, occ, alpha, x1, y1, x2, y2, h, w, l, x, y, z, ry = values[:14]
     score = values[14] if len(values) == 15 else None
     kind = parts[0]
-    if kind != "DontCare":
-        for name, dim in (("h", h), ("w", w), ("l", l)):
-            if dim < 0:
-                raise KittiFormatError(path, line, name, f"negative dimension {dim}")
     if occ != int(occ):
         raise KittiFormatError(path, line, "occluded", f"not an integer: {parts[2]!r}")
+    if kind != "DontCare":
+        _check_label_ranges(kind, dict(zip(LABEL_FIELDS[1:], values)), path, line)
+    for name, low, high in (("x2", x1, x2), ("y2", y1, y2)):
+        if high < low:
+            raise KittiFormatError(path, line, name, f"{high:g} is less than {name[0]}1 = {low:g} (an inverted box)")
     return Object3D(kind, trunc, int(occ), alpha, np.array([x1, y1, x2, y2]), h, w, l,
                     np.array([x, y, z]), ry, score)
+
+
+def _check_label_ranges(kind: str, value: dict, path, line) -> None:
+    for known in CLASSES:
+        if kind != known and kind.lower() == known.lower():
+            raise KittiFormatError(path, line, "type", f"{kind!r} is not a KITTI class; did you mean {known!r}?")
+    ranges = {"truncated": (0.0, 1.0, "a fraction in [0, 1]"),
+              "alpha": (-ANGLE_LIMIT, ANGLE_LIMIT, "radians in [-pi, pi] (or -10: not estimated)"),
+              "rotation_y": (-ANGLE_LIMIT, ANGLE_LIMIT, "radians in [-pi, pi]"),
+              **{d: (0.0, MAX_DIMENSION, f"metres in [0, {MAX_DIMENSION:g}]") for d in ("h", "w", "l")},
+              **{c: (-MAX_DISTANCE, MAX_DISTANCE, f"metres in [-{MAX_DISTANCE:g}, {MAX_DISTANCE:g}]")
+                 for c in ("x", "y", "z")}}
+    if int(value["occluded"]) not in OCCLUSION_LEVELS:
+        raise KittiFormatError(path, line, "occluded", f"{value['occluded']:g} is not one of {OCCLUSION_LEVELS}")
+    for name, (low, high, what) in ranges.items():
+        if name == "alpha" and value[name] == NO_ALPHA:
+            continue
+        if not low <= value[name] <= high:
+            kind_of = "negative dimension" if name in "hwl" and value[name] < 0 else "out of range"
+            raise KittiFormatError(path, line, name, f"{kind_of} {value[name]:g}: expected {what}")
 
 
 def _number(value: float, integral_as_int: bool) -> str:
@@ -169,7 +204,9 @@ class Calibration:
 
 def read_calib(path: str | Path) -> Calibration:
     """Parse a KITTI calib file. All seven keys are required (P0..P3, R0_rect,
-    Tr_velo_to_cam, Tr_imu_to_velo)."""
+    Tr_velo_to_cam, Tr_imu_to_velo). P2 must be a camera matrix (fx, fy > 0, third row
+    (0, 0, 1, t)) and R0_rect a rotation; the LiDAR transform is checked where a sweep is
+    read (monokd.data.checks), since image-only datasets may leave it empty."""
     path = Path(path)
     if not path.is_file():
         raise KittiFormatError(path, None, None, "calib file not found")
@@ -184,20 +221,38 @@ def read_calib(path: str | Path) -> Calibration:
         if key not in CALIB_KEYS:
             continue  # unknown keys (e.g. raw-data extras) are harmless
         shape = CALIB_KEYS[key]
-        try:
-            values = [float(t) for t in rest.split()]
-        except ValueError:
-            raise KittiFormatError(path, number, key, "not a number") from None
-        if len(values) != shape[0] * shape[1]:
+        tokens = rest.split()
+        if len(tokens) != shape[0] * shape[1]:
             raise KittiFormatError(path, number, key,
-                                   f"expected {shape[0] * shape[1]} numbers, found {len(values)}")
-        if not all(math.isfinite(v) for v in values):
-            raise KittiFormatError(path, number, key, "not finite")
+                                   f"expected {shape[0] * shape[1]} numbers, found {len(tokens)}")
+        if key in found:
+            raise KittiFormatError(path, number, key, "given twice")
+        values = [parse_number(t, path, number, key) for t in tokens]
         found[key] = np.array(values, dtype=np.float64).reshape(shape)
     for key in CALIB_KEYS:
         if key not in found:
             raise KittiFormatError(path, None, key, "missing calib key")
+    check_camera_matrix(found["P2"], path, "P2")
+    check_rotation(found["R0_rect"], path, "R0_rect")
     return Calibration(**found)
+
+
+def check_camera_matrix(P: np.ndarray, path: str | Path, key: str, tolerance: float = 1e-3) -> None:
+    """A rectified camera's projection matrix: fx, fy > 0 and third row (0, 0, 1, t)."""
+    if not (P[0, 0] > 0 and P[1, 1] > 0):
+        raise KittiFormatError(path, None, key, f"focal lengths fx = {P[0, 0]:g}, fy = {P[1, 1]:g} must be positive")
+    if np.abs(P[2, :3] - (0.0, 0.0, 1.0)).max() > tolerance:
+        raise KittiFormatError(path, None, key, f"third row {P[2, :3].tolist()} is not (0, 0, 1): not a "
+                                                "rectified camera matrix")
+
+
+def check_rotation(transform: np.ndarray, path: str | Path, key: str, tolerance: float = 1e-2) -> None:
+    """The 3x3 part of ``transform`` must be a rotation (R R^T = I, det R = 1)."""
+    rotation = np.asarray(transform, dtype=np.float64)[:3, :3]
+    error = float(np.abs(rotation @ rotation.T - np.eye(3)).max())
+    if error > tolerance or np.linalg.det(rotation) < 0:
+        raise KittiFormatError(path, None, key, "its 3x3 part is not a rotation "
+                                                f"(|R R^T - I| = {error:.3g}, det = {np.linalg.det(rotation):.3g})")
 
 
 def write_calib(path: str | Path, calib: Calibration) -> None:
@@ -209,10 +264,21 @@ def write_calib(path: str | Path, calib: Calibration) -> None:
 
 
 def read_velodyne(path: str | Path) -> np.ndarray:
-    """(N, 4) float32 x, y, z, reflectance in the LiDAR frame."""
+    """(N, 4) float32 x, y, z, reflectance in the LiDAR frame (coordinates finite within
+    MAX_DISTANCE metres, reflectance in [0, 1])."""
     path = Path(path)
     check_velodyne_size(path)
-    return np.fromfile(path, dtype=np.float32).reshape(-1, 4)
+    points = np.fromfile(path, dtype=np.float32).reshape(-1, 4)
+    for column, name in enumerate(("x", "y", "z", "reflectance")):
+        low, high = (0.0, 1.0) if name == "reflectance" else (-MAX_DISTANCE, MAX_DISTANCE)
+        values = points[:, column]
+        bad = ~(np.isfinite(values) & (values >= low) & (values <= high))
+        if bad.any():
+            index = int(np.argmax(bad))
+            hint = " (0-255 intensities? KITTI's are divided by 255)" if name == "reflectance" else ""
+            raise KittiFormatError(path, None, name, f"{int(bad.sum())} points outside [{low:g}, {high:g}], first "
+                                                     f"point {index}: {float(values[index])!r}{hint}")
+    return points
 
 
 def check_velodyne_size(path: str | Path) -> None:
@@ -284,6 +350,9 @@ def read_depth(path: str | Path, nan_policy: str = "raise") -> np.ndarray:
             raise KittiFormatError(path, None, None, "depth image missing or not readable")
         if raw.ndim != 2:
             raise KittiFormatError(path, None, "channels", f"expected one channel, found {raw.shape[2]}")
+        if raw.dtype == np.uint8:
+            raise KittiFormatError(path, None, "dtype", "an 8-bit image: KITTI depth PNGs are 16-bit "
+                                                        "(metres * 256)")
         depth = raw.astype(np.float32) / 256.0 if raw.dtype == np.uint16 else raw.astype(np.float32)
     bad = ~np.isfinite(depth)
     if bad.any():
