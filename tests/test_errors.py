@@ -285,3 +285,71 @@ def test_jpg_frames_are_read_like_png(root):
     assert jpg["image"].shape == png["image"].shape
     assert (jpg["image"] - png["image"]).abs().mean() < 0.05  # the same picture, JPEG-compressed
     assert torch.equal(jpg["targets"]["boxes_2d"], png["targets"]["boxes_2d"])
+
+
+# --------------------------------------------------------------------------- files checked against each other
+def _rewrite(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+def _label_for_wider_image(root: Path):
+    label = root / "training" / "label_2" / "000000.txt"
+    parts = label.read_text().splitlines()[0].split()
+    parts[6] = "2000.00"  # x2 of a 416-px-wide image
+    label.write_text(" ".join(parts) + "\n")
+    return label, 1, "x2"
+
+
+def _calib_of_another_camera(root: Path):
+    calib = root / "training" / "calib" / "000001.txt"
+    lines = calib.read_text().splitlines()
+    p2 = lines[2].split()
+    p2[3] = "5.0e+03"  # cx far outside the image
+    lines[2] = " ".join(p2)
+    calib.write_text("\n".join(lines) + "\n")
+    return calib, None, "P2"
+
+
+def _depth_of_another_size(root: Path):
+    import cv2
+
+    depth = root / "training" / "depth_2" / "000002.png"
+    raw = cv2.imread(str(depth), cv2.IMREAD_ANYDEPTH)
+    cv2.imwrite(str(depth), cv2.resize(raw, (208, 64), interpolation=cv2.INTER_NEAREST))
+    return depth, None, "size"
+
+
+def _empty_lidar_transform(root: Path):
+    calib = root / "training" / "calib" / "000003.txt"
+    lines = [("Tr_velo_to_cam: " + " ".join(["0"] * 12)) if line.startswith("Tr_velo_to_cam") else line
+             for line in calib.read_text().splitlines()]
+    calib.write_text("\n".join(lines) + "\n")
+    return calib, None, "Tr_velo_to_cam"
+
+
+def _missing_label(root: Path):
+    (root / "training" / "label_2" / "000001.txt").unlink()
+    return root / "ImageSets" / "train.txt", 2, "id"
+
+
+def _repeated_id(root: Path):
+    split = root / "ImageSets" / "train.txt"
+    split.write_text(split.read_text() + "0\n")
+    return split, 5, "id"
+
+
+@pytest.mark.parametrize("corrupt, data", [
+    (_label_for_wider_image, {}), (_calib_of_another_camera, {}), (_depth_of_another_size, {"depth_maps": "depth_2"}),
+    (_empty_lidar_transform, {"load_points": True}), (_missing_label, {}), (_repeated_id, {})])
+def test_dataset_checks_each_file_against_its_frame(root, corrupt, data):
+    from monokd.data.dataset import KittiDataset
+    from monokd.errors import KittiFormatError
+
+    cfg = {"data": {"input_size": [416, 128], **data}}
+    KittiDataset(root, "train", cfg)  # the intact frames pass
+    path, line, field = corrupt(root)
+    with pytest.raises(KittiFormatError) as info:
+        KittiDataset(root, "train", cfg)
+    assert (info.value.path, info.value.line, info.value.field) == (str(path), line, field)

@@ -54,7 +54,7 @@ class Object3D:
 
 
 # What a KITTI file may hold (the devkit's readme); a value outside cannot be right.
-NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")  # plain decimal, as C's printf writes
+NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")  # plain decimal, as C's printf writes
 ANGLE_LIMIT = math.pi + 0.01  # alpha, rotation_y in [-pi, pi] (+ rounding to 2 decimals)
 NO_ALPHA = -10.0  # a result file's "alpha not estimated"
 OCCLUSION_LEVELS = (0, 1, 2, 3)  # fully visible, partly, largely occluded, unknown
