@@ -112,6 +112,8 @@ def test_result_file_proposals(tmp_path):
     assert got["boxes"].tolist() == [[50.0, 20.0, 80.0, 50.0]]  # the 10-px-high car and the pedestrian dropped
     assert got["scores"].tolist() == [pytest.approx(0.8)] and got["target_index"].tolist() == [-1]
     assert len(from_results(tmp_path / "000002.txt", ["Car"], affine, 25, 0.0)["boxes"]) == 0  # missing: no box
+    with pytest.raises(KittiFormatError, match="result directory not found"):
+        from_results(tmp_path / "nowhere" / "000002.txt", ["Car"], affine, 25, 0.0)
     (tmp_path / "000003.txt").write_text(good.splitlines()[0] + "\nCar 0.00 0 -1.50 100.00 oops 160.00\n")
     with pytest.raises(KittiFormatError, match=r"000003\.txt:2"):
         from_results(tmp_path / "000003.txt", ["Car"], affine, 25, 0.0)

@@ -16,9 +16,9 @@ Sources (``data.proposals``; ``train`` applies to ``data.train_split``, ``eval``
 - ``results``: the 2-D box and score of every line of ``<results_dir>/<frame>.txt``, KITTI
   result files as ``monokd predict`` of any detector writes them, of a class in
   ``data.classes``, at least ``min_height`` px high in the original image (x the dataset's
-  min-height scale; PatchNet: 25 px) and scored at least ``min_score``. A missing file means
-  no box; a malformed line is a KittiFormatError naming the file and the line (the reader is
-  monokd.evaluation.results.read_results).
+  min-height scale; PatchNet: 25 px) and scored at least ``min_score``. A missing folder is
+  an error, a missing file means no box, a malformed line is a KittiFormatError naming the
+  file and the line (the reader is monokd.evaluation.results.read_results).
 
 The draws happen in the dataset, so every model fed one batch (a student on estimated depth,
 its teacher on depth_2) sees the same boxes with the same jitter: a paired batch.
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from monokd.errors import ConfigError
+from monokd.errors import ConfigError, KittiFormatError
 
 DEFAULTS = {"train": "gt_jitter", "eval": "gt", "jitter": 0.1, "copies": 1, "results_dir": None,
             "min_height": 25.0, "min_score": 0.0}
@@ -82,6 +82,8 @@ def from_results(path: str | Path, classes: list[str], affine: np.ndarray, min_h
     from monokd.data.augment import transform_boxes_2d
     from monokd.evaluation.results import read_results
 
+    if not Path(path).parent.is_dir():  # a missing file is a frame without box; a missing folder a mistake
+        raise KittiFormatError(Path(path).parent, None, None, "result directory not found (data.proposals.results_dir)")
     kept = [o for o in read_results(path) if o.type in classes and o.height_2d >= min_height and o.score >= min_score]
     boxes = transform_boxes_2d(np.array([o.box2d for o in kept]).reshape(-1, 4), affine)
     return _proposals(boxes, [classes.index(o.type) for o in kept], [o.score for o in kept], [-1] * len(kept))
