@@ -106,3 +106,17 @@ def test_depth_pred_dir_read_like_depth_2(synth_root, tmp_path):
 
     with pytest.raises(KittiFormatError, match=f"{ids[1]}.png"):
         KittiDataset(synth_root, "val", cfg, augment=False)[1]
+
+
+def test_depth_evaluate_cli(synth_root, tmp_path, capsys):
+    """`monokd depth evaluate`: depth_2 against itself is exact; a missing map names its file."""
+    from monokd.cli import main
+
+    gt_dir = synth_root / "training" / "depth_2"
+    out = tmp_path / "m.json"
+    assert main(["depth", "evaluate", "--pred-dir", str(gt_dir), "--root", str(synth_root), "--split", "val",
+                 "--json", str(out)]) == 0
+    metrics = json.loads(out.read_text())
+    assert metrics["abs_rel"] == 0.0 and metrics["rmse"] == 0.0 and metrics["delta1"] == 1.0 and metrics["images"] == 4
+    assert main(["depth", "evaluate", "--pred-dir", str(tmp_path), "--root", str(synth_root), "--split", "val"]) == 1
+    assert str(tmp_path) in capsys.readouterr().err
