@@ -40,6 +40,17 @@ def one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
+def error_text(err: BaseException) -> str:
+    """The message of ``err`` as one line. An error re-raised from a DataLoader worker carries
+    the worker's traceback in its text; only its last line, the original message, is kept."""
+    text = str(err)
+    if "Original Traceback" in text:
+        last = text.strip().splitlines()[-1]
+        head, sep, message = last.partition(": ")
+        text = message if sep and type(err).__name__ in head else last
+    return one_line(text)
+
+
 def _show_warning(command: str, fallback):
     from monokd.errors import MonokdWarning
 
@@ -83,7 +94,7 @@ def run_command(command: str, run, args, debug: bool = False) -> int:
         except (MonokdError, OSError) as err:
             if debug:
                 raise
-            print(f"monokd {command}: error: {one_line(err)}", file=sys.stderr, flush=True)
+            print(f"monokd {command}: error: {error_text(err)}", file=sys.stderr, flush=True)
             return 1
 
 

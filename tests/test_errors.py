@@ -125,6 +125,31 @@ def test_subprocess_one_line_and_exit_code(root, tmp_path):
         f"monokd show: error: {root / 'training' / 'calib' / '000004.txt'}: calib file not found"]
 
 
+def test_error_from_a_loader_worker_is_one_line_without_its_traceback(capsys):
+    from torch.utils.data import DataLoader, Dataset
+
+    from monokd.cli import run_command
+    from monokd.errors import KittiFormatError
+
+    class Broken(Dataset):
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, index):
+            raise KittiFormatError("/d/label_2/000007.txt", 3, "h", "negative dimension -1")
+
+    assert run_command("train", lambda args: list(DataLoader(Broken(), num_workers=1)), None) == 1
+    assert capsys.readouterr().err == ("monokd train: error: /d/label_2/000007.txt:3: field 'h': "
+                                       "negative dimension -1\n")
+
+
+@pytest.mark.parametrize("item, key", [("train.epochs=abc", "train.epochs"), ("train.batch_size=0", "train.batch_size"),
+                                       ("train.lr=[1]", "train.lr"), ("data.input_size=[416]", "data.input_size")])
+def test_malformed_setting_names_the_key(root, tmp_path, capsys, no_model, item, key):
+    line = one_error(capsys, train_args(root, tmp_path / "run", item))
+    assert line.startswith(f"monokd train: error: {key}: expected ")
+
+
 # --------------------------------------------------------------------------- 2. empty sets
 @pytest.mark.parametrize("split", ["train", "val"])
 def test_empty_split_is_an_error_naming_the_file(root, tmp_path, capsys, no_model, split):

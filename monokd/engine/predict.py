@@ -20,8 +20,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from monokd.config import get, load_config
 from monokd.data import augment as aug
+from monokd.data.checks import check_principal_point, image_size
 from monokd.data.dataset import collate, data_config, empty_targets
-from monokd.data.kitti import IMAGE_SUFFIXES, KittiFormatError, read_calib, read_image, write_image
+from monokd.data.kitti import (IMAGE_SUFFIXES, KittiFormatError, check_camera_matrix, parse_number, read_calib,
+                               read_image, write_image)
 from monokd.geometry.calib import AXES_VELO_TO_CAM, velo_to_rect_matrix
 from monokd.engine.checkpoint import load_detector
 from monokd.engine.inference import detect
@@ -50,10 +52,12 @@ def read_P2(path: Path) -> np.ndarray:
             raise
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         if line.strip().startswith("P2:"):
-            try:
-                return np.array([float(t) for t in line.split(":", 1)[1].split()], dtype=np.float64).reshape(3, 4)
-            except ValueError:
-                raise KittiFormatError(path, number, "P2", "expected 12 numbers") from None
+            tokens = line.split(":", 1)[1].split()
+            if len(tokens) != 12:
+                raise KittiFormatError(path, number, "P2", f"expected 12 numbers, found {len(tokens)}")
+            P2 = np.array([parse_number(t, path, number, "P2") for t in tokens], dtype=np.float64).reshape(3, 4)
+            check_camera_matrix(P2, path, "P2")
+            return P2
     raise KittiFormatError(path, None, "P2", "missing calib key")
 
 
@@ -90,6 +94,8 @@ class ImageFolder(Dataset):
         else:
             raise FileNotFoundError(f"--calib {calib}: no such file or directory")
         self._P2 = {f: read_P2(f) for f in set(self.calib_files)}
+        for image, file in zip(self.paths, self.calib_files):  # each calib against its image
+            check_principal_point(self._P2[file], file, image_size(image))
         self._lidar_to_rect = {f: read_lidar_to_rect(f) for f in set(self.calib_files)}
         self.input_size = tuple(int(s) for s in self.cfg["input_size"])
 

@@ -1,7 +1,8 @@
 """What ``monokd train`` checks before it builds a model or a trainer, and what a checkpoint
 records about the data it was trained on.
 
-    cfg -> train / val datasets (monokd.data.checks: files present and consistent)
+    cfg -> numeric settings (train.*, eval.batch_size, data.input_size) of the right kind
+        -> train / val datasets (monokd.data.checks: files present and consistent)
         -> refused when empty (naming the split file, or the config key)
         -> warning when train and val share frames
         -> for a distillation: the teacher checked (see check_teacher)
@@ -62,8 +63,40 @@ def is_privileged(role: dict | None) -> bool:
     return bool(role) and (role.get("depth_input") is not None or bool(role.get("lidar_input")))
 
 
+# The numeric settings the engine reads: key -> (type, smallest allowed value).
+NUMBERS = {
+    "train.epochs": (int, 0), "train.max_steps": (int, -1), "train.batch_size": (int, 1),
+    "train.num_workers": (int, 0), "train.seed": (int, 0), "train.val_every": (int, 1),
+    "train.log_every": (int, 1), "train.ckpt_every_steps": (int, 0), "train.max_nonfinite": (int, 0),
+    "train.lr": (float, 0.0), "train.weight_decay": (float, 0.0), "train.warmup_epochs": (float, 0.0),
+    "train.lr_gamma": (float, 0.0), "train.grad_clip": (float, 0.0), "train.pct_start": (float, 0.0),
+    "train.div_factor": (float, 0.0), "eval.batch_size": (int, 1),
+}
+
+
+def check_numbers(cfg: dict) -> None:
+    """Every numeric setting of :data:`NUMBERS` that is set is a number of its kind, at least
+    its minimum; ``data.input_size`` is two positive integers."""
+    for key, (kind, low) in NUMBERS.items():
+        value = get(cfg, key)
+        if value is None:
+            continue
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if kind is int:
+            ok = ok and float(value).is_integer()
+        if not ok or value < low:
+            what = "an integer" if kind is int else "a number"
+            raise ConfigError(f"{key}: expected {what} >= {low}, got {value!r}")
+    size = get(cfg, "data.input_size")
+    if size is not None and not (isinstance(size, (list, tuple)) and len(size) == 2
+                                 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
+        raise ConfigError(f"data.input_size: expected [W, H], two positive integers, got {size!r}")
+
+
 def check_run(cfg: dict, datamodule) -> dict:
-    """Build and check the datamodule's datasets and the teacher; returns the provenance."""
+    """Check the settings, build and check the datamodule's datasets and the teacher;
+    returns the provenance."""
+    check_numbers(cfg)
     train_split = get(cfg, "data.train_split", "train")
     val_split = get(cfg, "data.val_split", "val")
     train_set, val_set = datamodule.train_set, datamodule.val_set
