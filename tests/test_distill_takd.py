@@ -118,6 +118,9 @@ def test_config_errors_name_the_key():
         TAKDDistiller(_student(residual=False, ffm=False), FakeLidar(), FakeCamera(True), parse_options({"method": "takd"}))
     with pytest.raises(ConfigError, match="distill.ta"):
         TAKDDistiller(_student(), FakeLidar(), None, parse_options({"method": "takd"}))
+    with pytest.raises(ConfigError, match="nothing trains the residual"):
+        TAKDDistiller(_student(ffm=False), FakeLidar(), FakeCamera(True),
+                      parse_options({"method": "takd", "cmrd": {"enabled": False}}))
     with pytest.raises(ConfigError, match="model.takd.ffm"):
         takd_options({"residual": False, "ffm": True})
 
@@ -183,3 +186,22 @@ def test_distillation_losses_fall_when_training_the_student():
     for key in ("distill_imd", "distill_cmrd", "distill_logit_cls", "distill_logit_box", "distill_logit_dir"):
         assert history[-1][key] < 0.8 * history[0][key], (key, history[0][key], history[-1][key])
     assert history[-1]["loss"] < 0.3 * history[0]["loss"]
+
+
+def test_every_ablation_row_builds(tmp_path):
+    from monokd.config import set_key
+    from monokd.engine.checkpoint import build_model
+
+    REGISTRY.setdefault("fake_lidar", "tests.takd_fakes:build_fake_lidar")
+    (tmp_path / "teacher.yaml").write_text("model: {name: fake_lidar}\n")
+    (tmp_path / "ta.yaml").write_text("model: {name: fake_bev_camera, depth_input: gt_pixel}\n")
+    for name, overrides in PRESETS.items():
+        cfg = {"model": {"name": "takd_student", "camera": "fake_bev_camera", "takd": {"sam": {"dilations": [1, 2]}}},
+               "distill": {"method": "takd", "teacher": {"config": str(tmp_path / "teacher.yaml")},
+                           "ta": {"config": str(tmp_path / "ta.yaml")}}}
+        for item in overrides:
+            set_key(cfg, item)
+        model = build_model(cfg)
+        student = model if name == "student" else model.student
+        assert isinstance(student, TAKDStudent), name
+        assert (student.ffm is not None) == ("model.takd.ffm=true" in overrides), name

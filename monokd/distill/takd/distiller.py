@@ -115,6 +115,10 @@ class TAKDDistiller(nn.Module):
         if options["cmrd"]["enabled"] and getattr(student, "residual", None) is None:
             raise ConfigError("distill.cmrd.enabled: the student has no residual branch to train "
                               "(model.name: takd_student with model.takd.residual: true)")
+        if (getattr(student, "residual", None) is not None and getattr(student, "ffm", None) is None
+                and not options["cmrd"]["enabled"]):
+            raise ConfigError("model.takd.residual: without CMRD and without FFM nothing trains the residual "
+                              "branch (its parameters would get no gradient); set model.takd.residual=false")
         if options["imd"]["enabled"] and not callable(getattr(student, "bev_features", None)):
             raise ConfigError(f"distill.imd.enabled: the student ({type(student).__name__}) exposes no BEV feature")
         frozen = {"teacher": teacher if needs_teacher else None, "ta": ta if needs_ta else None}
