@@ -1,11 +1,14 @@
-"""monokd demo: the report (tables, chart, markdown), the stage markers and their reuse, and
-(once training exists) the quick preset end to end."""
+"""monokd demo: the report (tables, chart, learning curves, markdown), the stage markers and
+their reuse, the stories (--student / --method), the lanes that run trainings side by side,
+the plain progress lines, and the quick preset end to end."""
 
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -102,7 +105,7 @@ def test_evaluation_marker_is_the_json_with_flat(tmp_path):
 def test_train_and_evaluate_skip_finished_stages(tmp_path, monkeypatch):
     calls = []
 
-    def fake(args, stage, env=None):
+    def fake(args, stage, **options):
         calls.append(args)
         out = args[args.index("--out") + 1]
         os.makedirs(out, exist_ok=True)
@@ -125,20 +128,65 @@ def test_train_and_evaluate_skip_finished_stages(tmp_path, monkeypatch):
 
 
 def test_failed_training_names_the_stage(tmp_path, monkeypatch):
-    monkeypatch.setattr(demo, "run_command", lambda args, stage, env=None: None)  # writes nothing
+    monkeypatch.setattr(demo, "run_command", lambda args, stage, **options: None)  # writes nothing
     with pytest.raises(demo.StageError, match="stage 'train teacher'"):
         demo.train("cfg.yaml", tmp_path / "t", [], stage="train teacher")
 
 
 def test_presets_exist_and_name_the_three_recipes():
-    for name in ("quick", "default"):
+    for name in ("quick", "default", "synth"):
         preset = demo.load_preset(name)
         for model in demo.MODELS:
-            assert demo.recipe(preset, model).name.endswith(".yaml")
+            assert demo.recipe(preset, model).is_file()
         items = demo.stage_overrides(preset, "add", "/data/x")
         assert items[0] == "data.root=/data/x"
     with pytest.raises(Exception, match="no such demo preset"):
         demo.load_preset("nope")
+
+
+def test_overrides_go_all_then_student_then_model(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("data: {num_train: 1, num_val: 1}\n"
+                    "overrides: {all: [a=1], monodetr: [b=2], add: [c=3], teacher: [d=4], caddn: [e=5]}\n")
+    preset = demo.load_preset(str(path))
+    assert demo.stage_overrides(preset, "add", "/r") == ["data.root=/r", "a=1", "b=2", "c=3"]
+    assert demo.stage_overrides(preset, "teacher", "/r") == ["data.root=/r", "a=1", "b=2", "d=4"]
+
+
+def test_the_recipes_behind_the_readme_stay_the_story_recipes():
+    """The demo sizes the synth recipes by --set items; it never swaps them."""
+    plot = demo.story()
+    assert [[m.name for m in wave] for wave in plot.waves] == [["teacher"], ["baseline", "add"]]
+    assert {m.name: m.recipe for m in plot.models} == {
+        "teacher": "monodetr_teacher_synth.yaml", "baseline": "monodetr_synth.yaml", "add": "add_monodetr_synth.yaml"}
+    assert plot.model("add").teacher == "teacher"
+
+
+@pytest.mark.parametrize("student, method, message", [
+    ("caddn0", "add", "--student caddn0: unknown (known: monodetr"),
+    ("monodetr", "kd0", "--method kd0: unknown (known: add"),
+])
+def test_unknown_student_or_method_is_a_one_line_error(student, method, message, capsys):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    demo.add_arguments(parser)
+    args = parser.parse_args(["--student", student, "--method", method, "--out", "/nonexistent/never"])
+    assert demo.run(args) == 1
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not os.path.exists("/nonexistent/never")
+
+
+def test_a_new_story_is_one_registry_entry(tmp_path, monkeypatch):
+    plot = demo.Story(waves=((demo.Model("teacher", "monodetr_teacher_synth.yaml", "T", "teacher"),),
+                             (demo.Model("student", "add_monodetr_synth.yaml", "S", "distilled", teacher="teacher"),)))
+    monkeypatch.setitem(demo.STORIES, ("monodetr", "kd0"), plot)
+    assert demo.story("monodetr", "kd0") is plot
+    assert demo.recipe(demo.load_preset("quick", "monodetr", "kd0"), "student").name == "add_monodetr_synth.yaml"
+    monkeypatch.setitem(demo.STORIES, ("other0", "add"), plot)
+    with pytest.raises(demo.ConfigError, match="--student other0 --method kd0: no such demo"):
+        demo.story("other0", "kd0")  # both names known, not the pair
 
 
 # --------------------------------------------------------------------------- pipeline, faked
@@ -172,13 +220,16 @@ def fake_commands(calls):
     """A stand-in for ``monokd train`` / ``monokd evaluate`` writing their documented outputs."""
     from monokd.data import kitti
 
-    def run(args, stage, env=None):
+    def run(args, stage, **options):
         calls.append(args)
         out = args[args.index("--out") + 1]
         os.makedirs(out, exist_ok=True)
         if args[0] == "train":
-            for name in ("config.yaml", "best.ckpt", "metrics.json"):
+            for name in ("config.yaml", "best.ckpt"):
                 open(os.path.join(out, name), "w").write("{}")
+            base = {"teacher": 30.0, "baseline": 10.0, "add": 15.0}[os.path.basename(out)]
+            history = [{"epoch": e, "step": 10 * (e + 1), "metrics": flat(base - 3 + e)} for e in range(3)]
+            open(os.path.join(out, "metrics.json"), "w").write(json.dumps({"validations": history}))
             return
         base = {"teacher": 30.0, "baseline": 10.0, "add": 15.0}[os.path.basename(out)]
         open(os.path.join(out, "metrics.json"), "w").write(json.dumps({"flat": flat(base)}))
@@ -196,9 +247,14 @@ def test_demo_pipeline_with_faked_commands(tmp_path, monkeypatch):
     (root / demo.SYNTH_MARKER).write_text("{}")
     calls = []
     monkeypatch.setattr(demo, "run_command", fake_commands(calls))
-    path = demo.run_demo(tmp_path / "out", "quick", data_root=root)
-    assert [c[0] for c in calls] == ["train"] * 3 + ["evaluate"] * 3
-    add = calls[2]
+    printed = io.StringIO()
+    path = demo.run_demo(tmp_path / "out", "quick", data_root=root, stream=printed)
+    # the teacher first (trained, then evaluated), then baseline and ADD in their lanes
+    assert [(c[0], os.path.basename(c[c.index("--out") + 1])) for c in calls[:2]] == [("train", "teacher"),
+                                                                                      ("evaluate", "teacher")]
+    assert sorted((c[0], os.path.basename(c[c.index("--out") + 1])) for c in calls[2:]) == [
+        ("evaluate", "add"), ("evaluate", "baseline"), ("train", "add"), ("train", "baseline")]
+    add = next(c for c in calls if c[0] == "train" and c[c.index("--out") + 1].endswith("add"))
     assert add[add.index("--config") + 1].endswith("add_monodetr_synth.yaml")
     assert f"distill.teacher.ckpt={tmp_path / 'out' / 'teacher' / 'best.ckpt'}" in add
     assert f"data.root={root}" in add
@@ -206,9 +262,43 @@ def test_demo_pipeline_with_faked_commands(tmp_path, monkeypatch):
     assert "| MonoDETR + ADD | 15.00 | 14.00 | 13.00 | 20.00 | 19.00 | 18.00 |" in text
     assert "![frame_000002](figures/frame_000002.png)" in text
     assert "![frame_000001](figures/frame_000001.png)" in text
-    assert (tmp_path / "out" / "figures" / "moderate_ap.png").is_file()
-    demo.run_demo(tmp_path / "out", "quick", data_root=root)
+    assert "![learning curves](figures/learning_curves.png)" in text
+    # the sentence under the table: the steps (the last validation's), what it shows, the pointer
+    assert "single-seed runs of 30, 30, 30 steps (teacher, baseline, add)" in text
+    assert "teacher, which sees ground-truth depth, ahead of the students" in text
+    assert "README's longer 3-seed runs" in text
+    for name in ("moderate_ap.png", "learning_curves.png"):
+        assert (tmp_path / "out" / "figures" / name).read_bytes()[:4] == b"\x89PNG"
+    # the end of the run says where the report is and how long each stage took
+    end = printed.getvalue()
+    assert f"report: {path}" in end
+    for stage in ("data", "train teacher", "evaluate add", "report", "total"):
+        assert f"  {stage}" in end
+    demo.run_demo(tmp_path / "out", "quick", data_root=root, stream=io.StringIO())
     assert len(calls) == 6  # the rerun reused every stage
+
+
+def test_read_curve_and_learning_curve_figure(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    assert demo.read_curve(run) == []
+    history = [{"epoch": 1, "step": 20, "metrics": flat(4.0)}, {"epoch": 0, "step": 10, "metrics": flat(2.0)}]
+    (run / "metrics.json").write_text(json.dumps({"validations": history}))
+    curve = demo.read_curve(run)
+    assert [step for step, _ in curve] == [10, 20]
+    assert curve[1][1][report.metric_key("bev", "moderate", 0.5)] == 4.0 + 10 + 5 - 1
+    path = report.learning_curves({"teacher": curve, "empty": []}, tmp_path / "f" / "curves.png")
+    import matplotlib.image
+
+    image = matplotlib.image.imread(path)
+    assert image.shape[1] > image.shape[0] > 100  # two panels side by side
+
+
+def test_pictures_show_the_top_k_by_score_whatever_the_threshold():
+    objects = [car(0.0, 10.0, s) for s in (0.05, 0.3, 0.01, 0.12)]
+    assert [o.score for o in demo.top_predictions(objects, 3)] == [0.3, 0.12, 0.05]
+    assert demo.top_predictions(objects, 10)[-1].score == 0.01
+    assert demo.top_predictions([], 3) == []
 
 
 # --------------------------------------------------------------------------- end to end
@@ -226,18 +316,24 @@ def _missing_pipeline() -> str | None:
                     reason=f"monokd train / evaluate not available yet ({_missing_pipeline()} missing)")
 def test_quick_demo_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    path = demo.run_demo(tmp_path / "demo", "quick")
+    path = demo.run_demo(tmp_path / "demo", "quick", stream=io.StringIO())
     text = path.read_text()
     for label in demo.LABELS.values():
         assert f"| {label} |" in text
-    assert (tmp_path / "demo" / "figures" / "moderate_ap.png").read_bytes()[:4] == b"\x89PNG"
+    for name in ("moderate_ap.png", "learning_curves.png"):
+        assert (tmp_path / "demo" / "figures" / name).read_bytes()[:4] == b"\x89PNG"
+        assert f"(figures/{name})" in text
+    for model in demo.MODELS:  # two validations a run: the learning curve has two points
+        assert len(demo.read_curve(tmp_path / "demo" / model)) == 2
+        log = (tmp_path / "demo" / "logs" / f"{model}.log").read_text()
+        assert "\r" not in log and "epoch 2/2 step" in log  # plain progress lines, no carriage returns
     frames = sorted((tmp_path / "demo" / "figures").glob("frame_*.png"))
     assert frames and all(f.name in text for f in frames)
     # a rerun reuses every stage: no checkpoint or result file is written again
     written = {p: p.stat().st_mtime_ns for p in (tmp_path / "demo").rglob("*")
                if p.suffix in (".ckpt", ".json", ".txt") and p.is_file()}
     assert any(p.suffix == ".ckpt" for p in written)
-    demo.run_demo(tmp_path / "demo", "quick")
+    demo.run_demo(tmp_path / "demo", "quick", stream=io.StringIO())
     assert {p: p.stat().st_mtime_ns for p in written} == written
 
 
@@ -264,3 +360,83 @@ def test_an_interrupted_stage_stops_its_child(monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         demo.run_command(["train"], "train teacher")
     assert started[0].terminated
+
+
+# --------------------------------------------------------------------------- lanes and progress
+
+
+def test_display_plain_lines_off_a_terminal():
+    from monokd.engine.lanes import Display
+
+    out = io.StringIO()
+    display = Display(["baseline", "add"], stream=out)
+    assert not display.live  # a StringIO is no terminal
+    display.show("add", "epoch 1/3 step 5/30 loss 9.00\n")
+    display.show("add", "Lightning's chatter is not progress\n")
+    display.status("baseline", "done")
+    assert out.getvalue() == "[add] epoch 1/3 step 5/30 loss 9.00\n[baseline] done\n"
+
+
+def test_display_on_a_terminal_rewrites_one_line_per_lane():
+    from monokd.engine.lanes import Display
+
+    out = io.StringIO()
+    display = Display(["baseline", "add"], stream=out, live=True)
+    display.show("add", "epoch 1/3 step 5/30")
+    display.show("baseline", "epoch 1/3 step 10/30")
+    text = out.getvalue()
+    assert text.count("\x1b[2F") == 1  # the second drawing goes back up over both lines
+    last = text.split("\x1b[2F")[-1]
+    assert last == "\x1b[2Kbaseline | epoch 1/3 step 10/30\n\x1b[2Kadd      | epoch 1/3 step 5/30\n"
+
+
+def test_lanes_run_children_side_by_side_and_log_their_output(tmp_path):
+    from monokd.engine.lanes import Display, Lane, Lanes
+
+    out = io.StringIO()
+    lanes, display = Lanes(), Display(["a", "b"], stream=out)
+    code = "import sys, time; time.sleep(0.5); print('epoch 1/1 step 1/1', sys.argv[1]); print('other')"
+
+    def job(name):
+        lane = Lane(name, tmp_path / f"{name}.log", lanes, display)
+        return lane.run([sys.executable, "-c", code, name])
+
+    import time
+
+    began = time.monotonic()
+    assert lanes.side_by_side({"a": lambda: job("a"), "b": lambda: job("b")}) == {"a": 0, "b": 0}
+    assert time.monotonic() - began < 5  # (generous) not a timing claim: both ran and ended
+    assert sorted(out.getvalue().splitlines()) == ["[a] epoch 1/1 step 1/1 a", "[b] epoch 1/1 step 1/1 b"]
+    assert (tmp_path / "a.log").read_text().splitlines()[1:] == ["epoch 1/1 step 1/1 a", "other"]
+
+
+def test_a_failing_lane_raises_after_the_others_end(tmp_path):
+    from monokd.engine.lanes import Display, Lanes
+
+    lanes, display = Lanes(), Display(["a", "b"], stream=io.StringIO())
+
+    def fail():
+        raise demo.StageError("stage 'train a' failed")
+
+    done = []
+    with pytest.raises(demo.StageError, match="train a"):
+        lanes.side_by_side({"a": fail, "b": lambda: done.append(1)})
+    assert done == [1]
+
+
+def test_plain_progress_line():
+    from types import SimpleNamespace
+
+    from monokd.engine.callbacks import PlainProgress
+
+    progress = PlainProgress(every=5)
+    trainer = SimpleNamespace(global_step=120, max_steps=-1, num_training_batches=50, max_epochs=12,
+                              current_epoch=2, callback_metrics={"train/loss": 20.137, "train/lr": 1e-3},
+                              is_global_zero=True)
+    assert progress.line(trainer) == "epoch 3/12 step 120/600 loss 20.14 lr 1.0e-03"
+    progress.started, progress.first_step = 0.0, 100
+    import time
+
+    progress.started = time.monotonic() - 40.0  # 20 steps in 40 s
+    line = progress.line(trainer)
+    assert line.startswith("epoch 3/12 step 120/600 loss 20.14 lr 1.0e-03 2.0") and "eta 0:16:" in line

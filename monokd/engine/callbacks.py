@@ -1,11 +1,13 @@
 """Callbacks of a training run: ``last.ckpt`` (for resuming), the best checkpoint by the
-monitored AP, and ``metrics.json``."""
+monitored AP, ``metrics.json``, and plain-line progress for logs and pipes."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+import sys
+import time
 from pathlib import Path
 
 import lightning as L
@@ -106,3 +108,56 @@ class MetricsJson(L.Callback):
 
     def load_state_dict(self, state: dict) -> None:
         self.history = list(state.get("history", []))
+
+
+class PlainProgress(L.Callback):
+    """Progress as plain lines, for a log file or a pipe (Lightning's bar rewrites one line
+    with carriage returns, which a file keeps as one endless line). Every ``every`` training
+    batches and at each epoch's end: ``epoch 3/12 step 120/600 loss 20.14 lr 1.0e-03 1.9
+    s/step eta 0:15:12``; after each validation: ``val epoch 3 step 120 Car/3d/... 12.34``.
+    Rank 0 only."""
+
+    def __init__(self, every: int = 10, stream=None):
+        self.every = max(int(every or 1), 1)
+        self.stream = stream
+        self.started: float | None = None
+        self.first_step = 0
+
+    def _print(self, trainer, text: str) -> None:
+        if trainer.is_global_zero:
+            print(text, file=self.stream or sys.stdout, flush=True)
+
+    def on_train_start(self, trainer, pl_module):
+        self.started, self.first_step = time.monotonic(), int(trainer.global_step)
+
+    def _total_steps(self, trainer) -> int:
+        if trainer.max_steps and trainer.max_steps > 0:
+            return int(trainer.max_steps)
+        return int(trainer.num_training_batches) * int(trainer.max_epochs or 1)
+
+    def line(self, trainer) -> str:
+        """The progress line at the current step."""
+        step, total = int(trainer.global_step), self._total_steps(trainer)
+        parts = [f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}", f"step {step}/{total}"]
+        metrics = trainer.callback_metrics
+        for key, name, fmt in (("train/loss", "loss", "{:.2f}"), ("train/lr", "lr", "{:.1e}")):
+            if key in metrics:
+                parts.append(f"{name} {fmt.format(float(metrics[key]))}")
+        done = step - self.first_step
+        if self.started is not None and done > 0:
+            per_step = (time.monotonic() - self.started) / done
+            left = int(per_step * max(total - step, 0))
+            parts += [f"{per_step:.2f} s/step", f"eta {left // 3600:d}:{left % 3600 // 60:02d}:{left % 60:02d}"]
+        return " ".join(parts)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if (batch_idx + 1) % self.every == 0 or batch_idx + 1 >= trainer.num_training_batches:
+            self._print(trainer, self.line(trainer))
+
+    def on_validation_end(self, trainer, pl_module):
+        if trainer.sanity_checking:
+            return
+        value = getattr(pl_module, "val_monitor", None)
+        key = getattr(pl_module, "monitor_key", "val/monitor")
+        shown = "n/a" if value is None else f"{float(value):.2f}"
+        self._print(trainer, f"val epoch {trainer.current_epoch + 1} step {trainer.global_step} {key} {shown}")

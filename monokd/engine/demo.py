@@ -1,14 +1,24 @@
-"""``monokd demo``: SynthKITTI -> GT-depth teacher -> baseline student -> ADD student ->
-evaluation of all three -> ``OUT/report.md`` (tables, the Figure-1 chart, pictures).
+"""``monokd demo``: SynthKITTI -> GT-depth teacher -> baseline student and ADD student side
+by side -> evaluation of each -> ``OUT/report.md`` (tables, learning curves, the Figure-1
+chart, pictures).
+
+What is trained is a *story* (:data:`STORIES`, keyed by ``(student, method)``): the models
+in the order of their waves, each with its recipe and the model it learns from. The models
+of one wave run side by side as parallel lanes (one core each, ``monokd.engine.lanes``);
+a model is evaluated as soon as its training ends. ``--student``/``--method`` pick a story;
+adding one (a student such as CaDDN, a method such as MonoTAKD) is one :class:`Story` entry
+here plus that student's ``--set`` items in the presets' ``overrides.<student>``.
 
 Training and evaluation run as the documented commands (``monokd train``, ``monokd
 evaluate``) in subprocesses, so the demo depends only on their command lines. A stage is
-done when its output marker exists (a training: ``metrics.json`` and a checkpoint; an
+done when its output marker exists (a training: ``TRAIN_MARKER`` and a checkpoint; an
 evaluation: its JSON), so a rerun skips finished stages and an interrupted training goes on
 with ``--resume auto``. The stage runner here is shared with ``monokd ablate``.
 
-A preset is a YAML file ``configs/demo_<name>.yaml`` (or any path): the SynthKITTI size,
-the three recipes and the ``--set`` overrides that shrink them.
+A preset is a YAML file ``configs/demo_<name>.yaml`` (or any path): the SynthKITTI size and
+the ``--set`` overrides that size the recipes for the demo: ``overrides.all`` (every run),
+``overrides.<student>`` (every run of that student, e.g. its width), ``overrides.<model>``
+(one model of the story: ``teacher``, ``baseline``, ``add``).
 """
 
 from __future__ import annotations
@@ -29,8 +39,70 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO_ROOT / "configs"
 SYNTH_MARKER = ".monokd-synth.json"
 TRAIN_MARKER = ".monokd-train-done"
-MODELS = ("teacher", "baseline", "add")
-LABELS = {"teacher": "Teacher (object-wise GT depth)", "baseline": "MonoDETR (baseline)", "add": "MonoDETR + ADD"}
+
+
+# --------------------------------------------------------------------------- stories
+
+
+@dataclass(frozen=True)
+class Model:
+    """One model a story trains: its run folder name (also its preset overrides key), the
+    recipe under configs/, its row in the report, its role (``teacher``, ``baseline`` or
+    ``distilled``: the colour of its bars and curves), and the model it is distilled from."""
+
+    name: str
+    recipe: str
+    label: str
+    role: str
+    teacher: str | None = None
+
+
+@dataclass(frozen=True)
+class Story:
+    """What ``monokd demo --student S --method M`` trains: ``waves`` of models; the models
+    of a wave train side by side, a wave starts when the previous one has ended."""
+
+    waves: tuple[tuple[Model, ...], ...]
+
+    @property
+    def models(self) -> tuple[Model, ...]:
+        return tuple(m for wave in self.waves for m in wave)
+
+    def model(self, name: str) -> Model:
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise ConfigError(f"the demo's story has no model {name!r} (models: {', '.join(m.name for m in self.models)})")
+
+
+DEFAULT_STUDENT, DEFAULT_METHOD = "monodetr", "add"
+STORIES: dict[tuple[str, str], Story] = {
+    ("monodetr", "add"): Story(waves=(
+        (Model("teacher", "monodetr_teacher_synth.yaml", "Teacher (object-wise GT depth)", "teacher"),),
+        (Model("baseline", "monodetr_synth.yaml", "MonoDETR (baseline)", "baseline"),
+         Model("add", "add_monodetr_synth.yaml", "MonoDETR + ADD", "distilled", teacher="teacher")),
+    )),
+}
+
+
+def story(student: str = DEFAULT_STUDENT, method: str = DEFAULT_METHOD) -> Story:
+    """The story of ``(student, method)``; an unknown name is a one-line ConfigError naming
+    the known ones."""
+    students = sorted({s for s, _ in STORIES})
+    methods = sorted({m for _, m in STORIES})
+    if student not in students:
+        raise ConfigError(f"--student {student}: unknown (known: {', '.join(students)})")
+    if method not in methods:
+        raise ConfigError(f"--method {method}: unknown (known: {', '.join(methods)})")
+    if (student, method) not in STORIES:
+        pairs = ", ".join(f"{s}+{m}" for s, m in sorted(STORIES))
+        raise ConfigError(f"--student {student} --method {method}: no such demo (known: {pairs})")
+    return STORIES[(student, method)]
+
+
+MODELS = tuple(m.name for m in story().models)
+LABELS = {m.name: m.label for m in story().models}
+ROLE_COLORS = {"teacher": "#8c8c8c", "baseline": "#1f77b4", "distilled": "#d62728"}
 
 
 # --------------------------------------------------------------------------- stages
@@ -97,9 +169,16 @@ def read_flat(eval_dir: str | Path) -> dict[str, float]:
     return {k: float(v) for k, v in json.loads(path.read_text())["flat"].items()}
 
 
-def run_command(args: list[str], stage: str, env: dict | None = None) -> None:
-    """Run ``python -m monokd.cli ARGS``; its output (progress bars) goes to our terminal."""
+def run_command(args: list[str], stage: str, env: dict | None = None, lane=None) -> None:
+    """Run ``python -m monokd.cli ARGS``. Without ``lane`` its output (progress bars) goes to
+    our terminal; with one (a ``monokd.engine.lanes.Lane``) to the lane's log and display."""
     command = [sys.executable, "-m", "monokd.cli", *args]
+    if lane is not None:
+        code = lane.run(command, env)
+        if code != 0:
+            raise StageError(f"stage {stage!r} failed (exit {code}): {' '.join(command)}\n"
+                             f"its output: {lane.log}\n{lane.tail()}")
+        return
     child = subprocess.Popen(command, env={**os.environ, **(env or {})})
     try:
         code = child.wait()
@@ -116,8 +195,13 @@ def run_command(args: list[str], stage: str, env: dict | None = None) -> None:
         raise StageError(f"stage {stage!r} failed (exit {code}): {' '.join(command)}")
 
 
+def _runner_options(env: dict | None, lane) -> dict:
+    """Keyword arguments of ``run_command`` beyond (args, stage), only those given."""
+    return {k: v for k, v in (("env", env), ("lane", lane)) if v is not None}
+
+
 def train(config: str | Path, run_dir: str | Path, overrides: list[str], seed: int | None = None,
-          extra: list[str] = (), stage: str = "train") -> Path:
+          extra: list[str] = (), stage: str = "train", env: dict | None = None, lane=None) -> Path:
     """Train unless done; return the checkpoint. Always ``--resume auto`` so an interrupted
     run continues from its ``last.ckpt``."""
     run_dir = Path(run_dir)
@@ -127,7 +211,7 @@ def train(config: str | Path, run_dir: str | Path, overrides: list[str], seed: i
             args += ["--seed", str(seed)]
         for item in overrides:
             args += ["--set", item]
-        run_command(args + list(extra), stage)
+        run_command(args + list(extra), stage, **_runner_options(env, lane))
         if find_checkpoint(run_dir) is None:
             raise StageError(f"stage {stage!r}: {run_dir} has no checkpoint after training")
         (run_dir / TRAIN_MARKER).write_text(" ".join(args) + "\n")
@@ -135,15 +219,17 @@ def train(config: str | Path, run_dir: str | Path, overrides: list[str], seed: i
 
 
 def evaluate(run_dir: str | Path, eval_dir: str | Path, split: str = "val", extra: list[str] = (),
-             stage: str = "evaluate") -> dict[str, float]:
-    """Evaluate a finished run's checkpoint with its own saved config, unless done."""
+             stage: str = "evaluate", ckpt: str | Path | None = None, env: dict | None = None,
+             lane=None) -> dict[str, float]:
+    """Evaluate a finished run's checkpoint (``ckpt``, by default :func:`find_checkpoint`)
+    with its own saved config, unless done."""
     run_dir, eval_dir = Path(run_dir), Path(eval_dir)
     if evaluation_json(eval_dir) is None:
-        ckpt = find_checkpoint(run_dir)
+        ckpt = ckpt or find_checkpoint(run_dir)
         if ckpt is None:
             raise StageError(f"stage {stage!r}: {run_dir} has no checkpoint")
         run_command(["evaluate", "--config", str(run_dir / "config.yaml"), "--ckpt", str(ckpt),
-                     "--split", split, "--out", str(eval_dir), *extra], stage)
+                     "--split", split, "--out", str(eval_dir), *extra], stage, **_runner_options(env, lane))
     return read_flat(eval_dir)
 
 
@@ -176,8 +262,9 @@ def ensure_synth(root: str | Path, num_train: int, num_val: int, seed: int = 0, 
 # --------------------------------------------------------------------------- presets
 
 
-def load_preset(name: str) -> dict:
-    """``configs/demo_<name>.yaml``, or a YAML path."""
+def load_preset(name: str, student: str = DEFAULT_STUDENT, method: str = DEFAULT_METHOD) -> dict:
+    """``configs/demo_<name>.yaml``, or a YAML path; ``preset["story"]`` is the story of
+    ``(student, method)``."""
     path = Path(name)
     if not path.suffix:
         path = CONFIG_DIR / f"demo_{name}.yaml"
@@ -185,27 +272,30 @@ def load_preset(name: str) -> dict:
         choices = sorted(p.stem[len("demo_"):] for p in CONFIG_DIR.glob("demo_*.yaml"))
         raise ConfigError(f"{path}: no such demo preset (presets: {', '.join(choices)})")
     preset = yaml.safe_load(path.read_text()) or {}
-    for key in ("data", "configs"):
-        if key not in preset:
-            raise ConfigError(f"{path}: the preset has no {key!r} section")
-    for model in MODELS:
-        if model not in preset["configs"]:
-            raise ConfigError(f"{path}: configs.{model} is missing")
-    preset.setdefault("overrides", {})
+    if "data" not in preset:
+        raise ConfigError(f"{path}: the preset has no 'data' section")
+    preset["overrides"] = preset.get("overrides") or {}
+    if not isinstance(preset["overrides"], dict):
+        raise ConfigError(f"{path}: overrides must be a mapping (all, <student>, <model>: lists of key=value)")
+    preset["story"] = story(student, method)
+    preset["student"], preset["method"] = student, method
     preset["_path"] = str(path)
     return preset
 
 
 def recipe(preset: dict, model: str) -> Path:
-    """The recipe of one model, relative to configs/ unless absolute."""
-    path = Path(preset["configs"][model])
+    """The recipe of one model of the preset's story, relative to configs/ unless absolute."""
+    path = Path(preset["story"].model(model).recipe)
     return path if path.is_absolute() else CONFIG_DIR / path
 
 
 def stage_overrides(preset: dict, model: str, data_root: str | Path) -> list[str]:
-    """``--set`` items of one model: the data root, then the preset's shared and own items."""
+    """``--set`` items of one model: the data root, then the preset's items for every run
+    (``all``), for the story's student, and for this model."""
     overrides = preset.get("overrides") or {}
-    return [f"data.root={data_root}", *(overrides.get("all") or []), *(overrides.get(model) or [])]
+    student = preset.get("student", DEFAULT_STUDENT)
+    return [f"data.root={data_root}", *(overrides.get("all") or []), *(overrides.get(student) or []),
+            *(overrides.get(model) or [])]
 
 
 def teacher_overrides(teacher_dir: str | Path, ckpt: str | Path) -> list[str]:
@@ -237,108 +327,232 @@ def result_file(eval_dir: str | Path, frame: str) -> Path | None:
     return found[0] if found else None
 
 
+TOP_K_LEAST = 3  # the pictures show at least this many predictions per model
+
+
+def top_predictions(objects: list, k: int) -> list:
+    """The ``k`` highest-scoring predictions (objects without a score count as 1)."""
+    return sorted(objects, key=lambda o: -(1.0 if o.score is None else o.score))[:k]
+
+
 def draw_pictures(root: str | Path, eval_dirs: dict[str, Path], out_dir: str | Path, count: int,
-                  score_threshold: float = 0.2) -> list[Path]:
-    """One PNG a frame: for each model its predictions (red) and the ground truth (green) on
-    the image and on a bird's-eye view, side by side; every view of a frame shares one depth
-    range so the columns compare."""
+                  score_threshold: float = 0.2, labels: dict[str, str] | None = None) -> list[Path]:
+    """One PNG a frame: for each model its top predictions (red, each with its score) and the
+    ground truth (green) on the image and on a bird's-eye view, side by side; every view of a
+    frame shares one depth range so the columns compare.
+
+    The rule: each model's top k predictions by score, k = the frame's number of ground-truth
+    cars (at least ``TOP_K_LEAST``), whatever their score, so that a short training that
+    puts few boxes above ``score_threshold`` still shows where its best guesses are; each
+    panel's title says how many of them reach the threshold."""
     from monokd.data.kitti import KittiPaths, read_calib, read_image, read_label
     from monokd.viz.bev import draw_bev
     from monokd.viz.draw import PRED_COLOR, bev_depth, draw_boxes_2d, draw_boxes_3d
     from monokd.viz.report import prediction_grid
 
+    labels = labels or LABELS
     paths = KittiPaths(Path(root))
     written = []
     for frame in pick_frames(root, count):
         image = read_image(paths.file("image_2", frame))
         P2 = read_calib(paths.file("calib", frame)).P2
         gt = [o for o in read_label(paths.file("label_2", frame)) if o.type != "DontCare"]
+        k = max(TOP_K_LEAST, sum(o.type == "Car" for o in gt))
         preds = {}
         for model, eval_dir in eval_dirs.items():
             found = result_file(eval_dir, frame)
-            objects = read_label(found) if found is not None else []
-            preds[model] = [o for o in objects if o.score is None or o.score >= score_threshold]
+            preds[model] = top_predictions(read_label(found) if found is not None else [], k)
         far = bev_depth(gt, *preds.values())
         panels = {}
         for model, objects in preds.items():
             drawn = draw_boxes_3d(draw_boxes_2d(image, gt), gt, P2)
             drawn = draw_boxes_3d(draw_boxes_2d(drawn, objects, PRED_COLOR), objects, P2, PRED_COLOR)
             bev = draw_bev(None, gt, objects, z_range=(0.0, far), height=max(image.shape[0], 360))
-            panels[f"{LABELS.get(model, model)} ({len(objects)} shown)"] = (drawn, bev)
-        written.append(prediction_grid(panels, Path(out_dir) / f"frame_{frame}.png",
-                                       title=f"val frame {frame}: ground truth green, predictions red"))
+            passing = sum(o.score is None or o.score >= score_threshold for o in objects)
+            panels[f"{labels.get(model, model)}\ntop {len(objects)} by score, {passing} >= {score_threshold:g}"] = \
+                (drawn, bev)
+        written.append(prediction_grid(
+            panels, Path(out_dir) / f"frame_{frame}.png",
+            title=f"val frame {frame}: ground truth green ({len(gt)}), each model's top {k} predictions red "
+                  "with their scores"))
     return written
 
 
 # --------------------------------------------------------------------------- the demo
 
 
+def available_cores() -> int:
+    """The CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """The environment that gives a child process ``threads`` intra-op threads."""
+    return {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+
+
+def last_checkpoint(run_dir: str | Path) -> Path:
+    """The run's ``last.ckpt`` (the demo reports each model at the end of its schedule, not
+    at its best validation, which would pick on the val split it reports), else
+    :func:`find_checkpoint`."""
+    last = Path(run_dir) / "last.ckpt"
+    return last if last.is_file() else find_checkpoint(run_dir)
+
+
+def read_curve(run_dir: str | Path) -> list[tuple[int, dict[str, float]]]:
+    """(step, flat AP dict) of each validation of a run (its ``metrics.json``)."""
+    path = Path(run_dir) / "metrics.json"
+    if not path.is_file():
+        return []
+    doc = json.loads(path.read_text())
+    return sorted((int(v["step"]), v.get("metrics") or {}) for v in doc.get("validations") or [])
+
+
 def run_demo(out: str | Path, preset_name: str = "default", data_root: str | Path | None = None,
-             extra_train: list[str] = (), extra_eval: list[str] = ()) -> Path:
+             extra_train: list[str] = (), extra_eval: list[str] = (), student: str = DEFAULT_STUDENT,
+             method: str = DEFAULT_METHOD, cores: int | None = None, stream=None) -> Path:
     """Run (or finish) the demo under ``out``; return the report's path."""
-    from monokd.viz.report import bar_chart, write_report
+    from monokd.engine.lanes import Display, Lane, Lanes
 
     out = Path(out)
-    preset = load_preset(preset_name)
+    preset = load_preset(preset_name, student, method)
+    plot = preset["story"]
     data = preset["data"]
     root = Path(data_root or data.get("root") or out / "data" / "synthkitti")
     seed = int(preset.get("seed", 0))
+    cores = max(int(cores or available_cores()), 1)
     clock = Clock()
-    total = 2 + 2 * len(MODELS)
-    step = 0
+    starts: dict[str, float] = {}
+    total = 2 + len(plot.waves)
 
-    def stage(name: str, text: str, done: bool, work):
-        nonlocal step
-        step += 1
-        clock.banner(step, total, name, "reused (already done)" if done else text)
-        began = time.monotonic()
+    def timed(name: str, work, done: bool = False):
+        starts[name] = time.monotonic() - clock.start
         value = work()
-        clock.timings[name] = 0.0 if done else time.monotonic() - began
+        clock.timings[name] = 0.0 if done else time.monotonic() - clock.start - starts[name]
         return value
 
-    stage("data", f"SynthKITTI {data['num_train']} train + {data['num_val']} val frames at {root}",
-          synth_done(root), lambda: ensure_synth(root, int(data["num_train"]), int(data["num_val"]),
-                                                 int(data.get("seed", 0)), int(data.get("width", 416)),
-                                                 int(data.get("height", 128)), int(data.get("workers", 1))))
-    runs = {m: out / m for m in MODELS}
-    ckpts = {}
-    for model in MODELS:
-        overrides = stage_overrides(preset, model, root)
-        if model == "add":
-            overrides += teacher_overrides(runs["teacher"], ckpts["teacher"])
-        ckpts[model] = stage(f"train {model}", f"training {LABELS[model]} -> {runs[model]}",
-                             training_done(runs[model]),
-                             lambda m=model, o=overrides: train(recipe(preset, m), runs[m], o, seed,
-                                                                extra_train, stage=f"train {m}"))
-    results = {}
-    eval_dirs = {m: out / "eval" / m for m in MODELS}
-    for model in MODELS:
-        results[LABELS[model]] = stage(f"evaluate {model}", f"val split -> {eval_dirs[model]}",
-                                       evaluation_json(eval_dirs[model]) is not None,
-                                       lambda m=model: evaluate(runs[m], eval_dirs[m], "val", extra_eval,
-                                                                stage=f"evaluate {m}"))
+    clock.banner(1, total, "data", "reused (already done)" if synth_done(root) else
+                 f"SynthKITTI {data['num_train']} train + {data['num_val']} val frames at {root}")
+    timed("data", lambda: ensure_synth(root, int(data["num_train"]), int(data["num_val"]), int(data.get("seed", 0)),
+                                       int(data.get("width", 416)), int(data.get("height", 128)),
+                                       int(data.get("workers", min(cores, 2)))), done=synth_done(root))
+    runs = {m.name: out / m.name for m in plot.models}
+    eval_dirs = {m.name: out / "eval" / m.name for m in plot.models}
+    results: dict[str, dict[str, float]] = {}
 
-    def report() -> Path:
-        chart = bar_chart({"teacher": results[LABELS["teacher"]], "baseline": results[LABELS["baseline"]],
-                           "ADD": results[LABELS["add"]]}, out / "figures" / "moderate_ap.png",
-                          colors={"teacher": "#8c8c8c", "baseline": "#1f77b4", "ADD": "#d62728"})
-        pictures = draw_pictures(root, eval_dirs, out / "figures", int(preset.get("pictures", 3)))
-        notes = [f"Preset `{preset_name}` ({preset['_path']}), SynthKITTI {data['num_train']} train / "
-                 f"{data['num_val']} val frames at `{root}`, seed {seed}.",
-                 "Runs: " + ", ".join(f"`{runs[m]}`" for m in MODELS) + "."]
-        return write_report(out / "report.md", results, chart, pictures, dict(clock.timings), notes)
+    def model_lane(model: Model, lane: Lane, env: dict) -> None:
+        overrides = stage_overrides(preset, model.name, root)
+        if model.teacher:
+            overrides += teacher_overrides(runs[model.teacher], last_checkpoint(runs[model.teacher]))
+        done = training_done(runs[model.name])
+        timed(f"train {model.name}", lambda: train(recipe(preset, model.name), runs[model.name], overrides, seed,
+                                                   extra_train, stage=f"train {model.name}", env=env, lane=lane),
+              done=done)
+        lane.display.status(model.name, "trained (reused)" if done else
+                            f"trained in {_hms(clock.timings[f'train {model.name}'])}; evaluating on val")
+        done = evaluation_json(eval_dirs[model.name]) is not None
+        results[model.name] = timed(
+            f"evaluate {model.name}",
+            lambda: evaluate(runs[model.name], eval_dirs[model.name], "val", extra_eval, stage=f"evaluate {model.name}",
+                             ckpt=last_checkpoint(runs[model.name]), env=env, lane=lane), done=done)
+        lane.display.status(model.name, f"done (elapsed {clock.elapsed()})")
 
-    path = stage("report", f"{out / 'report.md'}", False, report)
-    print(f"\nreport: {path} (total {clock.elapsed()})", flush=True)
+    for index, wave in enumerate(plot.waves):
+        threads = max(cores // len(wave), 1)
+        names = ", ".join(m.name for m in wave)
+        clock.banner(2 + index, total, f"train + evaluate {names}",
+                     f"{'side by side, ' if len(wave) > 1 else ''}{threads} thread(s) each; logs in {out / 'logs'}")
+        display = Display([m.name for m in wave], stream=stream)
+        lanes = Lanes()
+        lanes.side_by_side({m.name: (lambda m=m: model_lane(
+            m, Lane(m.name, out / "logs" / f"{m.name}.log", lanes, display), thread_env(threads))) for m in wave})
+
+    clock.banner(total, total, "report", str(out / "report.md"))
+    path = timed("report", lambda: write_demo_report(out, preset, preset_name, root, runs, eval_dirs, results,
+                                                     starts, clock))
+    print(summary(path, starts, clock), file=stream or sys.stdout, flush=True)
     return path
+
+
+def _hms(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def summary(report: Path, starts: dict[str, float], clock: Clock) -> str:
+    """What the demo prints at its end: where the report is and how long each stage took."""
+    lines = [f"\nreport: {report}", "stage times (wall clock; the stages of a wave overlap):"]
+    width = max(len(n) for n in clock.timings)
+    for name, seconds in clock.timings.items():
+        lines.append(f"  {name:<{width}}  {_hms(seconds)}" + ("  (reused)" if seconds == 0.0 else
+                                                             f"  (from {_hms(starts[name])})"))
+    lines.append(f"  {'total':<{width}}  {clock.elapsed()}")
+    return "\n".join(lines)
+
+
+def headline(preset: dict, results: dict[str, dict[str, float]], curves: dict) -> str:
+    """The sentence under the table: what these numbers do and do not show."""
+    from monokd.viz.report import metric_key
+
+    plot, data = preset["story"], preset["data"]
+    key = metric_key("bev", "moderate", 0.5)
+    steps = {m.name: (curves.get(m.name) or [(0, {})])[-1][0] for m in plot.models}
+    students = [m for m in plot.models if m.role != "teacher"]
+    teachers = [m for m in plot.models if m.role == "teacher"]
+    parts = [f"These are single-seed runs of {', '.join(f'{steps[m.name]}' for m in plot.models)} steps "
+             f"({', '.join(m.name for m in plot.models)}) on {data['num_train']} SynthKITTI frames, each model "
+             f"evaluated at its last checkpoint on {data['num_val']} val frames"]
+    if teachers and students:
+        lead = min(results[t.name].get(key, 0.0) - results[s.name].get(key, 0.0) for t in teachers for s in students)
+        parts.append(f"they show the pipeline working end to end and the teacher, which sees ground-truth depth, "
+                     f"{'ahead of' if lead > 0 else 'not ahead of'} the students (moderate AP_BEV@0.5 "
+                     + ", ".join(f"{m.name} {results[m.name].get(key, float('nan')):.1f}" for m in plot.models) + ")")
+    parts.append("they do not measure what distillation gains: a difference of a few AP between the students of one "
+                 "short run is within the seed-to-seed spread, so for that see the README's longer 3-seed runs "
+                 "(800 frames, 12 epochs: README.md, \"Results on SynthKITTI\", and docs/add.md)")
+    return "; ".join(parts) + "."
+
+
+def write_demo_report(out: Path, preset: dict, preset_name: str, root: Path, runs: dict, eval_dirs: dict,
+                      results: dict, starts: dict, clock: Clock) -> Path:
+    """``OUT/report.md`` and its figures: the tables, the sentence under them, the learning
+    curves, the Figure-1 bar chart, the pictures, the stage times."""
+    from monokd.viz.report import bar_chart, learning_curves, write_report
+
+    plot, data = preset["story"], preset["data"]
+    labels = {m.name: m.label for m in plot.models}
+    colors = {m.label: ROLE_COLORS.get(m.role) for m in plot.models}
+    curves = {m.name: read_curve(runs[m.name]) for m in plot.models}
+    figures = out / "figures"
+    curve_png = learning_curves({labels[n]: c for n, c in curves.items()}, figures / "learning_curves.png",
+                                colors=colors)
+    chart = bar_chart({labels[m.name]: results[m.name] for m in plot.models}, figures / "moderate_ap.png",
+                      colors=colors)
+    pictures = draw_pictures(root, eval_dirs, figures, int(preset.get("pictures", 3)), labels=labels)
+    notes = [f"Preset `{preset_name}` ({preset['_path']}), story `{preset['student']}` + `{preset['method']}`, "
+             f"SynthKITTI {data['num_train']} train / {data['num_val']} val frames at `{root}`, seed "
+             f"{int(preset.get('seed', 0))}.",
+             "Runs: " + ", ".join(f"`{runs[m.name]}`" for m in plot.models) + f"; logs: `{out / 'logs'}`."]
+    return write_report(out / "report.md", {labels[n]: r for n, r in results.items()}, chart, pictures,
+                        dict(clock.timings), notes, caption=headline(preset, results, curves), curves=curve_png,
+                        starts=starts, total=time.monotonic() - clock.start)
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--preset", default="default",
-                        help="quick (a smoke run, < 3 min on 2 cores) or default (< 20 min), or a YAML path")
+                        help="quick (a smoke run, ~2 min on 2 cores) or default (< 15 min), or a YAML path")
     parser.add_argument("--out", default="runs/demo", help="output folder (reused: finished stages are skipped)")
     parser.add_argument("--data", default=None,
                         help="SynthKITTI root (generated there if absent); default OUT/data/synthkitti")
+    parser.add_argument("--student", default=DEFAULT_STUDENT,
+                        help=f"the student network (known: {', '.join(sorted({s for s, _ in STORIES}))})")
+    parser.add_argument("--method", default=DEFAULT_METHOD,
+                        help=f"the distillation method (known: {', '.join(sorted({m for _, m in STORIES}))})")
+    parser.add_argument("--cores", type=int, default=None,
+                        help="CPU cores to share among the trainings of a wave (default: all this process may use)")
 
 
 def exit_on_sigterm() -> None:
@@ -351,7 +565,7 @@ def exit_on_sigterm() -> None:
 def run(args) -> int:
     exit_on_sigterm()
     try:
-        run_demo(args.out, args.preset, args.data)
+        run_demo(args.out, args.preset, args.data, student=args.student, method=args.method, cores=args.cores)
     except (StageError, ConfigError) as err:
         print(f"monokd demo: {err}", file=sys.stderr)
         return 1

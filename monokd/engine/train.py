@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy
 
 from monokd.config import get, load_config, save_config, set_key
-from monokd.engine.callbacks import BestCheckpoint, LastCheckpoint, MetricsJson
+from monokd.engine.callbacks import BestCheckpoint, LastCheckpoint, MetricsJson, PlainProgress
 from monokd.engine.datamodule import KittiDataModule
 from monokd.engine.module import DetectorModule
 from monokd.engine.preflight import check_run
@@ -128,5 +129,8 @@ def run(args: argparse.Namespace) -> int:
         set_key(cfg, f"train.seed={args.seed}")
     out = Path(args.out or Path("runs") / Path(args.config).stem)
     resume = resolve_resume(args.resume, out)
-    fit(cfg, out, resume, args.devices, args.num_nodes, args.precision)
+    # A terminal gets Lightning's live bar; a file or a pipe plain lines (no carriage returns).
+    live = sys.stdout.isatty()
+    plain = None if live else [PlainProgress(int(get(cfg, "train.log_every", 10) or 10))]
+    fit(cfg, out, resume, args.devices, args.num_nodes, args.precision, callbacks=plain, progress_bar=live)
     return 0

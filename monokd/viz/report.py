@@ -1,5 +1,5 @@
-"""The demo's and the ablation's report: metric tables (markdown), the Figure-1 bar chart and
-the side-by-side prediction pictures.
+"""The demo's and the ablation's report: metric tables (markdown), the Figure-1 bar chart,
+the learning curves (val AP against training step) and the side-by-side prediction pictures.
 
 Metrics come as the evaluation's "flat" dict, e.g. ``{"Car/3d/moderate/R40@0.70": 12.3}``
 (AP in percent). A table cell is either a float or a ``(mean, std)`` pair (the ablation's
@@ -96,9 +96,42 @@ def bar_chart(results: Mapping[str, Mapping[str, float]], path: str | Path, cls:
         ax.set_xticks(np.arange(len(groups)), groups)
         ax.set_title(f"{cls} R40, IoU {iou:.1f}")
         ax.set_ylabel("AP (%)")
-        top = max([results[n].get(metric_key(m, "moderate", iou, cls), 0.0) for n in names for m in ("bev", "3d")] + [1.0])
+        top = max([results[n].get(metric_key(m, "moderate", iou, cls), 0.0)
+                   for n in names for m in ("bev", "3d")] + [1.0])
         ax.set_ylim(0, top * 1.2 if not math.isnan(top) else 1.0)
     axes[0][-1].legend(fontsize=8, loc="upper right")
+    return _save(fig, path, dpi=110)
+
+
+def learning_curves(curves: Mapping[str, Sequence[tuple[int, Mapping[str, float]]]], path: str | Path,
+                    keys: Sequence[str] = (metric_key("bev", "moderate", 0.5), metric_key("3d", "moderate", 0.5)),
+                    colors: Mapping[str, str] | None = None) -> Path:
+    """Val AP against training step: one panel per flat key in ``keys``, one line per model
+    (``curves`` maps a model's name to its validations, (step, flat dict) in step order),
+    each validation a marker, the last one labelled with its value."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = dict(colors or {})
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.6 * len(keys), 3.4), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        metric, level, iou = key.split("/")[1], key.split("/")[2], key.split("@")[-1]
+        for name, points in curves.items():
+            points = [(step, flat[key]) for step, flat in points if key in flat]
+            if not points:
+                continue
+            steps, values = zip(*points)
+            ax.plot(steps, values, marker="o", markersize=3.5, label=name, color=colors.get(name))
+            ax.annotate(f"{values[-1]:.1f}", (steps[-1], values[-1]), xytext=(3, 0), textcoords="offset points",
+                        fontsize=8, va="center", color=colors.get(name))
+        ax.set_title(f"{METRIC_NAMES.get(metric, metric)} {level}, R40, IoU {float(iou):.1f}", fontsize=10)
+        ax.set_xlabel("training step")
+        ax.set_ylabel("val AP (%)")
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8, loc="upper left")
     return _save(fig, path, dpi=110)
 
 
@@ -138,9 +171,13 @@ def _format_seconds(seconds: float) -> str:
 
 def write_report(path: str | Path, results: Mapping[str, Mapping[str, float]], chart: str | Path | None = None,
                  pictures: Sequence[str | Path] = (), timings: Mapping[str, float] | None = None,
-                 notes: Sequence[str] = (), title: str = "monokd demo: ADD on SynthKITTI") -> Path:
+                 notes: Sequence[str] = (), title: str = "monokd demo: ADD on SynthKITTI", caption: str = "",
+                 curves: str | Path | None = None, starts: Mapping[str, float] | None = None,
+                 total: float | None = None) -> Path:
     """Write the demo's report.md: the tables (AP3D and AP_BEV, R40, easy/mod/hard, at 0.7 and
-    0.5), the chart and the pictures (linked relative to the report), the stage times."""
+    0.5) and the ``caption`` under them, the learning curves, the chart and the pictures
+    (linked relative to the report), the stage times (with ``starts``, seconds since the
+    beginning, a column "from"; ``total`` the wall time, else the sum of the stages)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -154,6 +191,10 @@ def write_report(path: str | Path, results: Mapping[str, Mapping[str, float]], c
     parts = [f"# {title}", ""]
     parts += list(notes) + ([""] if notes else [])
     parts += ["## Car AP (R40) on the val split", "", results_tables(list(results.items()))]
+    if caption:
+        parts += [caption, ""]
+    if curves is not None:
+        parts += ["## Learning curves (val AP at each validation)", "", f"![learning curves]({link(curves)})", ""]
     if chart is not None:
         parts += ["## Moderate AP with and without distillation (as in the paper's Figure 1)", "",
                   f"![moderate AP]({link(chart)})", ""]
@@ -161,9 +202,17 @@ def write_report(path: str | Path, results: Mapping[str, Mapping[str, float]], c
         parts += ["## Predictions on val frames (ground truth and predictions; image and bird's-eye view)", ""]
         parts += [f"![{Path(p).stem}]({link(p)})" for p in pictures] + [""]
     if timings:
-        parts += ["## Stage times", "", "| stage | time (h:mm:ss) |", "|---|---:|"]
-        parts += [f"| {name} | {_format_seconds(seconds)} |" for name, seconds in timings.items()]
-        parts += [f"| total | {_format_seconds(sum(timings.values()))} |", ""]
+        total = sum(timings.values()) if total is None else total
+        if starts:
+            parts += ["## Stage times (wall clock; stages that start together ran side by side)", "",
+                      "| stage | from | time (h:mm:ss) |", "|---|---:|---:|"]
+            parts += [f"| {name} | {_format_seconds(starts.get(name, 0.0))} | {_format_seconds(seconds)} |"
+                      for name, seconds in timings.items()]
+            parts += [f"| total | | {_format_seconds(total)} |", ""]
+        else:
+            parts += ["## Stage times", "", "| stage | time (h:mm:ss) |", "|---|---:|"]
+            parts += [f"| {name} | {_format_seconds(seconds)} |" for name, seconds in timings.items()]
+            parts += [f"| total | {_format_seconds(total)} |", ""]
     path.write_text("\n".join(parts))
     return path
 
