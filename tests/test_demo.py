@@ -144,6 +144,16 @@ def test_presets_exist_and_name_the_three_recipes():
         demo.load_preset("nope")
 
 
+def test_a_preset_may_name_its_story_and_replace_recipes(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("data: {num_train: 1, num_val: 1}\nmethod: kd0\nconfigs: {teacher: other_teacher.yaml}\n")
+    with pytest.raises(demo.ConfigError, match="--method kd0: unknown"):
+        demo.load_preset(str(path))
+    preset = demo.load_preset(str(path), method="add")
+    assert demo.recipe(preset, "teacher") == demo.CONFIG_DIR / "other_teacher.yaml"
+    assert demo.recipe(preset, "add") == demo.CONFIG_DIR / "add_monodetr_synth.yaml"
+
+
 def test_overrides_go_all_then_student_then_model(tmp_path):
     path = tmp_path / "p.yaml"
     path.write_text("data: {num_train: 1, num_val: 1}\n"

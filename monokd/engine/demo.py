@@ -18,7 +18,9 @@ with ``--resume auto``. The stage runner here is shared with ``monokd ablate``.
 A preset is a YAML file ``configs/demo_<name>.yaml`` (or any path): the SynthKITTI size and
 the ``--set`` overrides that size the recipes for the demo: ``overrides.all`` (every run),
 ``overrides.<student>`` (every run of that student, e.g. its width), ``overrides.<model>``
-(one model of the story: ``teacher``, ``baseline``, ``add``).
+(one model of the story: ``teacher``, ``baseline``, ``add``). Optional: ``student`` /
+``method`` (the preset's default story) and ``configs.<model>`` (a recipe replacing the
+story's, as ``monokd ablate`` presets use).
 """
 
 from __future__ import annotations
@@ -262,9 +264,10 @@ def ensure_synth(root: str | Path, num_train: int, num_val: int, seed: int = 0, 
 # --------------------------------------------------------------------------- presets
 
 
-def load_preset(name: str, student: str = DEFAULT_STUDENT, method: str = DEFAULT_METHOD) -> dict:
+def load_preset(name: str, student: str | None = None, method: str | None = None) -> dict:
     """``configs/demo_<name>.yaml``, or a YAML path; ``preset["story"]`` is the story of
-    ``(student, method)``."""
+    ``(student, method)``: the arguments, else the preset's own ``student`` / ``method``
+    keys, else monodetr + add."""
     path = Path(name)
     if not path.suffix:
         path = CONFIG_DIR / f"demo_{name}.yaml"
@@ -277,15 +280,20 @@ def load_preset(name: str, student: str = DEFAULT_STUDENT, method: str = DEFAULT
     preset["overrides"] = preset.get("overrides") or {}
     if not isinstance(preset["overrides"], dict):
         raise ConfigError(f"{path}: overrides must be a mapping (all, <student>, <model>: lists of key=value)")
+    student = student or preset.get("student") or DEFAULT_STUDENT
+    method = method or preset.get("method") or DEFAULT_METHOD
     preset["story"] = story(student, method)
     preset["student"], preset["method"] = student, method
+    preset["configs"] = preset.get("configs") or {}
     preset["_path"] = str(path)
     return preset
 
 
 def recipe(preset: dict, model: str) -> Path:
-    """The recipe of one model of the preset's story, relative to configs/ unless absolute."""
-    path = Path(preset["story"].model(model).recipe)
+    """The recipe of one model: the preset's ``configs.<model>`` if it names one (e.g. the
+    CaDDN recipes of ``demo_caddn_synth.yaml`` for ``monokd ablate``), else the story's;
+    relative to configs/ unless absolute."""
+    path = Path((preset.get("configs") or {}).get(model) or preset["story"].model(model).recipe)
     return path if path.is_absolute() else CONFIG_DIR / path
 
 
@@ -412,8 +420,8 @@ def read_curve(run_dir: str | Path) -> list[tuple[int, dict[str, float]]]:
 
 
 def run_demo(out: str | Path, preset_name: str = "default", data_root: str | Path | None = None,
-             extra_train: list[str] = (), extra_eval: list[str] = (), student: str = DEFAULT_STUDENT,
-             method: str = DEFAULT_METHOD, cores: int | None = None, stream=None) -> Path:
+             extra_train: list[str] = (), extra_eval: list[str] = (), student: str | None = None,
+             method: str | None = None, cores: int | None = None, stream=None) -> Path:
     """Run (or finish) the demo under ``out``; return the report's path."""
     from monokd.engine.lanes import Display, Lane, Lanes
 
@@ -547,10 +555,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", default="runs/demo", help="output folder (reused: finished stages are skipped)")
     parser.add_argument("--data", default=None,
                         help="SynthKITTI root (generated there if absent); default OUT/data/synthkitti")
-    parser.add_argument("--student", default=DEFAULT_STUDENT,
-                        help=f"the student network (known: {', '.join(sorted({s for s, _ in STORIES}))})")
-    parser.add_argument("--method", default=DEFAULT_METHOD,
-                        help=f"the distillation method (known: {', '.join(sorted({m for _, m in STORIES}))})")
+    parser.add_argument("--student", default=None,
+                        help=f"the student network (known: {', '.join(sorted({s for s, _ in STORIES}))}; "
+                             f"default: the preset's, else {DEFAULT_STUDENT})")
+    parser.add_argument("--method", default=None,
+                        help=f"the distillation method (known: {', '.join(sorted({m for _, m in STORIES}))}; "
+                             f"default: the preset's, else {DEFAULT_METHOD})")
     parser.add_argument("--cores", type=int, default=None,
                         help="CPU cores to share among the trainings of a wave (default: all this process may use)")
 
