@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from monokd.data.kitti import (Calibration, KittiPaths, check_rotation, check_velodyne_size, find_image,
+from monokd.data.kitti import (CLASSES, Calibration, KittiPaths, check_rotation, check_velodyne_size, find_image,
                                parse_label_line, read_calib)
-from monokd.errors import KittiFormatError
+from monokd.errors import ConfigError, KittiFormatError
 
 # A 2-D box may reach this far past the image border (KITTI clips boxes to [0, W-1] and
 # prints 2 decimals); farther, the label belongs to another image size.
@@ -41,6 +41,27 @@ def image_size(path: Path) -> tuple[int, int]:
             return image.size
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise KittiFormatError(path, None, None, f"not a readable image ({err})") from None
+
+
+DEPTH_MAP_MODES = (None, "depth_2", "lidar", "auto")
+
+
+def check_data_options(data_cfg: dict) -> None:
+    """``data.classes`` are KITTI classes (exact spelling: another would silently supervise
+    nothing) and ``data.depth_maps`` one of :data:`DEPTH_MAP_MODES`."""
+    check_classes(data_cfg.get("classes"), "data.classes")
+    if data_cfg.get("depth_maps") not in DEPTH_MAP_MODES:
+        raise ConfigError(f"data.depth_maps: {data_cfg.get('depth_maps')!r} is not one of {DEPTH_MAP_MODES}")
+
+
+def check_classes(classes, key: str) -> None:
+    """A non-empty list of KITTI classes (DontCare excluded)."""
+    known = [c for c in CLASSES if c != "DontCare"]
+    if not isinstance(classes, (list, tuple)) or not classes:
+        raise ConfigError(f"{key}: expected a non-empty list of classes, got {classes!r}")
+    unknown = [c for c in classes if c not in known]
+    if unknown:
+        raise ConfigError(f"{key}: {unknown} not KITTI classes (known: {', '.join(known)})")
 
 
 def require_frames(ids: list[str], source: str | Path) -> None:

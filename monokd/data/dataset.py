@@ -66,7 +66,7 @@ from torch.utils.data import Dataset
 
 from monokd.config import merge
 from monokd.data import augment as aug
-from monokd.data.checks import check_depth_size, check_frames
+from monokd.data.checks import check_data_options, check_depth_size, check_frames
 from monokd.data.kitti import (IMAGE_SUFFIXES, Calibration, KittiFormatError, KittiPaths, Object3D, difficulty,
                                read_calib, read_depth, read_image, read_label, read_split,
                                read_velodyne)
@@ -130,6 +130,7 @@ class KittiDataset(Dataset):
     def __init__(self, root=None, split: str | None = "train", cfg: dict | None = None,
                  augment: bool | None = None):
         self.cfg = data_config(cfg)
+        check_data_options(self.cfg)
         root = root if root is not None else self.cfg["root"]
         if root is None:
             raise KittiFormatError("<config>", None, "data.root", "no KITTI root given")

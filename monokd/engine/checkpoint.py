@@ -28,7 +28,8 @@ def read_checkpoint(path: str | Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - reported with the file name
-        raise CheckpointMismatchError(f"{path}: not a readable monokd checkpoint ({err})") from None
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointMismatchError(f"{path}: not a readable monokd checkpoint ({first})") from None
 
 
 def checkpoint_config(checkpoint: dict, path: str | Path = "<checkpoint>", overrides: list[str] | None = None) -> dict:

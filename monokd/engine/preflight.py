@@ -76,7 +76,8 @@ NUMBERS = {
 
 def check_numbers(cfg: dict) -> None:
     """Every numeric setting of :data:`NUMBERS` that is set is a number of its kind, at least
-    its minimum; ``data.input_size`` is two positive integers."""
+    its minimum; ``eval.classes`` are KITTI classes; ``data.input_size`` is two positive
+    integers."""
     for key, (kind, low) in NUMBERS.items():
         value = get(cfg, key)
         if value is None:
@@ -87,6 +88,10 @@ def check_numbers(cfg: dict) -> None:
         if not ok or value < low:
             what = "an integer" if kind is int else "a number"
             raise ConfigError(f"{key}: expected {what} >= {low}, got {value!r}")
+    if get(cfg, "eval.classes") is not None:
+        from monokd.data.checks import check_classes
+
+        check_classes(get(cfg, "eval.classes"), "eval.classes")
     size = get(cfg, "data.input_size")
     if size is not None and not (isinstance(size, (list, tuple)) and len(size) == 2
                                  and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):

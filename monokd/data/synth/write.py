@@ -16,6 +16,7 @@ from pathlib import Path
 from monokd.data.kitti import (KittiPaths, write_calib, write_depth, write_image, write_label,
                                write_split, write_velodyne)
 from monokd.data.synth.render import DEFAULT_SIZE, render_frame
+from monokd.errors import ConfigError
 
 MANIFEST = ".monokd-synth.json"
 
@@ -45,9 +46,9 @@ def generate(out_dir, num_train: int, num_val: int, seed: int = 0, width: int = 
              height: int = DEFAULT_SIZE[1], workers: int = 1) -> Path:
     """Render ``num_train + num_val`` frames into ``out_dir`` (train ids first, then val)."""
     if num_train < 0 or num_val < 0 or num_train + num_val == 0:
-        raise ValueError(f"need at least one frame, got num_train={num_train}, num_val={num_val}")
+        raise ConfigError(f"--num-train/--num-val: need at least one frame, got num_train={num_train}, num_val={num_val}")
     if width < 32 or height < 32:
-        raise ValueError(f"image size {width}x{height} is too small (at least 32x32)")
+        raise ConfigError(f"--width/--height: image size {width}x{height} is too small (at least 32x32)")
     root = Path(out_dir)
     for kind in ("image_2", "calib", "label_2", "velodyne", "depth_2"):
         (root / "training" / kind).mkdir(parents=True, exist_ok=True)
