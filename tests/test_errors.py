@@ -282,6 +282,21 @@ def test_allowed_overlap_is_noted_in_metrics_and_checkpoint_records_splits(tmp_p
     assert saved["role"] == {"depth_input": None, "lidar_input": False}
 
 
+def test_cli_run_whose_train_and_val_overlap_warns_before_the_model(root, tmp_path, capsys, no_model):
+    shutil.copy(root / "ImageSets" / "train.txt", root / "ImageSets" / "val.txt")
+    with pytest.raises(AssertionError, match="the model was built"):  # the checks passed, with a warning
+        main(train_args(root, tmp_path / "run"))
+    err = capsys.readouterr().err
+    assert err.startswith("monokd train: warning: train ('train') and val ('val') share 4 of 4 validation frames")
+
+
+def test_evaluating_a_checkpoint_on_its_training_frames_warns(root, tmp_path, capsys):
+    ids = read_split(root / "ImageSets" / "val.txt")[:2]
+    ckpt = tiny_checkpoint(root, tmp_path / "c.ckpt", provenance={"train": split_record(ids, "train", root)})
+    assert main(["evaluate", "--ckpt", str(ckpt), "--out", str(tmp_path / "e")]) == 0
+    assert f"monokd evaluate: warning: {ckpt} was trained on 2 of the 4 frames of 'val'" in capsys.readouterr().err
+
+
 def test_run_whose_train_and_val_overlap_warns(tmp_path):
     cfg = tiny_cfg(tmp_path, epochs=1)
     data = fake_data(tmp_path, cfg, n_train=2, n_val=2)
@@ -294,6 +309,16 @@ def test_run_whose_train_and_val_overlap_warns(tmp_path):
 
 
 # --------------------------------------------------------------------------- 6. images that are not PNG
+def test_show_draws_jpg_frames(root, tmp_path):
+    import cv2
+
+    for path in (root / "training" / "image_2").glob("*.png"):
+        cv2.imwrite(str(path.with_suffix(".jpg")), cv2.imread(str(path)))
+        path.unlink()
+    assert main(["show", "--root", str(root), "--split", "val", "--out", str(tmp_path / "pics")]) == 0
+    assert sorted(p.name for p in (tmp_path / "pics").iterdir()) == [f"{i:06d}.png" for i in range(4, 8)]
+
+
 def test_jpg_frames_are_read_like_png(root):
     import cv2
 

@@ -14,6 +14,7 @@ from monokd.config import get, load_config
 from monokd.engine.checkpoint import load_detector
 from monokd.engine.datamodule import build_dataset, default_collate
 from monokd.engine.inference import detect
+from monokd.engine.preflight import warn_seen_frames
 from monokd.engine.validation import read_ground_truth, score_detections
 from monokd.evaluation import write_results
 
@@ -28,6 +29,7 @@ def evaluate_checkpoint(args) -> int:
     split = getattr(args, "split", None) or get(cfg, "data.val_split", "val")
     out = Path(getattr(args, "out", None) or Path(args.ckpt).parent / f"eval_{split}")
     dataset = build_dataset(cfg, split, train=False)
+    warn_seen_frames(args.ckpt, getattr(dataset, "ids", None), split)
     loader = DataLoader(dataset, batch_size=int(get(cfg, "eval.batch_size", 1) or 1), shuffle=False,
                         num_workers=int(get(cfg, "train.num_workers", 0) or 0), collate_fn=default_collate())
     print(f"evaluating {args.ckpt} on {split} ({len(dataset)} frames)", flush=True)

@@ -173,6 +173,19 @@ def check_teacher(cfg: dict, student_val: dict | None, role: str = "teacher") ->
     return notes
 
 
+def warn_seen_frames(ckpt_path, ids, split: str) -> int:
+    """Warn when a checkpoint is evaluated on frames it was trained on (from its recorded
+    provenance); returns how many."""
+    from monokd.engine.checkpoint import read_checkpoint
+
+    train = (read_checkpoint(ckpt_path).get(PROVENANCE_KEY) or {}).get("train") or {}
+    shared = sorted(set(train.get("ids") or ()) & set(ids or ()))
+    if shared:
+        note(f"{ckpt_path} was trained on {len(shared)} of the {len(ids)} frames of {split!r} "
+             f"({_examples(shared)}): their AP is not a held-out figure")
+    return len(shared)
+
+
 def _teacher_train_ids(recorded: dict, teacher_cfg: dict) -> list[str] | None:
     """The teacher's training frame ids: from its checkpoint's provenance, else its config's
     train split file; None when neither is available."""
