@@ -405,3 +405,21 @@ def test_dataset_checks_each_file_against_its_frame(root, corrupt, data):
     with pytest.raises(KittiFormatError) as info:
         KittiDataset(root, "train", cfg)
     assert (info.value.path, info.value.line, info.value.field) == (str(path), line, field)
+
+
+def test_estimated_depth_maps_are_checked_against_their_frames(root):
+    from monokd.data.dataset import KittiDataset
+    from monokd.data.kitti import write_depth
+    from monokd.errors import KittiFormatError
+
+    pred = root / "depth_pred"
+    cfg = {"data": {"input_size": [416, 128], "depth_pred_dir": str(pred)}}
+    for frame in read_split(root / "ImageSets" / "train.txt")[:3]:
+        write_depth(pred / f"{frame}.png", np.full((128, 416), 10.0))
+    with pytest.raises(KittiFormatError) as info:  # frame 000003 has none
+        KittiDataset(root, "train", cfg)
+    assert (info.value.path, info.value.line, info.value.field) == (str(root / "ImageSets" / "train.txt"), 4, "id")
+    write_depth(pred / "000003.png", np.full((64, 208), 10.0))
+    with pytest.raises(KittiFormatError, match="208x64 depth map for a 416x128 image") as info:
+        KittiDataset(root, "train", cfg)
+    assert info.value.field == "size"

@@ -8,6 +8,7 @@
                  velodyne  when the config reads LiDAR: present (depth_maps=lidar), and its
                            size a multiple of 16 bytes; Tr_velo_to_cam a rigid transform
                  depth_2   present when depth_maps=depth_2; its W x H the image's
+                 data.depth_pred_dir/<frame>.png (estimated depth) present, W x H the image's
 
 :class:`monokd.data.dataset.KittiDataset` calls :func:`check_frames` at construction, so
 every command and every model whose data goes through it (train, evaluate, the BEV models)
@@ -98,6 +99,12 @@ def check_frames(paths: KittiPaths, ids: list[str], split_file: str | Path | Non
             _present(paths, "depth_2", frame, where)
         if depth_mode in ("depth_2", "auto") and depth.is_file():
             check_depth_size(np.empty(image_size(depth)[::-1], dtype=np.uint8), depth, size)
+        if data_cfg.get("depth_pred_dir"):
+            estimated = Path(data_cfg["depth_pred_dir"]) / f"{frame}.png"
+            if not estimated.is_file():
+                raise KittiFormatError(*where, "id", f"frame {frame} has no estimated depth map ({estimated} "
+                                                     "not found; data.depth_pred_dir)")
+            check_depth_size(np.empty(image_size(estimated)[::-1], dtype=np.uint8), estimated, size)
 
 
 def check_label_file(path: Path, size: tuple[int, int]) -> None:

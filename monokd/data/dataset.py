@@ -220,7 +220,8 @@ class KittiDataset(Dataset):
         if self.cfg["proposals"]:
             item["proposals"] = self._proposals(frame, item["targets"], affine, image_size, rng)
         if self.cfg["depth_pred_dir"]:
-            estimated = read_depth(Path(self.cfg["depth_pred_dir"]) / f"{frame}.png", nan_policy="zero")
+            estimated_path = Path(self.cfg["depth_pred_dir"]) / f"{frame}.png"
+            estimated = check_depth_size(read_depth(estimated_path, nan_policy="zero"), estimated_path, image_size)
             item["depth_pred"] = self._warp_depth(estimated, affine)
         if self.cfg["load_points"]:
             velo = self.paths.file("velodyne", frame)
