@@ -4,7 +4,8 @@
       per frame: image_2   present (.png/.jpg/.jpeg); its W x H read from the file header
                  calib     parsed (read_calib's ranges); P2's principal point inside W x H
                  label_2   parsed (read_label's ranges) when the part has labels; every
-                           2-D box inside W x H (KITTI clips boxes to the image)
+                           2-D box inside W x H (KITTI clips boxes to the image); every
+                           3-D box (>= 1 m ahead) projects through P2 onto its 2-D box
                  velodyne  when the config reads LiDAR: present (depth_maps=lidar), and its
                            size a multiple of 16 bytes; Tr_velo_to_cam a rigid transform
                  depth_2   present when depth_maps=depth_2; its W x H the image's
@@ -86,7 +87,7 @@ def check_frames(paths: KittiPaths, ids: list[str], split_file: str | Path | Non
         size = image_size(image)
         calib = _frame_calib(paths, frame, data_cfg, where, size)
         if has_labels:
-            check_label_file(_present(paths, "label_2", frame, where), size)
+            check_label_file(_present(paths, "label_2", frame, where), size, calib.P2 if calib is not None else None)
         velo = paths.file("velodyne", frame)
         if depth_mode == "lidar":
             _present(paths, "velodyne", frame, where)
@@ -107,18 +108,37 @@ def check_frames(paths: KittiPaths, ids: list[str], split_file: str | Path | Non
             check_depth_size(np.empty(image_size(estimated)[::-1], dtype=np.uint8), estimated, size)
 
 
-def check_label_file(path: Path, size: tuple[int, int]) -> None:
+def check_label_file(path: Path, size: tuple[int, int], P2: np.ndarray | None = None) -> None:
     """Parse a label file (read_label's checks) and require every 2-D box inside its W x H
-    image (within BOX_TOLERANCE_PX)."""
+    image (within BOX_TOLERANCE_PX) and, given the frame's P2, every object in front of the
+    camera to project onto its own 2-D box (some overlap: else label and calib disagree)."""
     width, height = size
     for number, text in enumerate(path.read_text().splitlines(), start=1):
         if not text.strip():
             continue
-        x1, y1, x2, y2 = (float(v) for v in parse_label_line(text, path, number).box2d)
+        obj = parse_label_line(text, path, number)
+        x1, y1, x2, y2 = (float(v) for v in obj.box2d)
         for name, value, limit in (("x1", x1, width), ("x2", x2, width), ("y1", y1, height), ("y2", y2, height)):
             if not -BOX_TOLERANCE_PX <= value <= limit - 1 + BOX_TOLERANCE_PX:
                 raise KittiFormatError(path, number, name, f"{value:g} lies outside the {width}x{height} "
                                                            "image of this frame (a label for another image size?)")
+        if P2 is not None and obj.type != "DontCare" and obj.location[2] >= MIN_PROJECTED_DEPTH:
+            _check_projection(obj, P2, size, path, number)
+
+
+MIN_PROJECTED_DEPTH = 1.0  # metres: nearer objects may project anywhere
+
+
+def _check_projection(obj, P2: np.ndarray, size, path: Path, number: int) -> None:
+    from monokd.geometry.boxes import project_boxes
+
+    px1, py1, px2, py2 = project_boxes(obj.dims[None], obj.location[None], np.array([obj.rotation_y]), P2, size)[0]
+    x1, y1, x2, y2 = obj.box2d
+    if min(px2, x2) < max(px1, x1) or min(py2, y2) < max(py1, y1):
+        raise KittiFormatError(path, number, "location", f"the 3-D box projects through the calib's P2 to "
+                                                         f"[{px1:.0f}, {py1:.0f}, {px2:.0f}, {py2:.0f}], away from "
+                                                         f"its 2-D box [{x1:g}, {y1:g}, {x2:g}, {y2:g}]: label "
+                                                         "and calib disagree")
 
 
 def check_principal_point(P2: np.ndarray, path: str | Path, size: tuple[int, int]) -> None:
