@@ -99,3 +99,25 @@ def save_config(cfg: dict, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+def check_types(section: dict, defaults: dict, prefix: str) -> None:
+    """Each value of ``section`` is of its default's kind (a number where the default is a
+    number, a flag for a flag, text for text, a list for a list, recursively); None and keys
+    without a default are left to the section's own validation. ConfigError names the key."""
+    kinds = ((bool, (bool,), "true or false"), (int, (int,), "an integer"), (float, (int, float), "a number"),
+             (str, (str,), "text"), ((list, tuple), (list, tuple), "a list"))
+    for key, value in (section or {}).items():
+        default = defaults.get(key) if isinstance(defaults, dict) else None
+        if value is None or default is None:
+            continue
+        if isinstance(default, dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{prefix}.{key}: expected a mapping, got {value!r}")
+            check_types(value, default, f"{prefix}.{key}")
+            continue
+        for kind, accepted, what in kinds:
+            if isinstance(default, kind):
+                if not isinstance(value, accepted) or (bool not in accepted and isinstance(value, bool)):
+                    raise ConfigError(f"{prefix}.{key}: expected {what} (like the default {default!r}), got {value!r}")
+                break

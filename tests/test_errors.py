@@ -152,6 +152,16 @@ def test_malformed_setting_names_the_key(root, tmp_path, capsys, no_model, item,
     assert line.startswith(f"monokd train: error: {key}: ")
 
 
+def test_model_setting_of_the_wrong_kind_names_the_key(root, tmp_path, capsys):
+    """Checked against the model's DEFAULTS where every command builds a model
+    (monokd.models.build_detector), here through predict."""
+    ckpt = tiny_checkpoint(root, tmp_path / "c.ckpt")
+    line = one_error(capsys, ["predict", "--ckpt", str(ckpt), "--images", str(root / "training" / "image_2"),
+                              "--calib", str(root / "training" / "calib" / "000000.txt"), "--out", str(tmp_path / "p"),
+                              "--set", "model.hidden_dim=abc"])
+    assert line == "monokd predict: error: model.hidden_dim: expected an integer (like the default 256), got 'abc'"
+
+
 # --------------------------------------------------------------------------- 2. empty sets
 @pytest.mark.parametrize("split", ["train", "val"])
 def test_empty_split_is_an_error_naming_the_file(root, tmp_path, capsys, no_model, split):

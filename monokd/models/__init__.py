@@ -11,6 +11,7 @@ import importlib
 
 from torch import nn
 
+from monokd.config import check_types
 from monokd.errors import ConfigError
 
 REGISTRY: dict[str, str] = {
@@ -33,4 +34,7 @@ def build_detector(cfg: dict) -> nn.Module:
     if name not in REGISTRY:
         raise ConfigError(f"model.name: {name!r} is not a known detector; known: {sorted(REGISTRY)}")
     module, _, builder = REGISTRY[name].partition(":")
-    return getattr(importlib.import_module(module), builder)(cfg)
+    module = importlib.import_module(module)
+    if isinstance(getattr(module, "DEFAULTS", None), dict):  # the model section's defaults
+        check_types(cfg.get("model") or {}, module.DEFAULTS, "model")
+    return getattr(module, builder)(cfg)
