@@ -15,27 +15,13 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from monokd.data.dataset import KittiDataset, collate  # noqa: E402
 from monokd.engine.checkpoint import load_detector  # noqa: E402
+from monokd.engine.demo import takd_bev_maps  # noqa: E402
 from monokd.viz.bev_features import feature_panel  # noqa: E402
-
-
-def bev_maps(student, teacher, ta, batch: dict) -> dict[str, torch.Tensor]:
-    """The five (C, NY, NX) maps of the first frame of ``batch``."""
-    with torch.no_grad():
-        f_t = teacher.bev_features(batch)["bev"][0]
-        f_ta = ta.bev_features(batch)["bev"][0]
-        outputs = student(batch)
-    maps = {"LiDAR teacher F_T": f_t, "TA F_TA": f_ta, "residual F_T - F_TA": f_t - f_ta,
-            "student F_S": outputs["distill"]["bev"][0]}
-    if outputs["distill"].get("residual") is not None:
-        maps["student's residual F_res'"] = outputs["distill"]["residual"][0]
-    return maps
 
 
 def main(argv=None) -> int:
@@ -52,7 +38,7 @@ def main(argv=None) -> int:
     dataset = KittiDataset(None, cfg["data"].get("val_split", "val"), cfg, augment=False)
     index = dataset.ids.index(args.frame) if args.frame else 0
     batch = collate([dataset[index]])
-    path = feature_panel(bev_maps(student, teacher, ta, batch), args.out, title=f"frame {dataset.ids[index]}")
+    path = feature_panel(takd_bev_maps(student, teacher, ta, batch), args.out, title=f"frame {dataset.ids[index]}")
     print(f"wrote {path}")
     return 0
 

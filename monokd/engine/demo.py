@@ -50,13 +50,15 @@ TRAIN_MARKER = ".monokd-train-done"
 class Model:
     """One model a story trains: its run folder name (also its preset overrides key), the
     recipe under configs/, its row in the report, its role (``teacher``, ``baseline`` or
-    ``distilled``: the colour of its bars and curves), and the model it is distilled from."""
+    ``distilled``: the colour of its bars and curves), the model it is distilled from and,
+    for MonoTAKD, its teaching assistant (``distill.ta``)."""
 
     name: str
     recipe: str
     label: str
     role: str
     teacher: str | None = None
+    ta: str | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class Story:
     of a wave train side by side, a wave starts when the previous one has ended."""
 
     waves: tuple[tuple[Model, ...], ...]
+    method: str = "ADD"  # the report's title
 
     @property
     def models(self) -> tuple[Model, ...]:
@@ -84,7 +87,23 @@ STORIES: dict[tuple[str, str], Story] = {
         (Model("baseline", "monodetr_synth.yaml", "MonoDETR (baseline)", "baseline"),
          Model("add", "add_monodetr_synth.yaml", "MonoDETR + ADD", "distilled", teacher="teacher")),
     )),
+    # MonoTAKD (docs/monotakd.md): LiDAR teacher and camera TA, then the camera student alone
+    # (CaDDN) and the MonoTAKD student side by side; model names distinct from the ADD story's,
+    # so that a preset's overrides.<model> size each story's models apart
+    ("caddn", "takd"): Story(method="MonoTAKD", waves=(
+        (Model("lidar_teacher", "takd_lidar_synth.yaml", "LiDAR teacher (pillars)", "teacher"),
+         Model("ta", "takd_ta_synth.yaml", "TA (camera, GT depth)", "teacher")),
+        (Model("camera", "caddn_synth.yaml", "CaDDN (student alone)", "baseline"),
+         Model("takd", "takd_synth.yaml", "CaDDN + MonoTAKD", "distilled", teacher="lidar_teacher", ta="ta")),
+    )),
 }
+
+
+def default_student(method: str | None) -> str:
+    """The student of ``--method`` alone: the one story's if exactly one has that method
+    (``--method takd`` -> caddn), else DEFAULT_STUDENT."""
+    students = {s for s, m in STORIES if m == method}
+    return students.pop() if len(students) == 1 else DEFAULT_STUDENT
 
 
 def story(student: str = DEFAULT_STUDENT, method: str = DEFAULT_METHOD) -> Story:
@@ -280,8 +299,8 @@ def load_preset(name: str, student: str | None = None, method: str | None = None
     preset["overrides"] = preset.get("overrides") or {}
     if not isinstance(preset["overrides"], dict):
         raise ConfigError(f"{path}: overrides must be a mapping (all, <student>, <model>: lists of key=value)")
-    student = student or preset.get("student") or DEFAULT_STUDENT
     method = method or preset.get("method") or DEFAULT_METHOD
+    student = student or preset.get("student") or default_student(method)
     preset["story"] = story(student, method)
     preset["student"], preset["method"] = student, method
     preset["configs"] = preset.get("configs") or {}
@@ -304,6 +323,11 @@ def stage_overrides(preset: dict, model: str, data_root: str | Path) -> list[str
     student = preset.get("student", DEFAULT_STUDENT)
     return [f"data.root={data_root}", *(overrides.get("all") or []), *(overrides.get(student) or []),
             *(overrides.get(model) or [])]
+
+
+def ta_overrides(ta_dir: str | Path, ckpt: str | Path) -> list[str]:
+    """Point a MonoTAKD student at its trained teaching assistant (saved config + checkpoint)."""
+    return [f"distill.ta.config={Path(ta_dir) / 'config.yaml'}", f"distill.ta.ckpt={ckpt}"]
 
 
 def teacher_overrides(teacher_dir: str | Path, ckpt: str | Path) -> list[str]:
@@ -455,6 +479,8 @@ def run_demo(out: str | Path, preset_name: str = "default", data_root: str | Pat
         overrides = stage_overrides(preset, model.name, root)
         if model.teacher:
             overrides += teacher_overrides(runs[model.teacher], last_checkpoint(runs[model.teacher]))
+        if model.ta:
+            overrides += ta_overrides(runs[model.ta], last_checkpoint(runs[model.ta]))
         done = training_done(runs[model.name])
         timed(f"train {model.name}", lambda: train(recipe(preset, model.name), runs[model.name], overrides, seed,
                                                    extra_train, stage=f"train {model.name}", env=env, lane=lane),
@@ -544,9 +570,50 @@ def write_demo_report(out: Path, preset: dict, preset_name: str, root: Path, run
              f"SynthKITTI {data['num_train']} train / {data['num_val']} val frames at `{root}`, seed "
              f"{int(preset.get('seed', 0))}.",
              "Runs: " + ", ".join(f"`{runs[m.name]}`" for m in plot.models) + f"; logs: `{out / 'logs'}`."]
-    return write_report(out / "report.md", {labels[n]: r for n, r in results.items()}, chart, pictures,
+    path = write_report(out / "report.md", {labels[n]: r for n, r in results.items()}, chart, pictures,
                         dict(clock.timings), notes, caption=headline(preset, results, curves), curves=curve_png,
-                        starts=starts, total=time.monotonic() - clock.start)
+                        starts=starts, total=time.monotonic() - clock.start,
+                        title=f"monokd demo: {plot.method} on SynthKITTI")
+    bev = takd_bev_figure(root, runs, plot, figures) if any(m.ta for m in plot.models) else None
+    if bev is not None:
+        with path.open("a") as report:
+            report.write(f"\n## BEV features of teacher, TA, residual and student (the paper's Figures 1 and 4)\n\n"
+                         f"![BEV features](figures/{bev.name})\n")
+    return path
+
+
+def takd_bev_maps(student, teacher, ta, batch: dict) -> dict:
+    """MonoTAKD's BEV features of the first frame of ``batch``: F_T, F_TA, F_T - F_TA, the
+    student's F_S and (if it has the branch) its predicted residual, each (C, NY, NX)."""
+    import torch
+
+    with torch.no_grad():
+        f_t = teacher.bev_features(batch)["bev"][0]
+        f_ta = ta.bev_features(batch)["bev"][0]
+        outputs = student(batch)
+    maps = {"LiDAR teacher F_T": f_t, "TA F_TA": f_ta, "residual F_T - F_TA": f_t - f_ta,
+            "student F_S": outputs["distill"]["bev"][0]}
+    if outputs["distill"].get("residual") is not None:
+        maps["student's residual F_res'"] = outputs["distill"]["residual"][0]
+    return maps
+
+
+def takd_bev_figure(root: str | Path, runs: dict, plot: Story, out_dir: Path, frame: str | None = None) -> Path:
+    """``out_dir/bev_features.png``: :func:`takd_bev_maps` of the story's MonoTAKD student, its
+    teacher and TA (their last checkpoints) on ``frame`` (default: the val frame with most cars)."""
+    from monokd.data.dataset import KittiDataset, collate
+    from monokd.engine.checkpoint import load_detector
+    from monokd.viz.bev_features import feature_panel
+
+    model = next(m for m in plot.models if m.ta)
+    student, cfg = load_detector(last_checkpoint(runs[model.name]))
+    teacher, _ = load_detector(last_checkpoint(runs[model.teacher]))
+    ta, _ = load_detector(last_checkpoint(runs[model.ta]))
+    frame = frame or pick_frames(root, 1)[0]
+    dataset = KittiDataset(root, "val", cfg, augment=False)
+    batch = collate([dataset[dataset.ids.index(frame)]])
+    return feature_panel(takd_bev_maps(student, teacher, ta, batch), out_dir / "bev_features.png",
+                         title=f"frame {frame}")
 
 
 def add_arguments(parser) -> None:
