@@ -127,15 +127,15 @@ def build_teacher(cfg: dict, role: str = "teacher") -> nn.Module:
     return teacher
 
 
-def load_detector(ckpt_path: str | Path, cfg: dict | None = None,
-                  overrides: list[str] | None = None) -> tuple[nn.Module, dict]:
+def load_detector(ckpt_path: str | Path, cfg: dict | None = None, overrides: list[str] | None = None,
+                  checkpoint: dict | None = None) -> tuple[nn.Module, dict]:
     """The detector of a checkpoint, weights loaded, in eval mode, and its config (the one
     stored in the checkpoint with ``overrides`` applied, unless ``cfg`` is given). For a
     distilled checkpoint this is the student alone: inference never needs the teacher or
-    the adapters."""
+    the adapters. ``checkpoint``: the file's contents when already read."""
     from monokd.models import build_detector
 
-    checkpoint = read_checkpoint(ckpt_path)
+    checkpoint = checkpoint if checkpoint is not None else read_checkpoint(ckpt_path)
     if cfg is None:
         cfg = checkpoint_config(checkpoint, ckpt_path, overrides)
     model = build_detector(cfg)

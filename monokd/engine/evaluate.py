@@ -11,7 +11,7 @@ from pathlib import Path
 from torch.utils.data import DataLoader
 
 from monokd.config import get, load_config
-from monokd.engine.checkpoint import load_detector
+from monokd.engine.checkpoint import checkpoint_config, load_detector, read_checkpoint
 from monokd.engine.datamodule import build_dataset, default_collate
 from monokd.engine.inference import detect
 from monokd.engine.preflight import warn_seen_frames
@@ -24,12 +24,15 @@ def evaluate_checkpoint(args) -> int:
     overrides as ``overrides`` or ``set`` (lists of key=value). Returns the exit status; bad
     input raises monokd's errors (monokd.cli prints them as one line)."""
     overrides = list(getattr(args, "overrides", None) or getattr(args, "set", None) or [])
-    cfg = load_config(args.config, overrides) if getattr(args, "config", None) else None
-    model, cfg = load_detector(args.ckpt, cfg, overrides)  # --set: on --config, else on the checkpoint's
+    checkpoint = read_checkpoint(args.ckpt)
+    # --set: on --config, else on the checkpoint's own config
+    cfg = (load_config(args.config, overrides) if getattr(args, "config", None)
+           else checkpoint_config(checkpoint, args.ckpt, overrides))
     split = getattr(args, "split", None) or get(cfg, "data.val_split", "val")
     out = Path(getattr(args, "out", None) or Path(args.ckpt).parent / f"eval_{split}")
-    dataset = build_dataset(cfg, split, train=False)
-    warn_seen_frames(args.ckpt, getattr(dataset, "ids", None), split)
+    dataset = build_dataset(cfg, split, train=False)  # the data checked before the model is built
+    warn_seen_frames(checkpoint, getattr(dataset, "ids", None), split, args.ckpt)
+    model, cfg = load_detector(args.ckpt, cfg, checkpoint=checkpoint)
     loader = DataLoader(dataset, batch_size=int(get(cfg, "eval.batch_size", 1) or 1), shuffle=False,
                         num_workers=int(get(cfg, "train.num_workers", 0) or 0), collate_fn=default_collate())
     print(f"evaluating {args.ckpt} on {split} ({len(dataset)} frames)", flush=True)

@@ -25,7 +25,7 @@ from monokd.data.dataset import collate, data_config, empty_targets
 from monokd.data.kitti import (IMAGE_SUFFIXES, KittiFormatError, check_camera_matrix, parse_number, read_calib,
                                read_image, write_image)
 from monokd.geometry.calib import AXES_VELO_TO_CAM, velo_to_rect_matrix
-from monokd.engine.checkpoint import load_detector
+from monokd.engine.checkpoint import checkpoint_config, load_detector, read_checkpoint
 from monokd.engine.inference import detect
 from monokd.errors import ConfigError
 from monokd.evaluation import write_results
@@ -135,12 +135,14 @@ def draw_pictures(dataset: ImageFolder, detections: dict, out: Path, score_thres
 
 
 def predict(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.set) if args.config else None
-    model, cfg = load_detector(args.ckpt, cfg, overrides=args.set)  # --set: on --config, else on the checkpoint's
+    checkpoint = read_checkpoint(args.ckpt)
+    # --set: on --config, else on the checkpoint's own config
+    cfg = load_config(args.config, args.set) if args.config else checkpoint_config(checkpoint, args.ckpt, args.set)
     if get(cfg, "model.depth_input"):
         raise ConfigError(f"{args.ckpt}: a model with model.depth_input={get(cfg, 'model.depth_input')!r} "
                           "(a teacher) needs ground truth at inference; predict with a student or baseline")
-    dataset = ImageFolder(args.images, args.calib, cfg)
+    dataset = ImageFolder(args.images, args.calib, cfg)  # the inputs checked before the model is built
+    model, cfg = load_detector(args.ckpt, cfg, checkpoint=checkpoint)
     out = Path(args.out)
     loader = DataLoader(dataset, batch_size=args.batch_size, collate_fn=collate)
     detections = detect(model, loader, progress=sys.stdout.isatty())

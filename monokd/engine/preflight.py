@@ -173,12 +173,10 @@ def check_teacher(cfg: dict, student_val: dict | None, role: str = "teacher") ->
     return notes
 
 
-def warn_seen_frames(ckpt_path, ids, split: str) -> int:
-    """Warn when a checkpoint is evaluated on frames it was trained on (from its recorded
-    provenance); returns how many."""
-    from monokd.engine.checkpoint import read_checkpoint
-
-    train = (read_checkpoint(ckpt_path).get(PROVENANCE_KEY) or {}).get("train") or {}
+def warn_seen_frames(checkpoint: dict, ids, split: str, ckpt_path) -> int:
+    """Warn when a checkpoint (the file's contents) is evaluated on frames it was trained on
+    (from its recorded provenance); returns how many."""
+    train = (checkpoint.get(PROVENANCE_KEY) or {}).get("train") or {}
     shared = sorted(set(train.get("ids") or ()) & set(ids or ()))
     if shared:
         note(f"{ckpt_path} was trained on {len(shared)} of the {len(ids)} frames of {split!r} "
