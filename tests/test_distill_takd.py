@@ -148,6 +148,8 @@ def test_student_builds_from_the_registry_and_rows_pin_every_switch():
     cfg = {"model": {"name": "takd_student", "camera": "fake_bev_camera", "takd": {"sam": {"mode": "parallel"}}}}
     student = build_detector(cfg)
     assert isinstance(student, TAKDStudent) and student.residual.align.mode == "parallel"
+    with pytest.raises(ConfigError, match="model.takd.ffm"):
+        build_detector({"model": {**cfg["model"], "takd": {"ffm": "yes"}}})
     assert set(PRESETS) >= {"student", "+IMD", "+CMRD", "+SAM", "+FFM", "full"}
     for name, overrides in PRESETS.items():
         if name != "student":

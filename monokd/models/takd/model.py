@@ -31,26 +31,29 @@ from monokd.models.takd.ffm import FFM
 from monokd.models.takd.residual import ResidualBranch
 from monokd.models.takd.sam import MODES
 
-DEFAULTS = {
+TAKD_DEFAULTS = {
     "channels": None,  # C of F_S; None: the camera detector's ``bev_channels``
     "residual": True,  # the CMRD branch
     "sam": {"enabled": True, "mode": "cascade", "dilations": [6, 12], "se_reduction": 4, "modulated": False},
     "ffm": True,  # the paper's default; the released code leaves it out
 }
+# the ``model`` keys this module reads (the others are the camera's); build_detector checks kinds
+DEFAULTS = {"name": "takd_student", "camera": "caddn", "takd": TAKD_DEFAULTS}
 
 
 def takd_options(section: dict | None) -> dict:
-    """``model.takd`` over DEFAULTS; unknown keys or inconsistent switches raise ConfigError."""
+    """``model.takd`` over TAKD_DEFAULTS; unknown keys or inconsistent switches raise ConfigError."""
     section = section or {}
-    unknown = set(section) - set(DEFAULTS)
+    unknown = set(section) - set(TAKD_DEFAULTS)
     if unknown:
-        raise ConfigError(f"model.takd: unknown key(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    options = copy.deepcopy(DEFAULTS)
+        raise ConfigError(f"model.takd: unknown key(s) {sorted(unknown)}; known: {sorted(TAKD_DEFAULTS)}")
+    options = copy.deepcopy(TAKD_DEFAULTS)
     for key, value in section.items():
         if key == "sam":
-            extra = set(value or {}) - set(DEFAULTS["sam"])
+            extra = set(value or {}) - set(TAKD_DEFAULTS["sam"])
             if extra:
-                raise ConfigError(f"model.takd.sam: unknown key(s) {sorted(extra)}; known: {sorted(DEFAULTS['sam'])}")
+                raise ConfigError(f"model.takd.sam: unknown key(s) {sorted(extra)}; "
+                                  f"known: {sorted(TAKD_DEFAULTS['sam'])}")
             options["sam"].update(value or {})
         else:
             options[key] = value
