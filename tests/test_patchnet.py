@@ -262,3 +262,55 @@ def test_frames_without_boxes_and_a_single_box(synth_root, tmp_path):
     model.eval()
     with torch.no_grad():
         assert model.decode(model(empty), {**empty, "flipped": torch.tensor([False])}) == [[]]
+
+
+def test_demo_story_prepares_depth_and_boxes_first(tmp_path, monkeypatch):
+    """`monokd demo --student patchnet`: depth front-end (train, predict, evaluate) and the
+    MonoDETR 2-D boxes before the teacher; every PatchNet run points at both; a rerun reuses
+    every stage (predict is called again but skips what it wrote)."""
+    import io
+    import json
+    import os
+
+    from monokd.engine import demo
+    from tests.test_demo import fake_root, flat
+
+    root = fake_root(tmp_path / "data")
+    (root / demo.SYNTH_MARKER).write_text("{}")
+    calls = []
+
+    def run(args, stage, **options):
+        calls.append(args)
+        out = args[args.index("--json") + 1] if "--json" in args else args[args.index("--out") + 1]
+        if args[:2] == ["depth", "evaluate"]:
+            os.makedirs(os.path.dirname(out), exist_ok=True)
+            open(out, "w").write(json.dumps({"abs_rel": 0.2, "rmse": 6.0, "delta1": 0.7, "images": 4}))
+            return
+        os.makedirs(out, exist_ok=True)
+        if args[:2] == ["depth", "train"]:
+            open(os.path.join(out, "metrics.json"), "w").write("{}")
+        elif args[0] == "train":
+            for name in ("config.yaml", "last.ckpt"):
+                open(os.path.join(out, name), "w").write("{}")
+            open(os.path.join(out, "metrics.json"), "w").write(json.dumps({"validations": [
+                {"epoch": 0, "step": 10, "metrics": flat(10.0)}]}))
+        elif args[0] == "evaluate":
+            open(os.path.join(out, "metrics.json"), "w").write(json.dumps({"flat": flat(10.0)}))
+
+    monkeypatch.setattr(demo, "run_command", run)
+    out = tmp_path / "out"
+    demo.run_demo(out, "quick", data_root=root, student="patchnet", stream=io.StringIO())
+    stages = [(c[0], c[1]) if c[0] == "depth" else (c[0], os.path.basename(c[c.index("--out") + 1])) for c in calls]
+    assert stages[:6] == [("depth", "train"), ("depth", "predict"), ("depth", "evaluate"), ("train", "boxes"),
+                          ("evaluate", "boxes"), ("train", "teacher")]
+    assert calls[3][calls[3].index("--config") + 1].endswith("monodetr_synth.yaml")
+    patchnet_runs = [c for c in calls if c[0] == "train" and not c[c.index("--out") + 1].endswith("boxes")]
+    assert len(patchnet_runs) == 3
+    for call in patchnet_runs:
+        assert call[call.index("--config") + 1].split("/")[-1].startswith(("patchnet", "add_patchnet"))
+        assert f"data.depth_pred_dir={out / 'depth_pred'}" in call
+        assert f"data.proposals.results_dir={out / 'eval' / 'boxes' / 'data'}" in call
+        assert "model.patch_size=16" in call and "model.hidden_dim=32" not in call  # the student's own overrides
+    calls.clear()
+    demo.run_demo(out, "quick", data_root=root, student="patchnet", stream=io.StringIO())
+    assert [c[:2] for c in calls] == [["depth", "predict"]]

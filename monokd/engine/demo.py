@@ -25,6 +25,7 @@ story's, as ``monokd ablate`` presets use).
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -64,10 +65,13 @@ class Model:
 @dataclass(frozen=True)
 class Story:
     """What ``monokd demo --student S --method M`` trains: ``waves`` of models; the models
-    of a wave train side by side, a wave starts when the previous one has ended."""
+    of a wave train side by side, a wave starts when the previous one has ended.
+    ``prepare`` ("module:function", optional) builds the story's inputs first and returns
+    ``--set`` items for every model (PatchNet: depth maps and 2-D boxes)."""
 
     waves: tuple[tuple[Model, ...], ...]
     method: str = "ADD"  # the report's title
+    prepare: str | None = None
 
     @property
     def models(self) -> tuple[Model, ...]:
@@ -96,6 +100,11 @@ STORIES: dict[tuple[str, str], Story] = {
         (Model("camera", "caddn_synth.yaml", "CaDDN (student alone)", "baseline"),
          Model("takd", "takd_synth.yaml", "CaDDN + MonoTAKD", "distilled", teacher="lidar_teacher", ta="ta")),
     )),
+    ("patchnet", "add"): Story(waves=(
+        (Model("teacher", "patchnet_teacher_synth.yaml", "Teacher (pixel-wise GT depth)", "teacher"),),
+        (Model("baseline", "patchnet_synth.yaml", "PatchNet (baseline)", "baseline"),
+         Model("add", "add_patchnet_synth.yaml", "PatchNet + ADD", "distilled", teacher="teacher")),
+    ), prepare="monokd.engine.patchnet_inputs:prepare_inputs"),
 }
 
 
@@ -471,12 +480,17 @@ def run_demo(out: str | Path, preset_name: str = "default", data_root: str | Pat
     timed("data", lambda: ensure_synth(root, int(data["num_train"]), int(data["num_val"]), int(data.get("seed", 0)),
                                        int(data.get("width", 416)), int(data.get("height", 128)),
                                        int(data.get("workers", min(cores, 2)))), done=synth_done(root))
+    inputs: list[str] = []
+    if plot.prepare:
+        module, _, function = plot.prepare.partition(":")
+        prepare = getattr(importlib.import_module(module), function)
+        inputs = timed("prepare", lambda: prepare(preset, root, out, seed, extra_train, thread_env(cores)))
     runs = {m.name: out / m.name for m in plot.models}
     eval_dirs = {m.name: out / "eval" / m.name for m in plot.models}
     results: dict[str, dict[str, float]] = {}
 
     def model_lane(model: Model, lane: Lane, env: dict) -> None:
-        overrides = stage_overrides(preset, model.name, root)
+        overrides = stage_overrides(preset, model.name, root) + inputs
         if model.teacher:
             overrides += teacher_overrides(runs[model.teacher], last_checkpoint(runs[model.teacher]))
         if model.ta:

@@ -231,6 +231,7 @@ def run(args: argparse.Namespace) -> int:
             metrics = evaluate_dir(args.pred_dir, args.root, args.split, args.min_depth, args.max_depth)
             print(json.dumps(metrics, indent=2))
             if args.json:
+                Path(args.json).parent.mkdir(parents=True, exist_ok=True)
                 Path(args.json).write_text(json.dumps(metrics, indent=2) + "\n")
     except (ConfigError, CheckpointMismatchError, KittiFormatError, FileNotFoundError) as err:
         print(f"monokd depth: error: {err}", file=sys.stderr)
