@@ -230,3 +230,29 @@ def test_depth_corruption_is_read_or_named(work, op, pixel, raw, value, shape):
         assert math.isfinite(value) and value >= 0 and read.flat[pixel] == value
     else:
         assert op == "size" and shape == (4, 5)
+
+
+# --------------------------------------------------------------------------- any bytes at all
+_READERS = {"label": kitti.read_label, "calib": kitti.read_calib, "split": kitti.read_split}
+
+
+@SETTINGS
+@given(kind=st.sampled_from(sorted(_READERS)), data=st.binary(max_size=300),
+       prefix=st.sampled_from([b"", b"\xef\xbb\xbf", CAR.encode() + b"\n"]))
+def test_any_bytes_are_read_or_named(work, kind, data, prefix):
+    """Arbitrary bytes (binary garbage, a byte-order mark, NULs) never raise anything but
+    KittiFormatError naming the file."""
+    path = work / f"bytes_{kind}.txt"
+    path.write_bytes(prefix + data)
+    try:
+        _READERS[kind](path)
+    except KittiFormatError as err:
+        assert err.path == str(path)
+
+
+def test_byte_order_mark_is_not_part_of_the_first_field(work):
+    path = work / "bom.txt"
+    path.write_bytes(b"\xef\xbb\xbf" + CAR.encode() + b"\r\n")
+    assert kitti.read_label(path)[0].type == "Car"
+    path.write_bytes(b"\xef\xbb\xbf000007\r\n000008\n")
+    assert kitti.read_split(path) == ["000007", "000008"]

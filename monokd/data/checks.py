@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from monokd.data.kitti import (CLASSES, Calibration, KittiPaths, check_rotation, check_velodyne_size, find_image,
-                               parse_label_line, read_calib)
+                               parse_label_line, read_calib, read_lines)
 from monokd.errors import ConfigError, KittiFormatError
 
 # A 2-D box may reach this far past the image border (KITTI clips boxes to [0, W-1] and
@@ -113,7 +113,7 @@ def check_label_file(path: Path, size: tuple[int, int], P2: np.ndarray | None = 
     image (within BOX_TOLERANCE_PX) and, given the frame's P2, every object in front of the
     camera to project onto its own 2-D box (some overlap: else label and calib disagree)."""
     width, height = size
-    for number, text in enumerate(path.read_text().splitlines(), start=1):
+    for number, text in enumerate(read_lines(path), start=1):
         if not text.strip():
             continue
         obj = parse_label_line(text, path, number)
@@ -178,7 +178,7 @@ def _present(paths: KittiPaths, kind: str, frame: str, where) -> Path:
 def _split_lines(split_file: str | Path) -> dict[str, int]:
     """{frame id: line number} of a split file (already validated by read_split)."""
     lines = {}
-    for number, text in enumerate(Path(split_file).read_text().splitlines(), start=1):
+    for number, text in enumerate(read_lines(split_file), start=1):
         if text.strip():
             lines.setdefault(text.strip().zfill(6), number)
     return lines

@@ -62,6 +62,18 @@ MAX_DIMENSION = 100.0  # metres: no KITTI class is longer (a larger value is ano
 MAX_DISTANCE = 1000.0  # metres from the camera / the sensor, for locations and LiDAR points
 
 
+def read_lines(path: str | Path) -> list[str]:
+    """The lines of a text file: UTF-8, a leading byte-order mark dropped (Windows editors
+    write one; it would otherwise become part of the first field). Bytes that are not UTF-8
+    text are a KittiFormatError naming the line."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise KittiFormatError(path, line, None, f"not UTF-8 text (byte {err.start}: {data[err.start:err.start + 1]!r})") from None
+
+
 def parse_number(token: str, path: str | Path, line: int | None, name: str) -> float:
     """A finite decimal number (``1.5``, ``-2``, ``3e-4``); anything else (``nan``, ``inf``,
     ``1_000``, non-ASCII digits, ``0x10``) is a KittiFormatError naming ``name``."""
@@ -85,6 +97,8 @@ def parse_label_line(text: str, path: str | Path = "<string>", line: int | None 
     trunc, occ, alpha, x1, y1, x2, y2, h, w, l, x, y, z, ry = values[:14]
     score = values[14] if len(values) == 15 else None
     kind = parts[0]
+    if not (kind.isascii() and kind.isprintable()):
+        raise KittiFormatError(path, line, "type", f"not a class name: {kind!r}")
     if occ != int(occ):
         raise KittiFormatError(path, line, "occluded", f"not an integer: {parts[2]!r}")
     if kind != "DontCare":
@@ -146,7 +160,7 @@ def read_label(path: str | Path) -> list[Object3D]:
     if not path.is_file():
         raise KittiFormatError(path, None, None, "label file not found")
     objects = []
-    for number, text in enumerate(path.read_text().splitlines(), start=1):
+    for number, text in enumerate(read_lines(path), start=1):
         if text.strip():
             objects.append(parse_label_line(text, path, number))
     return objects
@@ -211,7 +225,7 @@ def read_calib(path: str | Path) -> Calibration:
     if not path.is_file():
         raise KittiFormatError(path, None, None, "calib file not found")
     found: dict[str, np.ndarray] = {}
-    for number, text in enumerate(path.read_text().splitlines(), start=1):
+    for number, text in enumerate(read_lines(path), start=1):
         if not text.strip():
             continue
         if ":" not in text:
@@ -385,7 +399,7 @@ def read_split(path: str | Path, image_dir: str | Path | None = None) -> list[st
     if not path.is_file():
         raise KittiFormatError(path, None, None, "split file not found")
     ids: dict[str, int] = {}
-    for number, text in enumerate(path.read_text().splitlines(), start=1):
+    for number, text in enumerate(read_lines(path), start=1):
         token = text.strip()
         if not token:
             continue

@@ -23,7 +23,7 @@ from monokd.data import augment as aug
 from monokd.data.checks import check_principal_point, image_size
 from monokd.data.dataset import collate, data_config, empty_targets
 from monokd.data.kitti import (IMAGE_SUFFIXES, KittiFormatError, check_camera_matrix, parse_number, read_calib,
-                               read_image, write_image)
+                               read_image, read_lines, write_image)
 from monokd.geometry.calib import AXES_VELO_TO_CAM, velo_to_rect_matrix
 from monokd.engine.checkpoint import checkpoint_config, load_detector, read_checkpoint
 from monokd.engine.inference import detect
@@ -50,7 +50,7 @@ def read_P2(path: Path) -> np.ndarray:
     except KittiFormatError as err:
         if err.reason != "missing calib key" or err.field == "P2":
             raise
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(read_lines(path), start=1):
         if line.strip().startswith("P2:"):
             tokens = line.split(":", 1)[1].split()
             if len(tokens) != 12:

@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from monokd.data.kitti import Object3D, parse_label_line, read_label, write_label
+from monokd.data.kitti import Object3D, parse_label_line, read_label, read_lines, write_label
 from monokd.errors import KittiFormatError
 from monokd.evaluation.kitti_ap import DEFAULT_CLASSES, compile_kernels, evaluate
 from monokd.evaluation.report import EvalResult
@@ -24,7 +24,7 @@ def read_results(path: str | Path) -> list[Object3D]:
     if not path.exists():
         return []
     objects = []
-    for number, text in enumerate(path.read_text().splitlines(), start=1):
+    for number, text in enumerate(read_lines(path), start=1):
         if not text.strip():
             continue
         obj = parse_label_line(text, path, number)
