@@ -144,6 +144,7 @@ def test_error_from_a_loader_worker_is_one_line_without_its_traceback(capsys):
 
 
 @pytest.mark.parametrize("item, key", [("train.epochs=abc", "train.epochs"), ("train.batch_size=0", "train.batch_size"),
+                                       ("train.seed=x", "train.seed"),
                                        ("train.lr=[1]", "train.lr"), ("data.input_size=[416]", "data.input_size"),
                                        ("eval.classes=[car]", "eval.classes"), ("data.classes=[Bus]", "data.classes"),
                                        ("data.depth_maps=bogus", "data.depth_maps")])
@@ -401,6 +402,17 @@ def _empty_lidar_transform(root: Path):
     return calib, None, "Tr_velo_to_cam"
 
 
+def _truncated_jpeg(root: Path):
+    import cv2
+
+    image = root / "training" / "image_2" / "000001.png"
+    jpeg = image.with_suffix(".jpg")
+    cv2.imwrite(str(jpeg), cv2.imread(str(image)))
+    image.unlink()
+    jpeg.write_bytes(jpeg.read_bytes()[: jpeg.stat().st_size // 2])  # a decoder fills the rest with grey
+    return jpeg, None, "size"
+
+
 def _missing_label(root: Path):
     (root / "training" / "label_2" / "000001.txt").unlink()
     return root / "ImageSets" / "train.txt", 2, "id"
@@ -415,7 +427,7 @@ def _repeated_id(root: Path):
 @pytest.mark.parametrize("corrupt, data", [
     (_label_for_wider_image, {}), (_calib_of_another_camera, {}), (_calib_shifted_off_the_labels, {}),
     (_depth_of_another_size, {"depth_maps": "depth_2"}),
-    (_empty_lidar_transform, {"load_points": True}), (_missing_label, {}), (_repeated_id, {})])
+    (_empty_lidar_transform, {"load_points": True}), (_truncated_jpeg, {}), (_missing_label, {}), (_repeated_id, {})])
 def test_dataset_checks_each_file_against_its_frame(root, corrupt, data):
     from monokd.data.dataset import KittiDataset
     from monokd.errors import KittiFormatError

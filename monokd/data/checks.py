@@ -1,7 +1,8 @@
 """Checks of a split's frames, run before anything is built, so that bad data fails in seconds.
 
     split file -> frame ids (read_split: digits, no repeats)  -> refused when empty
-      per frame: image_2   present (.png/.jpg/.jpeg); its W x H read from the file header
+      per frame: image_2   present (.png/.jpg/.jpeg), whole (its end marker present); its
+                           W x H read from the file header
                  calib     parsed (read_calib's ranges); P2's principal point inside W x H
                  label_2   parsed (read_label's ranges) when the part has labels; every
                            2-D box inside W x H (KITTI clips boxes to the image); every
@@ -25,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from monokd.data.kitti import (CLASSES, Calibration, KittiPaths, check_rotation, check_velodyne_size, find_image,
-                               parse_label_line, read_calib, read_lines)
+from monokd.data.kitti import (CLASSES, Calibration, KittiPaths, check_image_complete, check_rotation,
+                               check_velodyne_size, find_image, parse_label_line, read_calib, read_lines)
 from monokd.errors import ConfigError, KittiFormatError
 
 # A 2-D box may reach this far past the image border (KITTI clips boxes to [0, W-1] and
@@ -85,6 +86,7 @@ def check_frames(paths: KittiPaths, ids: list[str], split_file: str | Path | Non
         if image is None:
             raise KittiFormatError(*where, "id", f"frame {frame} has no image in {paths.file('image_2', frame).parent}")
         size = image_size(image)
+        check_image_complete(image)
         calib = _frame_calib(paths, frame, data_cfg, where, size)
         if has_labels:
             check_label_file(_present(paths, "label_2", frame, where), size, calib.P2 if calib is not None else None)

@@ -326,14 +326,34 @@ def find_image(image_dir: str | Path, frame: str) -> Path | None:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB."""
+    """(H, W, 3) uint8 RGB. A truncated file is an error (a decoder would fill the missing
+    rows with grey)."""
     import cv2
 
     path = Path(path)
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise KittiFormatError(path, None, None, "image missing or not readable")
+    check_image_complete(path)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+# The last marker of a whole file: JPEG's end-of-image, PNG's IEND chunk (+ its CRC).
+_IMAGE_END = {".jpg": b"\xff\xd9", ".jpeg": b"\xff\xd9", ".png": b"IEND"}
+_TAIL_BYTES = 64  # how far from the end the marker may sit (some writers pad after it)
+
+
+def check_image_complete(path: str | Path) -> None:
+    """A .png / .jpg / .jpeg must end with its format's end marker (else it was cut short)."""
+    path = Path(path)
+    marker = _IMAGE_END.get(path.suffix.lower())
+    if marker is None:
+        return
+    with open(path, "rb") as handle:
+        handle.seek(max(0, path.stat().st_size - _TAIL_BYTES))
+        if marker not in handle.read():
+            raise KittiFormatError(path, None, "size", f"truncated: no {path.suffix.lower()[1:].upper()} "
+                                                       f"end marker in its last {_TAIL_BYTES} bytes")
 
 
 def write_image(path: str | Path, image: np.ndarray) -> None:

@@ -23,7 +23,7 @@ from monokd.config import get, load_config, save_config, set_key
 from monokd.engine.callbacks import BestCheckpoint, LastCheckpoint, MetricsJson, PlainProgress
 from monokd.engine.datamodule import KittiDataModule
 from monokd.engine.module import DetectorModule
-from monokd.engine.preflight import check_run
+from monokd.engine.preflight import check_numbers, check_run
 from monokd.engine.seeding import seed_everything
 
 PRECISIONS = {"32": "32-true", "bf16-mixed": "bf16-mixed", "16-mixed": "16-mixed"}
@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override a config leaf, e.g. --set train.epochs=3 (repeatable)")
     parser.add_argument("--resume", default=None, metavar="auto|PATH",
                         help="continue a run: 'auto' = OUT/last.ckpt if present, or a checkpoint path")
-    parser.add_argument("--devices", default=None,
+    parser.add_argument("--devices", type=int, default=None,
                         help="devices per node (default: all GPUs, else 1 CPU process; under torchrun: its processes)")
     parser.add_argument("--num-nodes", type=int, default=None, help="nodes (default: from torchrun, else 1)")
     parser.add_argument("--precision", choices=sorted(PRECISIONS), default="32")
@@ -98,6 +98,7 @@ def fit(cfg: dict, out: str | Path, resume: str | Path | None = None, devices=No
     """Train ``cfg`` into ``out``; returns the trained module. ``model``/``datamodule`` default
     to the ones the config describes."""
     out = Path(out)
+    check_numbers(cfg)
     seed_everything(int(get(cfg, "train.seed", 0)))
     datamodule = datamodule or KittiDataModule(cfg)
     provenance = check_run(cfg, datamodule)  # bad data fails here, before the model exists
