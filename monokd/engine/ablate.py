@@ -1,5 +1,5 @@
-"""``monokd ablate``: the ADD ablations (the paper's Table 4 and the PE rows of Table 5) over
-seeds, as mean +- std per row.
+"""``monokd ablate``: the ADD ablations (the paper's Table 4 and the PE rows of Table 5), or
+with ``--method takd`` MonoTAKD's component ablation, over seeds, as mean +- std per row.
 
 Every seed trains one GT-depth teacher; each row is the ADD recipe with the row's switches
 (``monokd.distill.add.PRESETS``) set, trained from that teacher, then evaluated on val. Rows
@@ -10,6 +10,10 @@ whose overrides coincide (F+SA and "SA w/ GT PE") share one run. Runs live under
 The data size and recipes come from a demo preset (``configs/demo_<preset>.yaml``): ``quick``
 (a smoke run), ``synth`` (the synth recipes as they are) and ``caddn_synth`` (ADD on CaDDN)
 among them. A preset's ``rows`` key sets its default rows (CaDDN: no response rows).
+
+MonoTAKD (``--method takd``, the demo's caddn + takd story): every seed trains the LiDAR
+teacher and the TA (both rows too), then each row of ``monokd.distill.takd.distiller.PRESETS``
+on the MonoTAKD recipe, distilled from both. Results: ``RESULTS/takd_ablation.{json,md}``.
 """
 
 from __future__ import annotations
@@ -33,48 +37,60 @@ ROW_LABELS = {
     "SA-PE-none": "+SA w/o PE", "SA-PE-estimated": "+SA w/ estimated PE", "SA-PE-gt": "+SA w/ GT PE",
 }
 DEFAULT_ROWS = {"quick": ["baseline", "F+SA+R+CA"]}
+METHOD_DEFAULT_ROWS = {"takd": {"quick": ["student", "full+GT"]}}  # other methods' defaults, per preset
+METHOD_TITLES = {"add": ("ADD", "Rows as in the paper's Table 4 and the PE rows of Table 5"),
+                 "takd": ("MonoTAKD", "Rows: the paper's component ablation (camera student alone, +IMD, +CMRD, "
+                                      "+SAM, +FFM, full) and the LiDAR teacher and the TA")}
 # The metrics of the markdown tables (every flat key is kept in the JSON).
 SUMMARY_KEYS = [f"Car/{m}/moderate/R40@{iou}" for iou in ("0.70", "0.50") for m in ("3d", "bev")]
 
 
-def distill_rows() -> tuple[dict[str, list[str]], dict[str, list[str]], dict[str, tuple]]:
-    """(row -> overrides, table -> rows, row -> paper AP3D) from the distiller's named rows."""
-    from monokd.distill.add import distiller
+def distill_rows(method: str = "add") -> tuple[dict[str, list[str]], dict[str, list[str]], dict[str, tuple]]:
+    """(row -> overrides, table -> rows, row -> paper AP3D) from the named rows of the
+    distiller of ``method`` (``monokd.distill.<method>.distiller``)."""
+    import importlib
 
-    paper = {TEACHER_ROW: TEACHER_PAPER_AP3D, **getattr(distiller, "PAPER_AP3D", {})}
+    if method not in METHOD_TITLES:
+        raise ConfigError(f"--method {method}: no ablation rows (known: {', '.join(METHOD_TITLES)})")
+    distiller = importlib.import_module(f"monokd.distill.{method}.distiller")
+    paper = {**({TEACHER_ROW: TEACHER_PAPER_AP3D} if method == "add" else {}), **getattr(distiller, "PAPER_AP3D", {})}
     return dict(distiller.PRESETS), dict(distiller.TABLES), paper
 
 
 def resolve_rows(spec: str | None, preset: str, presets: Mapping[str, list[str]],
-                 tables: Mapping[str, list[str]]) -> list[str]:
+                 tables: Mapping[str, list[str]], frozen: Sequence[str] = (TEACHER_ROW,),
+                 defaults: Mapping[str, list[str]] = DEFAULT_ROWS) -> list[str]:
     """Row names from ``--rows`` (comma-separated names or table names ``table4``,
-    ``table5``, ``pe``, ``all``); by default the teacher, Table 4 and Table 5's PE rows."""
+    ``table5``, ``pe``, ``all``); by default the frozen models (the teacher), Table 4 and
+    Table 5's PE rows. ``frozen``: the rows of the models the students learn from."""
+    pe_rows = [r for r in PE_ROWS if r in presets]
     if spec is None:
-        if preset in DEFAULT_ROWS:
-            return list(DEFAULT_ROWS[preset])
-        spec = "teacher,table4,pe"
-    groups = {**tables, "pe": PE_ROWS, "all": [TEACHER_ROW, *tables.get("table4", []), *PE_ROWS]}
+        if preset in defaults:
+            return list(defaults[preset])
+        spec = ",".join([*frozen, "table4"] + (["pe"] if pe_rows else []))
+    groups = {**tables, "pe": pe_rows, "all": [*frozen, *tables.get("table4", []), *pe_rows]}
     rows: list[str] = []
     for token in (t.strip() for t in spec.split(",")):
         if not token:
             continue
         names = groups.get(token, [token])
         for name in names:
-            if name != TEACHER_ROW and name not in presets:
-                raise ConfigError(f"--rows: unknown row {name!r} (rows: {TEACHER_ROW}, {', '.join(presets)}; "
+            if name not in frozen and name not in presets:
+                raise ConfigError(f"--rows: unknown row {name!r} (rows: {', '.join([*frozen, *presets])}; "
                                   f"tables: {', '.join(groups)})")
             if name not in rows:
                 rows.append(name)
     return rows
 
 
-def run_names(rows: Sequence[str], presets: Mapping[str, list[str]]) -> dict[str, str]:
+def run_names(rows: Sequence[str], presets: Mapping[str, list[str]],
+              frozen: Sequence[str] = (TEACHER_ROW,)) -> dict[str, str]:
     """Row -> the folder of its run: rows with the same overrides (as a set) share the first
     one's folder."""
     seen: dict[tuple, str] = {}
     names = {}
     for row in rows:
-        key = (TEACHER_ROW,) if row == TEACHER_ROW else tuple(sorted(presets[row]))
+        key = (row,) if row in frozen else tuple(sorted(presets[row]))
         names[row] = seen.setdefault(key, _folder(row))
     return names
 
@@ -133,9 +149,10 @@ def markdown(results: dict) -> str:
     paper = {r["label"]: "/".join(f"{v:.2f}" for v in r["paper_ap3d"]) if r.get("paper_ap3d") else "-"
              for r in results["rows"]}
     seeds = results["seeds"]
-    head = [f"# ADD ablation on preset `{results['preset']}`", "",
+    title, rows_text = METHOD_TITLES[results.get("method", "add")]
+    head = [f"# {title} ablation on preset `{results['preset']}`", "",
             f"Car AP (R40, %) on the val split, mean ± sample std over {len(seeds)} seed(s) {seeds}. "
-            "Rows as in the paper's Table 4 and the PE rows of Table 5; the last column is the paper's "
+            f"{rows_text}; the last column is the paper's "
             "KITTI val AP3D@0.7 easy/mod./hard (real KITTI, full recipe, for orientation only).", ""]
     tables = [metric_table(rows, iou, extra={"paper AP3D@0.7 (KITTI)": paper} if iou == 0.7 else None,
                            label="row") for iou in (0.7, 0.5)]
@@ -144,21 +161,26 @@ def markdown(results: dict) -> str:
 
 def run_ablation(preset_name: str, seeds: int, out: str | Path, results_dir: str | Path,
                  rows_spec: str | None = None, data_root: str | Path | None = None,
-                 extra_train: Sequence[str] = (), seed_offset: int | None = None) -> dict:
+                 extra_train: Sequence[str] = (), seed_offset: int | None = None, method: str | None = None) -> dict:
     """Train and evaluate every row for every seed (reusing finished runs); write the JSON and
-    markdown; return the JSON's content."""
-    preset = demo.load_preset(preset_name)
-    presets, tables, paper = distill_rows()
-    rows = resolve_rows(rows_spec or preset.get("rows"), preset_name, presets, tables)
-    folders = run_names(rows, presets)
+    markdown; return the JSON's content. ``method``: the demo story's (default: the preset's, else add)."""
+    preset = demo.load_preset(preset_name, None, method)
+    method, plot = preset["method"], preset["story"]
+    student = next(m for m in plot.models if m.role == "distilled")  # the story's distilled model
+    frozen_models = [plot.model(name) for name in (student.teacher, student.ta) if name]
+    frozen = [m.name for m in frozen_models]
+    presets, tables, paper = distill_rows(method)
+    rows = resolve_rows(rows_spec or preset.get("rows"), preset_name, presets, tables, frozen,
+                        METHOD_DEFAULT_ROWS.get(method, DEFAULT_ROWS))
+    folders = run_names(rows, presets, frozen)
     out = Path(out)
     data = preset["data"]
     root = Path(data_root or data.get("root") or out / "data" / "synthkitti")
     base_seed = int(preset.get("seed", 0)) if seed_offset is None else seed_offset
     seed_list = [base_seed + k for k in range(seeds)]
-    needs_teacher = any(r == TEACHER_ROW or "distill=null" not in presets[r] for r in rows)
+    needs_teacher = any(r in frozen or "distill=null" not in presets[r] for r in rows)
     clock = demo.Clock(prefix="ablate")
-    total = 1 + len(seed_list) * (int(needs_teacher) + len(set(folders.values()) - {TEACHER_ROW}))
+    total = 1 + len(seed_list) * (len(frozen) * int(needs_teacher) + len(set(folders.values()) - set(frozen)))
     step = 1
     clock.banner(step, total, "data", f"SynthKITTI at {root}")
     demo.ensure_synth(root, int(data["num_train"]), int(data["num_val"]), int(data.get("seed", 0)),
@@ -167,62 +189,69 @@ def run_ablation(preset_name: str, seeds: int, out: str | Path, results_dir: str
     metrics: dict[str, dict[int, dict[str, float]]] = {}  # folder -> seed -> flat
     for seed in seed_list:
         seed_dir = out / f"seed{seed}"
-        teacher_dir = seed_dir / TEACHER_ROW
-        if needs_teacher:
+        ckpts = {}
+        for model in frozen_models if needs_teacher else []:
+            model_dir = seed_dir / model.name
             step += 1
-            clock.banner(step, total, f"seed {seed} teacher", f"-> {teacher_dir}")
-            ckpt = demo.train(demo.recipe(preset, "teacher"), teacher_dir,
-                              demo.stage_overrides(preset, "teacher", root), seed, extra_train, stage="teacher")
-            if TEACHER_ROW in rows:
-                metrics.setdefault(TEACHER_ROW, {})[seed] = demo.evaluate(teacher_dir, seed_dir / "eval" / TEACHER_ROW)
-        for folder in dict.fromkeys(f for r, f in folders.items() if r != TEACHER_ROW):
+            clock.banner(step, total, f"seed {seed} {model.name}", f"-> {model_dir}")
+            ckpts[model.name] = demo.train(demo.recipe(preset, model.name), model_dir,
+                                           demo.stage_overrides(preset, model.name, root), seed, extra_train,
+                                           stage=model.name)
+            if model.name in rows:
+                metrics.setdefault(model.name, {})[seed] = demo.evaluate(model_dir, seed_dir / "eval" / model.name)
+        for folder in dict.fromkeys(f for r, f in folders.items() if r not in frozen):
             row = next(r for r, f in folders.items() if f == folder)
             run_dir = seed_dir / folder
             step += 1
             clock.banner(step, total, f"seed {seed} {row}", f"-> {run_dir}")
-            overrides = demo.stage_overrides(preset, "add", root) + list(presets[row])
+            overrides = demo.stage_overrides(preset, student.name, root) + list(presets[row])
             if "distill=null" not in presets[row]:
-                overrides += demo.teacher_overrides(teacher_dir, ckpt)
-            demo.train(demo.recipe(preset, "add"), run_dir, overrides, seed, extra_train, stage=row)
+                overrides += demo.teacher_overrides(seed_dir / student.teacher, ckpts[student.teacher])
+                if student.ta:
+                    overrides += demo.ta_overrides(seed_dir / student.ta, ckpts[student.ta])
+            demo.train(demo.recipe(preset, student.name), run_dir, overrides, seed, extra_train, stage=row)
             metrics.setdefault(folder, {})[seed] = demo.evaluate(run_dir, seed_dir / "eval" / folder, stage=row)
 
-    results = {"preset": preset_name, "preset_file": preset["_path"], "data": str(root), "seeds": seed_list,
-               "summary_keys": SUMMARY_KEYS, "rows": []}
+    results = {"preset": preset_name, "preset_file": preset["_path"], "method": method, "data": str(root),
+               "seeds": seed_list, "summary_keys": SUMMARY_KEYS, "rows": []}
+    labels = {**{m.name: m.label for m in frozen_models}, **ROW_LABELS}
     for row in rows:
         per_seed = metrics[folders[row]]
         stats = aggregate([per_seed[s] for s in seed_list])
         results["rows"].append({
-            "name": row, "label": ROW_LABELS.get(row, row), "run": folders[row],
-            "overrides": [] if row == TEACHER_ROW else list(presets[row]),
+            "name": row, "label": labels.get(row, row), "run": folders[row],
+            "overrides": [] if row in frozen else list(presets[row]),
             "paper_ap3d": list(paper[row]) if row in paper else None,
             **stats, "per_seed": {str(s): per_seed[s] for s in seed_list},
         })
     results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
-    (results_dir / "add_ablation.json").write_text(json.dumps(results, indent=1))
-    (results_dir / "add_ablation.md").write_text(markdown(results))
-    print(f"\nablation: {results_dir / 'add_ablation.md'} (total {clock.elapsed()})", flush=True)
+    (results_dir / f"{method}_ablation.json").write_text(json.dumps(results, indent=1))
+    (results_dir / f"{method}_ablation.md").write_text(markdown(results))
+    print(f"\nablation: {results_dir / f'{method}_ablation.md'} (total {clock.elapsed()})", flush=True)
     return results
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--preset", default="synth", help="a demo preset (quick, default, synth) or a YAML path")
+    parser.add_argument("--method", default=None, help="add or takd (default: the preset's, else add)")
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds (preset seed, +1, ...)")
     parser.add_argument("--rows", default=None,
                         help="comma-separated rows or tables (teacher, baseline, F, F+SA, ..., table4, "
                              "table5, pe, all); default teacher,table4,pe (quick: baseline,F+SA+R+CA)")
     parser.add_argument("--out", default=None, help="runs folder (default runs/ablate/<preset>)")
-    parser.add_argument("--results", default="benchmarks/results", help="where add_ablation.{json,md} go")
+    parser.add_argument("--results", default="benchmarks/results", help="where <method>_ablation.{json,md} go")
     parser.add_argument("--data", default=None, help="SynthKITTI root (default: the preset's, else OUT/data)")
     parser.add_argument("--devices", default=None, help="passed to monokd train (default: its own, auto)")
 
 
 def run(args) -> int:
-    out = args.out or f"runs/ablate/{Path(args.preset).stem}"
+    method = getattr(args, "method", None)
+    out = args.out or f"runs/ablate/{Path(args.preset).stem}" + (f"-{method}" if method and method != "add" else "")
     extra = ["--devices", str(args.devices)] if args.devices else []
     demo.exit_on_sigterm()
     try:
-        run_ablation(args.preset, args.seeds, out, args.results, args.rows, args.data, extra)
+        run_ablation(args.preset, args.seeds, out, args.results, args.rows, args.data, extra, method=method)
     except (demo.StageError, ConfigError) as err:
         print(f"monokd ablate: {err}", file=sys.stderr)
         return 1
