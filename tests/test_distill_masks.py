@@ -200,3 +200,5 @@ def test_level_dispatch_image_bev_given():
         DistillSpec([4], [1], None, 0, feature_spaces=["bev"])
     with pytest.raises(ValueError, match="feature_spaces"):
         DistillSpec([4], [1], None, 0, feature_spaces=["pixels"])
+    with pytest.raises(ValueError, match="source 'memory' has 2 channels but 1 strides"):
+        DistillSpec([4], [1], None, 0, sources={"memory": ([4, 4], [8])})

@@ -82,15 +82,15 @@ class DistillSpec:
                 raise ValueError(f"DistillSpec: feature_spaces {bad} not in {FEATURE_SPACES}")
         if "bev" in self.spaces and self.bev_grid is None:
             raise ValueError("DistillSpec: a 'bev' level needs bev_grid")
+        for name, (channels, strides) in self.sources.items():
+            if len(channels) != len(strides):
+                raise ValueError(f"DistillSpec: source {name!r} has {len(channels)} channels but "
+                                 f"{len(strides)} strides")
 
     @property
     def spaces(self) -> list[str]:
         """The space of every level (``"image"`` where ``feature_spaces`` is None)."""
         return list(self.feature_spaces) if self.feature_spaces is not None else ["image"] * len(self.feature_channels)
-        for name, (channels, strides) in self.sources.items():
-            if len(channels) != len(strides):
-                raise ValueError(f"DistillSpec: source {name!r} has {len(channels)} channels but "
-                                 f"{len(strides)} strides")
 
     @property
     def has_decoder(self) -> bool:
