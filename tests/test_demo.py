@@ -268,6 +268,8 @@ def test_demo_pipeline_with_faked_commands(tmp_path, monkeypatch):
     assert add[add.index("--config") + 1].endswith("add_monodetr_synth.yaml")
     assert f"distill.teacher.ckpt={tmp_path / 'out' / 'teacher' / 'best.ckpt'}" in add
     assert f"data.root={root}" in add
+    for call in calls:  # the preset's `evaluate` items reach every final evaluation, and only those
+        assert (call[call.index("--set") + 1] == "model.decode.threshold=0.0") == (call[0] == "evaluate")
     text = path.read_text()
     assert "| MonoDETR + ADD | 15.00 | 14.00 | 13.00 | 20.00 | 19.00 | 18.00 |" in text
     assert "![frame_000002](figures/frame_000002.png)" in text

@@ -325,13 +325,21 @@ def recipe(preset: dict, model: str) -> Path:
     return path if path.is_absolute() else CONFIG_DIR / path
 
 
-def stage_overrides(preset: dict, model: str, data_root: str | Path) -> list[str]:
-    """``--set`` items of one model: the data root, then the preset's items for every run
-    (``all``), for the story's student, and for this model."""
-    overrides = preset.get("overrides") or {}
+def preset_items(preset: dict, section: str, model: str) -> list[str]:
+    """The ``--set`` items of one model in a preset section (``overrides``, ``evaluate``):
+    its ``all`` items, then the story's student's, then the model's own."""
+    items = preset.get(section) or {}
+    if not isinstance(items, dict):
+        raise ConfigError(f"{preset.get('_path', 'preset')}: {section} must be a mapping "
+                          "(all, <student>, <model>: lists of key=value)")
     student = preset.get("student", DEFAULT_STUDENT)
-    return [f"data.root={data_root}", *(overrides.get("all") or []), *(overrides.get(student) or []),
-            *(overrides.get(model) or [])]
+    return [*(items.get("all") or []), *(items.get(student) or []), *(items.get(model) or [])]
+
+
+def stage_overrides(preset: dict, model: str, data_root: str | Path) -> list[str]:
+    """``--set`` items of one model's training: the data root, then the preset's
+    ``overrides`` for every run (``all``), for the story's student, and for this model."""
+    return [f"data.root={data_root}", *preset_items(preset, "overrides", model)]
 
 
 def ta_overrides(ta_dir: str | Path, ckpt: str | Path) -> list[str]:
@@ -489,6 +497,11 @@ def run_demo(out: str | Path, preset_name: str = "default", data_root: str | Pat
     eval_dirs = {m.name: out / "eval" / m.name for m in plot.models}
     results: dict[str, dict[str, float]] = {}
 
+    def evaluate_extra(model: str) -> list[str]:
+        """The preset's ``evaluate`` items of ``model`` (e.g. a low decode threshold, so that
+        the result files keep the low-score boxes the pictures show) as --set arguments."""
+        return [*extra_eval, *(a for item in preset_items(preset, "evaluate", model) for a in ("--set", item))]
+
     def model_lane(model: Model, lane: Lane, env: dict) -> None:
         overrides = stage_overrides(preset, model.name, root) + inputs
         if model.teacher:
@@ -504,8 +517,9 @@ def run_demo(out: str | Path, preset_name: str = "default", data_root: str | Pat
         done = evaluation_json(eval_dirs[model.name]) is not None
         results[model.name] = timed(
             f"evaluate {model.name}",
-            lambda: evaluate(runs[model.name], eval_dirs[model.name], "val", extra_eval, stage=f"evaluate {model.name}",
-                             ckpt=last_checkpoint(runs[model.name]), env=env, lane=lane), done=done)
+            lambda: evaluate(runs[model.name], eval_dirs[model.name], "val", evaluate_extra(model.name),
+                             stage=f"evaluate {model.name}", ckpt=last_checkpoint(runs[model.name]), env=env,
+                             lane=lane), done=done)
         lane.display.status(model.name, f"done (elapsed {clock.elapsed()})")
 
     for index, wave in enumerate(plot.waves):
