@@ -408,10 +408,13 @@ def test_lanes_run_children_side_by_side_and_log_their_output(tmp_path):
     out = io.StringIO()
     lanes, display = Lanes(), Display(["a", "b"], stream=out)
     code = "import sys, time; time.sleep(0.5); print('epoch 1/1 step 1/1', sys.argv[1]); print('other')"
+    used = {}
 
     def job(name):
         lane = Lane(name, tmp_path / f"{name}.log", lanes, display)
-        return lane.run([sys.executable, "-c", code, name])
+        code_ = lane.run([sys.executable, "-c", code, name])
+        used[name] = lane.cpu_seconds
+        return code_
 
     import time
 
@@ -420,6 +423,8 @@ def test_lanes_run_children_side_by_side_and_log_their_output(tmp_path):
     assert time.monotonic() - began < 5  # (generous) not a timing claim: both ran and ended
     assert sorted(out.getvalue().splitlines()) == ["[a] epoch 1/1 step 1/1 a", "[b] epoch 1/1 step 1/1 b"]
     assert (tmp_path / "a.log").read_text().splitlines()[1:] == ["epoch 1/1 step 1/1 a", "other"]
+    # each child's own CPU time: its start-up, not the sleep
+    assert all(0 < seconds < 0.5 for seconds in used.values())
 
 
 def test_a_failing_lane_raises_after_the_others_end(tmp_path):

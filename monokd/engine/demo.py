@@ -36,6 +36,7 @@ from pathlib import Path
 
 import yaml
 
+from monokd.engine.lanes import Display, Lane, Lanes
 from monokd.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -464,8 +465,6 @@ def run_demo(out: str | Path, preset_name: str = "default", data_root: str | Pat
              extra_train: list[str] = (), extra_eval: list[str] = (), student: str | None = None,
              method: str | None = None, cores: int | None = None, stream=None) -> Path:
     """Run (or finish) the demo under ``out``; return the report's path."""
-    from monokd.engine.lanes import Display, Lane, Lanes
-
     out = Path(out)
     preset = load_preset(preset_name, student, method)
     plot = preset["story"]
@@ -477,10 +476,16 @@ def run_demo(out: str | Path, preset_name: str = "default", data_root: str | Pat
     starts: dict[str, float] = {}
     total = 2 + len(plot.waves)
 
-    def timed(name: str, work, done: bool = False):
+    cpu: dict[str, float] = {}
+
+    def timed(name: str, work, done: bool = False, lane: Lane | None = None):
+        """Run ``work`` as stage ``name``: its start, wall time and CPU time (its lane's
+        children's, else this process's and its ended children's)."""
         starts[name] = time.monotonic() - clock.start
+        before = lane.cpu_seconds if lane is not None else process_cpu_seconds()
         value = work()
         clock.timings[name] = 0.0 if done else time.monotonic() - clock.start - starts[name]
+        cpu[name] = (lane.cpu_seconds if lane is not None else process_cpu_seconds()) - before
         return value
 
     clock.banner(1, total, "data", "reused (already done)" if synth_done(root) else
@@ -511,7 +516,7 @@ def run_demo(out: str | Path, preset_name: str = "default", data_root: str | Pat
         done = training_done(runs[model.name])
         timed(f"train {model.name}", lambda: train(recipe(preset, model.name), runs[model.name], overrides, seed,
                                                    extra_train, stage=f"train {model.name}", env=env, lane=lane),
-              done=done)
+              done=done, lane=lane)
         lane.display.status(model.name, "trained (reused)" if done else
                             f"trained in {_hms(clock.timings[f'train {model.name}'])}; evaluating on val")
         done = evaluation_json(eval_dirs[model.name]) is not None
@@ -519,14 +524,14 @@ def run_demo(out: str | Path, preset_name: str = "default", data_root: str | Pat
             f"evaluate {model.name}",
             lambda: evaluate(runs[model.name], eval_dirs[model.name], "val", evaluate_extra(model.name),
                              stage=f"evaluate {model.name}", ckpt=last_checkpoint(runs[model.name]), env=env,
-                             lane=lane), done=done)
+                             lane=lane), done=done, lane=lane)
         lane.display.status(model.name, f"done (elapsed {clock.elapsed()})")
 
     for index, wave in enumerate(plot.waves):
         threads = max(cores // len(wave), 1)
         names = ", ".join(m.name for m in wave)
-        clock.banner(2 + index, total, f"train + evaluate {names}",
-                     f"{'side by side, ' if len(wave) > 1 else ''}{threads} thread(s) each; logs in {out / 'logs'}")
+        how = f"side by side, {threads} thread(s) each" if len(wave) > 1 else f"{threads} thread(s)"
+        clock.banner(2 + index, total, f"train + evaluate {names}", f"{how}; logs in {out / 'logs'}")
         display = Display([m.name for m in wave], stream=stream)
         lanes = Lanes()
         lanes.side_by_side({m.name: (lambda m=m: model_lane(
@@ -534,8 +539,8 @@ def run_demo(out: str | Path, preset_name: str = "default", data_root: str | Pat
 
     clock.banner(total, total, "report", str(out / "report.md"))
     path = timed("report", lambda: write_demo_report(out, preset, preset_name, root, runs, eval_dirs, results,
-                                                     starts, clock))
-    print(summary(path, starts, clock), file=stream or sys.stdout, flush=True)
+                                                     starts, clock, cpu))
+    print(summary(path, starts, clock, cpu), file=stream or sys.stdout, flush=True)
     return path
 
 
@@ -544,14 +549,26 @@ def _hms(seconds: float) -> str:
     return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-def summary(report: Path, starts: dict[str, float], clock: Clock) -> str:
+def process_cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process and of its children that have ended."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def summary(report: Path, starts: dict[str, float], clock: Clock, cpu: dict[str, float] | None = None) -> str:
     """What the demo prints at its end: where the report is and how long each stage took."""
-    lines = [f"\nreport: {report}", "stage times (wall clock; the stages of a wave overlap):"]
+    cpu = cpu or {}
+    lines = [f"\nreport: {report}", "stage times (wall clock, from the start; the stages of a wave overlap; "
+                                     "CPU time of the stage's processes):"]
     width = max(len(n) for n in clock.timings)
     for name, seconds in clock.timings.items():
-        lines.append(f"  {name:<{width}}  {_hms(seconds)}" + ("  (reused)" if seconds == 0.0 else
-                                                             f"  (from {_hms(starts[name])})"))
-    lines.append(f"  {'total':<{width}}  {clock.elapsed()}")
+        if seconds == 0.0:
+            lines.append(f"  {name:<{width}}  reused")
+            continue
+        lines.append(f"  {name:<{width}}  {_hms(seconds)}  (from {_hms(starts[name])}, CPU {cpu.get(name, 0.0):.0f} s)")
+    lines.append(f"  {'total':<{width}}  {clock.elapsed()}  (CPU {sum(cpu.values()):.0f} s)")
     return "\n".join(lines)
 
 
@@ -579,7 +596,7 @@ def headline(preset: dict, results: dict[str, dict[str, float]], curves: dict) -
 
 
 def write_demo_report(out: Path, preset: dict, preset_name: str, root: Path, runs: dict, eval_dirs: dict,
-                      results: dict, starts: dict, clock: Clock) -> Path:
+                      results: dict, starts: dict, clock: Clock, cpu: dict | None = None) -> Path:
     """``OUT/report.md`` and its figures: the tables, the sentence under them, the learning
     curves, the Figure-1 bar chart, the pictures, the stage times."""
     from monokd.viz.report import bar_chart, learning_curves, write_report
@@ -600,7 +617,7 @@ def write_demo_report(out: Path, preset: dict, preset_name: str, root: Path, run
              "Runs: " + ", ".join(f"`{runs[m.name]}`" for m in plot.models) + f"; logs: `{out / 'logs'}`."]
     path = write_report(out / "report.md", {labels[n]: r for n, r in results.items()}, chart, pictures,
                         dict(clock.timings), notes, caption=headline(preset, results, curves), curves=curve_png,
-                        starts=starts, total=time.monotonic() - clock.start,
+                        starts=starts, total=time.monotonic() - clock.start, cpu=cpu,
                         title=f"monokd demo: {plot.method} on SynthKITTI")
     bev = takd_bev_figure(root, runs, plot, figures) if any(m.ta for m in plot.models) else None
     if bev is not None:

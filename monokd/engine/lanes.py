@@ -86,9 +86,9 @@ class Lanes:
         self.lock = threading.Lock()
 
     def run(self, command: list[str], log: str | Path, on_line: Callable[[str], None],
-            env: dict | None = None) -> int:
+            env: dict | None = None, on_cpu: Callable[[float], None] | None = None) -> int:
         """Run ``command``, appending its output to ``log`` and passing each line to
-        ``on_line``; return its exit code."""
+        ``on_line``; return its exit code. ``on_cpu`` gets its CPU seconds (user + system)."""
         log = Path(log)
         log.parent.mkdir(parents=True, exist_ok=True)
         child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -102,10 +102,22 @@ class Lanes:
                     sink.write(line)
                     sink.flush()
                     on_line(line)
-            return child.wait()
+            code, cpu = self._reap(child)
+            if on_cpu is not None:
+                on_cpu(cpu)
+            return code
         finally:
             with self.lock:
                 self.children.discard(child)
+
+    def _reap(self, child: subprocess.Popen) -> tuple[int, float]:
+        """Wait for ``child``: (its exit code, its CPU seconds from ``wait4``; 0 where the
+        platform has no wait4)."""
+        if not hasattr(os, "wait4"):
+            return child.wait(), 0.0
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        return child.returncode, usage.ru_utime + usage.ru_stime
 
     def stop(self) -> None:
         """Terminate every running child (then kill those still alive after 30 s)."""
@@ -156,9 +168,14 @@ class Lane:
 
     def __init__(self, name: str, log: str | Path, lanes: Lanes, display: Display):
         self.name, self.log, self.lanes, self.display = name, Path(log), lanes, display
+        self.cpu_seconds = 0.0
 
     def run(self, command: list[str], env: dict | None = None) -> int:
-        return self.lanes.run(command, self.log, lambda line: self.display.show(self.name, line), env)
+        """Run ``command`` in this lane; its CPU time is added to ``self.cpu_seconds``."""
+        def add(seconds: float) -> None:
+            self.cpu_seconds += seconds
+
+        return self.lanes.run(command, self.log, lambda line: self.display.show(self.name, line), env, add)
 
     def tail(self, lines: int = 15) -> str:
         """The last lines of the log (for an error message)."""

@@ -173,11 +173,12 @@ def write_report(path: str | Path, results: Mapping[str, Mapping[str, float]], c
                  pictures: Sequence[str | Path] = (), timings: Mapping[str, float] | None = None,
                  notes: Sequence[str] = (), title: str = "monokd demo: ADD on SynthKITTI", caption: str = "",
                  curves: str | Path | None = None, starts: Mapping[str, float] | None = None,
-                 total: float | None = None) -> Path:
+                 total: float | None = None, cpu: Mapping[str, float] | None = None) -> Path:
     """Write the demo's report.md: the tables (AP3D and AP_BEV, R40, easy/mod/hard, at 0.7 and
     0.5) and the ``caption`` under them, the learning curves, the chart and the pictures
     (linked relative to the report), the stage times (with ``starts``, seconds since the
-    beginning, a column "from"; ``total`` the wall time, else the sum of the stages)."""
+    beginning, a column "from"; ``cpu``, CPU seconds, a column "CPU"; ``total`` the wall time,
+    else the sum of the stages)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -204,11 +205,12 @@ def write_report(path: str | Path, results: Mapping[str, Mapping[str, float]], c
     if timings:
         total = sum(timings.values()) if total is None else total
         if starts:
+            cpu = cpu or {}
             parts += ["## Stage times (wall clock; stages that start together ran side by side)", "",
-                      "| stage | from | time (h:mm:ss) |", "|---|---:|---:|"]
-            parts += [f"| {name} | {_format_seconds(starts.get(name, 0.0))} | {_format_seconds(seconds)} |"
-                      for name, seconds in timings.items()]
-            parts += [f"| total | | {_format_seconds(total)} |", ""]
+                      "| stage | from | time (h:mm:ss) | CPU (s) |", "|---|---:|---:|---:|"]
+            parts += [f"| {name} | {_format_seconds(starts.get(name, 0.0))} | {_format_seconds(seconds)} | "
+                      f"{cpu.get(name, 0.0):.0f} |" for name, seconds in timings.items()]
+            parts += [f"| total | | {_format_seconds(total)} | {sum(cpu.values()):.0f} |", ""]
         else:
             parts += ["## Stage times", "", "| stage | time (h:mm:ss) |", "|---|---:|"]
             parts += [f"| {name} | {_format_seconds(seconds)} |" for name, seconds in timings.items()]
