@@ -457,3 +457,19 @@ def test_estimated_depth_maps_are_checked_against_their_frames(root):
     with pytest.raises(KittiFormatError, match="208x64 depth map for a 416x128 image") as info:
         KittiDataset(root, "train", cfg)
     assert info.value.field == "size"
+
+
+def test_sweep_that_misses_the_image_is_named(root):
+    from monokd.data.dataset import KittiDataset
+    from monokd.data.kitti import read_velodyne, write_velodyne
+    from monokd.errors import KittiFormatError
+
+    velo = root / "training" / "velodyne" / "000000.bin"
+    points = read_velodyne(velo)
+    points[:, 0] = -np.abs(points[:, 0]) - 1.0  # every point behind the camera (x forward in LiDAR)
+    write_velodyne(velo, points)
+    dataset = KittiDataset(root, "train", {"data": {"input_size": [416, 128], "depth_maps": "lidar"}}, augment=False)
+    assert dataset[1]["depth_map"].gt(0).any()  # an intact frame
+    with pytest.raises(KittiFormatError, match=f"none of the {len(points)} points of .*000000.bin projects") as info:
+        dataset[0]
+    assert info.value.field == "Tr_velo_to_cam"

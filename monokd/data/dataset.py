@@ -252,8 +252,12 @@ class KittiDataset(Dataset):
     def _depth_map(self, frame, calib, camera, image_size, affine) -> torch.Tensor:
         depth = self.read_depth_map(frame, calib, image_size)
         if depth is None:
-            points = read_velodyne(self.paths.file("velodyne", frame))
+            velo = self.paths.file("velodyne", frame)
+            points = read_velodyne(velo)
             out = lidar_depth_map(points, camera, self.input_size)
+            if len(points) and not out.any():  # a sweep and a calib of different frames or sensors
+                raise KittiFormatError(self.paths.file("calib", frame), None, "Tr_velo_to_cam",
+                                       f"none of the {len(points)} points of {velo} projects into the image")
             return torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32))[None]
         return self._warp_depth(depth, affine)
 
