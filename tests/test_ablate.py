@@ -133,6 +133,9 @@ def test_caddn_preset_defaults_to_the_feature_and_pe_rows():
     from monokd.engine import demo
 
     preset = demo.load_preset("caddn_synth")
+    assert (preset["student"], preset["method"]) == ("caddn", "add")
+    assert [demo.recipe(preset, m).name for m in ("teacher", "baseline", "add")] == [
+        "caddn_teacher_synth.yaml", "caddn_synth.yaml", "add_caddn_synth.yaml"]
     presets, tables, _ = ablate.distill_rows()
     rows = ablate.resolve_rows(preset.get("rows"), "caddn_synth", presets, tables)
     assert rows == ["teacher", "baseline", "F", "F+SA", *ablate.PE_ROWS]

@@ -101,6 +101,12 @@ STORIES: dict[tuple[str, str], Story] = {
         (Model("camera", "caddn_synth.yaml", "CaDDN (student alone)", "baseline"),
          Model("takd", "takd_synth.yaml", "CaDDN + MonoTAKD", "distilled", teacher="lidar_teacher", ta="ta")),
     )),
+    # ADD on CaDDN (docs/caddn.md): the teacher lifts the pixel-wise GT depth
+    ("caddn", "add"): Story(waves=(
+        (Model("teacher", "caddn_teacher_synth.yaml", "Teacher (pixel-wise GT depth)", "teacher"),),
+        (Model("baseline", "caddn_synth.yaml", "CaDDN (baseline)", "baseline"),
+         Model("add", "add_caddn_synth.yaml", "CaDDN + ADD", "distilled", teacher="teacher")),
+    )),
     ("patchnet", "add"): Story(waves=(
         (Model("teacher", "patchnet_teacher_synth.yaml", "Teacher (pixel-wise GT depth)", "teacher"),),
         (Model("baseline", "patchnet_synth.yaml", "PatchNet (baseline)", "baseline"),
