@@ -473,3 +473,24 @@ def test_sweep_that_misses_the_image_is_named(root):
     with pytest.raises(KittiFormatError, match=f"none of the {len(points)} points of .*000000.bin projects") as info:
         dataset[0]
     assert info.value.field == "Tr_velo_to_cam"
+
+
+def _keep_only(root: Path, frames, kind: str) -> None:
+    """Relabel every object of ``frames`` as ``kind``."""
+    for frame in frames:
+        label = root / "training" / "label_2" / f"{frame}.txt"
+        lines = [line.split() for line in label.read_text().splitlines()]
+        label.write_text("".join(" ".join([kind if p[0] != "DontCare" else p[0]] + p[1:]) + "\n" for p in lines))
+
+
+def test_train_split_without_an_object_of_the_classes_is_an_error(root, tmp_path, capsys, no_model):
+    _keep_only(root, read_split(root / "ImageSets" / "train.txt"), "Tram")
+    line = one_error(capsys, train_args(root, tmp_path / "run"))
+    assert "data.train_split: 'train' holds no object of data.classes ['Car']" in line
+
+
+def test_val_split_without_the_monitored_class_warns(root, tmp_path, capsys, no_model):
+    _keep_only(root, read_split(root / "ImageSets" / "val.txt"), "Tram")
+    with pytest.raises(AssertionError, match="the model was built"):
+        main(train_args(root, tmp_path / "run"))
+    assert "monokd train: warning: data.val_split: 'val' holds no 'Car' object" in capsys.readouterr().err

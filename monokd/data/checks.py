@@ -22,6 +22,7 @@ line) and the field.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -74,9 +75,11 @@ def require_frames(ids: list[str], source: str | Path) -> None:
 
 
 def check_frames(paths: KittiPaths, ids: list[str], split_file: str | Path | None, data_cfg: dict,
-                 has_labels: bool) -> None:
-    """Check every frame of ``ids`` (see the module docstring); ``data_cfg`` is ``cfg["data"]``."""
+                 has_labels: bool) -> Counter:
+    """Check every frame of ``ids`` (see the module docstring); ``data_cfg`` is ``cfg["data"]``.
+    Returns the number of labelled objects of each type."""
     require_frames(ids, split_file or (Path(paths.root) / paths.part / "image_2"))
+    counts: Counter = Counter()
     lines = _split_lines(split_file) if split_file else {}
     depth_mode = data_cfg.get("depth_maps")
     reads_lidar = depth_mode in ("lidar", "auto") or bool(data_cfg.get("load_points"))
@@ -89,7 +92,8 @@ def check_frames(paths: KittiPaths, ids: list[str], split_file: str | Path | Non
         check_image_complete(image)
         calib = _frame_calib(paths, frame, data_cfg, where, size)
         if has_labels:
-            check_label_file(_present(paths, "label_2", frame, where), size, calib.P2 if calib is not None else None)
+            counts.update(check_label_file(_present(paths, "label_2", frame, where), size,
+                                           calib.P2 if calib is not None else None))
         velo = paths.file("velodyne", frame)
         if depth_mode == "lidar":
             _present(paths, "velodyne", frame, where)
@@ -108,13 +112,16 @@ def check_frames(paths: KittiPaths, ids: list[str], split_file: str | Path | Non
                 raise KittiFormatError(*where, "id", f"frame {frame} has no estimated depth map ({estimated} "
                                                      "not found; data.depth_pred_dir)")
             check_depth_size(np.empty(image_size(estimated)[::-1], dtype=np.uint8), estimated, size)
+    return counts
 
 
-def check_label_file(path: Path, size: tuple[int, int], P2: np.ndarray | None = None) -> None:
+def check_label_file(path: Path, size: tuple[int, int], P2: np.ndarray | None = None) -> list[str]:
     """Parse a label file (read_label's checks) and require every 2-D box inside its W x H
     image (within BOX_TOLERANCE_PX) and, given the frame's P2, every object in front of the
-    camera to project onto its own 2-D box (some overlap: else label and calib disagree)."""
+    camera to project onto its own 2-D box (some overlap: else label and calib disagree).
+    Returns the objects' types."""
     width, height = size
+    types = []
     for number, text in enumerate(read_lines(path), start=1):
         if not text.strip():
             continue
@@ -126,6 +133,8 @@ def check_label_file(path: Path, size: tuple[int, int], P2: np.ndarray | None = 
                                                            "image of this frame (a label for another image size?)")
         if P2 is not None and obj.type != "DontCare" and obj.location[2] >= MIN_PROJECTED_DEPTH:
             _check_projection(obj, P2, size, path, number)
+        types.append(obj.type)
+    return types
 
 
 MIN_PROJECTED_DEPTH = 1.0  # metres: nearer objects may project anywhere

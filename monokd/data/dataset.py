@@ -146,7 +146,9 @@ class KittiDataset(Dataset):
         else:
             self.ids = read_split(self.paths.split(split), image_dir)
         self.has_labels = (self.root / part / "label_2").is_dir()
-        check_frames(self.paths, self.ids, self.paths.split(split) if split else None, self.cfg, self.has_labels)
+        # objects of each type (from the checks' reading of every label file)
+        self.class_counts = check_frames(self.paths, self.ids, self.paths.split(split) if split else None, self.cfg,
+                                         self.has_labels)
         self.classes = list(self.cfg["classes"])
         enabled = augment if augment is not None else self.cfg["augment"]["enabled"]
         self.augment = bool(enabled) if enabled is not None else str(split).startswith("train")

@@ -3,7 +3,8 @@ records about the data it was trained on.
 
     cfg -> numeric settings (train.*, eval.batch_size, data.input_size) of the right kind
         -> train / val datasets (monokd.data.checks: files present and consistent)
-        -> refused when empty (naming the split file, or the config key)
+        -> refused when empty (naming the split file, or the config key), or when train holds
+           no object of data.classes; a warning when val holds none of the monitored class
         -> warning when train and val share frames
         -> for a distillation: the teacher checked (see check_teacher)
         -> provenance, stored in every checkpoint:
@@ -109,11 +110,13 @@ def check_run(cfg: dict, datamodule) -> dict:
         if len(dataset) == 0:
             raise ConfigError(f"{key}: {split!r}: the set is empty (no frames to "
                               f"{'train' if key == 'data.train_split' else 'validate'} on)")
+    object_notes = _check_objects(cfg, train_split, train_set, val_split, val_set)
     root = get(cfg, "data.root")
     provenance = {"train": split_record(getattr(train_set, "ids", None), train_split, root),
                   "val": split_record(getattr(val_set, "ids", None), val_split, root),
                   "role": model_role(cfg), "notes": []}
     notes = provenance["notes"]
+    notes.extend(object_notes)
     if provenance["train"] and provenance["val"]:
         shared = sorted(set(provenance["train"]["ids"]) & set(provenance["val"]["ids"]))
         if shared:
@@ -124,6 +127,25 @@ def check_run(cfg: dict, datamodule) -> dict:
         for role in TEACHER_ROLES:
             notes.extend(check_teacher(cfg, provenance["val"], role))
     return provenance
+
+
+def _check_objects(cfg: dict, train_split, train_set, val_split, val_set) -> list[str]:
+    """A training split without one object of ``data.classes`` is an error (nothing to learn);
+    a validation split without one object of the monitored class warns (its AP is 0 and no
+    best.ckpt is written). Datasets that do not count their objects are not checked."""
+    train_counts = getattr(train_set, "class_counts", None)
+    if getattr(train_set, "has_labels", False) and train_counts is not None:
+        classes = list(get(cfg, "data.classes") or [])
+        if classes and not any(train_counts.get(c) for c in classes):
+            raise ConfigError(f"data.train_split: {train_split!r} holds no object of data.classes {classes} "
+                              f"(it holds {dict(train_counts) or 'none'})")
+    val_counts = getattr(val_set, "class_counts", None)
+    monitor = str(get(cfg, "train.monitor", "Car/3d/moderate/R40@0.70"))
+    monitored = monitor.split("/")[0]
+    if getattr(val_set, "has_labels", False) and val_counts is not None and not val_counts.get(monitored):
+        return [note(f"data.val_split: {val_split!r} holds no {monitored!r} object: the monitored AP "
+                     f"({monitor}) stays 0 and no best.ckpt is written")]
+    return []
 
 
 # The frozen models of a distillation: ``distill.<role>.{ckpt, config, allow_plain, allow_overlap}``
