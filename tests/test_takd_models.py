@@ -98,3 +98,15 @@ def test_recipes_share_grid_channels_and_anchors(dataset):
     assert cfgs["takd"]["distill"]["teacher"]["config"] == f"configs/takd_lidar_{dataset}.yaml"
     assert cfgs["takd"]["distill"]["ta"]["config"] == f"configs/takd_ta_{dataset}.yaml"
     assert cfgs["takd"]["data"]["load_points"] and cfgs["takd"]["data"]["depth_maps"]
+
+
+def test_student_exports_to_onnx_with_its_residual_branch_and_ffm(models, batch, tmp_path):
+    """The deployed student (camera + residual branch with the deformable SAM + FFM) in ONNX."""
+    pytest.importorskip("onnxruntime")
+    from monokd.engine.export import export_onnx, onnx_max_abs_diff
+
+    student = models[3].eval()
+    assert student.ffm is not None and student.onnx_opset >= 20
+    path = tmp_path / "takd.onnx"
+    export_onnx(student, path, batch["images"], batch["P2"], student.onnx_opset, batch["lidar_to_rect"])
+    assert onnx_max_abs_diff(student, path, batch["images"], batch["P2"], batch["lidar_to_rect"]) < 1e-4

@@ -88,6 +88,11 @@ class TAKDStudent(nn.Module):
         self.residual = ResidualBranch(self.bev_channels, self.bev_channels, sam_args) if options["residual"] else None
         self.ffm = FFM(self.bev_channels) if options["ffm"] else None
 
+    @property
+    def onnx_opset(self) -> int:
+        """The camera's minimum ONNX opset (CaDDN's lifting needs a 5-D GridSample: 20)."""
+        return int(getattr(self.camera, "onnx_opset", 0))
+
     def bev_features(self, batch: dict) -> dict:
         return self.camera.bev_features(batch)
 
