@@ -163,6 +163,19 @@ def test_model_setting_of_the_wrong_kind_names_the_key(root, tmp_path, capsys):
     assert line == "monokd predict: error: model.hidden_dim: expected an integer (like the default 256), got 'abc'"
 
 
+def test_subprocess_train_with_a_frame_without_image(root, tmp_path):
+    """End to end: ``monokd train`` on a split naming a frame with no image prints one line
+    and exits 1, without a traceback and without starting Lightning."""
+    (root / "training" / "image_2" / "000002.png").unlink()
+    run = subprocess.run([sys.executable, "-m", "monokd.cli", *train_args(root, tmp_path / "run")], capture_output=True,
+                         text=True, cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == [
+        f"monokd train: error: {root / 'ImageSets' / 'train.txt'}:3: field 'id': frame 000002 has no image in "
+        f"{root / 'training' / 'image_2'} (.png, .jpg or .jpeg)"]
+    assert not (tmp_path / "run").exists()
+
+
 # --------------------------------------------------------------------------- 2. empty sets
 @pytest.mark.parametrize("split", ["train", "val"])
 def test_empty_split_is_an_error_naming_the_file(root, tmp_path, capsys, no_model, split):
