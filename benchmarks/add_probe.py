@@ -193,7 +193,7 @@ def markdown(results: dict) -> str:
     for name, m in models.items():
         agree = (m.get("index_agreement") or {}).get("fraction")
         cells = [_m(m["probes"].get(s, {}).get("median_abs_m")) for s in signals]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {_m(agree)} |")
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {'-' if agree is None else f'{agree:.3f}'} |")
     first = next(iter(models.values()))
     lines.append("| constant | " + " | ".join(_m(first["probes"].get(s, {}).get("constant_median_abs_m"))
                                               for s in signals) + " | |")
