@@ -213,6 +213,17 @@ def test_predict_set_applies_to_the_checkpoint_config(root, tmp_path):
     assert len((out / "data" / "000004.txt").read_text().splitlines()) == 7  # the checkpoint says topk 10
 
 
+def test_predict_refuses_two_images_of_one_name(root, tmp_path, capsys):
+    ckpt = tiny_checkpoint(root, tmp_path / "c.ckpt")
+    images = tmp_path / "images"
+    images.mkdir()
+    shutil.copy(root / "training" / "image_2" / "000004.png", images)
+    shutil.copy(root / "training" / "image_2" / "000005.png", images / "000004.jpg")
+    line = one_error(capsys, ["predict", "--ckpt", str(ckpt), "--images", str(images), "--out", str(tmp_path / "p"),
+                              "--calib", str(root / "training" / "calib" / "000004.txt")])
+    assert line.endswith(f"{images}: images share a name: 000004 (e.g. 000001.png and 000001.jpg)")
+
+
 def test_evaluate_set_data_root_is_read(root, tmp_path, capsys):
     ckpt = tiny_checkpoint(root, tmp_path / "c.ckpt")
     other = tmp_path / "other"
@@ -242,6 +253,8 @@ def test_det_dir_data_subfolder_is_used_and_said(root, tmp_path, capsys):
     assert f"reading the result files from {data} ({tmp_path / 'run'} holds none)" in capsys.readouterr().out
     assert main([*common, "--det-dir", str(data), "--json", str(tmp_path / "data.json")]) == 0
     assert "reading the result files" not in capsys.readouterr().out
+    assert main([*common, "--det-dir", str(data), "--classes", "Car", "Tram"]) == 0
+    assert "label_2: no ground-truth object of Tram in the 4 frames: their AP reads 0" in capsys.readouterr().err
     flat = json.loads((tmp_path / "run.json").read_text())["flat"]
     assert flat == json.loads((tmp_path / "data.json").read_text())["flat"]
     assert flat["Car/bev/easy/R40@0.50"] > 0  # the ground truth, read as detections, is found

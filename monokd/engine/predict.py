@@ -84,6 +84,11 @@ class ImageFolder(Dataset):
         self.paths = sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not self.paths:
             raise FileNotFoundError(f"--images {images}: no .png/.jpg images")
+        stems = [p.stem for p in self.paths]
+        twice = sorted({s for s in stems if stems.count(s) > 1})
+        if twice:  # one result file a stem: the second image would overwrite the first's
+            raise KittiFormatError(images, None, None, f"images share a name: {', '.join(twice[:5])} "
+                                                       "(e.g. 000001.png and 000001.jpg)")
         if calib.is_dir():
             self.calib_files = [calib / f"{p.stem}.txt" for p in self.paths]
             for image, file in zip(self.paths, self.calib_files):

@@ -4,11 +4,12 @@ with a 16th field, the score) read for evaluation and written from detections.""
 from __future__ import annotations
 
 import threading
+import warnings
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from monokd.data.kitti import Object3D, parse_label_line, read_label, read_lines, write_label
-from monokd.errors import KittiFormatError
+from monokd.errors import KittiFormatError, MonokdWarning
 from monokd.evaluation.kitti_ap import DEFAULT_CLASSES, compile_kernels, evaluate
 from monokd.evaluation.report import EvalResult
 from monokd.evaluation.tables import frame_id
@@ -85,6 +86,11 @@ def evaluate_dirs(gt_dir: str | Path, det_dir: str | Path, split_ids: Sequence[s
     warm_up = threading.Thread(target=compile_kernels, daemon=True)  # JIT while reading files
     warm_up.start()
     gt_annos, dt_annos = load_dirs(gt_dir, det_dir, split_ids)
+    present = {o.type.lower() for objects in gt_annos.values() for o in objects}
+    absent = [c for c in classes if c.lower() not in present]
+    if absent:  # their AP is 0 by definition, not a measurement
+        warnings.warn(f"{gt_dir}: no ground-truth object of {', '.join(absent)} in the {len(gt_annos)} frames: "
+                      "their AP reads 0", MonokdWarning, stacklevel=2)
     warm_up.join()
     return evaluate(gt_annos, dt_annos, classes, **kwargs)
 
