@@ -13,7 +13,10 @@ is CaDDN's known memory problem (CaDDN #49); its size is reported per recipe.
 The frames are a small SynthKITTI rendered on the fly and warped to each recipe's input size.
 Writes benchmarks/results/caddn_speed.json.
 
-    python benchmarks/caddn_speed.py [--steps 3] [--kitti-cap-gib 12] [--skip-kitti] [--out PATH]
+    python benchmarks/caddn_speed.py [--steps 3] [--kitti-cap-gib 12] [--skip-kitti | --only-kitti] [--out PATH]
+
+An entry of the out file that this run does not measure again is kept; every entry records
+the load average when it was written (the machine is shared: compare entries of one run).
 """
 
 from __future__ import annotations
@@ -76,9 +79,10 @@ def _measure(config: str, root: str, steps: int, runs: int, batch_size: int | No
 
         cfg, model = _build(config, root, teacher)
         batch_size = batch_size or int(cfg["train"]["batch_size"])
-        result.update(input_size=cfg["data"]["input_size"], batch_size=batch_size,
-                      grid_size=list(model.distill_spec.bev_grid.grid_size),
-                      frustum_gib_per_step=_frustum_gib(cfg, batch_size))
+        result.update(input_size=cfg["data"]["input_size"], batch_size=batch_size)
+        grid = model.distill_spec.bev_grid
+        if grid is not None:
+            result.update(grid_size=list(grid.grid_size), frustum_gib_per_step=_frustum_gib(cfg, batch_size))
         train_batch, one = batches(cfg, Path(root), batch_size)
         cpu = torch.device("cpu")
         train = time_training(model, cfg, train_batch, cpu, steps, bf16=False)
@@ -112,23 +116,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5, help="timed inference runs")
     parser.add_argument("--kitti-cap-gib", type=float, default=12.0, help="address-space cap of the KITTI step")
     parser.add_argument("--skip-kitti", action="store_true", help="only the synth recipes")
+    parser.add_argument("--only-kitti", action="store_true", help="only the KITTI recipe (the out file's synth "
+                        "entries are kept, as any entry not measured again)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "caddn_speed.json"))
     args = parser.parse_args(argv)
     from monokd.data.synth import generate
 
+    out = Path(args.out)
+    previous = json.loads(out.read_text()).get("results", []) if out.is_file() else []
     with tempfile.TemporaryDirectory() as tmp:
         root = str(generate(Path(tmp) / "synth", num_train=8, num_val=1, seed=0))
-        monodetr = measure("configs/monodetr_synth.yaml", root, args.steps, 0, None, False, None)
-        baseline = measure("configs/caddn_synth.yaml", root, args.steps, args.runs, None, False, None)
-        add = measure("configs/add_caddn_synth.yaml", root, args.steps, 0, None, True, None)
-        results = [monodetr, baseline, add]
+        results = []
+        if not args.only_kitti:
+            results.append(measure("configs/monodetr_synth.yaml", root, args.steps, 0, None, False, None))
+            results.append(measure("configs/caddn_synth.yaml", root, args.steps, args.runs, None, False, None))
+            results.append(measure("configs/add_caddn_synth.yaml", root, args.steps, 0, None, True, None))
         if not args.skip_kitti:
             results.append(measure("configs/caddn_kitti.yaml", root, 1, 1, 1, False, args.kitti_cap_gib))
+    load = [round(v, 2) for v in os.getloadavg()]
+    for result in results:
+        result["loadavg"] = load
+    measured = {r["config"] for r in results}
+    results = [r for r in previous if r["config"] not in measured] + results  # a partial rerun keeps the rest
+    by_config = {r["config"]: r for r in results}
+    monodetr, baseline, add = (by_config.get(f"configs/{c}.yaml", {})
+                               for c in ("monodetr_synth", "caddn_synth", "add_caddn_synth"))
     def ratio(a: dict, b: dict):
         return round(a["train_step_s"] / b["train_step_s"], 3) if "train_step_s" in a and "train_step_s" in b else None
 
     doc = {"machine": {"cpu_threads": 1, "platform": platform.platform(), "torch": torch.__version__,
-                       "loadavg": [round(v, 2) for v in os.getloadavg()],
                        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
            "add_over_baseline_step": ratio(add, baseline),
            "caddn_over_monodetr_synth_step": ratio(baseline, monodetr), "results": results}
