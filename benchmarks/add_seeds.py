@@ -3,6 +3,7 @@
     python benchmarks/add_seeds.py --protocol power [--jobs 8]      # the powered study (issue 13)
     python benchmarks/add_seeds.py [--seeds 444 445 446] [--teacher-seed 444] [--runs runs/exp]
     python benchmarks/add_seeds.py --from-json benchmarks/results/add_seeds.json  # re-render only
+    python benchmarks/add_seeds.py --student caddn [--seeds 444 445 446]   # -> add_seeds_caddn.{json,md}
 
 Fixed teacher, as in most distillation papers: one GT-depth teacher (configs/
 monodetr_teacher_synth.yaml at ``--teacher-seed``) and, for every student seed s, one run per
@@ -48,6 +49,24 @@ from _results import write_json  # noqa: E402  (benchmarks/_results.py)
 RECIPES = {"teacher": "configs/monodetr_teacher_synth.yaml", "baseline": "configs/monodetr_synth.yaml",
            "add": "configs/add_monodetr_synth.yaml"}
 LABELS = {"teacher": "teacher (GT object depth)", "baseline": "baseline MonoDETR", "add": "ADD student"}
+# --student: the recipes and labels of each student's three arms, and its results file
+STUDENTS = {
+    "monodetr": (dict(RECIPES), dict(LABELS), "add_seeds"),
+    "caddn": ({"teacher": "configs/caddn_teacher_synth.yaml", "baseline": "configs/caddn_synth.yaml",
+               "add": "configs/add_caddn_synth.yaml"},
+              {"teacher": "teacher (pixel-wise GT depth)", "baseline": "baseline CaDDN", "add": "ADD student"},
+              "add_seeds_caddn"),
+}
+
+
+def use_student(name: str) -> str:
+    """Point RECIPES and LABELS at ``name``'s arms (in place); returns its results file stem."""
+    recipes, labels, stem = STUDENTS[name]
+    RECIPES.clear()
+    RECIPES.update(recipes)
+    LABELS.clear()
+    LABELS.update(labels)
+    return stem
 DIFFICULTIES = ("easy", "moderate", "hard")
 PER_SEED = (("3d", "0.70"), ("3d", "0.50"), ("bbox", "0.70"))  # the per-seed table's moderate figures
 CI_METHOD = "95 % two-sided Student t-interval over the paired per-seed differences: mean -+ t(0.975, n-1) std / sqrt(n)"
@@ -187,6 +206,9 @@ def from_json(path: Path) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--protocol", choices=list(PROTOCOLS), default="legacy")
+    parser.add_argument("--student", choices=list(STUDENTS), default="monodetr",
+                        help="the student of the three arms (caddn: configs/*caddn*_synth.yaml, the "
+                             "default out add_seeds_caddn; the PRESETS rows are MonoDETR's)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="student seeds")
     parser.add_argument("--teacher-seed", type=int, default=None, help="the teacher every ADD student learns from")
     parser.add_argument("--teacher-seeds", type=int, nargs="+", default=None,
@@ -200,9 +222,11 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="trainings at once (after the teacher)")
     parser.add_argument("--train-arg", action="append", default=[], help="extra argument for monokd train, repeatable")
     parser.add_argument("--from-json", default=None, help="re-render an existing results JSON (no training)")
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "add_seeds"))
+    parser.add_argument("--out", default=None, help="results path without suffix (default "
+                        "benchmarks/results/add_seeds, or add_seeds_caddn with --student caddn)")
     args = parser.parse_args(argv)
-    out = Path(args.out)
+    stem = use_student(args.student)
+    out = Path(args.out or REPO / "benchmarks" / "results" / stem)
     if args.from_json:
         results = from_json(Path(args.from_json))
     else:
@@ -236,7 +260,7 @@ def run_study(args) -> dict:
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         for (arm, seed), flat in zip(jobs, pool.map(lambda job: run(*job), jobs)):
             flats[arm][seed] = flat
-    meta = {"protocol": args.protocol, "seeds": seeds, "student_seeds": seeds, "teacher_seed": teacher_seed,
+    meta = {"protocol": args.protocol, "student": getattr(args, "student", "monodetr"), "seeds": seeds, "student_seeds": seeds, "teacher_seed": teacher_seed,
             "teacher_seeds": teacher_seeds, "shares_teacher_seed": teacher_seed in seeds, "runs": str(runs),
             "data": str(root), "train_frames": num_train, "val_frames": num_val, "arms": arms,
             "teacher_ckpt": proto["teacher_ckpt"]}

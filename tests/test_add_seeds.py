@@ -63,3 +63,25 @@ def test_unknown_arm_fails_before_training(add_seeds, monkeypatch, tmp_path):
     monkeypatch.setattr(add_seeds.demo, "ensure_synth", lambda *a, **k: None)
     with pytest.raises(SystemExit, match="unknown arm"):
         add_seeds.main(["--arms", "baseline", "F+XX", "--out", str(tmp_path / "x")])
+
+
+def test_caddn_student_uses_the_caddn_recipes(add_seeds, monkeypatch, tmp_path):
+    calls = []
+
+    def fake_train(recipe, run_dir, overrides, seed, extra, stage=None):
+        calls.append((Path(recipe).name, any(o.startswith("distill.teacher.ckpt=") for o in overrides)))
+
+    monkeypatch.setattr(add_seeds.demo, "train", fake_train)
+    monkeypatch.setattr(add_seeds.demo, "evaluation_json", lambda path: {})
+    monkeypatch.setattr(add_seeds.demo, "read_flat", lambda path: _flat(1.0))
+    monkeypatch.setattr(add_seeds.demo, "ensure_synth", lambda *a, **k: None)
+    try:
+        assert add_seeds.main(["--student", "caddn", "--seeds", "7", "--teacher-seed", "7", "--runs", str(tmp_path / "runs"),
+                               "--data", str(tmp_path / "data"), "--out", str(tmp_path / "caddn")]) == 0
+    finally:
+        add_seeds.use_student("monodetr")
+    assert calls == [("caddn_teacher_synth.yaml", False), ("caddn_synth.yaml", False),
+                     ("add_caddn_synth.yaml", True)]
+    results = json.loads((tmp_path / "caddn.json").read_text())
+    assert results["student"] == "caddn" and set(results["models"]) == {"teacher", "baseline", "add"}
+    assert "baseline CaDDN" in (tmp_path / "caddn.md").read_text()
