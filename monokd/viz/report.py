@@ -118,18 +118,20 @@ def learning_curves(curves: Mapping[str, Sequence[tuple[int, Mapping[str, float]
     fig, axes = plt.subplots(1, len(keys), figsize=(4.6 * len(keys), 3.4), squeeze=False)
     for ax, key in zip(axes[0], keys):
         metric, level, iou = key.split("/")[1], key.split("/")[2], key.split("@")[-1]
+        top = 1.0  # an all-zero panel still gets a readable axis
         for name, points in curves.items():
             points = [(step, flat[key]) for step, flat in points if key in flat]
             if not points:
                 continue
             steps, values = zip(*points)
+            top = max(top, *values)
             ax.plot(steps, values, marker="o", markersize=3.5, label=name, color=colors.get(name))
             ax.annotate(f"{values[-1]:.1f}", (steps[-1], values[-1]), xytext=(3, 0), textcoords="offset points",
                         fontsize=8, va="center", color=colors.get(name))
         ax.set_title(f"{METRIC_NAMES.get(metric, metric)} {level}, R40, IoU {float(iou):.1f}", fontsize=10)
         ax.set_xlabel("training step")
         ax.set_ylabel("val AP (%)")
-        ax.set_ylim(bottom=0)
+        ax.set_ylim(0, top * 1.15)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8, loc="upper left")
     return _save(fig, path, dpi=110)
