@@ -260,16 +260,21 @@ def test_demo_pipeline_with_faked_commands(tmp_path, monkeypatch):
     printed = io.StringIO()
     path = demo.run_demo(tmp_path / "out", "quick", data_root=root, stream=printed)
     # the teacher first (trained, then evaluated), then baseline and ADD in their lanes
-    assert [(c[0], os.path.basename(c[c.index("--out") + 1])) for c in calls[:2]] == [("train", "teacher"),
-                                                                                      ("evaluate", "teacher")]
-    assert sorted((c[0], os.path.basename(c[c.index("--out") + 1])) for c in calls[2:]) == [
+    table_calls = [c for c in calls if "eval_boxes" not in c[c.index("--out") + 1]]
+    assert [(c[0], os.path.basename(c[c.index("--out") + 1])) for c in table_calls[:2]] == [
+        ("train", "teacher"), ("evaluate", "teacher")]
+    assert sorted((c[0], os.path.basename(c[c.index("--out") + 1])) for c in table_calls[2:]) == [
         ("evaluate", "add"), ("evaluate", "baseline"), ("train", "add"), ("train", "baseline")]
     add = next(c for c in calls if c[0] == "train" and c[c.index("--out") + 1].endswith("add"))
     assert add[add.index("--config") + 1].endswith("add_monodetr_synth.yaml")
     assert f"distill.teacher.ckpt={tmp_path / 'out' / 'teacher' / 'best.ckpt'}" in add
     assert f"data.root={root}" in add
-    for call in calls:  # the preset's `evaluate` items reach every final evaluation, and only those
-        assert (call[call.index("--set") + 1] == "model.decode.threshold=0.0") == (call[0] == "evaluate")
+    # the preset's pictures_set items reach a second evaluation a model (its result files feed
+    # the pictures); the table's evaluation and the trainings keep the recipes' decoding
+    boxes = [c for c in calls if "eval_boxes" in c[c.index("--out") + 1]]
+    assert len(boxes) == 3 and all(c[0] == "evaluate" for c in boxes)
+    for call in calls:
+        assert ("model.decode.threshold=0.0" in call) == (call in boxes)
     text = path.read_text()
     assert "| MonoDETR + ADD | 15.00 | 14.00 | 13.00 | 20.00 | 19.00 | 18.00 |" in text
     assert "![frame_000002](figures/frame_000002.png)" in text
@@ -287,7 +292,7 @@ def test_demo_pipeline_with_faked_commands(tmp_path, monkeypatch):
     for stage in ("data", "train teacher", "evaluate add", "report", "total"):
         assert f"  {stage}" in end
     demo.run_demo(tmp_path / "out", "quick", data_root=root, stream=io.StringIO())
-    assert len(calls) == 6  # the rerun reused every stage
+    assert len(calls) == 9  # the rerun reused every stage
 
 
 def test_read_curve_and_learning_curve_figure(tmp_path):
