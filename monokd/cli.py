@@ -27,8 +27,9 @@ COMMANDS = {
     "train": ("monokd.engine.train", "train a detector, a teacher or a distilled student"),
     "predict": ("monokd.engine.predict", "run a checkpoint on images; results and pictures"),
     "export": ("monokd.engine.export", "write the student alone (safetensors, ONNX)"),
-    "demo": ("monokd.engine.demo", "SynthKITTI -> teacher, baseline, ADD -> report"),
-    "ablate": ("monokd.engine.ablate", "the ADD ablation tables over seeds"),
+    "demo": ("monokd.engine.demo", "SynthKITTI -> teacher, baseline, distilled student -> report "
+             "(students monodetr, caddn, patchnet; methods add, takd)"),
+    "ablate": ("monokd.engine.ablate", "the ablation tables over seeds (ADD, or MonoTAKD with --method takd)"),
     "depth-maps": ("monokd.data.depth_maps", "KITTI depth_2 maps from the velodyne sweeps"),
     "depth": ("monokd.engine.depth", "the monocular depth front-end: train | predict | evaluate"),
 }
@@ -75,11 +76,26 @@ def main(argv: list[str] | None = None) -> int:
         if name == chosen:
             module = importlib.import_module(module_name)
             module.add_arguments(command_parser)
-            command_parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                                        help=_DEBUG_HELP)
+            add_debug(command_parser)
     args = parser.parse_args(argv)
     debug = args.debug or os.environ.get("MONOKD_DEBUG", "") not in ("", "0")
-    return run_command(args.command, module.run, args, debug)
+    return run_command(command_name(args), module.run, args, debug)
+
+
+def add_debug(parser: argparse.ArgumentParser) -> None:
+    """``--debug`` on ``parser`` and on every sub-action's parser under it (``depth train``)."""
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub_parser in action.choices.values():
+                add_debug(sub_parser)
+
+
+def command_name(args: argparse.Namespace) -> str:
+    """``depth train`` for a command with sub-actions (their parser's ``dest`` is
+    ``<command>_command``), else the command's name."""
+    action = getattr(args, f"{args.command.replace('-', '_')}_command", None)
+    return f"{args.command} {action}" if action else args.command
 
 
 def run_command(command: str, run, args, debug: bool = False) -> int:

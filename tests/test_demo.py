@@ -177,14 +177,11 @@ def test_the_recipes_behind_the_readme_stay_the_story_recipes():
     ("monodetr", "kd0", "--method kd0: unknown (known: add, takd"),
 ])
 def test_unknown_student_or_method_is_a_one_line_error(student, method, message, capsys):
-    import argparse
+    from monokd.cli import main
 
-    parser = argparse.ArgumentParser()
-    demo.add_arguments(parser)
-    args = parser.parse_args(["--student", student, "--method", method, "--out", "/nonexistent/never"])
-    assert demo.run(args) == 1
+    assert main(["demo", "--student", student, "--method", method, "--out", "/nonexistent/never"]) == 1
     err = capsys.readouterr().err
-    assert message in err and len(err.strip().splitlines()) == 1
+    assert err.startswith(f"monokd demo: error: {message}") and len(err.strip().splitlines()) == 1
     assert not os.path.exists("/nonexistent/never")
 
 

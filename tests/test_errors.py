@@ -520,3 +520,40 @@ def test_val_split_without_the_monitored_class_warns(root, tmp_path, capsys, no_
     with pytest.raises(AssertionError, match="the model was built"):
         main(train_args(root, tmp_path / "run"))
     assert "monokd train: warning: data.val_split: 'val' holds no 'Car' object" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- commands that once printed their own errors
+def test_demo_unknown_student_takes_the_one_error_path(tmp_path, capsys):
+    line = one_error(capsys, ["demo", "--student", "nope", "--out", str(tmp_path / "demo")])
+    assert "--student nope: unknown (known: " in line
+    assert not (tmp_path / "demo").exists()
+    with pytest.raises(ConfigError, match="--student nope"):
+        main(["demo", "--student", "nope", "--out", str(tmp_path / "demo"), "--debug"])
+
+
+def test_ablate_unknown_row_takes_the_one_error_path(tmp_path, capsys):
+    line = one_error(capsys, ["ablate", "--preset", "quick", "--rows", "nope", "--out", str(tmp_path / "runs"),
+                              "--results", str(tmp_path / "results")])
+    assert "--rows: unknown row 'nope'" in line
+    assert not (tmp_path / "runs").exists()
+
+
+def test_depth_maps_missing_root_says_so(tmp_path, capsys):
+    missing = tmp_path / "nonexistent"
+    line = one_error(capsys, ["depth-maps", "--root", str(missing)])
+    assert line == f"monokd depth-maps: error: {missing}: the KITTI root does not exist (or is not a folder)"
+    line = one_error(capsys, ["depth-maps", "--root", str(tmp_path)])  # there, but no sweep
+    assert f"{tmp_path}: no frame with a velodyne sweep" in line
+    from monokd.errors import KittiFormatError
+
+    with pytest.raises(KittiFormatError, match="does not exist"):
+        main(["depth-maps", "--root", str(missing), "--debug"])
+
+
+def test_depth_action_names_itself_and_accepts_debug(tmp_path, capsys):
+    argv = ["depth", "train", "--config", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "run")]
+    assert main(argv) == 1
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("monokd depth train: error: ") and "missing.yaml" in lines[0]
+    with pytest.raises((ConfigError, OSError)):  # --debug parsed after the action: the traceback
+        main([*argv, "--debug"])

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -129,14 +128,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from monokd.data.kitti import KittiFormatError
+    from monokd.errors import KittiFormatError
 
-    try:
-        counts = write_depth_maps(args.root, args.split, args.overwrite)
-    except KittiFormatError as err:
-        print(f"monokd depth-maps: {err}", file=sys.stderr)
-        return 1
+    if not Path(args.root).is_dir():
+        raise KittiFormatError(args.root, reason="the KITTI root does not exist (or is not a folder)")
+    counts = write_depth_maps(args.root, args.split, args.overwrite)
     if counts["frames"] == 0:
-        print(f"monokd depth-maps: no frame with a velodyne sweep under {args.root}", file=sys.stderr)
-        return 1
+        raise KittiFormatError(args.root, reason="no frame with a velodyne sweep (training/velodyne/*.bin)")
     return 0

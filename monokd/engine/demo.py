@@ -37,7 +37,7 @@ from pathlib import Path
 import yaml
 
 from monokd.engine.lanes import Display, Lane, Lanes
-from monokd.errors import ConfigError
+from monokd.errors import ConfigError, MonokdError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO_ROOT / "configs"
@@ -145,8 +145,9 @@ ROLE_COLORS = {"teacher": "#8c8c8c", "baseline": "#1f77b4", "distilled": "#d6272
 # --------------------------------------------------------------------------- stages
 
 
-class StageError(RuntimeError):
-    """A stage's command failed; the message names the stage and the command."""
+class StageError(MonokdError, RuntimeError):
+    """A stage's command failed; the message names the stage and the command (the ``monokd``
+    command prints it as its one ``error:`` line)."""
 
 
 @dataclass
@@ -683,13 +684,15 @@ def takd_bev_figure(root: str | Path, runs: dict, plot: Story, out_dir: Path, fr
 
 def add_arguments(parser) -> None:
     parser.add_argument("--preset", default="default",
-                        help="quick (a smoke run, ~2 min on 2 cores) or default (< 15 min), or a YAML path")
+                        help="quick (a smoke run, ~2 min on 2 cores), default (< 15 min), synth, caddn_synth "
+                             "(configs/demo_<name>.yaml), or a YAML path")
     parser.add_argument("--out", default="runs/demo", help="output folder (reused: finished stages are skipped)")
     parser.add_argument("--data", default=None,
                         help="SynthKITTI root (generated there if absent); default OUT/data/synthkitti")
     parser.add_argument("--student", default=None,
                         help=f"the student network (known: {', '.join(sorted({s for s, _ in STORIES}))}; "
-                             f"default: the preset's, else {DEFAULT_STUDENT})")
+                             f"default: the preset's, else the --method's only student (takd: {default_student('takd')}), "
+                             f"else {DEFAULT_STUDENT})")
     parser.add_argument("--method", default=None,
                         help=f"the distillation method (known: {', '.join(sorted({m for _, m in STORIES}))}; "
                              f"default: the preset's, else {DEFAULT_METHOD})")
@@ -707,9 +710,5 @@ def exit_on_sigterm() -> None:
 
 def run(args) -> int:
     exit_on_sigterm()
-    try:
-        run_demo(args.out, args.preset, args.data, student=args.student, method=args.method, threads=args.threads)
-    except (StageError, ConfigError) as err:
-        print(f"monokd demo: {err}", file=sys.stderr)
-        return 1
+    run_demo(args.out, args.preset, args.data, student=args.student, method=args.method, threads=args.threads)
     return 0

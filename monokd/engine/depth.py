@@ -31,7 +31,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from monokd.config import get, load_config, merge
-from monokd.errors import CheckpointMismatchError, ConfigError, KittiFormatError
+from monokd.errors import CheckpointMismatchError, KittiFormatError
 
 # Depth training sees the frame as it is: a scale/crop augmentation would make objects look
 # nearer or farther than their depth, so only flip and photometric noise stay on.
@@ -41,23 +41,24 @@ DATA_OVERRIDES = {"depth_maps": "depth_2", "augment": {"scale_prob": 0.0, "shift
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="depth_command", required=True, metavar="ACTION")
     train = sub.add_parser("train", help="train the depth network on depth_2")
-    train.add_argument("--config", required=True)
-    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    train.add_argument("--out", required=True)
+    train.add_argument("--config", required=True, help="depth recipe YAML (e.g. configs/depth_*.yaml)")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="config override, repeatable")
+    train.add_argument("--out", required=True, help="run folder (checkpoints, logs)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/last.ckpt if present")
     predict = sub.add_parser("predict", help="write depth PNGs (metres x 256) for the frames of splits")
-    predict.add_argument("--ckpt", required=True)
+    predict.add_argument("--ckpt", required=True, help="checkpoint of `monokd depth train`")
     predict.add_argument("--split", action="append", default=None, help="split name (repeatable; default val)")
     predict.add_argument("--root", default=None, help="KITTI root (default: the checkpoint's data.root)")
-    predict.add_argument("--out", required=True)
-    predict.add_argument("--batch-size", type=int, default=4)
+    predict.add_argument("--out", required=True, help="output folder of the depth PNGs")
+    predict.add_argument("--batch-size", type=int, default=4, help="frames per batch (default 4)")
     evaluate = sub.add_parser("evaluate", help="AbsRel / RMSE / delta1 of a folder of depth PNGs")
-    evaluate.add_argument("--pred-dir", required=True)
-    evaluate.add_argument("--root", required=True)
-    evaluate.add_argument("--split", default="val")
-    evaluate.add_argument("--min-depth", type=float, default=1.0)
-    evaluate.add_argument("--max-depth", type=float, default=80.0)
-    evaluate.add_argument("--json", default=None)
+    evaluate.add_argument("--pred-dir", required=True, help="folder of predicted depth PNGs (<frame>.png)")
+    evaluate.add_argument("--root", required=True, help="KITTI root with the ground-truth depth_2 maps")
+    evaluate.add_argument("--split", default="val", help="ImageSets split to evaluate (default val)")
+    evaluate.add_argument("--min-depth", type=float, default=1.0, help="nearest depth scored, metres (default 1)")
+    evaluate.add_argument("--max-depth", type=float, default=80.0, help="farthest depth scored, metres (default 80)")
+    evaluate.add_argument("--json", default=None, help="also write the metrics to this JSON file")
 
 
 def depth_dataset(cfg: dict, split: str, train: bool, root=None, with_gt: bool = True):
@@ -222,18 +223,14 @@ def evaluate_dir(pred_dir: str | Path, root: str | Path, split: str, min_depth: 
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        if args.depth_command == "train":
-            train(load_config(args.config, args.set), args.out, args.resume)
-        elif args.depth_command == "predict":
-            predict(args.ckpt, args.split or ["val"], args.out, args.root, args.batch_size)
-        else:
-            metrics = evaluate_dir(args.pred_dir, args.root, args.split, args.min_depth, args.max_depth)
-            print(json.dumps(metrics, indent=2))
-            if args.json:
-                Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-                Path(args.json).write_text(json.dumps(metrics, indent=2) + "\n")
-    except (ConfigError, CheckpointMismatchError, KittiFormatError, FileNotFoundError) as err:
-        print(f"monokd depth: error: {err}", file=sys.stderr)
-        return 1
+    if args.depth_command == "train":
+        train(load_config(args.config, args.set), args.out, args.resume)
+    elif args.depth_command == "predict":
+        predict(args.ckpt, args.split or ["val"], args.out, args.root, args.batch_size)
+    else:
+        metrics = evaluate_dir(args.pred_dir, args.root, args.split, args.min_depth, args.max_depth)
+        print(json.dumps(metrics, indent=2))
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(metrics, indent=2) + "\n")
     return 0

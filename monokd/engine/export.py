@@ -44,7 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="config override (on --config, else on the checkpoint's config), repeatable")
     parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX model")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17; a detector that needs a newer one raises it: "
+                             "CaDDN uses 20, its 5-D GridSample)")
     parser.add_argument("--batch-size", type=int, default=1, help="batch size of the ONNX model (default 1)")
 
 
