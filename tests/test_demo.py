@@ -9,6 +9,7 @@ import io
 import json
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -278,9 +279,10 @@ def test_demo_pipeline_with_faked_commands(tmp_path, monkeypatch):
     assert "![frame_000001](figures/frame_000001.png)" in text
     assert "![learning curves](figures/learning_curves.png)" in text
     # the sentence under the table: the steps (the last validation's), what it shows, the pointer
-    assert "single-seed runs of 30, 30, 30 steps (teacher, baseline, add)" in text
-    assert "teacher, which sees ground-truth depth, ahead of the students" in text
-    assert "README's longer 3-seed runs" in text
+    assert ("single-seed runs of 30, 30, 30 steps (Teacher (object-wise GT depth), MonoDETR (baseline), "
+            "MonoDETR + ADD)") in text
+    assert "Teacher (object-wise GT depth) ahead of MonoDETR (baseline) and MonoDETR + ADD" in text
+    assert "README's longer 3-seed runs" in text and "docs/add.md" in text
     for name in ("moderate_ap.png", "learning_curves.png"):
         assert (tmp_path / "out" / "figures" / name).read_bytes()[:4] == b"\x89PNG"
     # the end of the run says where the report is and how long each stage took
@@ -290,6 +292,37 @@ def test_demo_pipeline_with_faked_commands(tmp_path, monkeypatch):
         assert f"  {stage}" in end
     demo.run_demo(tmp_path / "out", "quick", data_root=root, stream=io.StringIO())
     assert len(calls) == 9  # the rerun reused every stage
+
+
+def test_anchor_head_story_pictures_lower_the_score_threshold(tmp_path, monkeypatch):
+    # CaDDN decodes through its anchor head: its pictures' evaluation lowers
+    # model.anchor_head.score_threshold, the table's keeps the recipe's; the sentence under the
+    # table points at the story's own page, not at MonoDETR's README runs
+    root = fake_root(tmp_path / "data")
+    (root / demo.SYNTH_MARKER).write_text("{}")
+    calls = []
+    monkeypatch.setattr(demo, "run_command", fake_commands(calls))
+    path = demo.run_demo(tmp_path / "out", "quick", data_root=root, student="caddn", stream=io.StringIO())
+    boxes = [c for c in calls if "eval_boxes" in c[c.index("--out") + 1]]
+    assert len(boxes) == 3
+    for call in calls:
+        assert ("model.anchor_head.score_threshold=0.01" in call) == (call in boxes)
+        assert "model.decode.threshold=0.0" not in call
+    text = path.read_text()
+    assert "see the longer runs in docs/caddn.md" in text and "README's longer" not in text
+    assert "Teacher (pixel-wise GT depth) ahead of CaDDN (baseline) and CaDDN + ADD" in text
+
+
+def test_table_threshold_and_colours_per_model():
+    assert demo.table_threshold({"model": {"decode": {"topk": 30, "threshold": 0.2}}}) == 0.2
+    assert demo.table_threshold({"model": {"decode": {"min_score": 0.0}}}) == 0.0
+    assert demo.table_threshold({"model": {"anchor_head": {"score_threshold": 0.3}}}) == 0.3
+    assert demo.table_threshold({"model": {"anchor_head": {}}}) == 0.1
+    assert demo.table_threshold({}) is None
+    config = demo.run_config(demo.load_preset("quick", "caddn", "takd"), "lidar_teacher", Path("/nonexistent"))
+    assert demo.table_threshold(config) == 0.1
+    colors = demo.model_colors(demo.story("caddn", "takd").models)
+    assert len(set(colors.values())) == 4  # the LiDAR teacher and the TA no longer share a grey
 
 
 def test_read_curve_and_learning_curve_figure(tmp_path):

@@ -68,11 +68,13 @@ class Story:
     """What ``monokd demo --student S --method M`` trains: ``waves`` of models; the models
     of a wave train side by side, a wave starts when the previous one has ended.
     ``prepare`` ("module:function", optional) builds the story's inputs first and returns
-    ``--set`` items for every model (PatchNet: depth maps and 2-D boxes)."""
+    ``--set`` items for every model (PatchNet: depth maps and 2-D boxes). ``docs`` is the
+    page of the story's longer runs, which the sentence under the report's table points to."""
 
     waves: tuple[tuple[Model, ...], ...]
     method: str = "ADD"  # the report's title
     prepare: str | None = None
+    docs: str = "docs/add.md"
 
     @property
     def models(self) -> tuple[Model, ...]:
@@ -100,18 +102,18 @@ STORIES: dict[tuple[str, str], Story] = {
          Model("ta", "takd_ta_synth.yaml", "TA (camera, GT depth)", "teacher")),
         (Model("camera", "caddn_synth.yaml", "CaDDN (student alone)", "baseline"),
          Model("takd", "takd_synth.yaml", "CaDDN + MonoTAKD", "distilled", teacher="lidar_teacher", ta="ta")),
-    )),
+    ), docs="docs/monotakd.md"),
     # ADD on CaDDN (docs/caddn.md): the teacher lifts the pixel-wise GT depth
     ("caddn", "add"): Story(waves=(
         (Model("teacher", "caddn_teacher_synth.yaml", "Teacher (pixel-wise GT depth)", "teacher"),),
         (Model("baseline", "caddn_synth.yaml", "CaDDN (baseline)", "baseline"),
          Model("add", "add_caddn_synth.yaml", "CaDDN + ADD", "distilled", teacher="teacher")),
-    )),
+    ), docs="docs/caddn.md"),
     ("patchnet", "add"): Story(waves=(
         (Model("teacher", "patchnet_teacher_synth.yaml", "Teacher (pixel-wise GT depth)", "teacher"),),
         (Model("baseline", "patchnet_synth.yaml", "PatchNet (baseline)", "baseline"),
          Model("add", "add_patchnet_synth.yaml", "PatchNet + ADD", "distilled", teacher="teacher")),
-    ), prepare="monokd.engine.patchnet_inputs:prepare_inputs"),
+    ), prepare="monokd.engine.patchnet_inputs:prepare_inputs", docs="docs/patchnet.md"),
 }
 
 
@@ -140,6 +142,34 @@ def story(student: str = DEFAULT_STUDENT, method: str = DEFAULT_METHOD) -> Story
 MODELS = tuple(m.name for m in story().models)
 LABELS = {m.name: m.label for m in story().models}
 ROLE_COLORS = {"teacher": "#8c8c8c", "baseline": "#1f77b4", "distilled": "#d62728"}
+MORE_COLORS = ("#9467bd", "#2ca02c", "#ff7f0e", "#8c564b", "#17becf")  # a role's second model on
+
+
+def model_colors(models) -> dict[str, str]:
+    """One colour a model (by label): the first model of a role gets the role's colour, any
+    further one (MonoTAKD's TA beside the LiDAR teacher) the next of MORE_COLORS."""
+    colors, seen, more = {}, set(), iter(MORE_COLORS)
+    for m in models:
+        colors[m.label] = next(more) if m.role in seen or m.role not in ROLE_COLORS else ROLE_COLORS[m.role]
+        seen.add(m.role)
+    return colors
+
+
+def table_threshold(config: dict) -> float | None:
+    """The score threshold a model's table evaluation decodes with: MonoDETR's
+    ``model.decode.threshold``, PatchNet's ``model.decode.min_score``, else (CaDDN, the
+    MonoTAKD student, the LiDAR teacher) ``model.anchor_head.score_threshold`` (default 0.1);
+    None when the config names none of them."""
+    model = config.get("model") or {}
+    decode = model.get("decode") or {}
+    for key in ("threshold", "min_score"):
+        if decode.get(key) is not None:
+            return float(decode[key])
+    if "anchor_head" in model:
+        from monokd.models.bev.anchor_head import DEFAULTS
+
+        return float((model["anchor_head"] or {}).get("score_threshold", DEFAULTS["score_threshold"]))
+    return None
 
 
 # --------------------------------------------------------------------------- stages
@@ -393,21 +423,24 @@ def top_predictions(objects: list, k: int) -> list:
 
 
 def draw_pictures(root: str | Path, eval_dirs: dict[str, Path], out_dir: str | Path, count: int,
-                  score_threshold: float = 0.2, labels: dict[str, str] | None = None) -> list[Path]:
+                  thresholds: dict[str, float | None] | None = None,
+                  labels: dict[str, str] | None = None) -> list[Path]:
     """One PNG a frame: for each model its top predictions (red, each with its score) and the
     ground truth (green) on the image and on a bird's-eye view, side by side; every view of a
     frame shares one depth range so the columns compare.
 
     The rule: each model's top k predictions by score, k = the frame's number of ground-truth
     cars (at least ``TOP_K_LEAST``), whatever their score, so that a short training that
-    puts few boxes above ``score_threshold`` still shows where its best guesses are; each
-    panel's title says how many of them reach the threshold."""
+    puts few boxes above its table's score threshold still shows where its best guesses are;
+    each panel's title says how many of them reach that model's threshold (``thresholds``:
+    model -> :func:`table_threshold`, a model without one gets no count)."""
     from monokd.data.kitti import KittiPaths, read_calib, read_image, read_label
     from monokd.viz.bev import draw_bev
     from monokd.viz.draw import PRED_COLOR, bev_depth, draw_boxes_2d, draw_boxes_3d
     from monokd.viz.report import prediction_grid
 
     labels = labels or LABELS
+    thresholds = thresholds or {}
     paths = KittiPaths(Path(root))
     written = []
     for frame in pick_frames(root, count):
@@ -425,9 +458,12 @@ def draw_pictures(root: str | Path, eval_dirs: dict[str, Path], out_dir: str | P
             drawn = draw_boxes_3d(draw_boxes_2d(image, gt), gt, P2)
             drawn = draw_boxes_3d(draw_boxes_2d(drawn, objects, PRED_COLOR), objects, P2, PRED_COLOR)
             bev = draw_bev(None, gt, objects, z_range=(0.0, far), height=max(image.shape[0], 360))
-            passing = sum(o.score is None or o.score >= score_threshold for o in objects)
-            panels[f"{labels.get(model, model)}\ntop {len(objects)} by score, {passing} >= {score_threshold:g}"] = \
-                (drawn, bev)
+            header = f"{labels.get(model, model)}\ntop {len(objects)} by score"
+            threshold = thresholds.get(model)
+            if threshold is not None:
+                passing = sum(o.score is None or o.score >= threshold for o in objects)
+                header += f", {passing} >= {threshold:g} (the table's threshold)"
+            panels[header] = (drawn, bev)
         written.append(prediction_grid(
             panels, Path(out_dir) / f"frame_{frame}.png",
             title=f"val frame {frame}: ground truth green ({len(gt)}), each model's top {k} predictions red "
@@ -603,17 +639,30 @@ def headline(preset: dict, results: dict[str, dict[str, float]], curves: dict) -
     students = [m for m in plot.models if m.role != "teacher"]
     teachers = [m for m in plot.models if m.role == "teacher"]
     parts = [f"These are single-seed runs of {', '.join(f'{steps[m.name]}' for m in plot.models)} steps "
-             f"({', '.join(m.name for m in plot.models)}) on {data['num_train']} SynthKITTI frames, each model "
+             f"({', '.join(m.label for m in plot.models)}) on {data['num_train']} SynthKITTI frames, each model "
              f"evaluated at its last checkpoint on {data['num_val']} val frames"]
     if teachers and students:
         lead = min(results[t.name].get(key, 0.0) - results[s.name].get(key, 0.0) for t in teachers for s in students)
-        parts.append(f"they show the pipeline working end to end and the teacher, which sees ground-truth depth, "
-                     f"{'ahead of' if lead > 0 else 'not ahead of'} the students (moderate AP_BEV@0.5 "
-                     + ", ".join(f"{m.name} {results[m.name].get(key, float('nan')):.1f}" for m in plot.models) + ")")
+        who = " and ".join(t.label for t in teachers)
+        parts.append(f"they show the pipeline working end to end and {who} {'ahead of' if lead > 0 else 'not ahead of'} "
+                     f"{' and '.join(s.label for s in students)} (moderate AP_BEV@0.5 "
+                     + ", ".join(f"{m.label} {results[m.name].get(key, float('nan')):.1f}" for m in plot.models) + ")")
+    where = (f"the README's longer 3-seed runs (800 frames, 12 epochs: README.md, \"Results on SynthKITTI\", "
+             f"and {plot.docs})" if plot.docs == "docs/add.md" else f"the longer runs in {plot.docs}")
     parts.append("they do not measure what distillation gains: a difference of a few AP between the students of one "
-                 "short run is within the seed-to-seed spread, so for that see the README's longer 3-seed runs "
-                 "(800 frames, 12 epochs: README.md, \"Results on SynthKITTI\", and docs/add.md)")
+                 f"short run is within the seed-to-seed spread, so for that see {where}")
     return "; ".join(parts) + "."
+
+
+def run_config(preset: dict, model: str, run_dir: Path) -> dict:
+    """The config a model's table evaluation decodes with: its run's saved ``config.yaml``
+    when that holds a model, else its recipe; then the preset's ``evaluate`` items."""
+    from monokd.config import load_config
+
+    saved = Path(run_dir) / "config.yaml"
+    config = yaml.safe_load(saved.read_text()) if saved.is_file() else None
+    path = saved if isinstance(config, dict) and config.get("model") else recipe(preset, model)
+    return load_config(path, preset_items(preset, "evaluate", model))
 
 
 def write_demo_report(out: Path, preset: dict, preset_name: str, root: Path, runs: dict, eval_dirs: dict,
@@ -624,14 +673,16 @@ def write_demo_report(out: Path, preset: dict, preset_name: str, root: Path, run
 
     plot, data = preset["story"], preset["data"]
     labels = {m.name: m.label for m in plot.models}
-    colors = {m.label: ROLE_COLORS.get(m.role) for m in plot.models}
+    colors = model_colors(plot.models)
     curves = {m.name: read_curve(runs[m.name]) for m in plot.models}
     figures = out / "figures"
     curve_png = learning_curves({labels[n]: c for n, c in curves.items()}, figures / "learning_curves.png",
                                 colors=colors)
     chart = bar_chart({labels[m.name]: results[m.name] for m in plot.models}, figures / "moderate_ap.png",
                       colors=colors)
-    pictures = draw_pictures(root, eval_dirs, figures, int(preset.get("pictures", 3)), labels=labels)
+    thresholds = {m.name: table_threshold(run_config(preset, m.name, runs[m.name])) for m in plot.models}
+    pictures = draw_pictures(root, eval_dirs, figures, int(preset.get("pictures", 3)), thresholds=thresholds,
+                             labels=labels)
     notes = [f"Preset `{preset_name}` ({preset['_path']}), story `{preset['student']}` + `{preset['method']}`, "
              f"SynthKITTI {data['num_train']} train / {data['num_val']} val frames at `{root}`, seed "
              f"{int(preset.get('seed', 0))}.",
