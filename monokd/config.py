@@ -121,3 +121,30 @@ def check_types(section: dict, defaults: dict, prefix: str) -> None:
                 if not isinstance(value, accepted) or (bool not in accepted and isinstance(value, bool)):
                     raise ConfigError(f"{prefix}.{key}: expected {what} (like the default {default!r}), got {value!r}")
                 break
+
+
+def section_options(section: dict, defaults: dict, choices: dict, prefix: str) -> dict:
+    """A two-level options section (``cfg["distill"]``, say) merged over ``defaults``.
+
+    Unknown keys, a mapping given as a scalar, and a value outside ``choices[(part, key)]``
+    raise ConfigError naming ``prefix.part.key``. Neither input is modified.
+    """
+    if not isinstance(section, dict):
+        raise ConfigError(f"{prefix}: expected a mapping, got {type(section).__name__}")
+    options = copy.deepcopy(defaults)
+    for key, value in section.items():
+        if key not in options:
+            raise ConfigError(f"{prefix}.{key}: unknown option (known: {', '.join(options)})")
+        if isinstance(options[key], dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{prefix}.{key}: expected a mapping")
+            for sub, sub_value in value.items():
+                if sub not in options[key]:
+                    raise ConfigError(f"{prefix}.{key}.{sub}: unknown option (known: {', '.join(options[key])})")
+                options[key][sub] = sub_value
+        else:
+            options[key] = value
+    for (part, key), allowed in choices.items():
+        if options[part][key] not in allowed:
+            raise ConfigError(f"{prefix}.{part}.{key}: {options[part][key]!r} is not one of {allowed}")
+    return options

@@ -32,3 +32,19 @@ def test_errors_name_the_file_and_key(tmp_path):
         set_key({}, "no_equals_sign")
     with pytest.raises(ConfigError, match="'a' is not a section"):
         set_key({"a": 1}, "a.b=2")
+
+
+def test_section_options_merges_and_names_the_key():
+    from monokd.config import section_options
+
+    defaults = {"method": "x", "part": {"on": True, "mode": "a"}}
+    choices = {("part", "mode"): ("a", "b")}
+    assert section_options({"part": {"mode": "b"}}, defaults, choices, "distill") == \
+        {"method": "x", "part": {"on": True, "mode": "b"}}
+    assert defaults["part"]["mode"] == "a"  # the defaults are not modified
+    for bad, message in (({"nope": 1}, "distill.nope: unknown option"),
+                         ({"part": {"nope": 1}}, "distill.part.nope: unknown option"),
+                         ({"part": 3}, "distill.part: expected a mapping"),
+                         ({"part": {"mode": "c"}}, "distill.part.mode: 'c' is not one of")):
+        with pytest.raises(ConfigError, match=message):
+            section_options(bad, defaults, choices, "distill")

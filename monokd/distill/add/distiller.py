@@ -26,11 +26,10 @@ literal sums of Eq. 4 / 5, per image).
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 
+from monokd.config import section_options
 from monokd.distill.add.adapters import ConvAdapter, MLPAdapter
 from monokd.distill.add.cross_attention import CrossAttentionAdapter
 from monokd.distill.add.losses import balanced_mse
@@ -89,24 +88,7 @@ CHOICES = {
 
 def parse_options(section: dict) -> dict:
     """``cfg["distill"]`` merged over DEFAULTS; unknown keys or values raise ConfigError."""
-    if not isinstance(section, dict):
-        raise ConfigError(f"distill: expected a mapping, got {type(section).__name__}")
-    options = copy.deepcopy(DEFAULTS)
-    for key, value in section.items():
-        if key not in options:
-            raise ConfigError(f"distill.{key}: unknown option (known: {', '.join(options)})")
-        if isinstance(options[key], dict):
-            if not isinstance(value, dict):
-                raise ConfigError(f"distill.{key}: expected a mapping")
-            for sub, sub_value in value.items():
-                if sub not in options[key]:
-                    raise ConfigError(f"distill.{key}.{sub}: unknown option (known: {', '.join(options[key])})")
-                options[key][sub] = sub_value
-        else:
-            options[key] = value
-    for (part, key), allowed in CHOICES.items():
-        if options[part][key] not in allowed:
-            raise ConfigError(f"distill.{part}.{key}: {options[part][key]!r} is not one of {allowed}")
+    options = section_options(section, DEFAULTS, CHOICES, "distill")
     if not isinstance(options["feature"]["source"], str):
         raise ConfigError(f"distill.feature.source: expected a name, got {options['feature']['source']!r}")
     if options["method"] != "add":

@@ -27,11 +27,10 @@ cells only, so a NaN can never reach a loss.
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 
+from monokd.config import section_options
 from monokd.distill.takd.cmrd import RESIDUALS, cmrd_loss, residual_target
 from monokd.distill.takd.features import NORMALIZE
 from monokd.distill.takd.imd import imd_loss
@@ -61,24 +60,7 @@ CHOICES = {("imd", "normalize"): NORMALIZE, ("cmrd", "normalize"): NORMALIZE, ("
 
 def parse_options(section: dict) -> dict:
     """``cfg["distill"]`` merged over DEFAULTS; unknown keys or values raise ConfigError."""
-    if not isinstance(section, dict):
-        raise ConfigError(f"distill: expected a mapping, got {type(section).__name__}")
-    options = copy.deepcopy(DEFAULTS)
-    for key, value in section.items():
-        if key not in options:
-            raise ConfigError(f"distill.{key}: unknown option (known: {', '.join(options)})")
-        if isinstance(options[key], dict):
-            if not isinstance(value, dict):
-                raise ConfigError(f"distill.{key}: expected a mapping")
-            for sub, sub_value in value.items():
-                if sub not in options[key]:
-                    raise ConfigError(f"distill.{key}.{sub}: unknown option (known: {', '.join(options[key])})")
-                options[key][sub] = sub_value
-        else:
-            options[key] = value
-    for (part, key), allowed in CHOICES.items():
-        if options[part][key] not in allowed:
-            raise ConfigError(f"distill.{part}.{key}: {options[part][key]!r} is not one of {allowed}")
+    options = section_options(section, DEFAULTS, CHOICES, "distill")
     if options["method"] != "takd":
         raise ConfigError(f"distill.method: {options['method']!r} is not 'takd'")
     if not any(options[part]["enabled"] for part in ("imd", "cmrd", "logit", "gt_loss")):
