@@ -43,8 +43,8 @@ sys.path.insert(0, str(REPO))
 
 from monokd.distill.add import PRESETS  # noqa: E402
 from monokd.engine import demo  # noqa: E402
-from monokd.engine.ablate import aggregate, paired_differences  # noqa: E402
-from _results import write_json  # noqa: E402  (benchmarks/_results.py)
+from monokd.engine.ablate import paired_differences  # noqa: E402
+from _results import models_block, train_and_score, write_json  # noqa: E402  (benchmarks/_results.py)
 
 RECIPES = {"teacher": "configs/monodetr_teacher_synth.yaml", "baseline": "configs/monodetr_synth.yaml",
            "add": "configs/add_monodetr_synth.yaml"}
@@ -110,21 +110,12 @@ def train_and_evaluate(arm: str, seed: int, runs: Path, teacher_seed: int, data_
     if recipe == RECIPES["add"]:
         teacher = runs / run_folder("teacher", teacher_seed)
         overrides += demo.teacher_overrides(teacher, teacher / teacher_ckpt)
-    demo.train(REPO / recipe, run_dir, overrides, seed, extra, stage=f"{arm} seed {seed}")
-    eval_dir = run_dir / "eval-last"
-    if demo.evaluation_json(eval_dir) is None:
-        demo.run_command(["evaluate", "--config", str(run_dir / "config.yaml"), "--ckpt", str(run_dir / "last.ckpt"),
-                          "--split", "val", "--out", str(eval_dir)], f"evaluate {arm} seed {seed}")
-    return demo.read_flat(eval_dir)
+    return train_and_score(REPO / recipe, run_dir, overrides, seed, extra, f"{arm} seed {seed}")
 
 
 def summarise(flats: dict[str, dict[int, dict]], arms: list[str], seeds: dict[str, list[int]], meta: dict) -> dict:
     """The results JSON from per-arm, per-seed flat metrics (no training)."""
-    results = {**meta, "ci_method": CI_METHOD, "models": {}, "paired": {}}
-    for arm in arms:
-        per_seed = [flats[arm][s] for s in seeds[arm]]
-        results["models"][arm] = {**aggregate(per_seed), "seeds": seeds[arm],
-                                   "per_seed": {str(s): flats[arm][s] for s in seeds[arm]}}
+    results = {**meta, "ci_method": CI_METHOD, "models": models_block(flats, arms, seeds), "paired": {}}
     if "baseline" in arms:
         student_seeds = meta["seeds"]
         for arm in arms:

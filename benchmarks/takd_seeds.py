@@ -32,8 +32,8 @@ sys.path.insert(0, str(REPO))
 
 from monokd.distill.takd.distiller import PRESETS  # noqa: E402
 from monokd.engine import demo  # noqa: E402
-from monokd.engine.ablate import aggregate, paired_differences  # noqa: E402
-from _results import write_json  # noqa: E402  (benchmarks/_results.py)
+from monokd.engine.ablate import paired_differences  # noqa: E402
+from _results import models_block, train_and_score, write_json  # noqa: E402  (benchmarks/_results.py)
 
 RECIPES = {"lidar_teacher": "configs/takd_lidar_synth.yaml", "ta": "configs/takd_ta_synth.yaml",
            "takd": "configs/takd_synth.yaml"}
@@ -86,21 +86,12 @@ def train_and_evaluate(arm: str, seed: int, runs: Path, frozen_seed: int, data_r
     overrides = [f"data.root={data_root}", *overrides]
     if distilled(arm):
         overrides += frozen_overrides(runs, frozen_seed)
-    demo.train(REPO / recipe, run_dir, overrides, seed, extra, stage=f"{arm} seed {seed}")
-    eval_dir = run_dir / "eval-last"
-    if demo.evaluation_json(eval_dir) is None:
-        demo.run_command(["evaluate", "--config", str(run_dir / "config.yaml"), "--ckpt", str(run_dir / "last.ckpt"),
-                          "--split", "val", "--out", str(eval_dir)], f"evaluate {arm} seed {seed}")
-    return demo.read_flat(eval_dir)
+    return train_and_score(REPO / recipe, run_dir, overrides, seed, extra, f"{arm} seed {seed}")
 
 
 def summarise(flats: dict[str, dict[int, dict]], arms: list[str], seeds: dict[str, list[int]], meta: dict) -> dict:
     """The results JSON from per-arm, per-seed flat metrics (no training)."""
-    results = {**meta, "ci_method": CI_METHOD, "models": {}, "paired": {}}
-    for arm in arms:
-        per_seed = [flats[arm][s] for s in seeds[arm]]
-        results["models"][arm] = {**aggregate(per_seed), "seeds": seeds[arm],
-                                   "per_seed": {str(s): flats[arm][s] for s in seeds[arm]}}
+    results = {**meta, "ci_method": CI_METHOD, "models": models_block(flats, arms, seeds), "paired": {}}
     if "student" in arms:
         student_seeds = meta["seeds"]
         for arm in arms:
