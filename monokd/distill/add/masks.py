@@ -12,6 +12,7 @@ import math
 
 import torch
 
+from monokd.geometry.boxes import rect_to_lidar_boxes
 from monokd.geometry.depth import foreground_mask, object_depth_map
 
 
@@ -73,17 +74,10 @@ def boxes_bev_lidar(target: dict, lidar_to_rect: torch.Tensor) -> torch.Tensor:
         lidar_to_rect: (4, 4) LiDAR -> rectified camera of the (augmented) frame.
     """
     location = target["location"].float()
-    dims = target["dims"].float()
     if location.numel() == 0:
         return location.new_zeros(0, 5)
-    rect_to_lidar = torch.linalg.inv(lidar_to_rect.double()).float().to(location.device)
-    centre = location - torch.stack([torch.zeros_like(dims[:, 0]), dims[:, 0] / 2, torch.zeros_like(dims[:, 0])], 1)
-    centre = centre @ rect_to_lidar[:3, :3].T + rect_to_lidar[:3, 3]
-    ry = target["rotation_y"].float()
-    # KITTI: the box's length axis in the rect frame is (cos ry, 0, -sin ry)
-    axis = torch.stack([torch.cos(ry), torch.zeros_like(ry), -torch.sin(ry)], 1) @ rect_to_lidar[:3, :3].T
-    heading = torch.atan2(axis[:, 1], axis[:, 0])
-    return torch.stack([centre[:, 0], centre[:, 1], dims[:, 2], dims[:, 1], heading], 1)
+    boxes = rect_to_lidar_boxes(target["dims"].float(), location, target["rotation_y"].float(), lidar_to_rect)
+    return boxes[:, [0, 1, 3, 4, 6]]
 
 
 def bev_object_depth_map(target: dict, lidar_to_rect: torch.Tensor, grid, stride: int,
