@@ -15,6 +15,14 @@ def write_json(doc, path: str | Path) -> Path:
     return path
 
 
+def write_report(results: dict, text: str, out: str | Path) -> None:
+    """A study's two outputs: ``out``.json (the figures) and ``out``.md (``text``, also printed)."""
+    out = Path(out)
+    write_json(results, out.with_suffix(".json"))
+    out.with_suffix(".md").write_text(text)
+    print(text)
+
+
 def train_and_score(recipe, run_dir: Path, overrides: list[str], seed: int, extra: list[str], stage: str) -> dict:
     """A seed study's run: train ``recipe`` into ``run_dir`` unless done (resuming an
     interrupted run), evaluate its last checkpoint on val unless done, return the flat metrics."""

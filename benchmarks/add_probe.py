@@ -46,7 +46,7 @@ from monokd.data.dataset import KittiDataset, collate  # noqa: E402
 from monokd.distill.add.masks import gt_depth_maps  # noqa: E402
 from monokd.engine import demo  # noqa: E402
 from monokd.engine.checkpoint import load_detector  # noqa: E402
-from _results import write_json  # noqa: E402  (benchmarks/_results.py)
+from _results import write_report  # noqa: E402  (benchmarks/_results.py)
 
 RIDGE_LAMBDAS = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
 CELLS_PER_IMAGE = 32  # foreground cells sampled per image and map (bounded memory, all objects reached)
@@ -253,10 +253,7 @@ def main(argv=None) -> int:
     results = {"note": note, "reference_teacher": teacher, "cells_per_image": CELLS_PER_IMAGE,
                "ridge_lambdas": list(RIDGE_LAMBDAS), "models": models}
     out = Path(args.out)
-    write_json(results, out.with_suffix(".json"))
-    text = markdown(results)
-    out.with_suffix(".md").write_text(text)
-    print(text)
+    write_report(results, markdown(results), out)
     return 0
 
 

@@ -44,7 +44,7 @@ sys.path.insert(0, str(REPO))
 from monokd.distill.add import PRESETS  # noqa: E402
 from monokd.engine import demo  # noqa: E402
 from monokd.engine.ablate import paired_differences  # noqa: E402
-from _results import models_block, train_and_score, write_json  # noqa: E402  (benchmarks/_results.py)
+from _results import models_block, train_and_score, write_report  # noqa: E402  (benchmarks/_results.py)
 
 RECIPES = {"teacher": "configs/monodetr_teacher_synth.yaml", "baseline": "configs/monodetr_synth.yaml",
            "add": "configs/add_monodetr_synth.yaml"}
@@ -222,10 +222,7 @@ def main(argv=None) -> int:
         results = from_json(Path(args.from_json))
     else:
         results = run_study(args)
-    write_json(results, out.with_suffix(".json"))
-    text = markdown(results)
-    out.with_suffix(".md").write_text(text)
-    print(text)
+    write_report(results, markdown(results), out)
     return 0
 
 

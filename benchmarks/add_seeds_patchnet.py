@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from add_seeds import markdown, summarise  # noqa: E402
 from monokd.engine import demo  # noqa: E402
-from _results import write_json  # noqa: E402  (benchmarks/_results.py)
+from _results import write_report  # noqa: E402  (benchmarks/_results.py)
 
 RECIPES = {"teacher": "configs/patchnet_teacher_synth.yaml", "baseline": "configs/patchnet_synth.yaml",
            "add": "configs/add_patchnet_synth.yaml"}
@@ -123,13 +123,11 @@ def main(argv=None) -> int:
     results = summarise(by_boxes["detector"], list(RECIPES), seeds, meta)
     results["gt_boxes"] = summarise(by_boxes["gt"], list(RECIPES), seeds, {**meta, "boxes_2d": "GT"})
     out = Path(args.out)
-    write_json(results, out.with_suffix(".json"))
     text = (_patchnet(markdown(results))
             + f"\nDepth front-end on val: AbsRel {depth['abs_rel']:.3f}, RMSE {depth['rmse']:.2f} m, "
               f"delta1 {depth['delta1']:.3f}.\n\n## With the GT 2-D boxes at evaluation\n\n"
             + _patchnet(markdown(results["gt_boxes"])).split("\n", 2)[2])
-    out.with_suffix(".md").write_text(text)
-    print(text)
+    write_report(results, text, out)
     return 0
 
 

@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 from monokd.distill.takd.distiller import PRESETS  # noqa: E402
 from monokd.engine import demo  # noqa: E402
 from monokd.engine.ablate import paired_differences  # noqa: E402
-from _results import models_block, train_and_score, write_json  # noqa: E402  (benchmarks/_results.py)
+from _results import models_block, train_and_score, write_report  # noqa: E402  (benchmarks/_results.py)
 
 RECIPES = {"lidar_teacher": "configs/takd_lidar_synth.yaml", "ta": "configs/takd_ta_synth.yaml",
            "takd": "configs/takd_synth.yaml"}
@@ -185,10 +185,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out)
     results = from_json(Path(args.from_json)) if args.from_json else run_study(args)
-    write_json(results, out.with_suffix(".json"))
-    text = markdown(results)
-    out.with_suffix(".md").write_text(text)
-    print(text)
+    write_report(results, markdown(results), out)
     return 0
 
 
