@@ -42,3 +42,11 @@ def models_block(flats: dict, arms: list[str], seeds: dict) -> dict:
 
     return {arm: {**aggregate([flats[arm][s] for s in seeds[arm]]), "seeds": seeds[arm],
                   "per_seed": {str(s): flats[arm][s] for s in seeds[arm]}} for arm in arms}
+
+
+def mean_std(row: dict, name: str) -> str:
+    """'mean ± std' of metric ``name`` in an aggregated row, or the one value when there is one
+    seed (a std of 0 would claim too much)."""
+    if row["n"] == 1:
+        return f"{row['mean'][name]:.2f}"
+    return f"{row['mean'][name]:.2f} ± {row['std'][name]:.2f}"

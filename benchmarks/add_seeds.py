@@ -44,7 +44,7 @@ sys.path.insert(0, str(REPO))
 from monokd.distill.add import PRESETS  # noqa: E402
 from monokd.engine import demo  # noqa: E402
 from monokd.engine.ablate import paired_differences  # noqa: E402
-from _results import models_block, train_and_score, write_report  # noqa: E402  (benchmarks/_results.py)
+from _results import mean_std, models_block, train_and_score, write_report  # noqa: E402  (benchmarks/_results.py)
 
 RECIPES = {"teacher": "configs/monodetr_teacher_synth.yaml", "baseline": "configs/monodetr_synth.yaml",
            "add": "configs/add_monodetr_synth.yaml"}
@@ -128,13 +128,6 @@ def summarise(flats: dict[str, dict[int, dict]], arms: list[str], seeds: dict[st
     return results
 
 
-def _mean_std(row: dict, name: str) -> str:
-    """'mean ± std', or the one value when there is one seed (a std of 0 would claim too much)."""
-    if row["n"] == 1:
-        return f"{row['mean'][name]:.2f}"
-    return f"{row['mean'][name]:.2f} ± {row['std'][name]:.2f}"
-
-
 def _label(arm: str) -> str:
     return LABELS.get(arm, f"ADD `{arm}`")
 
@@ -153,7 +146,7 @@ def markdown(results: dict) -> str:
     for iou in ("0.70", "0.50"):
         lines += [f"| model | AP3D@{iou[:3]} E / M / H | AP_BEV@{iou[:3]} E / M / H |", "|---|---|---|"]
         for arm, row in models.items():
-            cells = [" / ".join(_mean_std(row, key(kind, d, iou)) for d in DIFFICULTIES) for kind in ("3d", "bev")]
+            cells = [" / ".join(mean_std(row, key(kind, d, iou)) for d in DIFFICULTIES) for kind in ("3d", "bev")]
             lines.append(f"| {_label(arm)} (n={row['n']}) | {cells[0]} | {cells[1]} |")
         lines.append("")
     paired = results.get("paired") or {}

@@ -17,10 +17,8 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -38,17 +36,7 @@ from monokd.models import build_detector  # noqa: E402
 from monokd.models.depth.losses import silog_loss, valid_depth  # noqa: E402
 from monokd.models.depth.model import build_depth_net  # noqa: E402
 from _results import write_json  # noqa: E402  (benchmarks/_results.py)
-
-
-def interleaved_median(calls: dict, runs: int) -> dict[str, float]:
-    times = {name: [] for name in calls}
-    for run in range(runs + 1):  # run 0 warms up
-        for name, call in calls.items():
-            start = time.perf_counter()
-            call()
-            if run:
-                times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+from distill_overhead import interleaved_median  # noqa: E402
 
 
 def step(model, optimizer, loss_of):

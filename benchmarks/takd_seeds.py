@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 from monokd.distill.takd.distiller import PRESETS  # noqa: E402
 from monokd.engine import demo  # noqa: E402
 from monokd.engine.ablate import paired_differences  # noqa: E402
-from _results import models_block, train_and_score, write_report  # noqa: E402  (benchmarks/_results.py)
+from _results import mean_std, models_block, train_and_score, write_report  # noqa: E402  (benchmarks/_results.py)
 
 RECIPES = {"lidar_teacher": "configs/takd_lidar_synth.yaml", "ta": "configs/takd_ta_synth.yaml",
            "takd": "configs/takd_synth.yaml"}
@@ -104,12 +104,6 @@ def summarise(flats: dict[str, dict[int, dict]], arms: list[str], seeds: dict[st
     return results
 
 
-def _mean_std(row: dict, name: str) -> str:
-    if row["n"] == 1:
-        return f"{row['mean'][name]:.2f}"
-    return f"{row['mean'][name]:.2f} ± {row['std'][name]:.2f}"
-
-
 def markdown(results: dict) -> str:
     seeds, models = results["seeds"], results["models"]
     lines = [f"# LiDAR teacher / TA / camera student / MonoTAKD on SynthKITTI over {len(seeds)} seeds {seeds}", "",
@@ -119,7 +113,7 @@ def markdown(results: dict) -> str:
     for iou in ("0.70", "0.50"):
         lines += [f"| model | AP3D@{iou[:3]} E / M / H | AP_BEV@{iou[:3]} E / M / H |", "|---|---|---|"]
         for arm, row in models.items():
-            cells = [" / ".join(_mean_std(row, key(kind, d, iou)) for d in DIFFICULTIES) for kind in ("3d", "bev")]
+            cells = [" / ".join(mean_std(row, key(kind, d, iou)) for d in DIFFICULTIES) for kind in ("3d", "bev")]
             lines.append(f"| {LABELS.get(arm, f'MonoTAKD row `{arm}`')} (n={row['n']}) | {cells[0]} | {cells[1]} |")
         lines.append("")
     for arm, diff in (results.get("paired") or {}).items():
