@@ -40,12 +40,15 @@ RECIPES = {"teacher": "configs/patchnet_teacher_synth.yaml", "baseline": "config
            "add": "configs/add_patchnet_synth.yaml"}
 
 
-def depth_frontend(runs: Path, data: Path) -> dict:
-    """Train, predict (train + val) and score the depth front-end; returns the val metrics."""
+def depth_frontend(runs: Path, data: Path, extra: list[str] = ()) -> dict:
+    """Train, predict (train + val) and score the depth front-end; returns the val metrics.
+    ``extra``: further ``monokd depth train`` arguments (e.g. ``--set train.epochs=4``)."""
     run, pred, scored = runs / "depth", data / "depth_pred", runs / "depth" / "val_metrics.json"
-    if not (run / "metrics.json").is_file():
-        demo.run_command(["depth", "train", "--config", str(REPO / "configs" / "depth_synth.yaml"), "--out", str(run),
-                          "--resume", "--set", f"data.root={data}"], "depth front-end")
+    if not (run / demo.TRAIN_MARKER).is_file():
+        args = ["depth", "train", "--config", str(REPO / "configs" / "depth_synth.yaml"), "--out", str(run),
+                "--resume", "--set", f"data.root={data}", *extra]
+        demo.run_command(args, "depth front-end")
+        (run / demo.TRAIN_MARKER).write_text(" ".join(args) + "\n")
     demo.run_command(["depth", "predict", "--ckpt", str(run / "last.ckpt"), "--split", "train", "--split", "val",
                       "--out", str(pred)], "depth predict")  # resumable: written frames are skipped
     if not scored.is_file():
@@ -65,14 +68,15 @@ def boxes_2d(runs: Path, data: Path, seed: int) -> Path:
     return out / "data"
 
 
-def train_and_evaluate(arm: str, seed: int, runs: Path, common: list[str], teacher_seed: int) -> dict[str, dict]:
+def train_and_evaluate(arm: str, seed: int, runs: Path, common: list[str], teacher_seed: int,
+                       extra: list[str] = ()) -> dict[str, dict]:
     """{"detector": flat, "gt": flat} of one run at its last checkpoint."""
     run = runs / f"{arm}-s{seed}"
     overrides = list(common)
     if arm == "add":
         teacher = runs / f"teacher-s{teacher_seed}"
         overrides += demo.teacher_overrides(teacher, teacher / "last.ckpt")
-    demo.train(REPO / RECIPES[arm], run, overrides, seed, stage=f"PatchNet {arm} seed {seed}")
+    demo.train(REPO / RECIPES[arm], run, overrides, seed, extra, stage=f"PatchNet {arm} seed {seed}")
     flats = {}
     for boxes in ("detector", "gt"):
         out = run / f"eval-last-{boxes}"
@@ -102,23 +106,27 @@ def main(argv=None) -> int:
     parser.add_argument("--num-val", type=int, default=200)
     parser.add_argument("--data", default="data/synthkitti")
     parser.add_argument("--runs", default="runs/patchnet")
+    parser.add_argument("--train-arg", action="append", default=[],
+                        help="extra argument for every PatchNet `monokd train` (e.g. --set train.epochs=8), repeatable")
+    parser.add_argument("--depth-arg", action="append", default=[],
+                        help="extra argument for `monokd depth train`, repeatable")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "add_seeds_patchnet"))
     args = parser.parse_args(argv)
     data, runs = demo.ensure_synth(Path(args.data), args.num_train, args.num_val, seed=0), Path(args.runs)
-    depth = depth_frontend(runs, data)
+    depth = depth_frontend(runs, data, args.depth_arg)
     results_dir = boxes_2d(runs, data, args.boxes_seed)
     common = [f"data.root={data}", f"data.depth_pred_dir={data / 'depth_pred'}",
               f"data.proposals.results_dir={results_dir}"]
-    flats = {"teacher": {args.teacher_seed: train_and_evaluate("teacher", args.teacher_seed, runs, common,
-                                                               args.teacher_seed)}}
+    run = lambda arm, seed: train_and_evaluate(arm, seed, runs, common, args.teacher_seed, args.train_arg)  # noqa: E731
+    flats = {"teacher": {args.teacher_seed: run("teacher", args.teacher_seed)}}
     for arm in ("baseline", "add"):
-        flats[arm] = {s: train_and_evaluate(arm, s, runs, common, args.teacher_seed) for s in args.seeds}
+        flats[arm] = {s: run(arm, s) for s in args.seeds}
     seeds = {"teacher": [args.teacher_seed], "baseline": args.seeds, "add": args.seeds}
     meta = {"protocol": "patchnet", "seeds": args.seeds, "student_seeds": args.seeds, "teacher_seed": args.teacher_seed,
             "teacher_seeds": [args.teacher_seed], "shares_teacher_seed": args.teacher_seed in args.seeds,
             "runs": str(runs), "data": str(data), "train_frames": args.num_train, "val_frames": args.num_val,
             "arms": list(RECIPES), "teacher_ckpt": "last.ckpt", "boxes_2d": f"MonoDETR seed {args.boxes_seed} ({results_dir})",
-            "depth_frontend": depth}
+            "train_args": args.train_arg, "depth_train_args": args.depth_arg, "depth_frontend": depth}
     by_boxes = {b: {arm: {s: f[b] for s, f in per.items()} for arm, per in flats.items()} for b in ("detector", "gt")}
     results = summarise(by_boxes["detector"], list(RECIPES), seeds, meta)
     results["gt_boxes"] = summarise(by_boxes["gt"], list(RECIPES), seeds, {**meta, "boxes_2d": "GT"})

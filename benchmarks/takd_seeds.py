@@ -159,7 +159,8 @@ def run_study(args) -> dict:
         for (arm, seed), flat in zip(jobs, pool.map(lambda job: run(*job), jobs)):
             flats[arm][seed] = flat
     meta = {"seeds": seeds, "student_seeds": seeds, "frozen_seed": frozen_seed, "runs": str(runs),
-            "data": str(root), "train_frames": num_train, "val_frames": num_val, "arms": arms}
+            "data": str(root), "train_frames": num_train, "val_frames": num_val, "arms": arms,
+            "train_args": args.train_arg}
     return summarise(flats, arms, arm_seeds, meta)
 
 
