@@ -3,6 +3,7 @@ the acceptance figure of MonoTAKD (issue 12), in the schema of benchmarks/result
 
     python benchmarks/takd_seeds.py [--seeds 1001 1002 1003] [--frozen-seed 444] [--jobs 4]
     python benchmarks/takd_seeds.py --arms student takd +IMD +CMRD +SAM +FFM full --seeds 1001
+    python benchmarks/takd_seeds.py --arms lidar_teacher ta student takd +IMD +CMRD +SAM +FFM full --row-seeds 1001
     python benchmarks/takd_seeds.py --from-json benchmarks/results/takd_seeds.json   # re-render only
 
 Fixed teacher and TA: one LiDAR teacher (configs/takd_lidar_synth.yaml) and one TA
@@ -10,7 +11,9 @@ Fixed teacher and TA: one LiDAR teacher (configs/takd_lidar_synth.yaml) and one 
 student seed s one run per arm: ``student`` (configs/takd_synth.yaml with the ``student`` row: the
 camera student alone, = CaDDN), ``takd`` (configs/takd_synth.yaml as shipped) or any row of
 ``monokd.distill.takd.distiller.PRESETS`` (the ablation rows ``+IMD``, ``+CMRD``, ``+SAM``,
-``+FFM``, ``full``, ``full+GT``), all distilled from that one teacher and TA. Runs live in
+``+FFM``, ``full``, ``full+GT``), all distilled from that one teacher and TA. ``--row-seeds``
+runs the ablation rows (every arm but lidar_teacher, ta, student and takd) at fewer seeds than
+the study; each row is then paired with the student at its own seeds. Runs live in
 ``RUNS/<arm>-s<seed>``, finished runs are reused and interrupted ones resume. Each run is
 evaluated at its last checkpoint with ``monokd evaluate``.
 
@@ -93,12 +96,12 @@ def summarise(flats: dict[str, dict[int, dict]], arms: list[str], seeds: dict[st
     """The results JSON from per-arm, per-seed flat metrics (no training)."""
     results = {**meta, "ci_method": CI_METHOD, "models": models_block(flats, arms, seeds), "paired": {}}
     if "student" in arms:
-        student_seeds = meta["seeds"]
         for arm in arms:
             if arm in (*FROZEN, "student"):
                 continue
-            results["paired"][arm] = paired_differences([flats[arm][s] for s in student_seeds],
-                                                        [flats["student"][s] for s in student_seeds], PAIRED_METRICS)
+            paired_seeds = [s for s in seeds[arm] if s in seeds["student"]]
+            results["paired"][arm] = paired_differences([flats[arm][s] for s in paired_seeds],
+                                                        [flats["student"][s] for s in paired_seeds], PAIRED_METRICS)
         if "takd" in results["paired"]:
             results["takd_minus_student"] = results["paired"]["takd"]
     return results
@@ -117,11 +120,13 @@ def markdown(results: dict) -> str:
             lines.append(f"| {LABELS.get(arm, f'MonoTAKD row `{arm}`')} (n={row['n']}) | {cells[0]} | {cells[1]} |")
         lines.append("")
     for arm, diff in (results.get("paired") or {}).items():
-        lines += [f"{arm} - student, paired by seed (mean ± std, 95 % t-interval):", ""]
+        n = len(next(iter(diff.values()))["per_seed"]) if diff else 0
+        lines += [f"{arm} - student, paired by seed (n={n}; mean ± std, 95 % t-interval):", ""]
         for name, d in diff.items():
             ci = d.get("ci95")
             ci_text = f", CI [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else ""
-            lines.append(f"- {name}: {d['mean']:+.2f} ± {d['std']:.2f}{ci_text}")
+            spread = f" ± {d['std']:.2f}" if n > 1 else " (one seed)"
+            lines.append(f"- {name}: {d['mean']:+.2f}{spread}{ci_text}")
         lines.append("")
     return "\n".join(lines)
 
@@ -153,12 +158,13 @@ def run_study(args) -> dict:
         with ThreadPoolExecutor(max_workers=max(1, min(2, args.jobs))) as pool:
             for arm, flat in zip(FROZEN, pool.map(lambda a: run(a, frozen_seed), FROZEN)):
                 flats.setdefault(arm, {})[frozen_seed] = flat
-    arm_seeds = {a: [frozen_seed] if a in FROZEN else seeds for a in arms}
+    row_seeds = args.row_seeds or seeds
+    arm_seeds = {a: [frozen_seed] if a in FROZEN else seeds if a in ("student", "takd") else row_seeds for a in arms}
     jobs = [(a, s) for a in arms for s in arm_seeds[a] if s not in flats.get(a, {})]
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         for (arm, seed), flat in zip(jobs, pool.map(lambda job: run(*job), jobs)):
             flats[arm][seed] = flat
-    meta = {"seeds": seeds, "student_seeds": seeds, "frozen_seed": frozen_seed, "runs": str(runs),
+    meta = {"seeds": seeds, "student_seeds": seeds, "row_seeds": row_seeds, "frozen_seed": frozen_seed, "runs": str(runs),
             "data": str(root), "train_frames": num_train, "val_frames": num_val, "arms": arms,
             "train_args": args.train_arg}
     return summarise(flats, arms, arm_seeds, meta)
@@ -167,6 +173,8 @@ def run_study(args) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="student seeds")
+    parser.add_argument("--row-seeds", type=int, nargs="+", default=None,
+                        help="seeds of the ablation rows (default: --seeds)")
     parser.add_argument("--frozen-seed", type=int, default=None, help="seed of the LiDAR teacher and the TA")
     parser.add_argument("--arms", nargs="+", default=None, help="lidar_teacher, ta, student, takd, or PRESETS rows")
     parser.add_argument("--num-train", type=int, default=None)

@@ -51,6 +51,28 @@ def test_frozen_models_first_then_every_arm_and_seed(takd_seeds, monkeypatch, tm
     assert again["takd_minus_student"] == results["takd_minus_student"]
 
 
+def test_row_seeds_run_ablation_rows_at_fewer_seeds_paired_at_their_own(takd_seeds, monkeypatch, tmp_path):
+    calls = []
+
+    def fake_run(arm, seed, runs, frozen_seed, root, extra):
+        calls.append((arm, seed))
+        return _flat({"student": 10.0, "takd": 12.0, "+IMD": 15.0}.get(arm, 40.0) + (seed - 1001))
+
+    monkeypatch.setattr(takd_seeds, "train_and_evaluate", fake_run)
+    monkeypatch.setattr(takd_seeds.demo, "ensure_synth", lambda *a, **k: None)
+    out = tmp_path / "takd_seeds"
+    takd_seeds.main(["--arms", "lidar_teacher", "ta", "student", "takd", "+IMD", "--seeds", "1001", "1002", "1003",
+                     "--row-seeds", "1002", "--runs", str(tmp_path / "runs"), "--out", str(out)])
+    assert sorted(calls[2:]) == sorted([("student", s) for s in (1001, 1002, 1003)] +
+                                       [("takd", s) for s in (1001, 1002, 1003)] + [("+IMD", 1002)])
+    results = json.loads(out.with_suffix(".json").read_text())
+    assert results["row_seeds"] == [1002] and results["models"]["+IMD"]["seeds"] == [1002]
+    imd = results["paired"]["+IMD"]["Car/bev/moderate/R40@0.50"]
+    assert imd["per_seed"] == [5.0] and imd["ci95"] is None  # +IMD 16 - student 11 at seed 1002
+    assert results["takd_minus_student"]["Car/bev/moderate/R40@0.50"]["per_seed"] == [2.0, 2.0, 2.0]
+    assert "+IMD - student, paired by seed (n=1" in out.with_suffix(".md").read_text()
+
+
 def test_arms_map_to_recipes_and_unknown_arms_fail(takd_seeds, tmp_path):
     assert takd_seeds.arm_recipe("student") == ("configs/takd_synth.yaml", takd_seeds.PRESETS["student"])
     assert not takd_seeds.distilled("student") and takd_seeds.distilled("full") and not takd_seeds.distilled("ta")
