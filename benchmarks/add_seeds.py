@@ -23,7 +23,12 @@ Protocols (``--protocol``; explicit options override them):
 - ``power``: 800 / 1000 frames (the same 800 train frames: frame i depends on (seed, i) only),
   students at seeds 1001-1005, which share neither weights nor data order (``train.seed``
   drives both) with the seed-444 teacher, taken at its last checkpoint (no selection on val);
-  arms baseline, add (as shipped), paper-literal and depth-memory+gt-pairing.
+  arms baseline, paper-literal (the paper's ADD) and depth-memory+gt-pairing (the variant the
+  probes favour: benchmarks/add_probe.py), each ~30 min a training on one core.
+
+Runs are scheduled seed by seed (every arm of seed 1001, then of 1002, ...), so an interrupted
+study has whole paired seeds; ``--finished-only`` renders the finished ones without training
+(``partial: true`` in the JSON, with the planned seeds).
 
 Writes ``benchmarks/results/add_seeds.{json,md}``: per arm mean +- sample std over seeds, and
 per student arm its paired (same seed) difference to the baseline per metric: ``mean``, ``std``,
@@ -75,7 +80,7 @@ PROTOCOLS = {
                "arms": ["teacher", "baseline", "add"], "runs": "runs/exp", "data": "data/synthkitti",
                "teacher_ckpt": "best.ckpt"},
     "power": {"num_train": 800, "num_val": 1000, "teacher_seed": 444, "seeds": [1001, 1002, 1003, 1004, 1005],
-              "arms": ["teacher", "baseline", "add", "paper-literal", "depth-memory+gt-pairing"],
+              "arms": ["teacher", "baseline", "paper-literal", "depth-memory+gt-pairing"],
               "runs": "runs/add_power", "data": "data/synthkitti-800-1000", "teacher_ckpt": "last.ckpt"},
 }
 
@@ -206,6 +211,8 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="trainings at once (after the teacher)")
     parser.add_argument("--train-arg", action="append", default=[], help="extra argument for monokd train, repeatable")
     parser.add_argument("--from-json", default=None, help="re-render an existing results JSON (no training)")
+    parser.add_argument("--finished-only", action="store_true",
+                        help="no training: summarise the seeds whose every arm has finished and been evaluated")
     parser.add_argument("--out", default=None, help="results path without suffix (default "
                         "benchmarks/results/add_seeds, or add_seeds_caddn with --student caddn)")
     args = parser.parse_args(argv)
@@ -229,6 +236,12 @@ def run_study(args) -> dict:
     num_train, num_val = args.num_train or proto["num_train"], args.num_val or proto["num_val"]
     runs, root = Path(args.runs or proto["runs"]), Path(args.data or proto["data"])
     teacher_seeds = args.teacher_seeds or (seeds if args.protocol == "legacy" else [teacher_seed])
+    meta = {"protocol": args.protocol, "student": getattr(args, "student", "monodetr"), "seeds": seeds, "student_seeds": seeds, "teacher_seed": teacher_seed,
+            "teacher_seeds": teacher_seeds, "shares_teacher_seed": teacher_seed in seeds, "runs": str(runs),
+            "data": str(root), "train_frames": num_train, "val_frames": num_val, "arms": arms,
+            "teacher_ckpt": proto["teacher_ckpt"]}
+    if getattr(args, "finished_only", False):
+        return finished_only(arms, seeds, teacher_seeds, runs, meta)
     demo.ensure_synth(root, num_train, num_val, seed=0)
     distilled = [a for a in arms if arm_recipe(a)[0] == RECIPES["add"]]
     run = lambda arm, seed: train_and_evaluate(arm, seed, runs, teacher_seed, root, args.train_arg,  # noqa: E731
@@ -237,15 +250,28 @@ def run_study(args) -> dict:
     if distilled:  # the teacher must exist before any student is distilled from it
         flats.setdefault("teacher", {})[teacher_seed] = run("teacher", teacher_seed)
     arm_seeds = {a: teacher_seeds if a == "teacher" else seeds for a in arms}
-    jobs = [(a, s) for a in arms for s in arm_seeds[a] if s not in flats.get(a, {})]
+    # seed-major: an interrupted study leaves whole paired seeds
+    order = list(dict.fromkeys([*teacher_seeds, *seeds]))
+    jobs = [(a, s) for s in order for a in arms if s in arm_seeds[a] and s not in flats.get(a, {})]
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         for (arm, seed), flat in zip(jobs, pool.map(lambda job: run(*job), jobs)):
             flats[arm][seed] = flat
-    meta = {"protocol": args.protocol, "student": getattr(args, "student", "monodetr"), "seeds": seeds, "student_seeds": seeds, "teacher_seed": teacher_seed,
-            "teacher_seeds": teacher_seeds, "shares_teacher_seed": teacher_seed in seeds, "runs": str(runs),
-            "data": str(root), "train_frames": num_train, "val_frames": num_val, "arms": arms,
-            "teacher_ckpt": proto["teacher_ckpt"]}
     return summarise(flats, arms, arm_seeds, meta)
+
+
+def finished_only(arms: list[str], seeds: list[int], teacher_seeds: list[int], runs: Path, meta: dict) -> dict:
+    """The summary of an unfinished study: the teacher seeds and the student seeds whose every
+    arm has trained (demo's marker) and been evaluated; nothing is trained or evaluated."""
+    def done(arm: str, seed: int) -> bool:
+        run = runs / run_folder(arm, seed)
+        return demo.training_done(run) and demo.evaluation_json(run / "eval-last") is not None
+
+    students = [a for a in arms if a != "teacher"]
+    done_seeds = [s for s in seeds if all(done(a, s) for a in students)]
+    arm_seeds = {a: [s for s in teacher_seeds if done(a, s)] if a == "teacher" else done_seeds for a in arms}
+    flats = {a: {s: demo.read_flat(runs / run_folder(a, s) / "eval-last") for s in arm_seeds[a]} for a in arms}
+    return summarise(flats, arms, arm_seeds, {**meta, "seeds": done_seeds, "student_seeds": done_seeds,
+                                             "partial": done_seeds != seeds, "planned_seeds": seeds})
 
 
 if __name__ == "__main__":

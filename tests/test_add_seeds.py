@@ -38,24 +38,47 @@ def test_power_protocol_trains_the_teacher_first_then_every_arm_and_seed(add_see
     monkeypatch.setattr(add_seeds, "train_and_evaluate", fake_run)
     monkeypatch.setattr(add_seeds.demo, "ensure_synth", lambda root, n_train, n_val, seed=0: synth.append((n_train, n_val)))
     out = tmp_path / "add_seeds"
-    add_seeds.main(["--protocol", "power", "--jobs", "3", "--runs", str(tmp_path / "runs"), "--out", str(out)])
+    add_seeds.main(["--protocol", "power", "--jobs", "1", "--runs", str(tmp_path / "runs"), "--out", str(out)])
     assert synth == [(800, 1000)]
     assert calls[0] == ("teacher", 444, "last.ckpt")  # before any student
     seeds = [1001, 1002, 1003, 1004, 1005]
-    arms = ["teacher", "baseline", "add", "paper-literal", "depth-memory+gt-pairing"]
-    assert sorted(calls[1:]) == sorted((a, s, "last.ckpt") for a in arms[1:] for s in seeds)
+    arms = ["teacher", "baseline", "paper-literal", "depth-memory+gt-pairing"]
+    # seed-major: an interrupted study leaves whole paired seeds
+    assert calls[1:] == [(a, s, "last.ckpt") for s in seeds for a in arms[1:]]
     results = json.loads(out.with_suffix(".json").read_text())
     assert results["val_frames"] == 1000 and results["seeds"] == seeds and results["teacher_seed"] == 444
     assert not results["shares_teacher_seed"]
     assert list(results["models"]) == arms and results["models"]["teacher"]["seeds"] == [444]
-    assert set(results["paired"]) == {"add", "paper-literal", "depth-memory+gt-pairing"}
+    assert set(results["paired"]) == {"paper-literal", "depth-memory+gt-pairing"}
     diff = results["paired"]["depth-memory+gt-pairing"]["Car/3d/moderate/R40@0.70"]
     assert diff["per_seed"] == [1.0, 2.0, 3.0, 4.0, 5.0] and diff["mean"] == pytest.approx(3.0)
     half = 2.7764451051977987 * (2.5 ** 0.5) / 5 ** 0.5  # t(0.975, 4) * std / sqrt(5), std^2 = 2.5
     assert diff["ci95"] == pytest.approx([3.0 - half, 3.0 + half])
-    assert results["add_minus_baseline"] == results["paired"]["add"]
+    assert "add_minus_baseline" not in results  # no arm named add in this protocol
     text = out.with_suffix(".md").read_text()
     assert "1000 frames" in text and "paper-literal - baseline" in text and "CI [" in text
+
+
+def test_finished_only_summarises_whole_finished_seeds_without_training(add_seeds, monkeypatch, tmp_path):
+    monkeypatch.setattr(add_seeds, "train_and_evaluate", lambda *a, **k: pytest.fail("trained"))
+    monkeypatch.setattr(add_seeds.demo, "ensure_synth", lambda *a, **k: pytest.fail("generated data"))
+    runs = tmp_path / "runs"
+    finished = {("teacher", 444): 30.0, ("baseline", 1001): 10.0, ("paper-literal", 1001): 12.0,
+                ("baseline", 1002): 11.0, ("paper-literal", 1002): 14.0, ("baseline", 1003): 9.0}  # 1003 half done
+    for (arm, seed), ap in finished.items():
+        run = runs / add_seeds.run_folder(arm, seed)
+        (run / "eval-last").mkdir(parents=True)
+        (run / add_seeds.demo.TRAIN_MARKER).write_text("")
+        (run / "last.ckpt").write_text("")
+        (run / "eval-last" / "metrics.json").write_text(json.dumps({"flat": _flat(ap)}))
+    out = tmp_path / "partial"
+    add_seeds.main(["--protocol", "power", "--arms", "teacher", "baseline", "paper-literal", "--finished-only",
+                    "--runs", str(runs), "--out", str(out)])
+    results = json.loads(out.with_suffix(".json").read_text())
+    assert results["partial"] and results["seeds"] == [1001, 1002]
+    assert results["planned_seeds"] == [1001, 1002, 1003, 1004, 1005]
+    assert results["paired"]["paper-literal"]["Car/3d/moderate/R40@0.70"]["per_seed"] == [2.0, 3.0]
+    assert results["models"]["teacher"]["n"] == 1
 
 
 def test_unknown_arm_fails_before_training(add_seeds, monkeypatch, tmp_path):
