@@ -257,3 +257,20 @@ def test_ddp_two_processes(tmp_path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["final"]["metrics"]  # rank 0 scored the gathered detections
     assert (tmp_path / "last.ckpt").is_file()
+
+
+def test_lightning_advertisement_dropped_other_lines_kept(caplog):
+    import logging
+
+    from lightning.pytorch.utilities.rank_zero import rank_zero_info
+
+    from monokd.engine.train import quiet_lightning
+
+    quiet_lightning()
+    quiet_lightning()  # idempotent: one filter
+    log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    assert len([f for f in log.filters if type(f).__name__ == "_DropAdvertisement"]) == 1
+    with caplog.at_level(logging.INFO, logger=log.name):
+        rank_zero_info("💡 Tip: For seamless cloud logging and experiment tracking, try installing [litlogger]")
+        rank_zero_info("GPU available: False, used: False")
+    assert [r.getMessage() for r in caplog.records] == ["GPU available: False, used: False"]

@@ -9,6 +9,7 @@ launches the processes) or ``torchrun --nproc_per_node N -m monokd.cli train ...
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import warnings
@@ -27,6 +28,24 @@ from monokd.engine.preflight import check_numbers, check_run
 from monokd.engine.seeding import seed_everything
 
 PRECISIONS = {"32": "32-true", "bf16-mixed": "bf16-mixed", "16-mixed": "16-mixed"}
+
+
+class _DropAdvertisement(logging.Filter):
+    """Lightning's "Tip: ... try installing litlogger" line: an advertisement, printed on every
+    run of every command; nothing a monokd user can act on (monokd logs to TensorBoard)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip: For seamless cloud" not in record.getMessage()
+
+
+def quiet_lightning() -> None:
+    """Silence Lightning's noise that says nothing about the run (idempotent): the litlogger
+    advertisement and the deprecation warning Lightning's own pytree helper raises with the
+    installed torch (lightning/pytorch/utilities/_pytree.py, not our code)."""
+    log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropAdvertisement) for f in log.filters):
+        log.addFilter(_DropAdvertisement())
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,6 +87,7 @@ def _launch_topology(devices, num_nodes) -> tuple:
 
 def build_trainer(cfg: dict, out: Path, devices=None, num_nodes=None, precision: str = "32",
                   callbacks: list | None = None, progress_bar: bool = True) -> L.Trainer:
+    quiet_lightning()
     accelerator, devices, num_nodes = _launch_topology(devices, num_nodes)
     distributed = devices * num_nodes > 1
     # train.start_method: "popen" (re-run the command, the default), "spawn" or "fork"
