@@ -80,3 +80,30 @@ def test_student_state_and_cli(tmp_path, monkeypatch):
     assert (tmp_path / "o" / "student.safetensors").is_file() and not (tmp_path / "o" / "student.onnx").exists()
     with pytest.raises(Exception, match="missing keys"):
         export.export_student(ckpt, tmp_path / "bad", build=lambda cfg: torch.nn.Linear(2, 2), onnx=False)
+
+
+def test_every_file_has_the_umask_mode(exported):
+    _, out, _ = exported
+    modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()}
+    assert set(modes) == {"student.safetensors", "config.yaml", "student.ckpt", "student.onnx", "export.json"}
+    assert modes["student.safetensors"] == modes["student.ckpt"] == modes["config.yaml"]
+
+
+def test_failed_export_leaves_out_as_it_was(exported, tmp_path, monkeypatch):
+    _, out, _ = exported
+    ckpt = out.parent / "distilled.ckpt"
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("onnx tracing failed")
+
+    monkeypatch.setattr(export, "export_onnx", fail)
+    fresh = tmp_path / "new" / "out"
+    with pytest.raises(RuntimeError, match="tracing"):
+        export.export_student(ckpt, fresh, build=lambda cfg: FakeDetector())
+    assert not (tmp_path / "new").exists()  # the folders it made are gone too
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    with pytest.raises(RuntimeError, match="tracing"):
+        export.export_student(ckpt, kept, build=lambda cfg: FakeDetector())
+    assert [p.name for p in kept.iterdir()] == ["notes.txt"]

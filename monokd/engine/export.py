@@ -17,6 +17,13 @@ not) this writes to ``--out``:
   pruned), outputs the raw ``pred_*`` heads in name order; checked against PyTorch with
   onnxruntime;
 - ``export.json``: what was written, parameter count, the ONNX check's max abs difference.
+
+All or nothing: the files are written to a hidden folder inside ``--out`` and moved into it
+only when every one is written, so a failed export leaves ``--out`` as it was. A detector that
+reads more than an image (PatchNet: a depth map and 2-D boxes; a teacher fed ground truth;
+monokd/engine/servable.py) has no ONNX model: ``export`` refuses it before writing anything
+and names ``--no-onnx``, which writes the other files. Every file gets the mode the umask
+gives (safetensors itself writes 0600).
 """
 
 from __future__ import annotations
@@ -24,6 +31,9 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -33,6 +43,8 @@ from torch import nn
 
 from monokd.config import save_config
 from monokd.engine.checkpoint import MODEL_PREFIX, check_state_dict, checkpoint_config, model_state, read_checkpoint
+from monokd.engine.servable import unserved
+from monokd.errors import ConfigError
 
 STUDENT_PREFIX = "student."
 
@@ -43,7 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None, help="the run's config (default: the one stored in the checkpoint)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="config override (on --config, else on the checkpoint's config), repeatable")
-    parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX model")
+    parser.add_argument("--no-onnx", action="store_true",
+                        help="skip the ONNX model (needed for a detector that reads more than an image: PatchNet)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17; a detector that needs a newer one raises it: "
                              "CaDDN uses 20, its 5-D GridSample)")
     parser.add_argument("--batch-size", type=int, default=1, help="batch size of the ONNX model (default 1)")
@@ -87,8 +100,6 @@ def export_student(ckpt: str | Path, out_dir: str | Path, cfg: dict | None = Non
                    opset: int = 17, batch_size: int = 1, overrides: list[str] | None = None) -> dict:
     """Write the student of ``ckpt`` to ``out_dir`` (see the module docstring); returns the
     report. ``overrides`` (key=value) apply to the checkpoint's config when ``cfg`` is None."""
-    from safetensors.torch import save_file
-
     checkpoint = read_checkpoint(ckpt)
     cfg = student_config(cfg if cfg is not None else checkpoint_config(checkpoint, ckpt, overrides))
     state = student_state(model_state(checkpoint))
@@ -97,29 +108,67 @@ def export_student(ckpt: str | Path, out_dir: str | Path, cfg: dict | None = Non
     model.load_state_dict(state)
     model.eval()
 
+    if onnx and unserved(model, cfg):
+        raise ConfigError(f"{ckpt}: {unserved(model, cfg)}; its ONNX model is not supported yet: pass --no-onnx "
+                          "to write student.safetensors, student.ckpt and config.yaml")
     out_dir = Path(out_dir)
+    made = [d for d in (out_dir, *out_dir.parents) if not d.exists()]  # removed again on failure
     out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
+    try:
+        report = _write_student(model, cfg, checkpoint, str(ckpt), staging, out_dir, onnx, opset, batch_size)
+        for name in (*OUTPUT_FILES, "export.json"):  # the report last: it says the export is whole
+            if (staging / name).exists():
+                os.replace(staging / name, out_dir / name)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for folder in made:  # deepest first; only folders this call made, and only if empty
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
+    return report
+
+
+OUTPUT_FILES = ("student.safetensors", "config.yaml", "student.ckpt", "student.onnx")
+
+
+def _umask_mode(path: Path) -> None:
+    """Give ``path`` the mode a new file gets (0666 less the umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+def _write_student(model: nn.Module, cfg: dict, checkpoint: dict, source: str, staging: Path, out_dir: Path,
+                   onnx: bool, opset: int, batch_size: int) -> dict:
+    """Write every file to ``staging``; the report names them where they will lie, in ``out_dir``."""
+    from safetensors.torch import save_file
+
     # clones: safetensors refuses tensors that share storage
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    save_file(tensors, str(out_dir / "student.safetensors"), metadata={"source": str(ckpt)})
-    save_config(cfg, out_dir / "config.yaml")
+    save_file(tensors, str(staging / "student.safetensors"), metadata={"source": source})
+    _umask_mode(staging / "student.safetensors")
+    save_config(cfg, staging / "config.yaml")
     baseline = {"state_dict": {MODEL_PREFIX + k: v for k, v in tensors.items()}, "hyper_parameters": {"cfg": cfg}}
     for key in ("epoch", "global_step", "pytorch-lightning_version", "provenance"):
         if key in checkpoint:
             baseline[key] = checkpoint[key]
-    torch.save(baseline, out_dir / "student.ckpt")
+    torch.save(baseline, staging / "student.ckpt")
     report = {"safetensors": str(out_dir / "student.safetensors"), "config": str(out_dir / "config.yaml"),
               "checkpoint": str(out_dir / "student.ckpt"), "tensors": len(tensors),
               "parameters": sum(p.numel() for p in model.parameters())}
     if onnx:
         images, P2 = example_inputs(cfg, batch_size)
         lidar_to_rect = example_lidar_to_rect(batch_size)
-        path = out_dir / "student.onnx"
+        path = staging / "student.onnx"
         opset = max(opset, int(getattr(model, "onnx_opset", 0)))
         names = export_onnx(model, path, images, P2, opset, lidar_to_rect)
-        report.update(onnx=str(path), onnx_opset=opset, onnx_outputs=names,
+        report.update(onnx=str(out_dir / "student.onnx"), onnx_opset=opset, onnx_outputs=names,
                       onnx_max_abs_diff=onnx_max_abs_diff(model, path, images, P2, lidar_to_rect))
-    (out_dir / "export.json").write_text(json.dumps(report, indent=2))
+    (staging / "export.json").write_text(json.dumps(report, indent=2))
     return report
 
 

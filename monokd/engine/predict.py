@@ -6,6 +6,14 @@ and OUT/pictures/<stem>.png (3-D boxes on the image and a bird's-eye view).
 named like the images (<stem>.txt). A calib file is KITTI's; a file holding only the
 ``P2:`` line is accepted too. The config is the one stored in the checkpoint unless
 ``--config`` is given; ``--set`` applies to whichever it is.
+
+The pictures show every box the result files hold, i.e. every box the model decoded above its
+own decode threshold (MonoDETR ``model.decode.threshold``, CaDDN / MonoTAKD
+``model.anchor_head.score_threshold``, PatchNet ``model.decode.min_score``);
+``--score-threshold`` hides weaker ones in the pictures only, and ``--set`` on the model's
+key decodes weaker ones too. A detector that needs more than an image and its calib
+(PatchNet: a depth map and 2-D boxes; a teacher fed ground truth; monokd/engine/servable.py)
+is refused before anything is written.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from monokd.config import get, load_config
+from monokd.config import load_config
 from monokd.data import augment as aug
 from monokd.data.checks import check_principal_point, image_size
 from monokd.data.dataset import collate, data_config, empty_targets
@@ -27,6 +35,7 @@ from monokd.data.kitti import (IMAGE_SUFFIXES, KittiFormatError, check_camera_ma
 from monokd.geometry.calib import AXES_VELO_TO_CAM, velo_to_rect_matrix
 from monokd.engine.checkpoint import checkpoint_config, load_detector, read_checkpoint
 from monokd.engine.inference import detect
+from monokd.engine.servable import unserved
 from monokd.errors import ConfigError
 from monokd.evaluation import write_results
 
@@ -38,8 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output directory (data/ results, pictures/)")
     parser.add_argument("--config", default=None, help="config (default: the one stored in the checkpoint)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
-    parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--score-threshold", type=float, default=0.2, help="hide weaker boxes in the pictures")
+    parser.add_argument("--batch-size", type=int, default=1, help="images a batch (default 1)")
+    parser.add_argument("--score-threshold", type=float, default=None,
+                        help="hide weaker boxes in the pictures (default: none hidden, i.e. the model's own decode "
+                             "threshold; to see weaker boxes lower that with --set, see docs/training.md)")
     parser.add_argument("--no-pictures", action="store_true", help="write the result files only")
 
 
@@ -128,26 +139,35 @@ class ImageFolder(Dataset):
         }
 
 
-def draw_pictures(dataset: ImageFolder, detections: dict, out: Path, score_threshold: float) -> int:
+def shown(objects: list, score_threshold: float | None = None) -> list:
+    """The detections a picture shows: all (None: the model's decode threshold already applied),
+    else those scoring at least ``score_threshold`` (an object without a score is kept)."""
+    if score_threshold is None:
+        return list(objects)
+    return [o for o in objects if o.score is None or o.score >= score_threshold]
+
+
+def draw_pictures(dataset: ImageFolder, detections: dict, out: Path, score_threshold: float | None = None) -> int:
     from monokd.viz.draw import render_frame_picture
 
     out.mkdir(parents=True, exist_ok=True)
     for path, calib in zip(dataset.paths, dataset.calib_files):
-        preds = [o for o in detections.get(path.stem, []) if o.score is None or o.score >= score_threshold]
-        picture = render_frame_picture(read_image(path), dataset._P2[calib], [], preds, title=path.stem)
+        preds = shown(detections.get(path.stem, []), score_threshold)
+        picture = render_frame_picture(read_image(path), dataset._P2[calib], None, preds, title=path.stem)
         write_image(out / f"{path.stem}.png", picture)
-    return len(dataset)
+    return len(dataset.paths)
 
 
 def predict(args: argparse.Namespace) -> int:
     checkpoint = read_checkpoint(args.ckpt)
     # --set: on --config, else on the checkpoint's own config
     cfg = load_config(args.config, args.set) if args.config else checkpoint_config(checkpoint, args.ckpt, args.set)
-    if get(cfg, "model.depth_input"):
-        raise ConfigError(f"{args.ckpt}: a model with model.depth_input={get(cfg, 'model.depth_input')!r} "
-                          "(a teacher) needs ground truth at inference; predict with a student or baseline")
     dataset = ImageFolder(args.images, args.calib, cfg)  # the inputs checked before the model is built
     model, cfg = load_detector(args.ckpt, cfg, checkpoint=checkpoint)
+    if unserved(model, cfg):  # before anything is written
+        raise ConfigError(f"{args.ckpt}: {unserved(model, cfg)}; predict on new images is not supported for it "
+                          f"yet: use `monokd evaluate --ckpt {args.ckpt} --split SPLIT --out DIR` on a KITTI-layout "
+                          "folder (--set data.root=...)")
     out = Path(args.out)
     loader = DataLoader(dataset, batch_size=args.batch_size, collate_fn=collate)
     detections = detect(model, loader, progress=sys.stdout.isatty())

@@ -113,12 +113,21 @@ def _scale_boxes_2d(objects: list[Object3D], factor: int) -> list[Object3D]:
     return [replace(o, box2d=(np.asarray(o.box2d) + 0.5) * factor - 0.5) for o in objects]
 
 
-def render_frame_picture(image: np.ndarray, P2: np.ndarray, gt: list[Object3D],
+def legend_entries(gt: list[Object3D] | None, preds: list[Object3D] | None) -> list[tuple[str, tuple]]:
+    """(name, colour) of each legend entry: "ground truth" only when there is a GT box to draw
+    (not for images without labels), "prediction" whenever predictions are given (even none)."""
+    return ([("ground truth", GT_COLOR)] if gt else []) + ([("prediction", PRED_COLOR)] if preds is not None else [])
+
+
+def render_frame_picture(image: np.ndarray, P2: np.ndarray, gt: list[Object3D] | None,
                          preds: list[Object3D] | None = None, points: np.ndarray | None = None,
                          title: str | None = None) -> np.ndarray:
     """One picture of a frame: the image with its boxes on the left, the bird's-eye view on the
-    right, a legend below the image. (H', W + W_bev, 3) uint8 RGB."""
+    right, a legend below the image (:func:`legend_entries`). ``gt`` None or empty: no labels
+    drawn. (H', W + W_bev, 3) uint8 RGB."""
     import cv2
+
+    gt = list(gt or [])
 
     factor = int(np.ceil(250 / image.shape[0]))  # small renders are drawn enlarged, lines stay thin
     if factor > 1:
@@ -132,7 +141,7 @@ def render_frame_picture(image: np.ndarray, P2: np.ndarray, gt: list[Object3D],
     canvas[:drawn.shape[0], :drawn.shape[1]] = drawn
     canvas[:bev.shape[0], drawn.shape[1]:] = bev
     row = drawn.shape[0] + 24
-    text = [("ground truth", GT_COLOR)] + ([("prediction", PRED_COLOR)] if preds is not None else [])
+    text = legend_entries(gt, preds)
     x = 10
     if title:
         cv2.putText(canvas, title, (x, row), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)

@@ -54,6 +54,8 @@ def model_config(cfg: dict) -> dict:
 class LidarPillars(nn.Module):
     """See the module docstring. Args: cfg the ``model`` section, classes ``data.classes``."""
 
+    batch_inputs = ("points", "lidar_to_rect")  # what forward reads (no image)
+
     def __init__(self, cfg: dict, classes: list[str]):
         super().__init__()
         from monokd.models.bev.anchor_head import AnchorHead

@@ -79,6 +79,7 @@ class PatchNet(nn.Module):
             raise ConfigError(f"model.num_classes: {cfg['num_classes']} but data.classes has {len(classes)}")
         self.cfg, self.classes = cfg, list(classes)
         self.depth_key = DEPTH_INPUTS[cfg["depth_input"]]
+        self.batch_inputs = ("P2", self.depth_key, "proposals")  # what forward reads (no image)
         self.patch_size, self.offset = int(cfg["patch_size"]), float(cfg["threshold_offset"])
         self.num_size_cluster = len(SIZE_CLUSTERS)
         self.register_buffer("size_cluster", size_cluster_of(self.classes), persistent=False)

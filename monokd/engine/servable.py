@@ -1,0 +1,44 @@
+"""Which detectors ``monokd predict`` and ``monokd export`` can serve: those that read an image
+alone.
+
+``predict`` feeds a detector what a folder of images and calib files gives: ``images``
+(B, 3, H, W), ``P2`` (B, 3, 4) and ``lidar_to_rect`` (B, 4, 4); the ONNX model of ``export``
+has exactly these inputs. A detector that reads more declares it in ``batch_inputs`` (the
+batch keys its ``forward`` reads; absent = images, P2 and lidar_to_rect only): PatchNet reads a
+depth map and 2-D boxes per image, the LiDAR teacher a sweep. A teacher fed ground truth
+(``model.depth_input``) reads its labels or depth_2 maps. Both commands ask
+:func:`unserved` before they write anything and refuse in one line (a ``ConfigError``).
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from monokd.config import get
+
+IMAGE_INPUTS = ("images", "P2", "lidar_to_rect")
+# what a batch key is, in words, and the config key that makes the dataset load it
+_WORDS = {
+    "depth_pred": "a depth map (data.depth_pred_dir)",
+    "depth_maps": "a depth_2 map (data.depth_maps)",
+    "proposals": "2-D boxes (data.proposals)",
+    "points": "a LiDAR sweep (data.load_points)",
+}
+
+
+def extra_inputs(model: nn.Module) -> list[str]:
+    """The batch keys ``model`` reads beyond images, P2 and lidar_to_rect."""
+    return [key for key in getattr(model, "batch_inputs", IMAGE_INPUTS) if key not in IMAGE_INPUTS]
+
+
+def unserved(model: nn.Module, cfg: dict) -> str | None:
+    """What ``model`` needs that an image and its calib do not give, in words (None: nothing)."""
+    if get(cfg, "model.depth_input"):
+        return (f"{type(model).__name__} with model.depth_input={get(cfg, 'model.depth_input')!r} (a teacher) "
+                "reads ground truth per image")
+    extra = extra_inputs(model)
+    if not extra:
+        return None
+    words = [_WORDS.get(key, f"batch['{key}']") for key in extra]
+    listed = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+    return f"{type(model).__name__} needs {listed} per image besides the image"
