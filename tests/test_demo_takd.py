@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
 
 from monokd.engine import demo
 from tests.test_demo import car, fake_root, flat
@@ -62,3 +63,31 @@ def test_method_takd_picks_the_caddn_story_and_wires_teacher_and_ta(tmp_path, mo
     assert len(figures) == 1 and "![BEV features](figures/bev_features.png)" in text
     for label in ("LiDAR teacher (pillars)", "TA (camera, GT depth)", "CaDDN (student alone)", "CaDDN + MonoTAKD"):
         assert f"| {label} |" in text
+
+
+def test_the_pictures_second_evaluation_says_what_it_is_for(tmp_path, monkeypatch):
+    """Each model's second evaluation (low threshold, for the pictures' boxes only) is
+    announced as such, and its command's lines show after demo.PICTURES_TAG."""
+    root = fake_root(tmp_path / "data")
+    (root / demo.SYNTH_MARKER).write_text("{}")
+    calls, tags = [], {}
+    run = fake_commands(calls)
+
+    def tagged(args, stage, **options):
+        tags[args[args.index("--out") + 1]] = options["lane"].tag
+        run(args, stage, **options)
+
+    monkeypatch.setattr(demo, "run_command", tagged)
+    monkeypatch.setattr(demo, "takd_bev_figure", lambda root, runs, plot, out: None)
+    printed = io.StringIO()
+    demo.run_demo(tmp_path / "out", "quick", data_root=root, method="takd", stream=printed)
+    out = tmp_path / "out"
+    assert tags[str(out / "eval_boxes" / "ta")] == demo.PICTURES_TAG
+    assert tags[str(out / "eval" / "ta")] == "" and tags[str(out / "ta")] == ""
+    again = f"[ta] evaluating again, at a low score threshold, only for the pictures' boxes ({out / 'eval_boxes' / 'ta'}"
+    assert again in printed.getvalue()
+    display = demo.Display(["ta"], stream=io.StringIO(), live=False)
+    lane = demo.Lane("ta", tmp_path / "ta.log", demo.Lanes(), display).tagged(demo.PICTURES_TAG)
+    assert lane.run([sys.executable, "-c", "print('evaluating ta/last.ckpt on val (4 frames)')"]) == 0
+    assert display.stream.getvalue() == "[ta] pictures' boxes only: evaluating ta/last.ckpt on val (4 frames)\n"
+    assert (tmp_path / "ta.log").read_text().endswith("\nevaluating ta/last.ckpt on val (4 frames)\n")

@@ -314,3 +314,125 @@ def test_demo_story_prepares_depth_and_boxes_first(tmp_path, monkeypatch):
     calls.clear()
     demo.run_demo(out, "quick", data_root=root, student="patchnet", stream=io.StringIO())
     assert [c[:2] for c in calls] == [["depth", "predict"]]
+
+
+def _story_cfg(preset_name, root, sets, model="baseline"):
+    """The config a PatchNet run of the demo's story gets: its recipe, the preset's
+    overrides and the prepare step's --set items."""
+    from monokd.config import load_config
+    from monokd.engine import demo
+
+    preset = demo.load_preset(preset_name, "patchnet")
+    return load_config(demo.recipe(preset, model), demo.stage_overrides(preset, model, root) + sets)
+
+
+def test_quick_demo_evaluates_patchnet_on_gt_boxes_and_warns_on_empty_results(synth_root, tmp_path):
+    """The quick preset's PatchNet runs read the GT 2-D boxes at evaluation (a 4-step box
+    detector writes empty result files): its val frames get one proposal a car. The default
+    preset's read the box detector's files; all of them empty is one MonokdWarning naming the
+    folder, once, and every frame gets no proposal."""
+    from monokd.data.dataset import KittiDataset
+    from monokd.engine import demo, patchnet_inputs
+    from monokd.errors import MonokdWarning
+
+    empty = tmp_path / "boxes" / "data"
+    empty.mkdir(parents=True)
+    for frame in (synth_root / "ImageSets" / "val.txt").read_text().split():
+        (empty / f"{frame}.txt").write_text("")
+    sets = [f"data.depth_pred_dir={synth_root / 'training' / 'depth_2'}", f"data.proposals.results_dir={empty}"]
+    for model in ("teacher", "baseline", "add"):
+        assert _story_cfg("quick", synth_root, sets, model)["data"]["proposals"]["eval"] == "gt"
+    quick = KittiDataset(synth_root, "val", _story_cfg("quick", synth_root, sets))
+    items = [quick[i] for i in range(len(quick))]
+    assert sum(len(i["proposals"]["boxes"]) for i in items) > 0
+    for item in items:
+        assert item["proposals"]["target_index"].tolist() == list(range(len(item["targets"]["labels"])))
+    assert patchnet_inputs.no_box_warning(demo.load_preset("quick", "patchnet"), synth_root, sets) is None
+
+    default = KittiDataset(synth_root, "val", _story_cfg("default", synth_root, sets))
+    assert default.cfg["proposals"]["eval"] == "results"
+    with pytest.warns(MonokdWarning, match=f"{empty}: no 2-D box in its 4 result file") as caught:
+        assert all(len(default[i]["proposals"]["boxes"]) == 0 for i in range(len(default)))
+    assert len([w for w in caught if issubclass(w.category, MonokdWarning)]) == 1  # once a folder
+    assert f"{empty}: no 2-D box" in patchnet_inputs.no_box_warning(demo.load_preset("default", "patchnet"),
+                                                                    synth_root, sets)
+
+
+def test_no_box_warning_only_for_a_folder_without_any_box(tmp_path):
+    import warnings
+
+    from monokd.data.proposals import count_result_boxes, warn_if_no_box
+    from monokd.errors import MonokdWarning
+
+    line = "Car 0.00 0 -1.50 100.00 40.00 160.00 100.00 1.50 1.60 3.90 1.00 1.60 20.00 -1.50 0.8000\n"
+    full, empty = tmp_path / "full", tmp_path / "empty"
+    for folder, texts in ((full, ["", line + line, "\n"]), (empty, ["", "\n", ""])):
+        folder.mkdir()
+        for k, text in enumerate(texts):
+            (folder / f"{k:06d}.txt").write_text(text)
+    assert count_result_boxes(full) == (2, 3) and count_result_boxes(empty) == (0, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_if_no_box(full)  # a box somewhere: silent
+    with pytest.warns(MonokdWarning, match=f"^{empty}: no 2-D box in its 3 result file"):
+        warn_if_no_box(empty)
+
+
+def test_demo_prepare_is_a_counted_logged_stage(tmp_path, monkeypatch, capsys):
+    """The PatchNet story's prepare stage has its banner ([demo 2/5]: data, prepare, two
+    waves, report), runs its commands in a lane whose output goes to OUT/logs/prepare.log,
+    shows only their progress lines, prefixed `[prepare]`, and reports the depth front-end's
+    val metrics and the box detector's 2-D AP and box count."""
+    import io
+    import json
+    import os
+    import sys
+
+    from monokd.data import kitti
+    from monokd.engine import demo
+    from tests.test_demo import car, fake_root, flat
+
+    root = fake_root(tmp_path / "data")
+    (root / demo.SYNTH_MARKER).write_text("{}")
+    lanes = {}
+
+    def run(args, stage, **options):
+        out = args[args.index("--json") + 1] if "--json" in args else args[args.index("--out") + 1]
+        lane = options.get("lane")
+        lanes.setdefault(lane.name, lane.log)
+        if args[:2] == ["depth", "train"]:  # one real child: its lines go to the log, its progress shows
+            assert lane.run([sys.executable, "-c", "print('GPU available: False'); print('depth train: epoch 1')"]) == 0
+        if args[:2] == ["depth", "evaluate"]:
+            os.makedirs(os.path.dirname(out), exist_ok=True)
+            open(out, "w").write(json.dumps({"abs_rel": 0.25, "rmse": 5.5, "delta1": 0.75, "images": 3}))
+            return
+        os.makedirs(out, exist_ok=True)
+        if args[:2] == ["depth", "train"]:
+            open(os.path.join(out, "metrics.json"), "w").write("{}")
+        elif args[0] == "train":
+            for name in ("config.yaml", "last.ckpt"):
+                open(os.path.join(out, name), "w").write("{}")
+            open(os.path.join(out, "metrics.json"), "w").write(json.dumps({"validations": [
+                {"epoch": 0, "step": 10, "metrics": flat(10.0)}]}))
+        elif args[0] == "evaluate":
+            metrics = {**flat(10.0), "Car/bbox/easy/R40@0.70": 31.0, "Car/bbox/moderate/R40@0.70": 22.0,
+                       "Car/bbox/hard/R40@0.70": 11.0}
+            open(os.path.join(out, "metrics.json"), "w").write(json.dumps({"flat": metrics}))
+            kitti.write_label(os.path.join(out, "data", "000002.txt"), [car(0.5, 16.0, 0.9), car(3.0, 30.0, 0.1)])
+
+    monkeypatch.setattr(demo, "run_command", run)
+    out, printed = tmp_path / "out", io.StringIO()
+    report = demo.run_demo(out, "quick", data_root=root, student="patchnet", stream=printed).read_text()
+    banners = [line for line in capsys.readouterr().out.splitlines() if line.startswith("=== [demo ")]
+    assert [b.split("]")[0] for b in banners] == [f"=== [demo {k}/5" for k in range(1, 6)]
+    assert banners[1].startswith("=== [demo 2/5] prepare: ") and str(out / "logs" / "prepare.log") in banners[1]
+    assert lanes["prepare"] == out / "logs" / "prepare.log"
+    log = (out / "logs" / "prepare.log").read_text()
+    assert "GPU available: False" in log and "depth train: epoch 1" in log
+    shown = printed.getvalue()
+    assert "[prepare] depth train: epoch 1" in shown and "GPU available" not in shown
+    assert "  prepare  " in shown  # a row of the stage times
+    assert "AbsRel 0.250, RMSE 5.50 m, delta1 0.750 (3 images)" in report
+    assert "Car AP_2D@0.7 R40 easy / moderate / hard 31.00 / 22.00 / 11.00; 2 boxes in its 1 result files" in report
+    assert "evaluated on the ground truth's 2-D boxes (`data.proposals.eval=gt`" in report
+    assert "**Warning:**" not in report

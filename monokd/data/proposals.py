@@ -18,7 +18,9 @@ Sources (``data.proposals``; ``train`` applies to ``data.train_split``, ``eval``
   ``data.classes``, at least ``min_height`` px high in the original image (x the dataset's
   min-height scale; PatchNet: 25 px) and scored at least ``min_score``. A missing folder is
   an error, a missing file means no box, a malformed line is a KittiFormatError naming the
-  file and the line (the reader is monokd.evaluation.results.read_results).
+  file and the line (the reader is monokd.evaluation.results.read_results). A folder
+  whose files hold no box at all (a 2-D detector that found nothing above its decode
+  threshold) is a MonokdWarning, once per folder: every frame would get no proposal.
 
 The draws happen in the dataset, so every model fed one batch (a student on estimated depth,
 its teacher on depth_2) sees the same boxes with the same jitter: a paired batch.
@@ -26,16 +28,18 @@ its teacher on depth_2) sees the same boxes with the same jitter: a paired batch
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from monokd.errors import ConfigError, KittiFormatError
+from monokd.errors import ConfigError, KittiFormatError, MonokdWarning
 
 DEFAULTS = {"train": "gt_jitter", "eval": "gt", "jitter": 0.1, "copies": 1, "results_dir": None,
             "min_height": 25.0, "min_score": 0.0}
 SOURCES = ("gt_jitter", "gt", "results")
+_CHECKED: set[str] = set()  # the results folders this process has looked at for a box
 
 
 def proposal_config(section: dict | None) -> dict:
@@ -84,9 +88,41 @@ def from_results(path: str | Path, classes: list[str], affine: np.ndarray, min_h
 
     if not Path(path).parent.is_dir():  # a missing file is a frame without box; a missing folder a mistake
         raise KittiFormatError(Path(path).parent, None, None, "result directory not found (data.proposals.results_dir)")
+    warn_if_no_box(Path(path).parent)
     kept = [o for o in read_results(path) if o.type in classes and o.height_2d >= min_height and o.score >= min_score]
     boxes = transform_boxes_2d(np.array([o.box2d for o in kept]).reshape(-1, 4), affine)
     return _proposals(boxes, [classes.index(o.type) for o in kept], [o.score for o in kept], [-1] * len(kept))
+
+
+def count_result_boxes(results_dir: str | Path, stop_at: int | None = None) -> tuple[int, int]:
+    """(boxes, files): the non-empty lines of the ``*.txt`` result files in ``results_dir``
+    and the number of those files; counting stops once ``stop_at`` boxes are seen."""
+    boxes = files = 0
+    for path in sorted(Path(results_dir).glob("*.txt")):
+        files += 1
+        boxes += sum(1 for line in path.read_text().splitlines() if line.strip())
+        if stop_at is not None and boxes >= stop_at:
+            break
+    return boxes, files
+
+
+def no_box_message(results_dir: str | Path, files: int) -> str:
+    """The one line that says a results folder holds no 2-D box."""
+    return (f"{results_dir}: no 2-D box in its {files} result file(s) (data.proposals.results_dir): every frame "
+            "gets no proposal, so the detector predicts nothing and its AP reads 0; decode the 2-D detector at a "
+            "lower score threshold, or evaluate on the GT boxes (data.proposals.eval=gt)")
+
+
+def warn_if_no_box(results_dir: str | Path) -> None:
+    """A MonokdWarning (:func:`no_box_message`), once per folder and process, when the
+    result files of ``results_dir`` hold no box at all."""
+    key = str(Path(results_dir).resolve())
+    if key in _CHECKED:
+        return
+    _CHECKED.add(key)
+    boxes, files = count_result_boxes(results_dir, stop_at=1)
+    if boxes == 0:
+        warnings.warn(no_box_message(results_dir, files), MonokdWarning, stacklevel=3)
 
 
 def clip_boxes(proposals: dict, input_size) -> dict:

@@ -67,13 +67,17 @@ class Model:
 class Story:
     """What ``monokd demo --student S --method M`` trains: ``waves`` of models; the models
     of a wave train side by side, a wave starts when the previous one has ended.
-    ``prepare`` ("module:function", optional) builds the story's inputs first and returns
-    ``--set`` items for every model (PatchNet: depth maps and 2-D boxes). ``docs`` is the
-    page of the story's longer runs, which the sentence under the report's table points to."""
+    ``prepare`` ("module:function", optional) builds the story's inputs first, as a stage of
+    its own (``prepare_what`` its banner), and returns ``--set`` items for every model
+    (PatchNet: depth maps and 2-D boxes); ``prepare_report`` ("module:function", optional)
+    returns the report's lines on those inputs. ``docs`` is the page of the story's longer
+    runs, which the sentence under the report's table points to."""
 
     waves: tuple[tuple[Model, ...], ...]
     method: str = "ADD"  # the report's title
     prepare: str | None = None
+    prepare_what: str = "the story's inputs"
+    prepare_report: str | None = None
     docs: str = "docs/add.md"
 
     @property
@@ -113,8 +117,17 @@ STORIES: dict[tuple[str, str], Story] = {
         (Model("teacher", "patchnet_teacher_synth.yaml", "Teacher (pixel-wise GT depth)", "teacher"),),
         (Model("baseline", "patchnet_synth.yaml", "PatchNet (baseline)", "baseline"),
          Model("add", "add_patchnet_synth.yaml", "PatchNet + ADD", "distilled", teacher="teacher")),
-    ), prepare="monokd.engine.patchnet_inputs:prepare_inputs", docs="docs/patchnet.md"),
+    ), prepare="monokd.engine.patchnet_inputs:prepare_inputs",
+        prepare_what="PatchNet's inputs: the depth front-end (train, predict, evaluate), the 2-D box detector "
+                     "(MonoDETR: train, evaluate)",
+        prepare_report="monokd.engine.patchnet_inputs:report_inputs", docs="docs/patchnet.md"),
 }
+
+
+def story_function(spec: str):
+    """The function a story names as ``"module:function"``."""
+    module, _, function = spec.partition(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def default_student(method: str | None) -> str:
@@ -414,6 +427,7 @@ def result_file(eval_dir: str | Path, frame: str) -> Path | None:
     return found[0] if found else None
 
 
+PICTURES_TAG = "pictures' boxes only: "  # what a model's second evaluation prints its lines after
 TOP_K_LEAST = 3  # the pictures show at least this many predictions per model
 
 
@@ -520,7 +534,7 @@ def run_demo(out: str | Path, preset_name: str = "default", data_root: str | Pat
     threads = max(int(threads or 1), 1)
     clock = Clock()
     starts: dict[str, float] = {}
-    total = 2 + len(plot.waves)
+    total = 2 + bool(plot.prepare) + len(plot.waves)
 
     cpu: dict[str, float] = {}
 
@@ -541,9 +555,16 @@ def run_demo(out: str | Path, preset_name: str = "default", data_root: str | Pat
                                        int(data.get("workers", min(available_cores(), 2)))), done=synth_done(root))
     inputs: list[str] = []
     if plot.prepare:
-        module, _, function = plot.prepare.partition(":")
-        prepare = getattr(importlib.import_module(module), function)
-        inputs = timed("prepare", lambda: prepare(preset, root, out, seed, extra_train, thread_env(threads)))
+        # a stage like a wave's: its commands' output to OUT/logs/prepare.log, their progress
+        # lines on the console prefixed with its name, stopped on an interrupt
+        prepare, log = story_function(plot.prepare), out / "logs" / "prepare.log"
+        clock.banner(2, total, "prepare", f"{plot.prepare_what}; {threads} thread(s); log in {log}")
+        lanes = Lanes()
+        lane = Lane("prepare", log, lanes, Display(["prepare"], stream=stream))
+        inputs = lanes.side_by_side({"prepare": lambda: timed(
+            "prepare", lambda: prepare(preset, root, out, seed, extra_train, thread_env(threads), lane=lane),
+            lane=lane)})["prepare"]
+        lane.display.status("prepare", f"done (elapsed {clock.elapsed()})")
     runs = {m.name: out / m.name for m in plot.models}
     eval_dirs = {m.name: out / "eval" / m.name for m in plot.models}
     results: dict[str, dict[str, float]] = {}
@@ -577,10 +598,15 @@ def run_demo(out: str | Path, preset_name: str = "default", data_root: str | Pat
         boxes = set_args("pictures_set", model.name)
         if boxes:
             done = evaluation_json(box_dirs[model.name]) is not None
+            if not done:
+                lane.display.status(model.name, f"evaluating again, at a low score threshold, only for the pictures' "
+                                                f"boxes ({box_dirs[model.name]}; the table keeps the recipe's)")
+            # its lines say what the second evaluation is for
+            again = lane.tagged(PICTURES_TAG)
             timed(f"boxes {model.name}",
                   lambda: evaluate(runs[model.name], box_dirs[model.name], "val", [*extra_eval, *boxes],
                                    stage=f"boxes {model.name}", ckpt=last_checkpoint(runs[model.name]), env=env,
-                                   lane=lane), done=done, lane=lane)
+                                   lane=again), done=done, lane=again)
         else:
             box_dirs[model.name] = eval_dirs[model.name]
         lane.display.status(model.name, f"done (elapsed {clock.elapsed()})")
@@ -588,15 +614,17 @@ def run_demo(out: str | Path, preset_name: str = "default", data_root: str | Pat
     for index, wave in enumerate(plot.waves):
         names = ", ".join(m.name for m in wave)
         how = f"side by side, {threads} thread(s) each" if len(wave) > 1 else f"{threads} thread(s)"
-        clock.banner(2 + index, total, f"train + evaluate {names}", f"{how}; logs in {out / 'logs'}")
+        clock.banner(total - len(plot.waves) + index, total, f"train + evaluate {names}",
+                     f"{how}; logs in {out / 'logs'}")
         display = Display([m.name for m in wave], stream=stream)
         lanes = Lanes()
         lanes.side_by_side({m.name: (lambda m=m: model_lane(
             m, Lane(m.name, out / "logs" / f"{m.name}.log", lanes, display), thread_env(threads))) for m in wave})
 
     clock.banner(total, total, "report", str(out / "report.md"))
+    about_inputs = story_function(plot.prepare_report)(preset, root, out, inputs) if plot.prepare_report else []
     path = timed("report", lambda: write_demo_report(out, preset, preset_name, root, runs, box_dirs, results,
-                                                     starts, clock, cpu))
+                                                     starts, clock, cpu, about_inputs))
     print(summary(path, starts, clock, cpu), file=stream or sys.stdout, flush=True)
     return path
 
@@ -666,9 +694,11 @@ def run_config(preset: dict, model: str, run_dir: Path) -> dict:
 
 
 def write_demo_report(out: Path, preset: dict, preset_name: str, root: Path, runs: dict, eval_dirs: dict,
-                      results: dict, starts: dict, clock: Clock, cpu: dict | None = None) -> Path:
-    """``OUT/report.md`` and its figures: the tables, the sentence under them, the learning
-    curves, the Figure-1 bar chart, the pictures, the stage times."""
+                      results: dict, starts: dict, clock: Clock, cpu: dict | None = None,
+                      about_inputs: list[str] = ()) -> Path:
+    """``OUT/report.md`` and its figures: the notes (``about_inputs``: markdown lines on the
+    story's prepared inputs, above the tables they explain), the tables, the sentence under
+    them, the learning curves, the Figure-1 bar chart, the pictures, the stage times."""
     from monokd.viz.report import bar_chart, learning_curves, write_report
 
     plot, data = preset["story"], preset["data"]
@@ -686,7 +716,8 @@ def write_demo_report(out: Path, preset: dict, preset_name: str, root: Path, run
     notes = [f"Preset `{preset_name}` ({preset['_path']}), story `{preset['student']}` + `{preset['method']}`, "
              f"SynthKITTI {data['num_train']} train / {data['num_val']} val frames at `{root}`, seed "
              f"{int(preset.get('seed', 0))}.",
-             "Runs: " + ", ".join(f"`{runs[m.name]}`" for m in plot.models) + f"; logs: `{out / 'logs'}`."]
+             "Runs: " + ", ".join(f"`{runs[m.name]}`" for m in plot.models) + f"; logs: `{out / 'logs'}`.",
+             *([""] + list(about_inputs) if about_inputs else [])]
     path = write_report(out / "report.md", {labels[n]: r for n, r in results.items()}, chart, pictures,
                         dict(clock.timings), notes, caption=headline(preset, results, curves), curves=curve_png,
                         starts=starts, total=time.monotonic() - clock.start, cpu=cpu,

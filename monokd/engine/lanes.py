@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 # A child line is progress (shown live / echoed) when it starts with one of these.
-PROGRESS_PREFIXES = ("epoch ", "val ", "evaluat", "error", "monokd ", "Traceback")
+PROGRESS_PREFIXES = ("epoch ", "val ", "evaluat", "error", "monokd ", "Traceback", "depth train:", "depth predict:")
 
 
 class Display:
@@ -56,11 +56,13 @@ class Display:
         self.drawn = True
         self.stream.flush()
 
-    def show(self, lane: str, line: str) -> None:
-        """One line of ``lane``'s output; only progress lines are displayed."""
+    def show(self, lane: str, line: str, tag: str = "") -> None:
+        """One line of ``lane``'s output; only progress lines are displayed, after ``tag``
+        (what the command is for, when the lane runs a command twice)."""
         line = line.rstrip()
         if not line.startswith(PROGRESS_PREFIXES):
             return
+        line = tag + line
         with self.lock:
             if self.live:
                 self.text[lane] = line
@@ -164,18 +166,23 @@ class Lanes:
 
 class Lane:
     """One lane's way to run a command: through ``lanes``, output to ``log`` and to the
-    ``display`` under ``name``."""
+    ``display`` under ``name``, each displayed line after ``tag``."""
 
-    def __init__(self, name: str, log: str | Path, lanes: Lanes, display: Display):
-        self.name, self.log, self.lanes, self.display = name, Path(log), lanes, display
+    def __init__(self, name: str, log: str | Path, lanes: Lanes, display: Display, tag: str = ""):
+        self.name, self.log, self.lanes, self.display, self.tag = name, Path(log), lanes, display, tag
         self.cpu_seconds = 0.0
+
+    def tagged(self, tag: str) -> "Lane":
+        """The same lane (name, log, display) showing its lines after ``tag``; its CPU time
+        is counted apart."""
+        return Lane(self.name, self.log, self.lanes, self.display, tag)
 
     def run(self, command: list[str], env: dict | None = None) -> int:
         """Run ``command`` in this lane; its CPU time is added to ``self.cpu_seconds``."""
         def add(seconds: float) -> None:
             self.cpu_seconds += seconds
 
-        return self.lanes.run(command, self.log, lambda line: self.display.show(self.name, line), env, add)
+        return self.lanes.run(command, self.log, lambda line: self.display.show(self.name, line, self.tag), env, add)
 
     def tail(self, lines: int = 15) -> str:
         """The last lines of the log (for an error message)."""
