@@ -15,7 +15,7 @@ import torch
 from monokd.cli import main
 from monokd.data.kitti import Object3D
 from monokd.engine import predict
-from monokd.engine.servable import extra_inputs, unserved
+from monokd.engine.servable import decode_threshold, extra_inputs, unserved
 from monokd.viz import draw
 from monokd.viz.bev import GT_COLOR, PRED_COLOR
 from tests.test_patchnet import SMALL
@@ -111,3 +111,32 @@ def test_legend_shows_ground_truth_only_when_drawn():
     assert draw.legend_entries([], []) == [("prediction", PRED_COLOR)]
     assert draw.legend_entries([car(None)], None) == [("ground truth", GT_COLOR)]
     assert [n for n, _ in draw.legend_entries([car(None)], [car(0.5)])] == ["ground truth", "prediction"]
+
+
+def test_each_family_declares_its_decode_threshold():
+    from monokd.config import load_config
+    from monokd.models import build_detector
+    from tests.test_caddn import TINY_MODEL, _model
+    from tests.test_train_overfit import TINY
+
+    monodetr = build_detector(load_config("configs/monodetr_synth.yaml", TINY + ["model.decode.threshold=0.3"]))
+    assert decode_threshold(monodetr) == ("model.decode.threshold", 0.3)
+    assert decode_threshold(_model()) == ("model.anchor_head.score_threshold", 0.1)  # the head's default
+    student = build_detector({"data": {"classes": ["Car"]}, "model": {
+        **TINY_MODEL, "name": "takd_student", "camera": "caddn", "anchor_head": {"score_threshold": 0.05}}})
+    assert decode_threshold(student) == ("model.anchor_head.score_threshold", 0.05)
+    assert decode_threshold(build_detector(patchnet_cfg())) == ("model.decode.min_score", 0.0)
+    assert decode_threshold(torch.nn.Linear(2, 2)) is None
+
+
+def test_pictures_note_names_the_threshold_and_warns_below_it(recwarn):
+    from monokd.errors import MonokdWarning
+
+    head = SimpleNamespace(decode_threshold=("model.anchor_head.score_threshold", 0.1))
+    model = SimpleNamespace(modules=lambda: [SimpleNamespace(), head])
+    assert predict.pictures_note(model) == "every box the model decoded (model.anchor_head.score_threshold = 0.1)"
+    assert predict.pictures_note(model, 0.3) == "boxes scoring at least 0.3 (--score-threshold)"
+    assert not recwarn.list
+    predict.pictures_note(model, 0.05)
+    (warning,) = [w for w in recwarn.list if issubclass(w.category, MonokdWarning)]
+    assert "--set model.anchor_head.score_threshold=0.05" in str(warning.message)

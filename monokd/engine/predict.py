@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +36,8 @@ from monokd.data.kitti import (IMAGE_SUFFIXES, KittiFormatError, check_camera_ma
 from monokd.geometry.calib import AXES_VELO_TO_CAM, velo_to_rect_matrix
 from monokd.engine.checkpoint import checkpoint_config, load_detector, read_checkpoint
 from monokd.engine.inference import detect
-from monokd.engine.servable import unserved
-from monokd.errors import ConfigError
+from monokd.engine.servable import decode_threshold, unserved
+from monokd.errors import ConfigError, MonokdWarning
 from monokd.evaluation import write_results
 
 
@@ -147,6 +148,20 @@ def shown(objects: list, score_threshold: float | None = None) -> list:
     return [o for o in objects if o.score is None or o.score >= score_threshold]
 
 
+def pictures_note(model, score_threshold: float | None = None) -> str:
+    """Which boxes the pictures show, in words. Warns when ``score_threshold`` is below the
+    model's decode threshold: it then hides nothing, the weaker boxes were never decoded."""
+    decoded = decode_threshold(model)
+    if score_threshold is None:
+        return f"every box the model decoded ({decoded[0]} = {decoded[1]:g})" if decoded else "every decoded box"
+    if decoded and score_threshold < decoded[1]:
+        key, value = decoded
+        warnings.warn(MonokdWarning(f"--score-threshold {score_threshold:g} is below the model's decode threshold "
+                                    f"{key} = {value:g}: no weaker box was decoded; to see them, "
+                                    f"--set {key}={score_threshold:g}"))
+    return f"boxes scoring at least {score_threshold:g} (--score-threshold)"
+
+
 def draw_pictures(dataset: ImageFolder, detections: dict, out: Path, score_threshold: float | None = None) -> int:
     from monokd.viz.draw import render_frame_picture
 
@@ -168,6 +183,7 @@ def predict(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.ckpt}: {unserved(model, cfg)}; predict on new images is not supported for it "
                           f"yet: use `monokd evaluate --ckpt {args.ckpt} --split SPLIT --out DIR` on a KITTI-layout "
                           "folder (--set data.root=...)")
+    note = None if args.no_pictures else pictures_note(model, args.score_threshold)  # warns before the run
     out = Path(args.out)
     loader = DataLoader(dataset, batch_size=args.batch_size, collate_fn=collate)
     detections = detect(model, loader, progress=sys.stdout.isatty())
@@ -175,7 +191,7 @@ def predict(args: argparse.Namespace) -> int:
     print(f"wrote {len(detections)} result files to {out / 'data'}")
     if not args.no_pictures:
         count = draw_pictures(dataset, detections, out / "pictures", args.score_threshold)
-        print(f"wrote {count} pictures to {out / 'pictures'}")
+        print(f"wrote {count} pictures to {out / 'pictures'}: {note}")
     return 0
 
 

@@ -8,6 +8,11 @@ batch keys its ``forward`` reads; absent = images, P2 and lidar_to_rect only): P
 depth map and 2-D boxes per image, the LiDAR teacher a sweep. A teacher fed ground truth
 (``model.depth_input``) reads its labels or depth_2 maps. Both commands ask
 :func:`unserved` before they write anything and refuse in one line (a ``ConfigError``).
+
+A detector (or its head) also declares ``decode_threshold``: (config key, score) below which
+its ``decode`` drops a box (MonoDETR ``model.decode.threshold``, the BEV anchor head of CaDDN,
+MonoTAKD's student and the LiDAR teacher ``model.anchor_head.score_threshold``, PatchNet
+``model.decode.min_score``); predict names it (:func:`decode_threshold`).
 """
 
 from __future__ import annotations
@@ -42,3 +47,13 @@ def unserved(model: nn.Module, cfg: dict) -> str | None:
     words = [_WORDS.get(key, f"batch['{key}']") for key in extra]
     listed = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
     return f"{type(model).__name__} needs {listed} per image besides the image"
+
+
+def decode_threshold(model: nn.Module) -> tuple[str, float] | None:
+    """(config key, score) of the decode threshold the model or, failing that, its first
+    submodule declares (CaDDN: its anchor head); None when none declares one."""
+    for module in model.modules():
+        threshold = getattr(module, "decode_threshold", None)
+        if threshold is not None:
+            return str(threshold[0]), float(threshold[1])
+    return None

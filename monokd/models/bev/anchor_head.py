@@ -86,7 +86,7 @@ class AnchorHead(nn.Module):
 
     def __init__(self, cfg: dict | None, grid: BEVGrid, in_channels: int, class_names, key: str = "model.anchor_head"):
         super().__init__()
-        self.cfg = head_config(cfg, key)
+        self.cfg, self.key = head_config(cfg, key), key
         self.grid = grid
         self.class_names = list(class_names)
         self.num_classes = len(self.class_names)
@@ -180,6 +180,11 @@ class AnchorHead(nn.Module):
                  "loss_dir": weights["dir"] * loss_dir}
         terms["loss"] = sum(terms.values())
         return terms
+
+    @property
+    def decode_threshold(self) -> tuple[str, float]:
+        """(config key, value) of the score below which decode drops an anchor."""
+        return f"{self.key}.score_threshold", float(self.cfg["score_threshold"])
 
     @torch.no_grad()
     def decode_boxes(self, preds: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

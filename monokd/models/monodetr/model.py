@@ -235,6 +235,11 @@ class MonoDETR(nn.Module):
     def losses(self, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:
         return self.criterion(outputs, self.logit_targets(batch))
 
+    @property
+    def decode_threshold(self) -> tuple[str, float]:
+        """(config key, value) of the score below which decode drops a query's box."""
+        return "model.decode.threshold", float(self.cfg["decode"]["threshold"])
+
     def decode(self, outputs: dict, batch: dict) -> list:
         """Top-k over all logits (as MonoDETR's pool), then only the trained classes are kept."""
         from monokd.models.monodetr.decode import decode_detections

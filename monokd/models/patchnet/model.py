@@ -158,6 +158,11 @@ class PatchNet(nn.Module):
     def losses(self, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:
         return self.criterion(outputs, batch)
 
+    @property
+    def decode_threshold(self) -> tuple[str, float]:
+        """(config key, value) of the score below which decode drops a box."""
+        return "model.decode.min_score", float(self.cfg["decode"]["min_score"])
+
     def decode(self, outputs: dict, batch: dict) -> list:
         from monokd.models.patchnet.decode import decode_patches
 
