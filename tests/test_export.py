@@ -89,7 +89,7 @@ def test_every_file_has_the_umask_mode(exported):
     assert modes["student.safetensors"] == modes["student.ckpt"] == modes["config.yaml"]
 
 
-def test_failed_export_leaves_out_as_it_was(exported, tmp_path, monkeypatch):
+def test_export_is_all_or_nothing(exported, tmp_path, monkeypatch):
     _, out, _ = exported
     ckpt = out.parent / "distilled.ckpt"
 
@@ -107,3 +107,9 @@ def test_failed_export_leaves_out_as_it_was(exported, tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="tracing"):
         export.export_student(ckpt, kept, build=lambda cfg: FakeDetector())
     assert [p.name for p in kept.iterdir()] == ["notes.txt"]
+    # a success replaces the whole export: no earlier student.onnx beside the new student
+    (kept / "student.onnx").write_text("an earlier student")
+    report = export.export_student(ckpt, kept, build=lambda cfg: FakeDetector(), onnx=False)
+    assert "onnx" not in report
+    assert sorted(p.name for p in kept.iterdir()) == ["config.yaml", "export.json", "notes.txt", "student.ckpt",
+                                                      "student.safetensors"]

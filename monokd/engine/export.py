@@ -19,11 +19,12 @@ not) this writes to ``--out``:
 - ``export.json``: what was written, parameter count, the ONNX check's max abs difference.
 
 All or nothing: the files are written to a hidden folder inside ``--out`` and moved into it
-only when every one is written, so a failed export leaves ``--out`` as it was. A detector that
-reads more than an image (PatchNet: a depth map and 2-D boxes; a teacher fed ground truth;
-monokd/engine/servable.py) has no ONNX model: ``export`` refuses it before writing anything
-and names ``--no-onnx``, which writes the other files. Every file gets the mode the umask
-gives (safetensors itself writes 0600).
+only when every one is written, so a failed export leaves ``--out`` as it was, and a
+successful one leaves no earlier export's file (a ``student.onnx`` the new student lacks).
+A detector that reads more than an image (PatchNet: a depth map and 2-D boxes; a teacher fed
+ground truth; monokd/engine/servable.py) has no ONNX model: ``export`` refuses it before
+writing anything and names ``--no-onnx``, which writes the other files. Every file gets the
+mode the umask gives (safetensors itself writes 0600).
 """
 
 from __future__ import annotations
@@ -120,6 +121,8 @@ def export_student(ckpt: str | Path, out_dir: str | Path, cfg: dict | None = Non
         for name in (*OUTPUT_FILES, "export.json"):  # the report last: it says the export is whole
             if (staging / name).exists():
                 os.replace(staging / name, out_dir / name)
+            elif (out_dir / name).exists():  # an earlier export's (student.onnx, then --no-onnx)
+                (out_dir / name).unlink()
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         for folder in made:  # deepest first; only folders this call made, and only if empty
