@@ -85,7 +85,7 @@ def test_the_pictures_second_evaluation_says_what_it_is_for(tmp_path, monkeypatc
     assert tags[str(out / "eval_boxes" / "ta")] == demo.PICTURES_TAG
     assert tags[str(out / "eval" / "ta")] == "" and tags[str(out / "ta")] == ""
     again = f"[ta] evaluating again, at a low score threshold, only for the pictures' boxes ({out / 'eval_boxes' / 'ta'}"
-    assert again in printed.getvalue()
+    assert again in printed.getvalue() and "  pictures' boxes ta  " in printed.getvalue()  # its stage-time row
     display = demo.Display(["ta"], stream=io.StringIO(), live=False)
     lane = demo.Lane("ta", tmp_path / "ta.log", demo.Lanes(), display).tagged(demo.PICTURES_TAG)
     assert lane.run([sys.executable, "-c", "print('evaluating ta/last.ckpt on val (4 frames)')"]) == 0

@@ -436,3 +436,4 @@ def test_demo_prepare_is_a_counted_logged_stage(tmp_path, monkeypatch, capsys):
     assert "Car AP_2D@0.7 R40 easy / moderate / hard 31.00 / 22.00 / 11.00; 2 boxes in its 1 result files" in report
     assert "evaluated on the ground truth's 2-D boxes (`data.proposals.eval=gt`" in report
     assert "**Warning:**" not in report
+    assert report.count("see the longer runs in docs/patchnet.md.") == 1  # a pointer, no figures quoted

@@ -603,9 +603,9 @@ def run_demo(out: str | Path, preset_name: str = "default", data_root: str | Pat
                                                 f"boxes ({box_dirs[model.name]}; the table keeps the recipe's)")
             # its lines say what the second evaluation is for
             again = lane.tagged(PICTURES_TAG)
-            timed(f"boxes {model.name}",
+            timed(f"pictures' boxes {model.name}",
                   lambda: evaluate(runs[model.name], box_dirs[model.name], "val", [*extra_eval, *boxes],
-                                   stage=f"boxes {model.name}", ckpt=last_checkpoint(runs[model.name]), env=env,
+                                   stage=f"pictures' boxes {model.name}", ckpt=last_checkpoint(runs[model.name]), env=env,
                                    lane=again), done=done, lane=again)
         else:
             box_dirs[model.name] = eval_dirs[model.name]
