@@ -382,7 +382,9 @@ def test_demo_prepare_is_a_counted_logged_stage(tmp_path, monkeypatch, capsys):
     """The PatchNet story's prepare stage has its banner ([demo 2/5]: data, prepare, two
     waves, report), runs its commands in a lane whose output goes to OUT/logs/prepare.log,
     shows only their progress lines, prefixed `[prepare]`, and reports the depth front-end's
-    val metrics and the box detector's 2-D AP and box count."""
+    val metrics and the box detector's 2-D AP and box count. With the default preset
+    (PatchNet evaluated on the detector's boxes) and empty result files, the stage and the
+    report say so, naming the folder."""
     import io
     import json
     import os
@@ -394,7 +396,7 @@ def test_demo_prepare_is_a_counted_logged_stage(tmp_path, monkeypatch, capsys):
 
     root = fake_root(tmp_path / "data")
     (root / demo.SYNTH_MARKER).write_text("{}")
-    lanes = {}
+    lanes, empty_boxes = {}, []
 
     def run(args, stage, **options):
         out = args[args.index("--json") + 1] if "--json" in args else args[args.index("--out") + 1]
@@ -418,7 +420,8 @@ def test_demo_prepare_is_a_counted_logged_stage(tmp_path, monkeypatch, capsys):
             metrics = {**flat(10.0), "Car/bbox/easy/R40@0.70": 31.0, "Car/bbox/moderate/R40@0.70": 22.0,
                        "Car/bbox/hard/R40@0.70": 11.0}
             open(os.path.join(out, "metrics.json"), "w").write(json.dumps({"flat": metrics}))
-            kitti.write_label(os.path.join(out, "data", "000002.txt"), [car(0.5, 16.0, 0.9), car(3.0, 30.0, 0.1)])
+            found = [] if empty_boxes and out.endswith("boxes") else [car(0.5, 16.0, 0.9), car(3.0, 30.0, 0.1)]
+            kitti.write_label(os.path.join(out, "data", "000002.txt"), found)
 
     monkeypatch.setattr(demo, "run_command", run)
     out, printed = tmp_path / "out", io.StringIO()
@@ -437,3 +440,11 @@ def test_demo_prepare_is_a_counted_logged_stage(tmp_path, monkeypatch, capsys):
     assert "evaluated on the ground truth's 2-D boxes (`data.proposals.eval=gt`" in report
     assert "**Warning:**" not in report
     assert report.count("see the longer runs in docs/patchnet.md.") == 1  # a pointer, no figures quoted
+
+    empty_boxes.append(True)
+    out, printed = tmp_path / "default", io.StringIO()
+    report = demo.run_demo(out, "default", data_root=root, student="patchnet", stream=printed).read_text()
+    folder = out / "eval" / "boxes" / "data"
+    assert f"[prepare] warning: {folder}: no 2-D box in its 1 result file(s)" in printed.getvalue()
+    assert "evaluated on the box detector's boxes (`data.proposals.eval=results`" in report
+    assert f"**Warning:** {folder}: no 2-D box in its 1 result file(s)" in report

@@ -35,9 +35,12 @@ def _sets(items) -> list[str]:
     return [a for item in items for a in ("--set", item)]
 
 
-def _say(lane, text: str) -> None:
+def _say(lane, text: str, always: bool = False) -> None:
+    """A line of the stage's own: on its lane's display, else (``always``) on stdout."""
     if lane is not None:
         lane.display.status(lane.name, text)
+    elif always:
+        print(text, flush=True)
 
 
 def prepare_inputs(preset: dict, root: Path, out: Path, seed: int, extra_train=(), env: dict | None = None,
@@ -72,7 +75,7 @@ def prepare_inputs(preset: dict, root: Path, out: Path, seed: int, extra_train=(
     sets = [f"data.depth_pred_dir={pred}", f"data.proposals.results_dir={boxes_eval / 'data'}"]
     warning = no_box_warning(preset, root, sets)
     if warning:
-        _say(lane, "warning: " + warning)
+        _say(lane, "warning: " + warning, always=True)
     return sets
 
 
