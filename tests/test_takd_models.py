@@ -64,7 +64,13 @@ def test_student_without_branches_equals_caddn(synth_root, models, batch):
     camera_cfg = copy.deepcopy(cfg)
     camera_cfg["model"] = {k: v for k, v in cfg["model"].items() if k not in ("takd", "camera")}
     camera_cfg["model"]["name"] = "caddn"
+    torch.manual_seed(0)
     camera = build_detector(camera_cfg).eval()
+    # the same seed gives the same initial weights: the `student` row of benchmarks/takd_seeds.py
+    # trains exactly as CaDDN does, so the two studies can share their student-alone runs
+    ours_init, theirs_init = student.state_dict(), camera.state_dict()
+    assert [k[len("camera."):] for k in ours_init] == list(theirs_init)
+    assert all(torch.equal(a, b) for a, b in zip(ours_init.values(), theirs_init.values()))
     camera.load_state_dict({k[len("camera."):]: v for k, v in student.state_dict().items()})
     with torch.no_grad():
         ours, theirs = student(batch), camera(batch)
