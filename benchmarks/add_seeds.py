@@ -146,7 +146,8 @@ def markdown(results: dict) -> str:
     lines = [f"# Teacher / baseline / ADD on SynthKITTI over {len(seeds)} seeds {seeds}", "",
              f"Car AP R40 (%) on val ({results.get('val_frames', 200)} frames), last checkpoint, mean ± sample std over "
              f"n seeds; every ADD student distilled from the seed-{results['teacher_seed']} teacher. "
-             f"`python benchmarks/add_seeds.py{' --protocol ' + results['protocol'] if results.get('protocol') else ''}`.",
+             f"`python benchmarks/add_seeds.py{' --protocol ' + results['protocol'] if results.get('protocol') else ''}`"
+             f"{', every training with `' + ' '.join(results['train_args']) + '`' if results.get('train_args') else ''}.",
              ""]
     for iou in ("0.70", "0.50"):
         lines += [f"| model | AP3D@{iou[:3]} E / M / H | AP_BEV@{iou[:3]} E / M / H |", "|---|---|---|"]
@@ -239,7 +240,7 @@ def run_study(args) -> dict:
     meta = {"protocol": args.protocol, "student": getattr(args, "student", "monodetr"), "seeds": seeds, "student_seeds": seeds, "teacher_seed": teacher_seed,
             "teacher_seeds": teacher_seeds, "shares_teacher_seed": teacher_seed in seeds, "runs": str(runs),
             "data": str(root), "train_frames": num_train, "val_frames": num_val, "arms": arms,
-            "teacher_ckpt": proto["teacher_ckpt"]}
+            "teacher_ckpt": proto["teacher_ckpt"], "train_args": list(args.train_arg)}
     if getattr(args, "finished_only", False):
         return finished_only(arms, seeds, teacher_seeds, runs, meta)
     demo.ensure_synth(root, num_train, num_val, seed=0)

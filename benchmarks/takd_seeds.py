@@ -107,12 +107,18 @@ def summarise(flats: dict[str, dict[int, dict]], arms: list[str], seeds: dict[st
     return results
 
 
+def _train_args_text(results: dict) -> str:
+    """', every training with `ARGS`' when the study changed the recipes (e.g. a shorter schedule)."""
+    args = results.get("train_args") or []
+    return f", every training with `{' '.join(args)}`" if args else ""
+
+
 def markdown(results: dict) -> str:
     seeds, models = results["seeds"], results["models"]
     lines = [f"# LiDAR teacher / TA / camera student / MonoTAKD on SynthKITTI over {len(seeds)} seeds {seeds}", "",
              f"Car AP R40 (%) on val ({results.get('val_frames')} frames), last checkpoint, mean ± sample std over "
              f"n seeds; every distilled student learns from the seed-{results['frozen_seed']} LiDAR teacher and TA. "
-             "`python benchmarks/takd_seeds.py`.", ""]
+             f"`python benchmarks/takd_seeds.py`{_train_args_text(results)}.", ""]
     for iou in ("0.70", "0.50"):
         lines += [f"| model | AP3D@{iou[:3]} E / M / H | AP_BEV@{iou[:3]} E / M / H |", "|---|---|---|"]
         for arm, row in models.items():
