@@ -145,6 +145,21 @@ def test_presets_exist_and_name_the_three_recipes():
         demo.load_preset("nope")
 
 
+def test_preset_items_all_student_model_then_student_model(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("data: {num_train: 1, num_val: 1}\noverrides: {all: [a=1], caddn: [b=2], teacher: [c=3], "
+                    "caddn.teacher: [d=4], monodetr.teacher: [e=5], baseline: [f=6]}\n")
+    caddn = demo.load_preset(str(path), student="caddn")
+    assert demo.preset_items(caddn, "overrides", "teacher") == ["a=1", "b=2", "c=3", "d=4"]
+    assert demo.preset_items(caddn, "overrides", "baseline") == ["a=1", "b=2", "f=6"]
+    monodetr = demo.load_preset(str(path), student="monodetr")
+    assert demo.preset_items(monodetr, "overrides", "teacher") == ["a=1", "c=3", "e=5"]
+    # the default preset's MonoDETR teacher schedule stays MonoDETR's own
+    default = demo.load_preset("default", student="caddn")
+    assert "train.lr_milestones=[7]" not in demo.stage_overrides(default, "teacher", "/d")
+    assert "train.lr_milestones=[7]" in demo.stage_overrides(demo.load_preset("default"), "teacher", "/d")
+
+
 def test_a_preset_may_name_its_story_and_replace_recipes(tmp_path):
     path = tmp_path / "p.yaml"
     path.write_text("data: {num_train: 1, num_val: 1}\nmethod: kd0\nconfigs: {teacher: other_teacher.yaml}\n")

@@ -378,13 +378,16 @@ def recipe(preset: dict, model: str) -> Path:
 
 def preset_items(preset: dict, section: str, model: str) -> list[str]:
     """The ``--set`` items of one model in a preset section (``overrides``, ``evaluate``):
-    its ``all`` items, then the story's student's, then the model's own."""
+    its ``all`` items, then the story's student's, then the model's own in every story
+    (``<model>``), then the model's own in this student's story only (``<student>.<model>``,
+    e.g. ``monodetr.teacher``: the stories share model names such as teacher)."""
     items = preset.get(section) or {}
     if not isinstance(items, dict):
         raise ConfigError(f"{preset.get('_path', 'preset')}: {section} must be a mapping "
-                          "(all, <student>, <model>: lists of key=value)")
+                          "(all, <student>, <model>, <student>.<model>: lists of key=value)")
     student = preset.get("student", DEFAULT_STUDENT)
-    return [*(items.get("all") or []), *(items.get(student) or []), *(items.get(model) or [])]
+    return [*(items.get("all") or []), *(items.get(student) or []), *(items.get(model) or []),
+            *(items.get(f"{student}.{model}") or [])]
 
 
 def stage_overrides(preset: dict, model: str, data_root: str | Path) -> list[str]:
