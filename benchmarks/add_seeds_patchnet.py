@@ -2,6 +2,7 @@
 acceptance figure), in the schema of benchmarks/results/add_seeds.json.
 
     python benchmarks/add_seeds_patchnet.py [--seeds 444 445 446] [--teacher-seed 444] [--runs runs/patchnet]
+    python benchmarks/add_seeds_patchnet.py --from-json benchmarks/results/add_seeds_patchnet.json  # re-render only
 
 The whole story, every stage reused when finished and resumed when interrupted:
 
@@ -110,8 +111,13 @@ def main(argv=None) -> int:
                         help="extra argument for every PatchNet `monokd train` (e.g. --set train.epochs=8), repeatable")
     parser.add_argument("--depth-arg", action="append", default=[],
                         help="extra argument for `monokd depth train`, repeatable")
+    parser.add_argument("--from-json", default=None, help="re-render an existing results JSON (no training)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "add_seeds_patchnet"))
     args = parser.parse_args(argv)
+    if args.from_json:
+        results = json.loads(Path(args.from_json).read_text())
+        write_report(results, report_text(results), Path(args.out))
+        return 0
     data, runs = demo.ensure_synth(Path(args.data), args.num_train, args.num_val, seed=0), Path(args.runs)
     depth = depth_frontend(runs, data, args.depth_arg)
     results_dir = boxes_2d(runs, data, args.boxes_seed)
@@ -130,13 +136,20 @@ def main(argv=None) -> int:
     by_boxes = {b: {arm: {s: f[b] for s, f in per.items()} for arm, per in flats.items()} for b in ("detector", "gt")}
     results = summarise(by_boxes["detector"], list(RECIPES), seeds, meta)
     results["gt_boxes"] = summarise(by_boxes["gt"], list(RECIPES), seeds, {**meta, "boxes_2d": "GT"})
-    out = Path(args.out)
-    text = (_patchnet(markdown(results))
-            + f"\nDepth front-end on val: AbsRel {depth['abs_rel']:.3f}, RMSE {depth['rmse']:.2f} m, "
-              f"delta1 {depth['delta1']:.3f}.\n\n## With the GT 2-D boxes at evaluation\n\n"
-            + _patchnet(markdown(results["gt_boxes"])).split("\n", 2)[2])
-    write_report(results, text, out)
+    write_report(results, report_text(results), Path(args.out))
     return 0
+
+
+def report_text(results: dict) -> str:
+    """The study's markdown: add_seeds.py's tables with the 2-D detector's boxes, the depth
+    front-end's val metrics and schedule, then the tables with the GT 2-D boxes."""
+    depth = results["depth_frontend"]
+    depth_args = " ".join(results.get("depth_train_args") or [])
+    return (_patchnet(markdown(results))
+            + f"\nDepth front-end on val: AbsRel {depth['abs_rel']:.3f}, RMSE {depth['rmse']:.2f} m, "
+              f"delta1 {depth['delta1']:.3f}{f' (trained with `{depth_args}`)' if depth_args else ''}. "
+              f"2-D boxes: {results.get('boxes_2d')}.\n\n## With the GT 2-D boxes at evaluation\n\n"
+            + _patchnet(markdown(results["gt_boxes"])).split("\n", 2)[2])
 
 
 if __name__ == "__main__":
