@@ -45,8 +45,10 @@ def models_block(flats: dict, arms: list[str], seeds: dict) -> dict:
 
 
 def mean_std(row: dict, name: str) -> str:
-    """'mean ± std' of metric ``name`` in an aggregated row, or the one value when there is one
-    seed (a std of 0 would claim too much)."""
+    """'mean ± std' of metric ``name`` in an aggregated row, the one value when there is one
+    seed (a std of 0 would claim too much), '-' when there is none."""
+    if row["n"] == 0:
+        return "-"  # an arm with no finished seed yet (add_seeds.py --finished-only)
     if row["n"] == 1:
         return f"{row['mean'][name]:.2f}"
     return f"{row['mean'][name]:.2f} ± {row['std'][name]:.2f}"

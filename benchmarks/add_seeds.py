@@ -121,7 +121,7 @@ def train_and_evaluate(arm: str, seed: int, runs: Path, teacher_seed: int, data_
 def summarise(flats: dict[str, dict[int, dict]], arms: list[str], seeds: dict[str, list[int]], meta: dict) -> dict:
     """The results JSON from per-arm, per-seed flat metrics (no training)."""
     results = {**meta, "ci_method": CI_METHOD, "models": models_block(flats, arms, seeds), "paired": {}}
-    if "baseline" in arms:
+    if "baseline" in arms and meta["seeds"]:  # no paired difference before a whole seed has finished
         student_seeds = meta["seeds"]
         for arm in arms:
             if arm in ("teacher", "baseline"):
@@ -149,6 +149,9 @@ def markdown(results: dict) -> str:
              f"`python benchmarks/add_seeds.py{' --protocol ' + results['protocol'] if results.get('protocol') else ''}`"
              f"{', every training with `' + ' '.join(results['train_args']) + '`' if results.get('train_args') else ''}.",
              ""]
+    if results.get("partial"):
+        lines += [f"**Partial study**: {len(seeds)} of the planned seeds {results.get('planned_seeds')} have every "
+                  "arm trained and evaluated (`--finished-only`); the rest are to run.", ""]
     for iou in ("0.70", "0.50"):
         lines += [f"| model | AP3D@{iou[:3]} E / M / H | AP_BEV@{iou[:3]} E / M / H |", "|---|---|---|"]
         for arm, row in models.items():

@@ -79,6 +79,13 @@ def test_finished_only_summarises_whole_finished_seeds_without_training(add_seed
     assert results["planned_seeds"] == [1001, 1002, 1003, 1004, 1005]
     assert results["paired"]["paper-literal"]["Car/3d/moderate/R40@0.70"]["per_seed"] == [2.0, 3.0]
     assert results["models"]["teacher"]["n"] == 1
+    # before any whole seed: the teacher alone, no paired difference
+    add_seeds.main(["--protocol", "power", "--arms", "teacher", "baseline", "paper-literal", "--finished-only",
+                    "--seeds", "1003", "--runs", str(runs), "--out", str(out)])
+    results = json.loads(out.with_suffix(".json").read_text())
+    assert results["seeds"] == [] and results["paired"] == {} and results["models"]["baseline"]["n"] == 0
+    text = out.with_suffix(".md").read_text()
+    assert "| baseline MonoDETR (n=0) | - / - / - |" in text and "**Partial study**: 0 of the planned seeds [1003]" in text
 
 
 def test_unknown_arm_fails_before_training(add_seeds, monkeypatch, tmp_path):
