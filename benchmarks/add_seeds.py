@@ -23,8 +23,11 @@ Protocols (``--protocol``; explicit options override them):
 - ``power``: 800 / 1000 frames (the same 800 train frames: frame i depends on (seed, i) only),
   students at seeds 1001-1005, which share neither weights nor data order (``train.seed``
   drives both) with the seed-444 teacher, taken at its last checkpoint (no selection on val);
-  arms baseline, paper-literal (the paper's ADD) and depth-memory+gt-pairing (the variant the
-  probes favour: benchmarks/add_probe.py), each ~30 min a training on one core.
+  arms baseline, add (the recipe as shipped: the paper's distilled signals and index pairing,
+  with region means) and depth-memory+gt-pairing (the variant the probes favour:
+  benchmarks/add_probe.py), each ~20-30 min a training on one core. Not paper-literal (Eq. 4 / 5
+  summed as written): at the paper's weights its sums start ~500x the detection loss and the
+  student never learns to detect (seed 1001: AP3D@0.5 0.00; docs/add.md); ``--arms`` adds it.
 
 Runs are scheduled seed by seed (every arm of seed 1001, then of 1002, ...), so an interrupted
 study has whole paired seeds; ``--finished-only`` renders the finished ones without training
@@ -80,7 +83,7 @@ PROTOCOLS = {
                "arms": ["teacher", "baseline", "add"], "runs": "runs/exp", "data": "data/synthkitti",
                "teacher_ckpt": "best.ckpt"},
     "power": {"num_train": 800, "num_val": 1000, "teacher_seed": 444, "seeds": [1001, 1002, 1003, 1004, 1005],
-              "arms": ["teacher", "baseline", "paper-literal", "depth-memory+gt-pairing"],
+              "arms": ["teacher", "baseline", "add", "depth-memory+gt-pairing"],
               "runs": "runs/add_power", "data": "data/synthkitti-800-1000", "teacher_ckpt": "last.ckpt"},
 }
 

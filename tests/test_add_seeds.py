@@ -42,21 +42,21 @@ def test_power_protocol_trains_the_teacher_first_then_every_arm_and_seed(add_see
     assert synth == [(800, 1000)]
     assert calls[0] == ("teacher", 444, "last.ckpt")  # before any student
     seeds = [1001, 1002, 1003, 1004, 1005]
-    arms = ["teacher", "baseline", "paper-literal", "depth-memory+gt-pairing"]
+    arms = ["teacher", "baseline", "add", "depth-memory+gt-pairing"]
     # seed-major: an interrupted study leaves whole paired seeds
     assert calls[1:] == [(a, s, "last.ckpt") for s in seeds for a in arms[1:]]
     results = json.loads(out.with_suffix(".json").read_text())
     assert results["val_frames"] == 1000 and results["seeds"] == seeds and results["teacher_seed"] == 444
     assert not results["shares_teacher_seed"]
     assert list(results["models"]) == arms and results["models"]["teacher"]["seeds"] == [444]
-    assert set(results["paired"]) == {"paper-literal", "depth-memory+gt-pairing"}
+    assert set(results["paired"]) == {"add", "depth-memory+gt-pairing"}
     diff = results["paired"]["depth-memory+gt-pairing"]["Car/3d/moderate/R40@0.70"]
     assert diff["per_seed"] == [1.0, 2.0, 3.0, 4.0, 5.0] and diff["mean"] == pytest.approx(3.0)
     half = 2.7764451051977987 * (2.5 ** 0.5) / 5 ** 0.5  # t(0.975, 4) * std / sqrt(5), std^2 = 2.5
     assert diff["ci95"] == pytest.approx([3.0 - half, 3.0 + half])
-    assert "add_minus_baseline" not in results  # no arm named add in this protocol
+    assert results["add_minus_baseline"] == results["paired"]["add"]
     text = out.with_suffix(".md").read_text()
-    assert "1000 frames" in text and "paper-literal - baseline" in text and "CI [" in text
+    assert "1000 frames" in text and "depth-memory+gt-pairing - baseline" in text and "CI [" in text
 
 
 def test_finished_only_summarises_whole_finished_seeds_without_training(add_seeds, monkeypatch, tmp_path):
