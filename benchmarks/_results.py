@@ -52,3 +52,32 @@ def mean_std(row: dict, name: str) -> str:
     if row["n"] == 1:
         return f"{row['mean'][name]:.2f}"
     return f"{row['mean'][name]:.2f} ± {row['std'][name]:.2f}"
+
+
+AP_DIFFICULTIES = ("easy", "moderate", "hard")
+
+
+def ap_tables(models: dict, label, first_column: str = "model") -> list[str]:
+    """The markdown lines of a seed study's two AP tables (IoU 0.7, then 0.5): per arm of
+    ``models`` (aggregated rows) AP3D and AP_BEV easy / moderate / hard as :func:`mean_std`;
+    ``label(arm)`` names the row."""
+    lines = []
+    for iou in ("0.70", "0.50"):
+        lines += [f"| {first_column} | AP3D@{iou[:3]} E / M / H | AP_BEV@{iou[:3]} E / M / H |", "|---|---|---|"]
+        for arm, row in models.items():
+            cells = [" / ".join(mean_std(row, f"Car/{kind}/{d}/R40@{iou}") for d in AP_DIFFICULTIES)
+                     for kind in ("3d", "bev")]
+            lines.append(f"| {label(arm)} (n={row['n']}) | {cells[0]} | {cells[1]} |")
+        lines.append("")
+    return lines
+
+
+def paired_lines(diff: dict) -> list[str]:
+    """One markdown line a metric of a paired difference (``paired_differences``): mean, its
+    std when there are several seeds ('(one seed)' otherwise), and the 95 % interval if any."""
+    lines = []
+    for name, d in diff.items():
+        ci = d.get("ci95")
+        spread = f" ± {d['std']:.2f}" if len(d["per_seed"]) > 1 else " (one seed)"
+        lines.append(f"- {name}: {d['mean']:+.2f}{spread}" + (f", CI [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else ""))
+    return lines

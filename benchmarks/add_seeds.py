@@ -52,7 +52,7 @@ sys.path.insert(0, str(REPO))
 from monokd.distill.add import PRESETS  # noqa: E402
 from monokd.engine import demo  # noqa: E402
 from monokd.engine.ablate import paired_differences  # noqa: E402
-from _results import mean_std, models_block, train_and_score, write_report  # noqa: E402  (benchmarks/_results.py)
+from _results import ap_tables, models_block, paired_lines, train_and_score, write_report  # noqa: E402  (benchmarks/_results.py)
 
 RECIPES = {"teacher": "configs/monodetr_teacher_synth.yaml", "baseline": "configs/monodetr_synth.yaml",
            "add": "configs/add_monodetr_synth.yaml"}
@@ -75,7 +75,6 @@ def use_student(name: str) -> str:
     LABELS.clear()
     LABELS.update(labels)
     return stem
-DIFFICULTIES = ("easy", "moderate", "hard")
 PER_SEED = (("3d", "0.70"), ("3d", "0.50"), ("bbox", "0.70"))  # the per-seed table's moderate figures
 CI_METHOD = "95 % two-sided Student t-interval over the paired per-seed differences: mean -+ t(0.975, n-1) std / sqrt(n)"
 PROTOCOLS = {
@@ -155,12 +154,7 @@ def markdown(results: dict) -> str:
     if results.get("partial"):
         lines += [f"**Partial study**: {len(seeds)} of the planned seeds {results.get('planned_seeds')} have every "
                   "arm trained and evaluated (`--finished-only`); the rest are to run.", ""]
-    for iou in ("0.70", "0.50"):
-        lines += [f"| model | AP3D@{iou[:3]} E / M / H | AP_BEV@{iou[:3]} E / M / H |", "|---|---|---|"]
-        for arm, row in models.items():
-            cells = [" / ".join(mean_std(row, key(kind, d, iou)) for d in DIFFICULTIES) for kind in ("3d", "bev")]
-            lines.append(f"| {_label(arm)} (n={row['n']}) | {cells[0]} | {cells[1]} |")
-        lines.append("")
+    lines += ap_tables(models, _label)
     paired = results.get("paired") or {}
     lines += ["Per seed, moderate (AP3D@0.7 / AP3D@0.5 / 2-D bbox AP@0.7):", "",
               "| seed | " + " | ".join(_label(m) for m in models) + "".join(f" | {_short(a)} - baseline" for a in paired) + " |",
@@ -174,11 +168,7 @@ def markdown(results: dict) -> str:
             cells.append(" / ".join(f"{diff[key(k, 'moderate', iou)]['per_seed'][i]:+.2f}" for k, iou in PER_SEED))
         lines.append(f"| {seed} | " + " | ".join(cells) + " |")
     for arm, diff in paired.items():
-        lines += ["", f"{_short(arm)} - baseline, paired by seed (mean ± std, 95 % t-interval):", ""]
-        for name, d in diff.items():
-            ci = d.get("ci95")
-            ci_text = f", CI [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else ""
-            lines.append(f"- {name}: {d['mean']:+.2f} ± {d['std']:.2f}{ci_text}")
+        lines += ["", f"{_short(arm)} - baseline, paired by seed (mean ± std, 95 % t-interval):", "", *paired_lines(diff)]
     return "\n".join(lines) + "\n"
 
 

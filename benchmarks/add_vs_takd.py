@@ -27,10 +27,9 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from monokd.engine.ablate import aggregate, paired_differences  # noqa: E402
-from _results import mean_std, write_report  # noqa: E402  (benchmarks/_results.py)
+from _results import ap_tables, paired_lines, write_report  # noqa: E402  (benchmarks/_results.py)
 
 RESULTS = REPO / "benchmarks" / "results"
-DIFFICULTIES = ("easy", "moderate", "hard")
 LABELS = {"student": "CaDDN alone", "add": "ADD (GT-depth teacher)", "takd": "MonoTAKD (LiDAR teacher + TA)"}
 PAIRS = (("add", "student"), ("takd", "student"), ("takd", "add"))
 
@@ -81,20 +80,11 @@ def markdown(results: dict) -> str:
              f"MonoTAKD the LiDAR teacher ({teacher['takd_lidar_teacher']['mean'][key('3d', 'moderate', '0.50')]:.2f}) "
              f"through the TA ({'the same run as ADD' + chr(39) + 's teacher' if results['ta_is_add_teacher'] else 'its own run'}). "
              "`python benchmarks/add_vs_takd.py`.", ""]
-    for iou in ("0.70", "0.50"):
-        lines += [f"| student | AP3D@{iou[:3]} E / M / H | AP_BEV@{iou[:3]} E / M / H |", "|---|---|---|"]
-        for arm, row in models.items():
-            cells = [" / ".join(mean_std(row, key(kind, d, iou)) for d in DIFFICULTIES) for kind in ("3d", "bev")]
-            lines.append(f"| {LABELS[arm]} (n={row['n']}) | {cells[0]} | {cells[1]} |")
-        lines.append("")
+    lines += ap_tables(models, LABELS.get, first_column="student")
     for name, diff in results["paired"].items():
         a, b = name.split("_minus_")
-        lines += [f"{LABELS[a]} - {LABELS[b]}, paired by seed (mean ± std, 95 % t-interval):", ""]
-        for metric, d in diff.items():
-            ci = d.get("ci95")
-            ci_text = f", CI [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else ""
-            lines.append(f"- {metric}: {d['mean']:+.2f} ± {d['std']:.2f}{ci_text}")
-        lines.append("")
+        lines += [f"{LABELS[a]} - {LABELS[b]}, paired by seed (mean ± std, 95 % t-interval):", "",
+                  *paired_lines(diff), ""]
     return "\n".join(lines)
 
 

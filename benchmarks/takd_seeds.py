@@ -36,14 +36,13 @@ sys.path.insert(0, str(REPO))
 from monokd.distill.takd.distiller import PRESETS  # noqa: E402
 from monokd.engine import demo  # noqa: E402
 from monokd.engine.ablate import paired_differences  # noqa: E402
-from _results import mean_std, models_block, train_and_score, write_report  # noqa: E402  (benchmarks/_results.py)
+from _results import ap_tables, models_block, paired_lines, train_and_score, write_report  # noqa: E402  (benchmarks/_results.py)
 
 RECIPES = {"lidar_teacher": "configs/takd_lidar_synth.yaml", "ta": "configs/takd_ta_synth.yaml",
            "takd": "configs/takd_synth.yaml"}
 FROZEN = ("lidar_teacher", "ta")
 LABELS = {"lidar_teacher": "LiDAR teacher (pillars)", "ta": "TA (camera, GT depth)",
           "student": "camera student alone (CaDDN)", "takd": "MonoTAKD student"}
-DIFFICULTIES = ("easy", "moderate", "hard")
 CI_METHOD = "95 % two-sided Student t-interval over the paired per-seed differences: mean -+ t(0.975, n-1) std / sqrt(n)"
 DEFAULTS = {"num_train": 800, "num_val": 200, "frozen_seed": 444, "seeds": [1001, 1002, 1003],
             "arms": ["lidar_teacher", "ta", "student", "takd"], "runs": "runs/takd_seeds", "data": "data/synthkitti"}
@@ -119,21 +118,10 @@ def markdown(results: dict) -> str:
              f"Car AP R40 (%) on val ({results.get('val_frames')} frames), last checkpoint, mean ± sample std over "
              f"n seeds; every distilled student learns from the seed-{results['frozen_seed']} LiDAR teacher and TA. "
              f"`python benchmarks/takd_seeds.py`{_train_args_text(results)}.", ""]
-    for iou in ("0.70", "0.50"):
-        lines += [f"| model | AP3D@{iou[:3]} E / M / H | AP_BEV@{iou[:3]} E / M / H |", "|---|---|---|"]
-        for arm, row in models.items():
-            cells = [" / ".join(mean_std(row, key(kind, d, iou)) for d in DIFFICULTIES) for kind in ("3d", "bev")]
-            lines.append(f"| {LABELS.get(arm, f'MonoTAKD row `{arm}`')} (n={row['n']}) | {cells[0]} | {cells[1]} |")
-        lines.append("")
+    lines += ap_tables(models, lambda arm: LABELS.get(arm, f"MonoTAKD row `{arm}`"))
     for arm, diff in (results.get("paired") or {}).items():
         n = len(next(iter(diff.values()))["per_seed"]) if diff else 0
-        lines += [f"{arm} - student, paired by seed (n={n}; mean ± std, 95 % t-interval):", ""]
-        for name, d in diff.items():
-            ci = d.get("ci95")
-            ci_text = f", CI [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else ""
-            spread = f" ± {d['std']:.2f}" if n > 1 else " (one seed)"
-            lines.append(f"- {name}: {d['mean']:+.2f}{spread}{ci_text}")
-        lines.append("")
+        lines += [f"{arm} - student, paired by seed (n={n}; mean ± std, 95 % t-interval):", "", *paired_lines(diff), ""]
     return "\n".join(lines)
 
 
