@@ -358,7 +358,7 @@ def load_preset(name: str, student: str | None = None, method: str | None = None
         raise ConfigError(f"{path}: the preset has no 'data' section")
     preset["overrides"] = preset.get("overrides") or {}
     if not isinstance(preset["overrides"], dict):
-        raise ConfigError(f"{path}: overrides must be a mapping (all, <student>, <model>: lists of key=value)")
+        raise ConfigError(f"{path}: overrides must be a mapping (all, <student>, <model>, <student>.<model>: lists of key=value)")
     method = method or preset.get("method") or DEFAULT_METHOD
     student = student or preset.get("student") or default_student(method)
     preset["story"] = story(student, method)
