@@ -30,8 +30,9 @@ Protocols (``--protocol``; explicit options override them):
   student never learns to detect (seed 1001: AP3D@0.5 0.00; docs/add.md); ``--arms`` adds it.
 
 Runs are scheduled seed by seed (every arm of seed 1001, then of 1002, ...), so an interrupted
-study has whole paired seeds; ``--finished-only`` renders the finished ones without training
-(``partial: true`` in the JSON, with the planned seeds).
+study has whole paired seeds; ``--finished-only`` renders what has finished without training
+(``partial: true`` in the JSON, with the planned seeds): every arm over its finished seeds,
+each paired difference over the seeds the arm shares with the baseline (``paired_seeds``).
 
 Writes ``benchmarks/results/add_seeds.{json,md}``: per arm mean +- sample std over seeds, and
 per student arm its paired (same seed) difference to the baseline per metric: ``mean``, ``std``,
@@ -121,15 +122,19 @@ def train_and_evaluate(arm: str, seed: int, runs: Path, teacher_seed: int, data_
 
 
 def summarise(flats: dict[str, dict[int, dict]], arms: list[str], seeds: dict[str, list[int]], meta: dict) -> dict:
-    """The results JSON from per-arm, per-seed flat metrics (no training)."""
-    results = {**meta, "ci_method": CI_METHOD, "models": models_block(flats, arms, seeds), "paired": {}}
-    if "baseline" in arms and meta["seeds"]:  # no paired difference before a whole seed has finished
-        student_seeds = meta["seeds"]
+    """The results JSON from per-arm, per-seed flat metrics (no training). Each student arm is
+    paired with the baseline over the seeds both have (``paired_seeds``); in a whole study
+    that is every seed, in a partial one (``--finished-only``) an arm may have fewer."""
+    results = {**meta, "ci_method": CI_METHOD, "models": models_block(flats, arms, seeds), "paired": {},
+               "paired_seeds": {}}
+    if "baseline" in arms:
         for arm in arms:
-            if arm in ("teacher", "baseline"):
+            both = [s for s in seeds[arm] if s in seeds["baseline"]] if arm not in ("teacher", "baseline") else []
+            if not both:  # no paired difference before the arm and the baseline share a finished seed
                 continue
-            results["paired"][arm] = paired_differences([flats[arm][s] for s in student_seeds],
-                                                        [flats["baseline"][s] for s in student_seeds], PAIRED_METRICS)
+            results["paired_seeds"][arm] = both
+            results["paired"][arm] = paired_differences([flats[arm][s] for s in both],
+                                                        [flats["baseline"][s] for s in both], PAIRED_METRICS)
         if "add" in results["paired"]:
             results["add_minus_baseline"] = results["paired"]["add"]  # the first study's key
     return results
@@ -152,23 +157,31 @@ def markdown(results: dict) -> str:
              f"{', every training with `' + ' '.join(results['train_args']) + '`' if results.get('train_args') else ''}.",
              ""]
     if results.get("partial"):
-        lines += [f"**Partial study**: {len(seeds)} of the planned seeds {results.get('planned_seeds')} have every "
-                  "arm trained and evaluated (`--finished-only`); the rest are to run.", ""]
+        lines += [f"**Partial study** (`--finished-only`): {len(seeds)} of the planned seeds "
+                  f"{results.get('planned_seeds')} have every arm trained and evaluated; each row's n is its "
+                  "finished seeds, each paired difference is over the seeds the arm shares with the baseline; "
+                  "the rest are to run.", ""]
     lines += ap_tables(models, _label)
     paired = results.get("paired") or {}
     lines += ["Per seed, moderate (AP3D@0.7 / AP3D@0.5 / 2-D bbox AP@0.7):", "",
               "| seed | " + " | ".join(_label(m) for m in models) + "".join(f" | {_short(a)} - baseline" for a in paired) + " |",
               "|---" * (len(models) + len(paired) + 1) + "|"]
-    for i, seed in enumerate(seeds):
+    paired_seeds = results.get("paired_seeds") or {a: seeds for a in paired}
+    students = [m for m in models if m != "teacher"]
+    shown = sorted({int(s) for m in students for s in models[m]["per_seed"]} | set(seeds))
+    for seed in shown:
         cells = []
         for row in models.values():
             flat = row["per_seed"].get(str(seed))
             cells.append("-" if flat is None else " / ".join(f"{flat[key(k, 'moderate', iou)]:.2f}" for k, iou in PER_SEED))
-        for diff in paired.values():
-            cells.append(" / ".join(f"{diff[key(k, 'moderate', iou)]['per_seed'][i]:+.2f}" for k, iou in PER_SEED))
+        for arm, diff in paired.items():
+            at = paired_seeds[arm].index(seed) if seed in paired_seeds[arm] else None
+            cells.append("-" if at is None else
+                         " / ".join(f"{diff[key(k, 'moderate', iou)]['per_seed'][at]:+.2f}" for k, iou in PER_SEED))
         lines.append(f"| {seed} | " + " | ".join(cells) + " |")
     for arm, diff in paired.items():
-        lines += ["", f"{_short(arm)} - baseline, paired by seed (mean ± std, 95 % t-interval):", "", *paired_lines(diff)]
+        lines += ["", f"{_short(arm)} - baseline, paired by seed over {len(paired_seeds[arm])} seeds {paired_seeds[arm]} "
+                  "(mean ± std, 95 % t-interval):", "", *paired_lines(diff)]
     return "\n".join(lines) + "\n"
 
 
@@ -257,18 +270,20 @@ def run_study(args) -> dict:
 
 
 def finished_only(arms: list[str], seeds: list[int], teacher_seeds: list[int], runs: Path, meta: dict) -> dict:
-    """The summary of an unfinished study: the teacher seeds and the student seeds whose every
-    arm has trained (demo's marker) and been evaluated; nothing is trained or evaluated."""
+    """The summary of an unfinished study: every arm over its seeds that have trained (demo's
+    marker) and been evaluated, each student arm paired with the baseline over the seeds both
+    have; ``seeds`` are the seeds every arm has. Nothing is trained or evaluated."""
     def done(arm: str, seed: int) -> bool:
         run = runs / run_folder(arm, seed)
         return demo.training_done(run) and demo.evaluation_json(run / "eval-last") is not None
 
     students = [a for a in arms if a != "teacher"]
-    done_seeds = [s for s in seeds if all(done(a, s) for a in students)]
-    arm_seeds = {a: [s for s in teacher_seeds if done(a, s)] if a == "teacher" else done_seeds for a in arms}
+    arm_seeds = {a: [s for s in (teacher_seeds if a == "teacher" else seeds) if done(a, s)] for a in arms}
+    whole = [s for s in seeds if all(s in arm_seeds[a] for a in students)]
     flats = {a: {s: demo.read_flat(runs / run_folder(a, s) / "eval-last") for s in arm_seeds[a]} for a in arms}
-    return summarise(flats, arms, arm_seeds, {**meta, "seeds": done_seeds, "student_seeds": done_seeds,
-                                             "partial": done_seeds != seeds, "planned_seeds": seeds})
+    partial = any(arm_seeds[a] != seeds for a in students)
+    return summarise(flats, arms, arm_seeds, {**meta, "seeds": whole, "student_seeds": whole,
+                                             "partial": partial, "planned_seeds": seeds})
 
 
 if __name__ == "__main__":

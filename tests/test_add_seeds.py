@@ -78,14 +78,34 @@ def test_finished_only_summarises_whole_finished_seeds_without_training(add_seed
     assert results["partial"] and results["seeds"] == [1001, 1002]
     assert results["planned_seeds"] == [1001, 1002, 1003, 1004, 1005]
     assert results["paired"]["paper-literal"]["Car/3d/moderate/R40@0.70"]["per_seed"] == [2.0, 3.0]
-    assert results["models"]["teacher"]["n"] == 1
+    assert results["paired_seeds"] == {"paper-literal": [1001, 1002]}
+    assert results["models"]["teacher"]["n"] == 1 and results["models"]["baseline"]["seeds"] == [1001, 1002, 1003]
+    # an arm behind the others is paired over the seeds it shares with the baseline
+    for seed, ap in ((1001, 10.5),):
+        run = runs / add_seeds.run_folder("add", seed)
+        (run / "eval-last").mkdir(parents=True)
+        (run / add_seeds.demo.TRAIN_MARKER).write_text("")
+        (run / "last.ckpt").write_text("")
+        (run / "eval-last" / "metrics.json").write_text(json.dumps({"flat": _flat(ap)}))
+    add_seeds.main(["--protocol", "power", "--arms", "teacher", "baseline", "paper-literal", "add", "--finished-only",
+                    "--runs", str(runs), "--out", str(out)])
+    results = json.loads(out.with_suffix(".json").read_text())
+    assert results["seeds"] == [1001] and results["paired_seeds"] == {"paper-literal": [1001, 1002], "add": [1001]}
+    assert results["paired"]["paper-literal"]["Car/3d/moderate/R40@0.70"]["per_seed"] == [2.0, 3.0]
+    assert results["paired"]["add"]["Car/3d/moderate/R40@0.70"]["per_seed"] == [0.5]
+    text = out.with_suffix(".md").read_text()
+    assert "| 1002 | 30.00 / 30.00 / 30.00 |" not in text  # the teacher has no seed 1002
+    assert "| 1002 | - | 11.00 / 11.00 / 11.00 | 14.00 / 14.00 / 14.00 | - | +3.00 / +3.00 / +3.00 | - |" in text
+    assert "over 2 seeds [1001, 1002]" in text and "over 1 seeds [1001]" in text
     # before any whole seed: the teacher alone, no paired difference
     add_seeds.main(["--protocol", "power", "--arms", "teacher", "baseline", "paper-literal", "--finished-only",
                     "--seeds", "1003", "--runs", str(runs), "--out", str(out)])
     results = json.loads(out.with_suffix(".json").read_text())
-    assert results["seeds"] == [] and results["paired"] == {} and results["models"]["baseline"]["n"] == 0
+    assert results["seeds"] == [] and results["paired"] == {} and results["models"]["paper-literal"]["n"] == 0
+    assert results["models"]["baseline"]["n"] == 1
     text = out.with_suffix(".md").read_text()
-    assert "| baseline MonoDETR (n=0) | - / - / - |" in text and "**Partial study**: 0 of the planned seeds [1003]" in text
+    assert "| ADD `paper-literal` (n=0) | - / - / - |" in text
+    assert "**Partial study** (`--finished-only`): 0 of the planned seeds [1003]" in text
 
 
 def test_unknown_arm_fails_before_training(add_seeds, monkeypatch, tmp_path):
