@@ -1,7 +1,7 @@
 """Teacher / baseline / ADD arms over several seeds on SynthKITTI: the acceptance figure of ADD.
 
     python benchmarks/add_seeds.py --protocol power [--jobs 8]      # the powered study (issue 13)
-    python benchmarks/add_seeds.py [--seeds 444 445 446] [--teacher-seed 444] [--runs runs/exp]
+    python benchmarks/add_seeds.py [--seeds 444 445 446] [--teacher-seed 444] [--runs runs/exp]  # -> add_seeds_legacy
     python benchmarks/add_seeds.py --from-json benchmarks/results/add_seeds.json  # re-render only
     python benchmarks/add_seeds.py --student caddn [--seeds 444 445 446]   # -> add_seeds_caddn.{json,md}
 
@@ -34,7 +34,7 @@ study has whole paired seeds; ``--finished-only`` renders what has finished with
 (``partial: true`` in the JSON, with the planned seeds): every arm over its finished seeds,
 each paired difference over the seeds the arm shares with the baseline (``paired_seeds``).
 
-Writes ``benchmarks/results/add_seeds.{json,md}``: per arm mean +- sample std over seeds, and
+Writes ``benchmarks/results/add_seeds.{json,md}`` (``add_seeds_legacy`` for the legacy protocol): per arm mean +- sample std over seeds, and
 per student arm its paired (same seed) difference to the baseline per metric: ``mean``, ``std``,
 ``per_seed`` and ``ci95`` = [low, high], the two-sided 95 % Student-t interval
 mean -+ t(0.975, n - 1) std / sqrt(n) (``monokd.engine.ablate.paired_differences``).
@@ -220,14 +220,18 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", default=None)
     parser.add_argument("--jobs", type=int, default=1, help="trainings at once (after the teacher)")
     parser.add_argument("--train-arg", action="append", default=[], help="extra argument for monokd train, repeatable")
-    parser.add_argument("--from-json", default=None, help="re-render an existing results JSON (no training)")
+    parser.add_argument("--from-json", default=None, help="re-render an existing results JSON in place (no training)")
     parser.add_argument("--finished-only", action="store_true",
                         help="no training: summarise the seeds whose every arm has finished and been evaluated")
     parser.add_argument("--out", default=None, help="results path without suffix (default "
-                        "benchmarks/results/add_seeds, or add_seeds_caddn with --student caddn)")
+                        "benchmarks/results/add_seeds for the power protocol, add_seeds_legacy for the "
+                        "legacy one, add_seeds_caddn with --student caddn)")
     args = parser.parse_args(argv)
     stem = use_student(args.student)
-    out = Path(args.out or REPO / "benchmarks" / "results" / stem)
+    if stem == "add_seeds" and args.protocol == "legacy":
+        stem = "add_seeds_legacy"  # the first, 3-seed study; add_seeds is the powered one (issue 13)
+    default = Path(args.from_json).with_suffix("") if args.from_json else REPO / "benchmarks" / "results" / stem
+    out = Path(args.out) if args.out else default  # --from-json re-renders in place
     if args.from_json:
         results = from_json(Path(args.from_json))
     else:

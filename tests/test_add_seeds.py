@@ -135,3 +135,18 @@ def test_caddn_student_uses_the_caddn_recipes(add_seeds, monkeypatch, tmp_path):
     results = json.loads((tmp_path / "caddn.json").read_text())
     assert results["student"] == "caddn" and set(results["models"]) == {"teacher", "baseline", "add"}
     assert "baseline CaDDN" in (tmp_path / "caddn.md").read_text()
+
+
+def test_default_outputs_legacy_study_apart_and_from_json_rerenders_in_place(add_seeds, monkeypatch, tmp_path):
+    monkeypatch.setattr(add_seeds, "train_and_evaluate", lambda arm, seed, *a, **k: _flat(10.0 + (arm == "add")))
+    monkeypatch.setattr(add_seeds.demo, "ensure_synth", lambda *a, **k: None)
+    monkeypatch.setattr(add_seeds, "REPO", tmp_path)
+    add_seeds.main(["--seeds", "1", "2"])  # legacy protocol: not the powered study's add_seeds
+    results_dir = tmp_path / "benchmarks" / "results"
+    assert sorted(p.name for p in results_dir.iterdir()) == ["add_seeds_legacy.json", "add_seeds_legacy.md"]
+    legacy = results_dir / "add_seeds_legacy.json"
+    before = json.loads(legacy.read_text())
+    legacy.with_suffix(".md").write_text("stale")
+    add_seeds.main(["--from-json", str(legacy)])
+    assert json.loads(legacy.read_text()) == before and "stale" not in legacy.with_suffix(".md").read_text()
+    assert before["paired"]["add"]["Car/3d/moderate/R40@0.70"]["per_seed"] == [1.0, 1.0]
