@@ -150,7 +150,9 @@ def _short(arm: str) -> str:
 
 def markdown(results: dict) -> str:
     seeds, models = results["seeds"], results["models"]
-    lines = [f"# Teacher / baseline / ADD on SynthKITTI over {len(seeds)} seeds {seeds}", "",
+    title = (f"the finished runs of seeds {results.get('planned_seeds')}" if results.get("partial")
+             else f"{len(seeds)} seeds {seeds}")
+    lines = [f"# Teacher / baseline / ADD on SynthKITTI over {title}", "",
              f"Car AP R40 (%) on val ({results.get('val_frames', 200)} frames), last checkpoint, mean ± sample std over "
              f"n seeds; every ADD student distilled from the seed-{results['teacher_seed']} teacher. "
              f"`python benchmarks/add_seeds.py{' --protocol ' + results['protocol'] if results.get('protocol') else ''}`"
