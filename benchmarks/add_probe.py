@@ -227,7 +227,8 @@ def checkpoints(args) -> dict[str, Path]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ckpt", action="append", default=[], metavar="NAME=PATH")
+    parser.add_argument("--ckpt", action="append", default=[], metavar="NAME=PATH",
+                        help="a checkpoint to probe, named NAME in the results (repeatable)")
     parser.add_argument("--runs", default=None, help="every RUN/*/last.ckpt (names = folders)")
     parser.add_argument("--teacher", default=None, help="name of the reference teacher (default: the first GT-depth one)")
     parser.add_argument("--data", default=None, help="SynthKITTI / KITTI root (default: each checkpoint's data.root)")
@@ -235,7 +236,8 @@ def main(argv=None) -> int:
     parser.add_argument("--max-val", type=int, default=None, help="val frames probed (default all)")
     parser.add_argument("--no-ap", action="store_true", help="skip the teachers' gt_depth_decode=false evaluation")
     parser.add_argument("--note", default="", help="what the checkpoints are (written into the results)")
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "add_probe"))
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "add_probe"),
+                        help="results path without suffix (default: the shipped benchmarks/results/add_probe)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     ckpts = checkpoints(args)

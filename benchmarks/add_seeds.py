@@ -182,8 +182,11 @@ def markdown(results: dict) -> str:
                          " / ".join(f"{diff[key(k, 'moderate', iou)]['per_seed'][at]:+.2f}" for k, iou in PER_SEED))
         lines.append(f"| {seed} | " + " | ".join(cells) + " |")
     for arm, diff in paired.items():
-        lines += ["", f"{_short(arm)} - baseline, paired by seed over {len(paired_seeds[arm])} seeds {paired_seeds[arm]} "
-                  "(mean ± std, 95 % t-interval):", "", *paired_lines(diff)]
+        n = len(paired_seeds[arm])
+        how = ("mean ± sample std, 95 % two-sided Student t-interval with n - 1 degrees of freedom" if n > 1
+               else "one seed: no spread, no interval")
+        lines += ["", f"{_short(arm)} - baseline, paired by seed over {n} seed{'s' if n > 1 else ''} "
+                  f"{paired_seeds[arm]} ({how}):", "", *paired_lines(diff)]
     return "\n".join(lines) + "\n"
 
 

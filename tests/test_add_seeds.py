@@ -96,7 +96,7 @@ def test_finished_only_summarises_whole_finished_seeds_without_training(add_seed
     text = out.with_suffix(".md").read_text()
     assert "| 1002 | 30.00 / 30.00 / 30.00 |" not in text  # the teacher has no seed 1002
     assert "| 1002 | - | 11.00 / 11.00 / 11.00 | 14.00 / 14.00 / 14.00 | - | +3.00 / +3.00 / +3.00 | - |" in text
-    assert "over the finished runs of seeds [1001, 1002, 1003, 1004, 1005]" in text and "over 2 seeds [1001, 1002]" in text and "over 1 seeds [1001]" in text
+    assert "over the finished runs of seeds [1001, 1002, 1003, 1004, 1005]" in text and "over 2 seeds [1001, 1002]" in text and "over 1 seed [1001] (one seed" in text
     # before any whole seed: the teacher alone, no paired difference
     add_seeds.main(["--protocol", "power", "--arms", "teacher", "baseline", "paper-literal", "--finished-only",
                     "--seeds", "1003", "--runs", str(runs), "--out", str(out)])

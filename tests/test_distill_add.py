@@ -317,3 +317,27 @@ def test_given_level_uses_the_detectors_masks():
     assert distiller.losses(distiller(batch), batch)["distill_feat"] > 0
     sa = parse_options({"feature": {"levels": [1], "heads": 2, "embed_dim": 8}, "response": {"enabled": False}})
     assert torch.isfinite(ADDDistiller(student, teacher, sa).losses(distiller(batch), batch)["distill_feat"])
+
+
+def test_train_preset_applies_a_rows_overrides_before_set(monkeypatch, capsys):
+    from monokd.cli import main
+    from monokd.distill import preset_overrides
+    from monokd.engine import train as train_cmd
+
+    seen = []
+
+    def capture(path, overrides):
+        seen.append(list(overrides))
+        raise ConfigError("stop before training")
+
+    monkeypatch.setattr(train_cmd, "load_config", capture)
+    assert main(["train", "--config", "configs/add_monodetr_synth.yaml", "--preset", "paper-literal",
+                 "--set", "distill.feature.weight=0.5"]) == 1
+    literal = preset_overrides("paper-literal")
+    assert "distill.feature.normalization=sum" in literal and "distill.response.normalization=sum" in literal
+    assert seen == [[*literal, "distill.feature.weight=0.5"]]  # --set after the row: it wins
+    assert preset_overrides("+IMD")  # MonoTAKD's rows too
+    capsys.readouterr()
+    assert main(["train", "--config", "configs/add_monodetr_synth.yaml", "--preset", "nope"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--preset 'nope': unknown row" in err[0] and "paper-literal" in err[0]

@@ -30,3 +30,18 @@ def build_distiller(cfg: dict, student: nn.Module, teacher: nn.Module | None,
 
         return ADDDistiller(student, teacher, parse_options(section))
     raise ConfigError(f"distill.method: unknown method {method!r} (known: add, takd)")
+
+
+def preset_overrides(name: str) -> list[str]:
+    """The ``key=value`` overrides of a named ablation row: ADD's (``monokd.distill.add.PRESETS``,
+    e.g. ``paper-literal``, ``depth-memory+gt-pairing``) or MonoTAKD's
+    (``monokd.distill.takd.distiller.PRESETS``, e.g. ``+IMD``). ``monokd train --preset NAME``
+    applies them before its ``--set`` items. Raises ConfigError naming the known rows."""
+    from monokd.distill.add.distiller import PRESETS as ADD_PRESETS
+    from monokd.distill.takd.distiller import PRESETS as TAKD_PRESETS
+
+    for table in (ADD_PRESETS, TAKD_PRESETS):
+        if name in table:
+            return list(table[name])
+    raise ConfigError(f"--preset {name!r}: unknown row (ADD: {', '.join(ADD_PRESETS)}; "
+                      f"MonoTAKD: {', '.join(TAKD_PRESETS)})")

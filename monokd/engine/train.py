@@ -21,6 +21,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy
 
 from monokd.config import get, load_config, save_config, set_key
+from monokd.distill import preset_overrides
 from monokd.engine.callbacks import BestCheckpoint, LastCheckpoint, MetricsJson, PlainProgress
 from monokd.engine.datamodule import KittiDataModule
 from monokd.engine.module import DetectorModule
@@ -52,6 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="recipe YAML (configs/*.yaml)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config leaf, e.g. --set train.epochs=3 (repeatable)")
+    parser.add_argument("--preset", default=None, metavar="ROW",
+                        help="a named ablation row's overrides, applied before --set: ADD's (e.g. "
+                             "paper-literal, depth-memory+gt-pairing; monokd.distill.add.PRESETS) or "
+                             "MonoTAKD's (e.g. +IMD)")
     parser.add_argument("--resume", default=None, metavar="auto|PATH",
                         help="continue a run: 'auto' = OUT/last.ckpt if present, or a checkpoint path")
     parser.add_argument("--devices", type=int, default=None,
@@ -145,7 +150,8 @@ def _validate_last_epoch(trainer: L.Trainer, module: DetectorModule, datamodule)
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.set)
+    presets = preset_overrides(args.preset) if getattr(args, "preset", None) else []
+    cfg = load_config(args.config, [*presets, *args.set])
     if args.seed is not None:
         set_key(cfg, f"train.seed={args.seed}")
     out = Path(args.out or Path("runs") / Path(args.config).stem)
