@@ -239,7 +239,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds (preset seed, +1, ...)")
     parser.add_argument("--rows", default=None,
                         help="comma-separated rows or tables (teacher, baseline, F, F+SA, ..., table4, "
-                             "table5, pe, all); default teacher,table4,pe (quick: baseline,F+SA+R+CA); "
+                             "table5, variants, pe, all); default teacher,table4,pe (quick: baseline,F+SA+R+CA); "
                              "--method takd has its own rows (student, +IMD, +CMRD, ..., full+GT: "
                              "monokd.distill.takd.distiller.PRESETS)")
     parser.add_argument("--out", default=None, help="runs folder (default runs/ablate/<preset>)")
