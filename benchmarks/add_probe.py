@@ -188,7 +188,9 @@ def markdown(results: dict) -> str:
     signals = list(dict.fromkeys(s for m in models.values() for s in m["probes"]))
     lines = ["# What ADD's distilled signals know about object depth", "",
              "Ridge probe of log-depth, fitted on train, median |error| (m) on val "
-             f"({results['note']}). `python benchmarks/add_probe.py`. constant = the train median everywhere.", "",
+             f"({results['note']}). `python benchmarks/add_probe.py`. constant = the train median predicted "
+             "everywhere, per column (each map samples its own foreground cells; the query columns score the "
+             "matched queries). The last row gives each column's samples, train / val, of the first model.", "",
              "| model | " + " | ".join(signals) + " | query index = teacher's |", "|---" * (len(signals) + 2) + "|"]
     for name, m in models.items():
         agree = (m.get("index_agreement") or {}).get("fraction")
@@ -197,6 +199,9 @@ def markdown(results: dict) -> str:
     first = next(iter(models.values()))
     lines.append("| constant | " + " | ".join(_m(first["probes"].get(s, {}).get("constant_median_abs_m"))
                                               for s in signals) + " | |")
+    lines.append("| samples (train / val) | " + " | ".join(
+        f"{first['probes'][s]['n_train']} / {first['probes'][s]['n_val']}" if s in first["probes"] else "-"
+        for s in signals) + " | |")
     aps = {n: m["ap"] for n, m in models.items() if m.get("ap")}
     if aps:
         lines += ["", "Teacher Car AP R40 moderate, decoding depth from its GT input (`gt_depth_decode=true`) or "
