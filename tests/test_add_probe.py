@@ -1,9 +1,7 @@
 """benchmarks/add_probe.py: the ridge probe, index agreement, and a run on tiny random checkpoints."""
 
 import copy
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +9,8 @@ import pytest
 import torch
 
 from monokd.models import build_detector
+from tests._bench import benchmark_module
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 TINY = {"model": {"name": "monodetr", "backbone": {"depth": 18}, "hidden_dim": 32, "dim_feedforward": 32,
                   "num_queries": 12, "enc_layers": 1, "dec_layers": 2, "num_feature_levels": 3},
         "data": {"classes": ["Car"], "input_size": [416, 128]}}
@@ -20,12 +18,8 @@ TINY = {"model": {"name": "monodetr", "backbone": {"depth": 18}, "hidden_dim": 3
 
 @pytest.fixture(scope="module")
 def add_probe():
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("add_probe_bench", BENCH / "add_probe.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
-    sys.path.remove(str(BENCH))
+    with benchmark_module("add_probe") as module:
+        yield module
 
 
 def test_ridge_probe_recovers_a_linear_log_depth(add_probe):

@@ -1,23 +1,17 @@
 """benchmarks/add_seeds.py without training: the protocol, the JSON schema, paired CIs."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+from tests._bench import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def add_seeds():
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("add_seeds_bench", BENCH / "add_seeds.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
-    sys.path.remove(str(BENCH))
+    with benchmark_module("add_seeds") as module:
+        yield module
 
 
 def _flat(value: float) -> dict:

@@ -1,23 +1,16 @@
 """benchmarks/add_vs_takd.py: one student, two distillations, refused unless the student runs are shared."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+from tests._bench import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def add_vs_takd():
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("add_vs_takd_bench", BENCH / "add_vs_takd.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
-    sys.path.remove(str(BENCH))
+    with benchmark_module("add_vs_takd") as module:
+        yield module
 
 
 def _flat(value: float) -> dict:

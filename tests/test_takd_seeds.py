@@ -1,23 +1,16 @@
 """benchmarks/takd_seeds.py without training: order of the runs, the JSON schema, paired differences."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+from tests._bench import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def takd_seeds():
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("takd_seeds_bench", BENCH / "takd_seeds.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
-    sys.path.remove(str(BENCH))
+    with benchmark_module("takd_seeds") as module:
+        yield module
 
 
 def _flat(value: float) -> dict:

@@ -1,23 +1,16 @@
 """benchmarks/train_losses.py on a TensorBoard log written here (two launches of one run)."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+from tests._bench import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def train_losses():
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("train_losses_bench", BENCH / "train_losses.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
-    sys.path.remove(str(BENCH))
+    with benchmark_module("train_losses") as module:
+        yield module
 
 
 def test_first_and_last_means_across_a_resumed_runs_files(train_losses, tmp_path):
