@@ -129,7 +129,9 @@ def summarise(flats: dict[str, dict[int, dict]], arms: list[str], seeds: dict[st
                "paired_seeds": {}}
     if "baseline" in arms:
         for arm in arms:
-            both = [s for s in seeds[arm] if s in seeds["baseline"]] if arm not in ("teacher", "baseline") else []
+            if arm in ("teacher", "baseline"):
+                continue
+            both = [s for s in seeds[arm] if s in seeds["baseline"]]
             if not both:  # no paired difference before the arm and the baseline share a finished seed
                 continue
             results["paired_seeds"][arm] = both
@@ -168,10 +170,8 @@ def markdown(results: dict) -> str:
     lines += ["Per seed, moderate (AP3D@0.7 / AP3D@0.5 / 2-D bbox AP@0.7):", "",
               "| seed | " + " | ".join(_label(m) for m in models) + "".join(f" | {_short(a)} - baseline" for a in paired) + " |",
               "|---" * (len(models) + len(paired) + 1) + "|"]
-    paired_seeds = results.get("paired_seeds") or {a: seeds for a in paired}
-    students = [m for m in models if m != "teacher"]
-    shown = sorted({int(s) for m in students for s in models[m]["per_seed"]} | set(seeds))
-    for seed in shown:
+    paired_seeds = results["paired_seeds"]  # summarise writes it, --from-json included
+    for seed in sorted({int(s) for m in models if m != "teacher" for s in models[m]["per_seed"]}):
         cells = []
         for row in models.values():
             flat = row["per_seed"].get(str(seed))
@@ -198,7 +198,7 @@ def from_json(path: Path) -> dict:
     arms = list(old["models"])
     flats = {a: {int(s): f for s, f in old["models"][a]["per_seed"].items()} for a in arms}
     seeds = {a: [int(s) for s in old["models"][a].get("seeds", old["models"][a]["per_seed"])] for a in arms}
-    meta = {k: v for k, v in old.items() if k not in ("models", "paired", "add_minus_baseline", "ci_method")}
+    meta = {k: v for k, v in old.items() if k not in ("models", "paired", "paired_seeds", "add_minus_baseline", "ci_method")}
     meta.setdefault("protocol", "legacy")
     meta.setdefault("val_frames", 200)
     meta.setdefault("train_frames", 800)

@@ -150,7 +150,7 @@ def _validate_last_epoch(trainer: L.Trainer, module: DetectorModule, datamodule)
 
 
 def run(args: argparse.Namespace) -> int:
-    presets = preset_overrides(args.preset) if getattr(args, "preset", None) else []
+    presets = preset_overrides(args.preset) if args.preset else []
     cfg = load_config(args.config, [*presets, *args.set])
     if args.seed is not None:
         set_key(cfg, f"train.seed={args.seed}")
