@@ -26,7 +26,7 @@ def write_report(results: dict, text: str, out: str | Path) -> None:
 def train_and_score(recipe, run_dir: Path, overrides: list[str], seed: int, extra: list[str], stage: str) -> dict:
     """A seed study's run: train ``recipe`` into ``run_dir`` unless done (resuming an
     interrupted run), evaluate its last checkpoint on val unless done, return the flat metrics."""
-    from monokd.engine import demo
+    from monokd.pipeline import demo
 
     demo.train(recipe, run_dir, overrides, seed, extra, stage=stage)
     eval_dir = run_dir / "eval-last"
@@ -38,7 +38,7 @@ def train_and_score(recipe, run_dir: Path, overrides: list[str], seed: int, extr
 
 def models_block(flats: dict, arms: list[str], seeds: dict) -> dict:
     """``models`` of a seed study's JSON: per arm, mean / std over its seeds and every seed's figures."""
-    from monokd.engine.ablate import aggregate
+    from monokd.pipeline.ablate import aggregate
 
     return {arm: {**aggregate([flats[arm][s] for s in seeds[arm]]), "seeds": seeds[arm],
                   "per_seed": {str(s): flats[arm][s] for s in seeds[arm]}} for arm in arms}

@@ -44,8 +44,8 @@ sys.path.insert(0, str(REPO))
 from monokd.config import get  # noqa: E402
 from monokd.data.dataset import KittiDataset, collate  # noqa: E402
 from monokd.distill.add.masks import gt_depth_maps  # noqa: E402
-from monokd.engine import demo  # noqa: E402
-from monokd.engine.checkpoint import load_detector  # noqa: E402
+from monokd.pipeline import demo  # noqa: E402
+from monokd.training.checkpoint import load_detector  # noqa: E402
 from _results import write_report  # noqa: E402  (benchmarks/_results.py)
 
 RIDGE_LAMBDAS = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)

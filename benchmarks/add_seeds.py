@@ -37,7 +37,7 @@ each paired difference over the seeds the arm shares with the baseline (``paired
 Writes ``benchmarks/results/add_seeds.{json,md}`` (``add_seeds_legacy`` for the legacy protocol): per arm mean +- sample std over seeds, and
 per student arm its paired (same seed) difference to the baseline per metric: ``mean``, ``std``,
 ``per_seed`` and ``ci95`` = [low, high], the two-sided 95 % Student-t interval
-mean -+ t(0.975, n - 1) std / sqrt(n) (``monokd.engine.ablate.paired_differences``).
+mean -+ t(0.975, n - 1) std / sqrt(n) (``monokd.pipeline.ablate.paired_differences``).
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from monokd.distill.add import PRESETS  # noqa: E402
-from monokd.engine import demo  # noqa: E402
-from monokd.engine.ablate import paired_differences  # noqa: E402
+from monokd.pipeline import demo  # noqa: E402
+from monokd.pipeline.ablate import paired_differences  # noqa: E402
 from _results import ap_tables, models_block, paired_lines, train_and_score, write_report  # noqa: E402  (benchmarks/_results.py)
 
 RECIPES = {"teacher": "configs/monodetr_teacher_synth.yaml", "baseline": "configs/monodetr_synth.yaml",

@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from add_seeds import markdown, summarise  # noqa: E402
-from monokd.engine import demo  # noqa: E402
+from monokd.pipeline import demo  # noqa: E402
 from _results import write_report  # noqa: E402  (benchmarks/_results.py)
 
 RECIPES = {"teacher": "configs/patchnet_teacher_synth.yaml", "baseline": "configs/patchnet_synth.yaml",

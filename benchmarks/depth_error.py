@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from monokd.data.dataset import KittiDataset, collate  # noqa: E402
-from monokd.engine.checkpoint import load_detector  # noqa: E402
+from monokd.training.checkpoint import load_detector  # noqa: E402
 from _results import write_json  # noqa: E402  (benchmarks/_results.py)
 
 

@@ -31,7 +31,7 @@ from monokd.config import load_config  # noqa: E402
 from monokd.data.dataset import KittiDataset, collate  # noqa: E402
 from monokd.data.synth import generate  # noqa: E402
 from monokd.distill import build_distiller  # noqa: E402
-from monokd.engine.schedule import build_optimizer  # noqa: E402
+from monokd.training.schedule import build_optimizer  # noqa: E402
 from monokd.models import build_detector  # noqa: E402
 from monokd.models.depth.losses import silog_loss, valid_depth  # noqa: E402
 from monokd.models.depth.model import build_depth_net  # noqa: E402

@@ -19,8 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from monokd.data.dataset import KittiDataset, collate  # noqa: E402
-from monokd.engine.checkpoint import load_detector  # noqa: E402
-from monokd.engine.demo import takd_bev_maps  # noqa: E402
+from monokd.training.checkpoint import load_detector  # noqa: E402
+from monokd.pipeline.demo import takd_bev_maps  # noqa: E402
 from monokd.viz.bev_features import feature_panel  # noqa: E402
 
 

@@ -34,8 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from monokd.distill.takd.distiller import PRESETS  # noqa: E402
-from monokd.engine import demo  # noqa: E402
-from monokd.engine.ablate import paired_differences  # noqa: E402
+from monokd.pipeline import demo  # noqa: E402
+from monokd.pipeline.ablate import paired_differences  # noqa: E402
 from _results import ap_tables, models_block, paired_lines, train_and_score, write_report  # noqa: E402  (benchmarks/_results.py)
 
 RECIPES = {"lidar_teacher": "configs/takd_lidar_synth.yaml", "ta": "configs/takd_ta_synth.yaml",

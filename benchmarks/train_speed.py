@@ -29,8 +29,8 @@ sys.path.insert(0, str(REPO))
 from monokd.config import load_config, set_key  # noqa: E402
 from monokd.data.dataset import KittiDataset, collate  # noqa: E402
 from monokd.data.synth import generate  # noqa: E402
-from monokd.engine.inference import to_device  # noqa: E402
-from monokd.engine.schedule import build_optimizer  # noqa: E402
+from monokd.training.inference import to_device  # noqa: E402
+from monokd.training.schedule import build_optimizer  # noqa: E402
 from monokd.models import build_detector  # noqa: E402
 from _results import write_json  # noqa: E402  (benchmarks/_results.py)
 

@@ -21,17 +21,17 @@ import sys
 import warnings
 
 COMMANDS = {
-    "synth": ("monokd.data.synth.cli", "write a synthetic dataset in the KITTI layout"),
-    "show": ("monokd.viz.show", "draw frames with 3-D boxes and a bird's-eye view"),
-    "evaluate": ("monokd.evaluation.cli", "KITTI AP of result files, or of a checkpoint"),
-    "train": ("monokd.engine.train", "train a detector, a teacher or a distilled student"),
-    "predict": ("monokd.engine.predict", "run a checkpoint on images; results and pictures"),
-    "export": ("monokd.engine.export", "write the student alone (safetensors, ONNX)"),
-    "demo": ("monokd.engine.demo", "SynthKITTI -> teacher, baseline, distilled student -> report "
+    "synth": ("monokd.commands.synth", "write a synthetic dataset in the KITTI layout"),
+    "show": ("monokd.commands.show", "draw frames with 3-D boxes and a bird's-eye view"),
+    "evaluate": ("monokd.commands.evaluate", "KITTI AP of result files, or of a checkpoint"),
+    "train": ("monokd.commands.train", "train a detector, a teacher or a distilled student"),
+    "predict": ("monokd.commands.predict", "run a checkpoint on images; results and pictures"),
+    "export": ("monokd.commands.export", "write the student alone (safetensors, ONNX)"),
+    "demo": ("monokd.commands.demo", "SynthKITTI -> teacher, baseline, distilled student -> report "
              "(students monodetr, caddn, patchnet; methods add, takd)"),
-    "ablate": ("monokd.engine.ablate", "the ablation tables over seeds (ADD, or MonoTAKD with --method takd)"),
-    "depth-maps": ("monokd.data.depth_maps", "KITTI depth_2 maps from the velodyne sweeps"),
-    "depth": ("monokd.engine.depth", "the monocular depth front-end: train | predict | evaluate"),
+    "ablate": ("monokd.commands.ablate", "the ablation tables over seeds (ADD, or MonoTAKD with --method takd)"),
+    "depth-maps": ("monokd.commands.depth_maps", "KITTI depth_2 maps from the velodyne sweeps"),
+    "depth": ("monokd.commands.depth", "the monocular depth front-end: train | predict | evaluate"),
 }
 _DEBUG_HELP = "show the full traceback of an error (also MONOKD_DEBUG=1)"
 

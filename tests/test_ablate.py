@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from monokd.engine import ablate
+from monokd.pipeline import ablate
 from monokd.errors import ConfigError
 
 PRESETS = {
@@ -75,7 +75,7 @@ def test_ablation_runs_each_seed_and_writes_json_and_markdown(tmp_path, monkeypa
     import json
     import os
 
-    from monokd.engine import demo
+    from monokd.pipeline import demo
 
     calls = []
 
@@ -130,7 +130,7 @@ def test_paired_differences_with_a_hand_computed_t_interval():
 
 
 def test_caddn_preset_defaults_to_the_feature_and_pe_rows():
-    from monokd.engine import demo
+    from monokd.pipeline import demo
 
     preset = demo.load_preset("caddn_synth")
     assert (preset["student"], preset["method"]) == ("caddn", "add")

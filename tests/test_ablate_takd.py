@@ -8,7 +8,8 @@ import os
 
 import pytest
 
-from monokd.engine import ablate, demo
+from monokd.pipeline import ablate
+from monokd.pipeline import demo
 
 
 def test_takd_ablation_trains_teacher_and_ta_then_the_rows(tmp_path, monkeypatch):

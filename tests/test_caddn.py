@@ -167,7 +167,7 @@ def test_add_gradients_reach_student_and_adapters_never_teacher():
 
 def test_onnx_export_matches_pytorch(tmp_path):
     pytest.importorskip("onnxruntime")
-    from monokd.engine.export import export_onnx, onnx_max_abs_diff
+    from monokd.serving.export import export_onnx, onnx_max_abs_diff
 
     model = _model().eval()
     batch = _batch(1, seed=3)
@@ -189,8 +189,8 @@ def test_caddn_overfits_four_synth_frames(synth_root, tmp_path):
 
     from monokd.config import load_config
     from monokd.data.dataset import KittiDataset, collate
-    from monokd.engine.datamodule import KittiDataModule
-    from monokd.engine.train import fit
+    from monokd.training.datamodule import KittiDataModule
+    from monokd.training.fit import fit
 
     cfg = load_config("configs/caddn_synth.yaml", [
         f"data.root={synth_root}", "data.input_size=[256, 80]", "data.augment.enabled=false",

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from monokd.engine import demo
+from monokd.pipeline import demo
 from monokd.viz import report
 
 KEY = "Car/{}/{}/R40@{}"
@@ -367,7 +367,7 @@ def test_pictures_show_the_top_k_by_score_whatever_the_threshold():
 
 
 def _missing_pipeline() -> str | None:
-    for module in ("monokd.engine.train", "monokd.engine.evaluate", "monokd.data.synth", "monokd.models"):
+    for module in ("monokd.commands.train", "monokd.training.evaluate", "monokd.data.synth", "monokd.models"):
         if importlib.util.find_spec(module) is None:
             return module
     return None
@@ -428,7 +428,7 @@ def test_an_interrupted_stage_stops_its_child(monkeypatch):
 
 
 def test_display_plain_lines_off_a_terminal():
-    from monokd.engine.lanes import Display
+    from monokd.pipeline.lanes import Display
 
     out = io.StringIO()
     display = Display(["baseline", "add"], stream=out)
@@ -440,7 +440,7 @@ def test_display_plain_lines_off_a_terminal():
 
 
 def test_display_on_a_terminal_rewrites_one_line_per_lane():
-    from monokd.engine.lanes import Display
+    from monokd.pipeline.lanes import Display
 
     out = io.StringIO()
     display = Display(["baseline", "add"], stream=out, live=True)
@@ -453,7 +453,7 @@ def test_display_on_a_terminal_rewrites_one_line_per_lane():
 
 
 def test_lanes_run_children_side_by_side_and_log_their_output(tmp_path):
-    from monokd.engine.lanes import Display, Lane, Lanes
+    from monokd.pipeline.lanes import Display, Lane, Lanes
 
     out = io.StringIO()
     lanes, display = Lanes(), Display(["a", "b"], stream=out)
@@ -478,7 +478,7 @@ def test_lanes_run_children_side_by_side_and_log_their_output(tmp_path):
 
 
 def test_a_failing_lane_raises_after_the_others_end(tmp_path):
-    from monokd.engine.lanes import Display, Lanes
+    from monokd.pipeline.lanes import Display, Lanes
 
     lanes, display = Lanes(), Display(["a", "b"], stream=io.StringIO())
 
@@ -494,7 +494,7 @@ def test_a_failing_lane_raises_after_the_others_end(tmp_path):
 def test_plain_progress_line():
     from types import SimpleNamespace
 
-    from monokd.engine.callbacks import PlainProgress
+    from monokd.training.callbacks import PlainProgress
 
     progress = PlainProgress(every=5)
     trainer = SimpleNamespace(global_step=120, max_steps=-1, num_training_batches=50, max_epochs=12,

@@ -59,7 +59,7 @@ def test_overfits_four_frames_then_predicts_resumably(synth_root, tmp_path):
     """Falling loss and AbsRel < 0.3 on the 4 frames it trained on (an untrained network's
     constant ~9 m output scores about 0.6 there); then predict writes uint16 PNGs (depth_2
     format, original size), skips frames already written, and reports the overlap."""
-    from monokd.engine import depth as D
+    from monokd.commands import depth as D
 
     cfg = _tiny_cfg(synth_root)
     logs = []

@@ -322,7 +322,7 @@ def test_given_level_uses_the_detectors_masks():
 def test_train_preset_applies_a_rows_overrides_before_set(monkeypatch, capsys):
     from monokd.cli import main
     from monokd.distill import preset_overrides
-    from monokd.engine import train as train_cmd
+    from monokd.commands import train as train_cmd
 
     seen = []
 

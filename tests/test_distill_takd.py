@@ -158,7 +158,7 @@ def test_student_builds_from_the_registry_and_rows_pin_every_switch():
 
 
 def test_engine_builds_the_distiller_with_teacher_and_ta(tmp_path):
-    from monokd.engine.checkpoint import build_model
+    from monokd.training.checkpoint import build_model
 
     REGISTRY.setdefault("fake_lidar", "tests.takd_fakes:build_fake_lidar")
     (tmp_path / "teacher.yaml").write_text("model: {name: fake_lidar}\n")
@@ -192,7 +192,7 @@ def test_distillation_losses_fall_when_training_the_student():
 
 def test_every_ablation_row_builds(tmp_path):
     from monokd.config import set_key
-    from monokd.engine.checkpoint import build_model
+    from monokd.training.checkpoint import build_model
 
     REGISTRY.setdefault("fake_lidar", "tests.takd_fakes:build_fake_lidar")
     (tmp_path / "teacher.yaml").write_text("model: {name: fake_lidar}\n")

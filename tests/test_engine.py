@@ -17,12 +17,12 @@ import torch
 from torch import nn
 
 from monokd.data.kitti import Object3D, write_label
-from monokd.engine.checkpoint import CheckpointMismatchError, load_weights, read_checkpoint
-from monokd.engine.datamodule import KittiDataModule
-from monokd.engine.module import NonFiniteLossError
-from monokd.engine.sampling import EpochBatchSampler, shard
-from monokd.engine.schedule import lr_factor
-from monokd.engine.train import fit
+from monokd.training.checkpoint import CheckpointMismatchError, load_weights, read_checkpoint
+from monokd.training.datamodule import KittiDataModule
+from monokd.training.module import NonFiniteLossError
+from monokd.training.sampling import EpochBatchSampler, shard
+from monokd.training.schedule import lr_factor
+from monokd.training.fit import fit
 
 
 # --------------------------------------------------------------------------- fakes
@@ -264,7 +264,7 @@ def test_lightning_advertisement_dropped_other_lines_kept(caplog):
 
     from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
-    from monokd.engine.train import quiet_lightning
+    from monokd.training.fit import quiet_lightning
 
     quiet_lightning()
     quiet_lightning()  # idempotent: one filter

@@ -1,6 +1,6 @@
 """Bad input through the ``monokd`` command: one line ``monokd <command>: error: ...``, exit 1,
 no traceback, found before a model or trainer is built (issue 9's reproductions), and the
-checks behind it (monokd.data.checks, monokd.engine.preflight)."""
+checks behind it (monokd.data.checks, monokd.training.preflight)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import torch
 from monokd.cli import main
 from monokd.config import load_config
 from monokd.data.kitti import read_split, write_split
-from monokd.engine import train as train_module
-from monokd.engine.preflight import PROVENANCE_KEY, check_teacher, split_record
+from monokd.training import fit as train_module
+from monokd.training.preflight import PROVENANCE_KEY, check_teacher, split_record
 from monokd.errors import ConfigError, MonokdWarning
 from tests.test_engine import fake_data, run_fake, tiny_cfg
 from tests.test_train_overfit import TINY
@@ -338,7 +338,7 @@ def test_run_whose_train_and_val_overlap_warns(tmp_path):
     cfg = tiny_cfg(tmp_path, epochs=1)
     data = fake_data(tmp_path, cfg, n_train=2, n_val=2)
     data._val_set.ids = list(data._train_set.ids)
-    from monokd.engine.preflight import check_run
+    from monokd.training.preflight import check_run
 
     with pytest.warns(MonokdWarning, match="share 2 of 2 validation frames"):
         provenance = check_run(cfg, data)

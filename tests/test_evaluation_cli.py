@@ -118,9 +118,9 @@ def test_cli_modes_are_exclusive(argv, capsys):
 
 def test_checkpoint_mode_calls_the_engine(monkeypatch):
     seen = {}
-    fake = types.ModuleType("monokd.engine.evaluate")
+    fake = types.ModuleType("monokd.training.evaluate")
     fake.evaluate_checkpoint = lambda args: seen.update(vars(args)) or 0
-    monkeypatch.setitem(sys.modules, "monokd.engine.evaluate", fake)
+    monkeypatch.setitem(sys.modules, "monokd.training.evaluate", fake)
     argv = ["evaluate", "--config", "c.yaml", "--ckpt", "m.ckpt", "--split", "val", "--set", "a.b=1",
             "--set", "c=2", "--out", "runs/x"]
     assert main(argv) == 0
@@ -130,14 +130,14 @@ def test_checkpoint_mode_calls_the_engine(monkeypatch):
 
 def test_checkpoint_alone_uses_its_own_config(monkeypatch):
     seen = {}
-    fake = types.ModuleType("monokd.engine.evaluate")
+    fake = types.ModuleType("monokd.training.evaluate")
     fake.evaluate_checkpoint = lambda args: seen.update(vars(args)) or 3
-    monkeypatch.setitem(sys.modules, "monokd.engine.evaluate", fake)
+    monkeypatch.setitem(sys.modules, "monokd.training.evaluate", fake)
     assert main(["evaluate", "--ckpt", "m.ckpt"]) == 3  # the engine's status is returned
     assert seen["config"] is None and seen["ckpt"] == "m.ckpt"
 
 
 def test_checkpoint_mode_without_engine_is_a_clear_error(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "monokd.engine.evaluate", None)  # import fails
+    monkeypatch.setitem(sys.modules, "monokd.training.evaluate", None)  # import fails
     assert main(["evaluate", "--config", "c.yaml", "--ckpt", "m.ckpt"]) == 2
     assert "evaluate_checkpoint" in capsys.readouterr().err

@@ -10,8 +10,9 @@ import yaml
 from safetensors.torch import load_file
 
 from monokd.distill import build_distiller
-from monokd.engine import export
-from monokd.engine.checkpoint import model_state, read_checkpoint
+from monokd.commands import export as export_command
+from monokd.serving import export
+from monokd.training.checkpoint import model_state, read_checkpoint
 from tests.test_distill_fake import FakeDetector
 
 torch.set_num_threads(1)
@@ -75,8 +76,8 @@ def test_student_state_and_cli(tmp_path, monkeypatch):
                 "hyper_parameters": {"cfg": cfg}}, ckpt)
     monkeypatch.setattr(export, "_default_build", lambda cfg: FakeDetector())
     parser = argparse.ArgumentParser()
-    export.add_arguments(parser)
-    assert export.run(parser.parse_args(["--ckpt", str(ckpt), "--out", str(tmp_path / "o"), "--no-onnx"])) == 0
+    export_command.add_arguments(parser)
+    assert export_command.run(parser.parse_args(["--ckpt", str(ckpt), "--out", str(tmp_path / "o"), "--no-onnx"])) == 0
     assert (tmp_path / "o" / "student.safetensors").is_file() and not (tmp_path / "o" / "student.onnx").exists()
     with pytest.raises(Exception, match="missing keys"):
         export.export_student(ckpt, tmp_path / "bad", build=lambda cfg: torch.nn.Linear(2, 2), onnx=False)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from monokd.config import load_config
-from monokd.engine.schedule import build_optimizer
+from monokd.training.schedule import build_optimizer
 from monokd.errors import ConfigError
 from monokd.models import build_detector
 from monokd.models.monodetr.depth_predictor import DepthPredictor

@@ -167,7 +167,7 @@ def test_paired_batch_same_boxes_same_jitter(synth_root, tmp_path):
 def test_overfit_four_frames_gives_nonzero_ap(synth_root):
     from monokd.data.dataset import KittiDataset, collate
     from monokd.data.kitti import read_label
-    from monokd.engine.seeding import seed_everything
+    from monokd.training.seeding import seed_everything
     from monokd.evaluation import evaluate
     from monokd.models import build_detector
 
@@ -272,7 +272,7 @@ def test_demo_story_prepares_depth_and_boxes_first(tmp_path, monkeypatch):
     import json
     import os
 
-    from monokd.engine import demo
+    from monokd.pipeline import demo
     from tests.test_demo import fake_root, flat
 
     root = fake_root(tmp_path / "data")
@@ -320,7 +320,7 @@ def _story_cfg(preset_name, root, sets, model="baseline"):
     """The config a PatchNet run of the demo's story gets: its recipe, the preset's
     overrides and the prepare step's --set items."""
     from monokd.config import load_config
-    from monokd.engine import demo
+    from monokd.pipeline import demo
 
     preset = demo.load_preset(preset_name, "patchnet")
     return load_config(demo.recipe(preset, model), demo.stage_overrides(preset, model, root) + sets)
@@ -332,7 +332,8 @@ def test_quick_demo_evaluates_patchnet_on_gt_boxes_and_warns_on_empty_results(sy
     preset's read the box detector's files; all of them empty is one MonokdWarning naming the
     folder, once, and every frame gets no proposal."""
     from monokd.data.dataset import KittiDataset
-    from monokd.engine import demo, patchnet_inputs
+    from monokd.pipeline import demo
+    from monokd.pipeline import patchnet_inputs
     from monokd.errors import MonokdWarning
 
     empty = tmp_path / "boxes" / "data"
@@ -391,7 +392,7 @@ def test_demo_prepare_is_a_counted_logged_stage(tmp_path, monkeypatch, capsys):
     import sys
 
     from monokd.data import kitti
-    from monokd.engine import demo
+    from monokd.pipeline import demo
     from tests.test_demo import car, fake_root, flat
 
     root = fake_root(tmp_path / "data")

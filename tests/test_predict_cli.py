@@ -14,8 +14,8 @@ import torch
 
 from monokd.cli import main
 from monokd.data.kitti import Object3D
-from monokd.engine import predict
-from monokd.engine.servable import decode_threshold, extra_inputs, unserved
+from monokd.commands import predict
+from monokd.serving.servable import decode_threshold, extra_inputs, unserved
 from monokd.viz import draw
 from monokd.viz.bev import GT_COLOR, PRED_COLOR
 from tests.test_patchnet import SMALL

@@ -212,7 +212,7 @@ def test_layout_and_readers(synth_root):
 def test_cli_writes_a_dataset(tmp_path):
     import argparse
 
-    from monokd.data.synth import cli
+    from monokd.commands import synth as cli
 
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)

@@ -109,7 +109,7 @@ def test_recipes_share_grid_channels_and_anchors(dataset):
 def test_student_exports_to_onnx_with_its_residual_branch_and_ffm(models, batch, tmp_path):
     """The deployed student (camera + residual branch with the deformable SAM + FFM) in ONNX."""
     pytest.importorskip("onnxruntime")
-    from monokd.engine.export import export_onnx, onnx_max_abs_diff
+    from monokd.serving.export import export_onnx, onnx_max_abs_diff
 
     student = models[3].eval()
     assert student.ffm is not None and student.onnx_opset >= 20

@@ -11,8 +11,8 @@ import torch
 from torch.utils.data import Subset
 
 from monokd.config import load_config
-from monokd.engine.datamodule import KittiDataModule
-from monokd.engine.train import fit
+from monokd.training.datamodule import KittiDataModule
+from monokd.training.fit import fit
 
 TINY = ["data.input_size=[256, 80]", "model.hidden_dim=32", "model.nheads=4", "model.enc_layers=1",
         "model.dec_layers=2", "model.dim_feedforward=64", "model.num_queries=10", "model.dropout=0.0",

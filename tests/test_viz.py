@@ -10,7 +10,7 @@ import numpy as np
 from monokd.data import kitti
 from monokd.geometry.boxes import corners_3d
 from monokd.geometry.calib import project
-from monokd.viz import show
+from monokd.commands import show
 from monokd.viz.bev import BACKGROUND, GT_COLOR, PRED_COLOR, BevCanvas, draw_bev
 from monokd.viz.draw import draw_boxes_3d, render_frame_picture
 

@@ -27,7 +27,6 @@ temporary name and renamed, so an interrupted run never leaves a half-written ma
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from pathlib import Path
@@ -118,21 +117,3 @@ def write_depth_maps(root: str | Path, split: str | None = None, overwrite: bool
             log(f"depth-maps: {index}/{len(frames)} frames ({done} written, {skipped} already there, "
                 f"{rate:.1f} frames/s)")
     return {"frames": len(frames), "written": done, "skipped": skipped}
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--root", required=True, help="KITTI root (training/velodyne, calib, image_2)")
-    parser.add_argument("--split", default=None,
-                        help="ImageSets split (e.g. trainval); default: every frame with a velodyne sweep")
-    parser.add_argument("--overwrite", action="store_true", help="rewrite maps that already exist")
-
-
-def run(args: argparse.Namespace) -> int:
-    from monokd.errors import KittiFormatError
-
-    if not Path(args.root).is_dir():
-        raise KittiFormatError(args.root, reason="the KITTI root does not exist (or is not a folder)")
-    counts = write_depth_maps(args.root, args.split, args.overwrite)
-    if counts["frames"] == 0:
-        raise KittiFormatError(args.root, reason="no frame with a velodyne sweep (training/velodyne/*.bin)")
-    return 0

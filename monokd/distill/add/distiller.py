@@ -44,10 +44,10 @@ from monokd.errors import ConfigError
 # bins over MonoDETR's 60 m range, embedded at the feature width.
 DEFAULTS = {
     "method": "add",
-    # allow_*: overrides of monokd.engine.preflight.check_teacher (a plain teacher, a teacher
+    # allow_*: overrides of monokd.training.preflight.check_teacher (a plain teacher, a teacher
     # trained on the student's validation frames); the run's notes say when they were used
     "teacher": {"config": None, "ckpt": None, "allow_plain": False, "allow_overlap": False},
-    # the flat spelling monokd.engine.checkpoint.build_teacher reads (same meaning)
+    # the flat spelling monokd.training.checkpoint.build_teacher reads (same meaning)
     "teacher_config": None,
     "teacher_ckpt": None,
     "feature": {

@@ -41,9 +41,9 @@ from monokd.errors import ConfigError
 HEAD_KEYS = {"pred_cls": "cls_preds", "pred_boxes": "box_preds", "pred_dir": "dir_cls_preds"}
 DEFAULTS = {
     "method": "takd",
-    # allow_*: overrides of monokd.engine.preflight.check_teacher (noted in the run's log)
+    # allow_*: overrides of monokd.training.preflight.check_teacher (noted in the run's log)
     "teacher": {"config": None, "ckpt": None, "allow_plain": False, "allow_overlap": False},
-    "teacher_config": None,  # the flat spelling monokd.engine.checkpoint.build_teacher also reads
+    "teacher_config": None,  # the flat spelling monokd.training.checkpoint.build_teacher also reads
     "teacher_ckpt": None,
     "ta": {"config": None, "ckpt": None, "allow_plain": False, "allow_overlap": False},
     "ta_config": None,

@@ -1,7 +1,7 @@
 """``monokd evaluate --config CFG --ckpt CKPT [--split val] [--out DIR]``: run a checkpoint
 over a split, write the KITTI result files (OUT/data/<frame>.txt) and, when the split has
 labels, the devkit report (OUT/report.txt) and the AP figures (OUT/metrics.json, with a
-``flat`` dict). Called by ``monokd.evaluation.cli`` in its checkpoint mode."""
+``flat`` dict). Called by ``monokd.commands.evaluate`` in its checkpoint mode."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from pathlib import Path
 from torch.utils.data import DataLoader
 
 from monokd.config import get, load_config
-from monokd.engine.checkpoint import checkpoint_config, load_detector, read_checkpoint
-from monokd.engine.datamodule import build_dataset, default_collate
-from monokd.engine.inference import detect
-from monokd.engine.preflight import warn_seen_frames
-from monokd.engine.validation import read_ground_truth, score_detections
+from monokd.training.checkpoint import checkpoint_config, load_detector, read_checkpoint
+from monokd.training.datamodule import build_dataset, default_collate
+from monokd.training.inference import detect
+from monokd.training.preflight import warn_seen_frames
+from monokd.training.validation import read_ground_truth, score_detections
 from monokd.evaluation import write_results
 
 

@@ -79,9 +79,9 @@ def _loader(dataset, batch_size: int | None = None, **kwargs) -> DataLoader:
 # --- training -------------------------------------------------------------------------------
 def train(cfg: dict, out: str | Path, resume: bool = False, log=print) -> dict:
     """Train; returns the last validation metrics ({} when none ran)."""
-    from monokd.engine.sampling import EpochBatchSampler, SeededDataset
-    from monokd.engine.schedule import build_optimizer, lr_factor, set_lr
-    from monokd.engine.seeding import seed_everything
+    from monokd.training.sampling import EpochBatchSampler, SeededDataset
+    from monokd.training.schedule import build_optimizer, lr_factor, set_lr
+    from monokd.training.seeding import seed_everything
     from monokd.models.depth.losses import silog_loss, valid_depth
     from monokd.models.depth.model import build_depth_net
 
@@ -151,7 +151,7 @@ def validate(model, cfg: dict, split: str | None = None) -> dict:
 # --- prediction -----------------------------------------------------------------------------
 def load_depth_net(ckpt: str | Path):
     """(model in eval mode, checkpoint dict) of a ``monokd depth train`` checkpoint."""
-    from monokd.engine.checkpoint import check_state_dict
+    from monokd.training.checkpoint import check_state_dict
     from monokd.models.depth.model import build_depth_net
 
     path = Path(ckpt)

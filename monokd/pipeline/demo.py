@@ -4,7 +4,7 @@ chart, pictures).
 
 What is trained is a *story* (:data:`STORIES`, keyed by ``(student, method)``): the models
 in the order of their waves, each with its recipe and the model it learns from. The models
-of one wave run side by side as parallel lanes (one core each, ``monokd.engine.lanes``);
+of one wave run side by side as parallel lanes (one core each, ``monokd.pipeline.lanes``);
 a model is evaluated as soon as its training ends. ``--student``/``--method`` pick a story;
 adding one (a student such as CaDDN, a method such as MonoTAKD) is one :class:`Story` entry
 here plus that student's ``--set`` items in the presets' ``overrides.<student>``.
@@ -36,7 +36,7 @@ from pathlib import Path
 
 import yaml
 
-from monokd.engine.lanes import Display, Lane, Lanes
+from monokd.pipeline.lanes import Display, Lane, Lanes
 from monokd.errors import ConfigError, MonokdError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -117,10 +117,10 @@ STORIES: dict[tuple[str, str], Story] = {
         (Model("teacher", "patchnet_teacher_synth.yaml", "Teacher (pixel-wise GT depth)", "teacher"),),
         (Model("baseline", "patchnet_synth.yaml", "PatchNet (baseline)", "baseline"),
          Model("add", "add_patchnet_synth.yaml", "PatchNet + ADD", "distilled", teacher="teacher")),
-    ), prepare="monokd.engine.patchnet_inputs:prepare_inputs",
+    ), prepare="monokd.pipeline.patchnet_inputs:prepare_inputs",
         prepare_what="PatchNet's inputs: the depth front-end (train, predict, evaluate), the 2-D box detector "
                      "(MonoDETR: train, evaluate)",
-        prepare_report="monokd.engine.patchnet_inputs:report_inputs", docs="docs/patchnet.md"),
+        prepare_report="monokd.pipeline.patchnet_inputs:report_inputs", docs="docs/patchnet.md"),
 }
 
 
@@ -252,7 +252,7 @@ def read_flat(eval_dir: str | Path) -> dict[str, float]:
 
 def run_command(args: list[str], stage: str, env: dict | None = None, lane=None) -> None:
     """Run ``python -m monokd.cli ARGS``. Without ``lane`` its output (progress bars) goes to
-    our terminal; with one (a ``monokd.engine.lanes.Lane``) to the lane's log and display."""
+    our terminal; with one (a ``monokd.pipeline.lanes.Lane``) to the lane's log and display."""
     command = [sys.executable, "-m", "monokd.cli", *args]
     if lane is not None:
         code = lane.run(command, env)
@@ -405,7 +405,7 @@ def teacher_overrides(teacher_dir: str | Path, ckpt: str | Path) -> list[str]:
     """Point a distilled student at its trained teacher (saved config + checkpoint)."""
     config = Path(teacher_dir) / "config.yaml"
     # Both spellings: distill.teacher.{config, ckpt} (the recipes' and the distiller's) and
-    # distill.teacher_{config, ckpt} (what monokd.engine.checkpoint.build_teacher reads).
+    # distill.teacher_{config, ckpt} (what monokd.training.checkpoint.build_teacher reads).
     return [f"distill.teacher.config={config}", f"distill.teacher.ckpt={ckpt}",
             f"distill.teacher_config={config}", f"distill.teacher_ckpt={ckpt}"]
 
@@ -753,7 +753,7 @@ def takd_bev_figure(root: str | Path, runs: dict, plot: Story, out_dir: Path, fr
     """``out_dir/bev_features.png``: :func:`takd_bev_maps` of the story's MonoTAKD student, its
     teacher and TA (their last checkpoints) on ``frame`` (default: the val frame with most cars)."""
     from monokd.data.dataset import KittiDataset, collate
-    from monokd.engine.checkpoint import load_detector
+    from monokd.training.checkpoint import load_detector
     from monokd.viz.bev_features import feature_panel
 
     model = next(m for m in plot.models if m.ta)
@@ -767,33 +767,8 @@ def takd_bev_figure(root: str | Path, runs: dict, plot: Story, out_dir: Path, fr
                          title=f"frame {frame}")
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("--preset", default="default",
-                        help="quick (a smoke run, ~2 min on 2 cores), default (< 15 min), synth, caddn_synth "
-                             "(configs/demo_<name>.yaml), or a YAML path")
-    parser.add_argument("--out", default="runs/demo", help="output folder (reused: finished stages are skipped)")
-    parser.add_argument("--data", default=None,
-                        help="SynthKITTI root (generated there if absent); default OUT/data/synthkitti")
-    parser.add_argument("--student", default=None,
-                        help=f"the student network (known: {', '.join(sorted({s for s, _ in STORIES}))}; "
-                             f"default: the preset's, else the --method's only student (takd: {default_student('takd')}), "
-                             f"else {DEFAULT_STUDENT})")
-    parser.add_argument("--method", default=None,
-                        help=f"the distillation method (known: {', '.join(sorted({m for _, m in STORIES}))}; "
-                             f"default: the preset's, else {DEFAULT_METHOD})")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="CPU threads of each training and evaluation (default 1: the trainings of a wave "
-                             "run side by side, one core each)")
-
-
 def exit_on_sigterm() -> None:
     """Turn SIGTERM into SystemExit so that ``run_command`` stops its child first."""
     import signal
 
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-
-
-def run(args) -> int:
-    exit_on_sigterm()
-    run_demo(args.out, args.preset, args.data, student=args.student, method=args.method, threads=args.threads)
-    return 0

@@ -11,7 +11,7 @@ user sees depends on where our stdout goes:
   lines (no carriage returns, no cursor movement).
 
 The children write plain progress lines because their stdout is a pipe (``monokd train``
-then uses ``monokd.engine.callbacks.PlainProgress`` instead of Lightning's bar).
+then uses ``monokd.training.callbacks.PlainProgress`` instead of Lightning's bar).
 Interrupting the parent (Ctrl-C, SIGTERM) terminates every running child, so no training
 is left behind; their ``last.ckpt`` lets the next run resume.
 """

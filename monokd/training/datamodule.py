@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from monokd.config import get
-from monokd.engine.sampling import EpochBatchSampler, SeededDataset, ShardSampler
+from monokd.training.sampling import EpochBatchSampler, SeededDataset, ShardSampler
 
 
 def build_dataset(cfg: dict, split: str, train: bool) -> Dataset:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from monokd.engine import demo
+from monokd.pipeline import demo
 
 BOX_KEYS = tuple(f"Car/bbox/{level}/R40@0.70" for level in ("easy", "moderate", "hard"))  # the box detector's AP
 
@@ -46,7 +46,7 @@ def _say(lane, text: str, always: bool = False) -> None:
 def prepare_inputs(preset: dict, root: Path, out: Path, seed: int, extra_train=(), env: dict | None = None,
                    lane=None) -> list[str]:
     """Build the depth maps and 2-D boxes under ``out`` (each command through ``lane``, a
-    ``monokd.engine.lanes.Lane``, when given); return the PatchNet runs' ``--set`` items."""
+    ``monokd.pipeline.lanes.Lane``, when given); return the PatchNet runs' ``--set`` items."""
     overrides = preset.get("overrides") or {}
     common = [f"data.root={root}", *(overrides.get("all") or [])]
     options = {k: v for k, v in (("env", env), ("lane", lane)) if v}

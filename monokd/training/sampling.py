@@ -14,7 +14,7 @@ import math
 import numpy as np
 from torch.utils.data import Dataset, Sampler
 
-from monokd.engine.seeding import sample_seed, seeded
+from monokd.training.seeding import sample_seed, seeded
 
 
 class SeededDataset(Dataset):

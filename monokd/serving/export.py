@@ -1,4 +1,4 @@
-"""``monokd export``: the student alone, without teacher or adapters.
+"""Exporting the student alone (``monokd export``), without teacher or adapters.
 
 ADD's adapters and its teacher exist only in training, so a distilled student costs exactly
 what the baseline costs at inference. From a checkpoint of ``monokd train`` (distilled or
@@ -22,14 +22,13 @@ All or nothing: the files are written to a hidden folder inside ``--out`` and mo
 only when every one is written, so a failed export leaves ``--out`` as it was, and a
 successful one leaves no earlier export's file (a ``student.onnx`` the new student lacks).
 A detector that reads more than an image (PatchNet: a depth map and 2-D boxes; a teacher fed
-ground truth; monokd/engine/servable.py) has no ONNX model: ``export`` refuses it before
+ground truth; monokd/serving/servable.py) has no ONNX model: ``export`` refuses it before
 writing anything and names ``--no-onnx``, which writes the other files. Every file gets the
 mode the umask gives (safetensors itself writes 0600).
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import os
@@ -43,37 +42,11 @@ import torch
 from torch import nn
 
 from monokd.config import save_config
-from monokd.engine.checkpoint import MODEL_PREFIX, check_state_dict, checkpoint_config, model_state, read_checkpoint
-from monokd.engine.servable import unserved
+from monokd.training.checkpoint import MODEL_PREFIX, check_state_dict, checkpoint_config, model_state, read_checkpoint
+from monokd.serving.servable import unserved
 from monokd.errors import ConfigError
 
 STUDENT_PREFIX = "student."
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--ckpt", required=True, help="checkpoint of `monokd train` (distilled or baseline)")
-    parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--config", default=None, help="the run's config (default: the one stored in the checkpoint)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override (on --config, else on the checkpoint's config), repeatable")
-    parser.add_argument("--no-onnx", action="store_true",
-                        help="skip the ONNX model (needed for a detector that reads more than an image: PatchNet)")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17; a detector that needs a newer one raises it: "
-                             "CaDDN uses 20, its 5-D GridSample)")
-    parser.add_argument("--batch-size", type=int, default=1, help="batch size of the ONNX model (default 1)")
-
-
-def run(args: argparse.Namespace) -> int:
-    cfg = None
-    if args.config:
-        from monokd.config import load_config
-
-        cfg = load_config(args.config, args.set)
-    report = export_student(args.ckpt, args.out, cfg=cfg, onnx=not args.no_onnx, opset=args.opset,
-                            batch_size=args.batch_size, overrides=None if args.config else args.set)
-    for key, value in report.items():
-        print(f"{key}: {value}")
-    return 0
 
 
 def student_config(cfg: dict) -> dict:

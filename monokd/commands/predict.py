@@ -12,7 +12,7 @@ own decode threshold (MonoDETR ``model.decode.threshold``, CaDDN / MonoTAKD
 ``model.anchor_head.score_threshold``, PatchNet ``model.decode.min_score``);
 ``--score-threshold`` hides weaker ones in the pictures only, and ``--set`` on the model's
 key decodes weaker ones too. A detector that needs more than an image and its calib
-(PatchNet: a depth map and 2-D boxes; a teacher fed ground truth; monokd/engine/servable.py)
+(PatchNet: a depth map and 2-D boxes; a teacher fed ground truth; monokd/serving/servable.py)
 is refused before anything is written.
 """
 
@@ -34,9 +34,9 @@ from monokd.data.dataset import collate, data_config, empty_targets
 from monokd.data.kitti import (IMAGE_SUFFIXES, KittiFormatError, check_camera_matrix, parse_number, read_calib,
                                read_image, read_lines, write_image)
 from monokd.geometry.calib import AXES_VELO_TO_CAM, velo_to_rect_matrix
-from monokd.engine.checkpoint import checkpoint_config, load_detector, read_checkpoint
-from monokd.engine.inference import detect
-from monokd.engine.servable import decode_threshold, unserved
+from monokd.training.checkpoint import checkpoint_config, load_detector, read_checkpoint
+from monokd.training.inference import detect
+from monokd.serving.servable import decode_threshold, unserved
 from monokd.errors import ConfigError, MonokdWarning
 from monokd.evaluation import write_results
 

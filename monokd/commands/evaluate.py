@@ -7,7 +7,7 @@ Two uses, mutually exclusive:
 
 The first prints the devkit-style report of result files and can write the AP figures as
 JSON ({"flat": {"Car/3d/moderate/R40@0.70": AP%, ...}, ...}); the second runs a checkpoint
-through ``monokd.engine.evaluate.evaluate_checkpoint``.
+through ``monokd.training.evaluate.evaluate_checkpoint``.
 """
 
 from __future__ import annotations
@@ -60,10 +60,10 @@ def _mode(args) -> str:
 
 def _run_checkpoint(args) -> int:
     try:
-        from monokd.engine.evaluate import evaluate_checkpoint
+        from monokd.training.evaluate import evaluate_checkpoint
     except ImportError as err:
         print(f"monokd evaluate: checkpoint evaluation is not available in this build "
-              f"(monokd.engine.evaluate.evaluate_checkpoint: {err})", file=sys.stderr)
+              f"(monokd.training.evaluate.evaluate_checkpoint: {err})", file=sys.stderr)
         return 2
     return int(evaluate_checkpoint(args) or 0)
 

@@ -75,7 +75,7 @@ class BestCheckpoint(L.Callback):
 class MetricsJson(L.Callback):
     """Appends each validation's flat AP dict to ``out/metrics.json`` (rank 0), and writes
     ``final`` (the last validation), ``best`` (the validation with the highest monitor) and
-    ``notes`` (the warnings of monokd.engine.preflight, e.g. an allowed teacher overlap)."""
+    ``notes`` (the warnings of monokd.training.preflight, e.g. an allowed teacher overlap)."""
 
     def __init__(self, out: str | Path, monitor_key: str):
         self.path = Path(out) / "metrics.json"

@@ -1,17 +1,15 @@
-"""``monokd train``: train a detector, a teacher or a distilled student.
+"""Fitting a config: the Lightning trainer monokd builds (callbacks, logger, DDP topology,
+precision) and :func:`fit`, the one training entry point of every detector and distiller.
 
-Writes into ``--out``: config.yaml (the resolved config), tensorboard/ (logs), last.ckpt
-(for --resume), best.ckpt (highest ``train.monitor``, by default val Car 3-D moderate AP
-R40) and metrics.json. Multi-GPU/multi-node through DDP: ``--devices N`` (Lightning
-launches the processes) or ``torchrun --nproc_per_node N -m monokd.cli train ...``.
+Writes into ``out``: config.yaml (the resolved config), tensorboard/ (logs), last.ckpt
+(for resume), best.ckpt (highest ``train.monitor``) and metrics.json. Multi-GPU/multi-node
+through DDP: ``devices`` (Lightning launches the processes) or torchrun's environment.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
-import sys
 import warnings
 from pathlib import Path
 
@@ -20,13 +18,12 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy
 
-from monokd.config import get, load_config, save_config, set_key
-from monokd.distill import preset_overrides
-from monokd.engine.callbacks import BestCheckpoint, LastCheckpoint, MetricsJson, PlainProgress
-from monokd.engine.datamodule import KittiDataModule
-from monokd.engine.module import DetectorModule
-from monokd.engine.preflight import check_numbers, check_run
-from monokd.engine.seeding import seed_everything
+from monokd.config import get, save_config
+from monokd.training.callbacks import BestCheckpoint, LastCheckpoint, MetricsJson
+from monokd.training.datamodule import KittiDataModule
+from monokd.training.module import DetectorModule
+from monokd.training.preflight import check_numbers, check_run
+from monokd.training.seeding import seed_everything
 
 PRECISIONS = {"32": "32-true", "bf16-mixed": "bf16-mixed", "16-mixed": "16-mixed"}
 
@@ -47,36 +44,6 @@ def quiet_lightning() -> None:
     if not any(isinstance(f, _DropAdvertisement) for f in log.filters):
         log.addFilter(_DropAdvertisement())
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="recipe YAML (configs/*.yaml)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config leaf, e.g. --set train.epochs=3 (repeatable)")
-    parser.add_argument("--preset", default=None, metavar="ROW",
-                        help="a named ablation row's overrides, applied before --set: ADD's (e.g. "
-                             "paper-literal, depth-memory+gt-pairing; monokd.distill.add.PRESETS) or "
-                             "MonoTAKD's (e.g. +IMD)")
-    parser.add_argument("--resume", default=None, metavar="auto|PATH",
-                        help="continue a run: 'auto' = OUT/last.ckpt if present, or a checkpoint path")
-    parser.add_argument("--devices", type=int, default=None,
-                        help="devices per node (default: all GPUs, else 1 CPU process; under torchrun: its processes)")
-    parser.add_argument("--num-nodes", type=int, default=None, help="nodes (default: from torchrun, else 1)")
-    parser.add_argument("--precision", choices=sorted(PRECISIONS), default="32")
-    parser.add_argument("--out", default=None, help="run directory (default runs/<config name>)")
-    parser.add_argument("--seed", type=int, default=None, help="overrides train.seed")
-
-
-def resolve_resume(resume: str | None, out: Path) -> Path | None:
-    if resume is None:
-        return None
-    if resume == "auto":
-        last = out / "last.ckpt"
-        return last if last.is_file() else None
-    path = Path(resume)
-    if not path.is_file():
-        raise FileNotFoundError(f"--resume {resume}: checkpoint not found")
-    return path
 
 
 def _launch_topology(devices, num_nodes) -> tuple:
@@ -149,15 +116,13 @@ def _validate_last_epoch(trainer: L.Trainer, module: DetectorModule, datamodule)
         trainer.validate(module, datamodule=datamodule, verbose=False)
 
 
-def run(args: argparse.Namespace) -> int:
-    presets = preset_overrides(args.preset) if args.preset else []
-    cfg = load_config(args.config, [*presets, *args.set])
-    if args.seed is not None:
-        set_key(cfg, f"train.seed={args.seed}")
-    out = Path(args.out or Path("runs") / Path(args.config).stem)
-    resume = resolve_resume(args.resume, out)
-    # A terminal gets Lightning's live bar; a file or a pipe plain lines (no carriage returns).
-    live = sys.stdout.isatty()
-    plain = None if live else [PlainProgress(int(get(cfg, "train.log_every", 10) or 10))]
-    fit(cfg, out, resume, args.devices, args.num_nodes, args.precision, callbacks=plain, progress_bar=live)
-    return 0
+def resolve_resume(resume: str | None, out: Path) -> Path | None:
+    if resume is None:
+        return None
+    if resume == "auto":
+        last = out / "last.ckpt"
+        return last if last.is_file() else None
+    path = Path(resume)
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume {resume}: checkpoint not found")
+    return path

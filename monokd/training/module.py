@@ -16,11 +16,11 @@ import torch.distributed as dist
 from torch import nn
 
 from monokd.config import get
-from monokd.engine import validation as V
-from monokd.engine.checkpoint import MODEL_PREFIX, build_model, check_state_dict
-from monokd.engine.preflight import PROVENANCE_KEY
-from monokd.engine.schedule import build_optimizer, lr_factor, set_lr
-from monokd.engine.seeding import capture_rng, restore_rng
+from monokd.training import validation as V
+from monokd.training.checkpoint import MODEL_PREFIX, build_model, check_state_dict
+from monokd.training.preflight import PROVENANCE_KEY
+from monokd.training.schedule import build_optimizer, lr_factor, set_lr
+from monokd.training.seeding import capture_rng, restore_rng
 from monokd.errors import MonokdError
 
 
@@ -50,7 +50,7 @@ class DetectorModule(L.LightningModule):
         self._ground_truth: dict = {}
         self._rng_to_restore: dict | None = None
         self._grads_finite = True
-        self.provenance: dict | None = None  # monokd.engine.preflight.check_run's record
+        self.provenance: dict | None = None  # monokd.training.preflight.check_run's record
 
     # -- training ---------------------------------------------------------------------------
     def configure_optimizers(self):

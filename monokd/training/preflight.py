@@ -157,7 +157,7 @@ def check_teacher(cfg: dict, student_val: dict | None, role: str = "teacher") ->
     """Refuse a plain teacher or one trained on the student's validation frames (see the
     module docstring); returns the notes of the overrides used."""
     from monokd.config import load_config
-    from monokd.engine.checkpoint import checkpoint_config, read_checkpoint, teacher_paths
+    from monokd.training.checkpoint import checkpoint_config, read_checkpoint, teacher_paths
 
     ckpt_path, config_path = teacher_paths(cfg, role)
     if not ckpt_path:
