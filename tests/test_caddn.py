@@ -12,6 +12,7 @@ from monokd.geometry.depth import depth_to_lid_bin
 from monokd.models.caddn.depth_head import DepthHead
 from monokd.models.caddn.frustum import block_mean_depth, frustum_features, gt_pixel_distribution
 from monokd.models.caddn.losses import depth_loss, focal_loss
+from monokd.models.contract import SIGNALS
 
 torch.set_num_threads(1)
 BINS = {"num_bins": 8, "min": 2.0, "max": 46.8}
@@ -111,10 +112,11 @@ def _batch(batch_size=2, seed=0):
 def test_forward_shapes_spec_and_losses():
     model = _model().train()
     batch = _batch()
-    outputs = model(batch)
+    assert SIGNALS not in model(batch)  # nothing asked, no second lift
+    outputs = model(batch, signals={"features", "estimated_bev_depth"})
     assert outputs["pred_depth_logits"].shape == (2, 13, 16, 48)
-    assert [tuple(f.shape) for f in outputs["distill"]["features"]] == [(2, 16, 32, 32), (2, 32, 16, 16)]
-    assert outputs["distill"]["bev_depth_map"].shape == (2, 1, 32, 32)
+    assert [tuple(f.shape) for f in outputs[SIGNALS].features] == [(2, 16, 32, 32), (2, 32, 16, 16)]
+    assert outputs[SIGNALS].estimated_bev_depth.shape == (2, 1, 32, 32)
     spec = model.distill_spec
     assert spec.feature_spaces == ["bev", "bev"] and spec.feature_strides == [1, 2] and spec.query_dim is None
     terms = model.losses(outputs, batch)
