@@ -150,9 +150,14 @@ def test_paired_batch_same_boxes_same_jitter(synth_root, tmp_path):
     teacher = build_detector(_paired_cfg(synth_root, pred, "gt_pixel")).eval()
     teacher.load_state_dict(student.state_dict())
     wanted = {"features", "masks", "pe_depth"}
+    crops = []
+    make_patches = student.make_patches
+    student.make_patches = lambda depth, b: crops.append(depth) or make_patches(depth, b)
     with torch.no_grad():
-        assert SIGNALS not in student(batch)
+        assert student(batch, signals={"features"})[SIGNALS].masks is None
+        assert [d is batch["depth_pred"] for d in crops] == [True]  # no GT crop unless masks are asked for
         s, t = student(batch, signals=wanted), teacher(batch, signals=wanted)
+        assert [d is batch["depth_maps"] for d in crops[1:]] == [False, True]
     assert torch.allclose(s["frustum_angle"], t["frustum_angle"])
     for a, b in zip(s[SIGNALS].features, t[SIGNALS].features):
         assert a.shape == b.shape and torch.allclose(a, b, atol=1e-5)
