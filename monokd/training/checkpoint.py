@@ -88,11 +88,15 @@ def build_model(cfg: dict) -> nn.Module:
         return build_detector(cfg)
     from monokd.distill import build_distiller, frozen_roles
 
-    # each frozen model the method declares; an optional one only if configured (the
-    # distiller says which of its losses needs which)
-    frozen = {role.name: build_teacher(cfg, role.name) if role.required or any(teacher_paths(cfg, role.name))
-              else None for role in frozen_roles(cfg)}
-    return build_distiller(cfg, build_detector(cfg), **frozen)
+    # Each frozen model the method declares; an optional one only if configured (the distiller
+    # says which of its losses needs which). The build order draws the random initialisations
+    # a seed reproduces: optional frozen models, then the student, then the required ones.
+    roles = frozen_roles(cfg)
+    frozen = {role.name: build_teacher(cfg, role.name) if any(teacher_paths(cfg, role.name)) else None
+              for role in roles if not role.required}
+    student = build_detector(cfg)
+    frozen.update({role.name: build_teacher(cfg, role.name) for role in roles if role.required})
+    return build_distiller(cfg, student, **frozen)
 
 
 def teacher_paths(cfg: dict, role: str = "teacher") -> tuple[str | None, str | None]:

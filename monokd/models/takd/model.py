@@ -9,9 +9,9 @@ between its BEV feature and its detection backbone.
     F -> camera.detect_from_bev: BEV backbone -> anchor head             outputs
 
 The signals ``bev`` = F_S (what IMD compares with the TA) and ``residual`` = F_res' (what CMRD
-compares with F_T - F_TA) feed monokd/distill/takd. Kept at inference: the residual branch and FFM when ``ffm`` is on (they
-change the features the head reads); with ``ffm`` off the branch runs only in training (a
-CMRD auxiliary) and the student costs exactly its camera detector. With the residual branch
+compares with F_T - F_TA) feed monokd/distill/takd. Kept at inference: the residual branch and
+FFM when ``ffm`` is on (they change the features the head reads); with ``ffm`` off the branch
+runs only in training (a CMRD auxiliary) and the student costs exactly its camera detector. With the residual branch
 and FFM both off the student *is* its camera detector (same outputs, ``camera.`` keys).
 
 Config: ``model.name: takd_student``, ``model.camera`` the wrapped detector's registry name
