@@ -43,10 +43,6 @@ class ToyDetector(Detector):
     def privileged_inputs_of(cls, model_cfg: dict) -> tuple[str, ...]:
         return (TARGETS,) if cls.is_teacher(model_cfg) else ()
 
-    @classmethod
-    def inputs_of(cls, model_cfg: dict) -> tuple[str, ...]:
-        return super().inputs_of(model_cfg) + cls.privileged_inputs_of(model_cfg)
-
     @property
     def distill_spec(self) -> DistillSpec:
         return DistillSpec(feature_channels=[CHANNELS, CHANNELS], feature_strides=[4, 8], query_dim=None,

@@ -248,8 +248,8 @@ class Detector(nn.Module):
     @classmethod
     def inputs_of(cls, model_cfg: dict) -> tuple[str, ...]:
         """The batch keys the forward of a detector built from ``model_cfg`` (the ``model``
-        section) reads at inference."""
-        return IMAGE_INPUTS
+        section) reads at inference: by default the image inputs and its privileged inputs."""
+        return IMAGE_INPUTS + cls.privileged_inputs_of(model_cfg)
 
     @classmethod
     def privileged_inputs_of(cls, model_cfg: dict) -> tuple[str, ...]:

@@ -225,16 +225,8 @@ class CaDDN(Detector):
         return (DEPTH_MAPS,) if model_cfg.get("depth_input") == "gt_pixel" else ()
 
     @classmethod
-    def inputs_of(cls, model_cfg: dict) -> tuple[str, ...]:
-        return super().inputs_of(model_cfg) + cls.privileged_inputs_of(model_cfg)
-
-    @classmethod
     def decode_threshold_of(cls, model_cfg: dict) -> tuple[str, float]:
         return score_threshold(model_cfg.get("anchor_head"))
-
-    @property
-    def decode_threshold(self) -> tuple[str, float]:
-        return self.head.decode_threshold
 
     @property
     def distill_spec(self) -> DistillSpec:

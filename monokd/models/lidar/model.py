@@ -104,10 +104,6 @@ class LidarPillars(Detector):
     def decode_threshold_of(cls, model_cfg: dict) -> tuple[str, float]:
         return score_threshold(model_cfg.get("anchor_head"))
 
-    @property
-    def decode_threshold(self) -> tuple[str, float]:
-        return self.head.decode_threshold
-
     def losses(self, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:
         from monokd.models.bev.detections import gt_boxes_lidar
 

@@ -243,10 +243,6 @@ class MonoDETR(Detector):
         return (TARGETS,) if model_config(model_cfg)["depth_input"] == "gt_object" else ()
 
     @classmethod
-    def inputs_of(cls, model_cfg: dict) -> tuple[str, ...]:
-        return super().inputs_of(model_cfg) + cls.privileged_inputs_of(model_cfg)
-
-    @classmethod
     def decode_threshold_of(cls, model_cfg: dict) -> tuple[str, float]:
         """(config key, value) of the score below which decode drops a query's box."""
         return "model.decode.threshold", float(model_config(model_cfg)["decode"]["threshold"])
