@@ -190,11 +190,6 @@ class AnchorHead(nn.Module):
         terms["loss"] = sum(terms.values())
         return terms
 
-    @property
-    def decode_threshold(self) -> tuple[str, float]:
-        """(config key, value) of the score below which decode drops an anchor."""
-        return score_threshold(self.cfg, self.key)
-
     @torch.no_grad()
     def decode_boxes(self, preds: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """All anchors' boxes (B, N, 7), class probabilities (B, N, C), before any selection."""
