@@ -165,3 +165,26 @@ def test_mixed_dataset_indexes_both_and_resets_draws(synth):
     assert len(mixed) == 8 and mixed[3]["frame_id"] == "000003" and mixed[4]["frame_id"] == unlabeled.ids[0]
     mixed._draws = 0
     assert labeled._draws == 0 and unlabeled._draws == 0
+
+
+def test_mixed_sampler_batches():
+    from monokd.training.sampling import MixedEpochBatchSampler
+
+    sampler = MixedEpochBatchSampler(labeled=6, unlabeled=4, batch_size=4, share=0.5, seed=3)
+    batches = sampler.batches(0)
+    assert [sum(i < 6 for i in b) for b in batches] == [2, 2, 2]  # an epoch = one pass over the labeled frames
+    assert sorted(i for b in batches for i in b if i < 6) == list(range(6))
+    unlabeled = [i for b in batches for i in b if i >= 6]
+    assert sorted(unlabeled[:4]) == [6, 7, 8, 9] and len(unlabeled) == 6  # all seen before any repeats
+    assert len(sampler) == 3 and batches != sampler.batches(1) and batches == sampler.batches(0)
+    sampler.resume(0, 2)
+    assert [[i for _, i in b] for b in sampler] == batches[2:]
+    alternate = MixedEpochBatchSampler(labeled=3, unlabeled=2, batch_size=1, share=0.5, seed=0).batches(0)
+    assert [b[0] >= 3 for b in alternate] == [False, True, False, True, False]
+    assert [b for b in MixedEpochBatchSampler(5, 0, 2, 0.0, 0).batches(0)] == _plain_batches(5, 2)
+
+
+def _plain_batches(size, batch_size):
+    from monokd.training.sampling import EpochBatchSampler
+
+    return [[i for _, i in b] for b in EpochBatchSampler(size, batch_size, 0)]
