@@ -188,3 +188,25 @@ def _plain_batches(size, batch_size):
     from monokd.training.sampling import EpochBatchSampler
 
     return [[i for _, i in b] for b in EpochBatchSampler(size, batch_size, 0)]
+
+
+@pytest.mark.parametrize("key, value", [("depth_pred_dir", "preds"), ("proposals", {"train": "gt"})])
+def test_object_only_inputs_are_refused(synth, key, value):
+    cfg = _cfg(synth)
+    cfg["data"][key] = value
+    with pytest.raises(ConfigError, match=f"data.{key}: not available for unlabeled frames"):
+        UnlabeledDataset(cfg)
+
+
+def test_explicit_mapping_needs_the_object_root(synth):
+    cfg = _cfg(synth, mapping=str(synth / "mapping"))
+    del cfg["data"]["root"]
+    with pytest.raises(ConfigError, match="data.root: not set"):
+        UnlabeledDataset(cfg)
+
+
+@pytest.mark.parametrize("flags", [["--raw-drives", "2", "--raw-val-drives", "3"], ["--raw-drives", "-1"],
+                                   ["--raw-drives", "2", "--raw-frames", "-1"]])
+def test_synth_raw_flags_are_checked(tmp_path, capsys, flags):
+    assert main(["synth", "--out", str(tmp_path / "d"), "--num-train", "1", "--num-val", "1", *flags]) == 1
+    assert "monokd synth: error: --raw-drives/--raw-frames/--raw-val-drives" in capsys.readouterr().err

@@ -111,7 +111,8 @@ def _read_keys(path: Path, wanted: dict) -> dict[str, np.ndarray]:
             raise KittiFormatError(path, number, key, f"expected {rows * cols} numbers, found {len(tokens)}")
         if key in found:
             raise KittiFormatError(path, number, key, "given twice")
-        found[key] = np.array([parse_number(t, path, number, key) for t in tokens], dtype=np.float64).reshape(rows, cols)
+        values = [parse_number(t, path, number, key) for t in tokens]
+        found[key] = np.array(values, dtype=np.float64).reshape(rows, cols)
     return found
 
 
@@ -213,7 +214,8 @@ def list_raw_frames(root: str | Path) -> list[RawFrame]:
 
 # --- split files ---------------------------------------------------------------------------
 
-_PATH_LINE = re.compile(r"(?:(?P<date>[^/\s]+)/)?(?P<drive>[^/\s]+)/image_0(?P<camera>\d)/data/(?P<frame>[^/\s]+?)(?:\.png)?")
+_PATH_LINE = re.compile(r"(?:(?P<date>[^/\s]+)/)?(?P<drive>[^/\s]+)"
+                        r"/image_0(?P<camera>\d)/data/(?P<frame>[^/\s]+?)(?:\.png)?")
 
 
 def parse_raw_split_line(text: str, path: str | Path = "<string>", line: int | None = None) -> RawFrame:

@@ -12,7 +12,8 @@ Configuration (``cfg["data"]["unlabeled"]``; absent or null = no unlabeled frame
   or ``<data.root>/devkit/mapping``).
 
 An item of :class:`UnlabeledDataset` has every key of a labeled item (monokd.data.dataset:
-image, P2, ..., lidar_to_rect, depth_map, points as the rest of ``cfg["data"]`` asks), its
+image, P2, ..., lidar_to_rect, depth_map, points as the rest of ``cfg["data"]`` asks; not
+depth_pred or proposals, which are refused), its
 ``targets`` empty, ``labeled`` False and ``frame_id`` ``<drive>/<frame>``; the image, the
 augmentation and the LiDAR and depth inputs go through the labeled dataset's code, so a
 mixed batch stacks. ``collate`` turns the flags into ``batch["labeled"]`` (B,) bool, on
@@ -38,7 +39,8 @@ from monokd.config import check_types, section_options
 from monokd.data.checks import (check_data_options, check_depth_size, check_principal_point, image_size,
                                 require_frames)
 from monokd.data.dataset import KittiDataset, data_config
-from monokd.data.kitti import Calibration, KittiFormatError, KittiPaths, check_image_complete, check_velodyne_size, read_split
+from monokd.data.kitti import (Calibration, KittiFormatError, KittiPaths, check_image_complete, check_velodyne_size,
+                               read_split)
 from monokd.data.leakage import check_leakage, find_mapping_dir
 from monokd.data.raw import RawFrame, RawPaths, frame_from_id, list_raw_frames, read_raw_calib, read_raw_split
 from monokd.errors import ConfigError
@@ -79,11 +81,15 @@ class UnlabeledDataset(KittiDataset):
             that is None: unlabeled frames are for training only).
     """
 
-    def __init__(self, cfg: dict, augment: bool | None = None):  # noqa: D107 - the class says it
+    def __init__(self, cfg: dict, augment: bool | None = None):
         self.cfg = data_config(cfg)
         check_data_options(self.cfg)
         if self.cfg.get("unlabeled") is None:
             raise ConfigError("data.unlabeled: not set (root, split, share)")
+        for key, why in (("depth_pred_dir", "its maps are named by object frame id"),
+                         ("proposals", "its boxes come from labels or from result files named by object frame id")):
+            if self.cfg.get(key):
+                raise ConfigError(f"data.{key}: not available for unlabeled frames ({why})")
         self.options = self.cfg["unlabeled"]
         self.root = Path(self.options["root"])
         if not self.root.is_dir():
@@ -110,6 +116,9 @@ class UnlabeledDataset(KittiDataset):
         object_root = self.cfg.get("root")
         mapping_dir = find_mapping_dir(object_root, self.options["mapping"])
         val_split = self.cfg.get("val_split", "val")
+        if mapping_dir is not None and object_root is None:
+            raise ConfigError("data.root: not set, so the student's val split (data.val_split) cannot be read "
+                              "for the leakage guard")
         val_ids = read_split(KittiPaths(Path(object_root)).split(val_split)) if mapping_dir is not None else []
         return check_leakage(self.frames, val_ids, mapping_dir, val_split=val_split,
                              allow_overlap=bool(self.options["allow_overlap"]), raw_root=self.root)

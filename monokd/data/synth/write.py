@@ -56,9 +56,9 @@ def generate(out_dir, num_train: int, num_val: int, seed: int = 0, width: int = 
         raise ConfigError(f"--num-train/--num-val: need at least one frame, got num_train={num_train}, num_val={num_val}")
     if width < 32 or height < 32:
         raise ConfigError(f"--width/--height: image size {width}x{height} is too small (at least 32x32)")
-    if raw_drives and not (raw_fresh >= 0 and (1 if num_val else 0) <= raw_val_drives <= raw_drives):
-        raise ConfigError(f"--raw-frames/--raw-val-drives: need raw-frames >= 0 and 1 <= raw-val-drives <= "
-                          f"raw-drives, got {raw_fresh}, {raw_val_drives} (raw-drives {raw_drives})")
+    if raw_drives < 0 or (raw_drives and not (raw_fresh >= 0 and 1 <= raw_val_drives <= raw_drives)):
+        raise ConfigError(f"--raw-drives/--raw-frames/--raw-val-drives: need raw-drives >= 0, raw-frames >= 0 and "
+                          f"1 <= raw-val-drives <= raw-drives, got {raw_drives}, {raw_fresh}, {raw_val_drives}")
     root = Path(out_dir)
     for kind in ("image_2", "calib", "label_2", "velodyne", "depth_2"):
         (root / "training" / kind).mkdir(parents=True, exist_ok=True)
@@ -79,7 +79,7 @@ def generate(out_dir, num_train: int, num_val: int, seed: int = 0, width: int = 
                 "width": width, "height": height}
     if raw_drives:
         write_raw_drives(root, ids[:num_train], ids[num_train:], seed, width, height, raw_drives, raw_fresh,
-                         raw_val_drives, workers)
+                         raw_val_drives if num_val else 0, workers)
         manifest.update(raw_drives=raw_drives, raw_fresh=raw_fresh, raw_val_drives=raw_val_drives)
     (root / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return root
