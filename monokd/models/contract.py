@@ -40,6 +40,7 @@ IMAGE_SIZES = "image_sizes"
 FRAME_IDS = "frame_ids"
 FLIPPED = "flipped"
 TARGETS = "targets"
+LABELED = "labeled"
 LIDAR_TO_RECT = "lidar_to_rect"
 DEPTH_MAPS = "depth_maps"
 DEPTH_PRED = "depth_pred"
@@ -51,9 +52,10 @@ BATCH_KEYS: dict[str, str] = {
     P2_ORIGINAL: "(B, 3, 4) float32 the calib file's P2",
     INPUT_TO_ORIGINAL: "(B, 2, 3) float32 affine map from input pixels to original image pixels",
     IMAGE_SIZES: "(B, 2) long original (width, height)",
-    FRAME_IDS: "list[str] six-digit ids",
+    FRAME_IDS: "list[str] six-digit ids (<drive>/<frame> for a KITTI raw frame)",
     FLIPPED: "(B,) bool horizontal flip applied",
     TARGETS: "list of B dicts of the supervised objects (labels, boxes_2d, depth, dims, location, ...)",
+    LABELED: "(B,) bool: the frame has labels (False: its empty targets mean unknown, not no object)",
     LIDAR_TO_RECT: "(B, 4, 4) float32 LiDAR -> rectified camera frame of the augmented frame",
     DEPTH_MAPS: "(B, 1, H, W) float32, optional: pixel-wise depth (depth_2 or LiDAR) at input resolution",
     DEPTH_PRED: "(B, 1, H, W) float32, optional: estimated depth (data.depth_pred_dir) at input resolution",
