@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from monokd.errors import ConfigError
 from monokd.models.contract import DEPTH_MAPS, P2, PROPOSALS, Detector, DistillSpec, attach_signals, signal_set
