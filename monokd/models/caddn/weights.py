@@ -69,6 +69,13 @@ def _listing(kind: str, names) -> str:
     return f"{len(names)} {kind} ({', '.join(names[:_SHOWN])}{', ...' if len(names) > _SHOWN else ''})"
 
 
+def _hint(converted: dict, own: dict) -> str:
+    key = "depth_head.aspp.pooling.2.weight"
+    if key in converted and key not in own:
+        return "; its image-pooling branch has a batch norm: set model.depth_head.pooling_norm: true"
+    return ""
+
+
 def _optional(key: str) -> bool:
     return key.endswith("num_batches_tracked")
 
@@ -104,7 +111,7 @@ def head_key(key: str) -> str | None:
     return None
 
 
-def check_exact(expected: dict, state: dict, source: str, what: str) -> None:
+def check_exact(expected: dict, state: dict, source: str, what: str, hint: str = "") -> None:
     """Raise one CheckpointMismatchError line unless ``state`` has exactly ``expected``'s keys
     and shapes (``num_batches_tracked`` optional)."""
     missing = [k for k in expected if k not in state and not _optional(k)]
@@ -114,7 +121,7 @@ def check_exact(expected: dict, state: dict, source: str, what: str) -> None:
     if missing or unexpected or shapes:
         parts = [_listing(kind, names) for kind, names in
                  (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)) if names]
-        raise CheckpointMismatchError(f"{source}: not {what}: " + "; ".join(parts))
+        raise CheckpointMismatchError(f"{source}: not {what}: " + "; ".join(parts) + hint)
 
 
 def deeplabv3_state(model, state: dict, source: str) -> dict:
@@ -140,7 +147,7 @@ def deeplabv3_state(model, state: dict, source: str) -> dict:
         for k in classifier:  # another number of classes: kept at its initialisation (OpenPCDet's rule)
             out.pop(k), own.pop(k)
     check_exact(own, {**out, **{k: state[k] for k in unknown}}, source,
-                "a torchvision DeepLabV3 state dict for this depth network (model.backbone.weights)")
+                "a torchvision DeepLabV3 state dict for this depth network (model.backbone.weights)", _hint(out, own))
     return {k: v for k, v in out.items() if k in own}
 
 
@@ -178,5 +185,5 @@ def openpcdet_state(model, state: dict, source: str) -> dict:
             out[mapped] = value
     own = model.state_dict()
     check_exact(own, {**out, **{k: state[k] for k in unknown}}, source,
-                "an OpenPCDet CaDDN checkpoint for this config")
+                "an OpenPCDet CaDDN checkpoint for this config", _hint(out, own))
     return {k: v for k, v in out.items() if k in own}
