@@ -96,7 +96,7 @@ def test_default_score_threshold_is_the_models(kitti_samples, tmp_path, monkeypa
     # every decoded box is drawn by default (0.15: above CaDDN's 0.1, below the old hidden 0.2)
     decoded = [car(0.9), car(0.15), car(0.05)]
     drawn = []
-    monkeypatch.setattr(draw, "render_frame_picture",
+    monkeypatch.setattr(predict, "render_frame_picture",
                         lambda image, P2, gt, preds, **kw: drawn.append((gt, preds)) or image)
     image = kitti_samples / "training" / "image_2" / "000000.png"
     dataset = SimpleNamespace(paths=[image], calib_files=["c"], _P2={"c": None})

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from monokd.errors import KittiFormatError
+from monokd.geometry.calib import Calibration
 
 CLASSES = ("Car", "Van", "Truck", "Pedestrian", "Person_sitting", "Cyclist", "Tram", "Misc", "DontCare")
 LABEL_FIELDS = ("type", "truncated", "occluded", "alpha", "x1", "y1", "x2", "y2",
@@ -198,22 +199,6 @@ def difficulty(height_2d, occluded, truncated, min_height_scale: float = 1.0) ->
                  & (truncated <= DIFFICULTY_MAX_TRUNCATION[k]))
         level[meets] = k
     return level
-
-
-@dataclass
-class Calibration:
-    """The matrices of one calib file (float64). R0_rect is 3x3, the Tr_* are 3x4."""
-
-    P0: np.ndarray
-    P1: np.ndarray
-    P2: np.ndarray
-    P3: np.ndarray
-    R0_rect: np.ndarray = field(default_factory=lambda: np.eye(3))
-    Tr_velo_to_cam: np.ndarray = field(default_factory=lambda: np.eye(3, 4))
-    Tr_imu_to_velo: np.ndarray = field(default_factory=lambda: np.eye(3, 4))
-
-    def copy(self) -> "Calibration":
-        return Calibration(**{k: getattr(self, k).copy() for k in CALIB_KEYS})
 
 
 def read_calib(path: str | Path) -> Calibration:

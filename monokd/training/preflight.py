@@ -33,6 +33,8 @@ import warnings
 from pathlib import Path
 
 from monokd.config import get
+from monokd.data.checks import check_classes
+from monokd.data.kitti import KittiFormatError, read_split
 from monokd.errors import ConfigError, MonokdWarning
 
 PROVENANCE_KEY = "provenance"  # the checkpoint's entry (see the module docstring)
@@ -90,8 +92,6 @@ def check_numbers(cfg: dict) -> None:
             what = "an integer" if kind is int else "a number"
             raise ConfigError(f"{key}: expected {what} >= {low}, got {value!r}")
     if get(cfg, "eval.classes") is not None:
-        from monokd.data.checks import check_classes
-
         check_classes(get(cfg, "eval.classes"), "eval.classes")
     size = get(cfg, "data.input_size")
     if size is not None and not (isinstance(size, (list, tuple)) and len(size) == 2
@@ -215,7 +215,6 @@ def _teacher_train_ids(recorded: dict, teacher_cfg: dict) -> list[str] | None:
     root = get(teacher_cfg, "data.root")
     if root is None:
         return None
-    from monokd.data.kitti import KittiFormatError, read_split
 
     path = Path(root) / "ImageSets" / f"{get(teacher_cfg, 'data.train_split', 'train')}.txt"
     try:
