@@ -43,12 +43,11 @@ from torch import nn
 
 from monokd.config import save_config
 from monokd.data.dataset import data_config
-from monokd.training.checkpoint import MODEL_PREFIX, check_state_dict, checkpoint_config, model_state, read_checkpoint
+from monokd.training.checkpoint import (MODEL_PREFIX, check_state_dict, checkpoint_config, model_state, read_checkpoint,
+                                       student_state)
 from monokd.serving.servable import unserved
 from monokd.errors import ConfigError
 from monokd.models import build_detector
-
-STUDENT_PREFIX = "student."
 
 
 def student_config(cfg: dict) -> dict:
@@ -56,13 +55,6 @@ def student_config(cfg: dict) -> dict:
     out = copy.deepcopy(cfg)
     out.pop("distill", None)
     return out
-
-
-def student_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The student's entries of a distiller's state dict (``student.`` prefix removed); a
-    baseline detector's state dict is returned as is."""
-    student = {k[len(STUDENT_PREFIX):]: v for k, v in state.items() if k.startswith(STUDENT_PREFIX)}
-    return student if student else dict(state)
 
 
 def _default_build(cfg: dict) -> nn.Module:

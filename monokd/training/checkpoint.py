@@ -20,6 +20,13 @@ STUDENT_PREFIX = "student."  # a distiller's student inside its state dict
 _SHOWN = 5  # names listed per kind of mismatch
 
 
+def student_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The student's entries of a distiller's state dict (``student.`` prefix removed); a
+    baseline detector's state dict is returned as is."""
+    student = {k[len(STUDENT_PREFIX):]: v for k, v in state.items() if k.startswith(STUDENT_PREFIX)}
+    return student if student else dict(state)
+
+
 def read_checkpoint(path: str | Path) -> dict:
     """The checkpoint dict at ``path`` (tensors on the CPU)."""
     path = Path(path)
@@ -141,7 +148,7 @@ def load_detector(ckpt_path: str | Path, cfg: dict | None = None, overrides: lis
     model = build_detector(cfg)
     state = model_state(checkpoint)
     if get(cfg, "distill"):
-        state = {k[len(STUDENT_PREFIX):]: v for k, v in state.items() if k.startswith(STUDENT_PREFIX)}
+        state = student_state(state)
     check_state_dict(model, state, str(ckpt_path))
     model.load_state_dict(state)
     return model.eval(), cfg
