@@ -55,5 +55,13 @@ def test_monodetr_overfits_four_frames(frames_root, tmp_path):
     first, last = sum(trace.losses[:2]) / 2, sum(trace.losses[-2:]) / 2
     assert last < 0.5 * first, trace.losses
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert "Car/3d/moderate/R40@0.70" in metrics["final"]["metrics"]
-    assert (tmp_path / "best.ckpt").is_file() or metrics["final"]["monitor"] is not None
+    final, key = metrics["final"], cfg["train"]["monitor"]
+    assert "Car/3d/moderate/R40@0.70" in final["metrics"]
+    assert metrics["monitor"] == key and final["monitor"] == final["metrics"][key]
+    # One validation, after the last step: it is the best, and best.ckpt holds its weights.
+    assert final["epoch"] == 15 and metrics["best"] == final
+    best = torch.load(tmp_path / "best.ckpt", map_location="cpu", weights_only=False)
+    assert (best["epoch"], best["global_step"]) == (final["epoch"], final["step"])
+    trained = module.state_dict()
+    assert best["state_dict"].keys() == trained.keys()
+    assert all(torch.equal(best["state_dict"][k], trained[k].cpu()) for k in trained)
