@@ -14,6 +14,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+import yaml
 from torch import nn
 
 from monokd.data.kitti import Object3D, write_label
@@ -181,7 +182,11 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert [v["epoch"] for v in metrics["validations"]] == [0, 1]
     assert "Car/3d/moderate/R40@0.70" in metrics["final"]["metrics"]
-    assert (out / "best.ckpt").is_file() and (out / "config.yaml").is_file()
+    # best.ckpt is the validation with the highest monitor (the first of equals)
+    scores = [v["monitor"] for v in metrics["validations"]]
+    assert None not in scores and metrics["best"]["epoch"] == scores.index(max(scores))
+    assert read_checkpoint(out / "best.ckpt")["epoch"] == metrics["best"]["epoch"]
+    assert yaml.safe_load((out / "config.yaml").read_text())["train"] == cfg["train"]
 
 
 def test_nonfinite_batches_are_skipped_counted_and_abort_after_limit(tmp_path):
