@@ -15,7 +15,7 @@ from monokd.data.dataset import KittiDataset
 from monokd.errors import ConfigError
 from monokd.geometry.boxes import box_center, wrap_angle
 from monokd.geometry.calib import project
-from tests.test_dataset import FLIP_AND_ZOOM, kitti_symlink_root, tiny_root  # noqa: F401 (fixture)
+from tests.helpers import FLIP_AND_ZOOM, kitti_symlink_root
 
 SIZES = {"000000": (1224, 370), "000003": (1242, 375), "000006": (1238, 374)}  # all three in the samples
 
@@ -104,7 +104,7 @@ def test_channel_swap_permutes_the_distorted_image_with_probability_p():
     assert len(drawn) == 6
 
 
-def test_drop_unknown_removes_objects_of_no_difficulty(tiny_root):  # noqa: F811
+def test_drop_unknown_removes_objects_of_no_difficulty(tiny_root):
     base = {"input_size": [220, 64], "min_height_scale": 1.0, "augment": {"enabled": False}}
     kept = KittiDataset(tiny_root, "train", {"data": base})[0]["targets"]
     dropped = KittiDataset(tiny_root, "train", {"data": {**base, "filter": {"drop_unknown": True}}})[0]["targets"]
@@ -113,7 +113,7 @@ def test_drop_unknown_removes_objects_of_no_difficulty(tiny_root):  # noqa: F811
     assert dropped["depth"].tolist() == kept["depth"][~unknown].tolist()
 
 
-def test_unclipped_boxes_keep_their_extent_beyond_the_input(tiny_root):  # noqa: F811
+def test_unclipped_boxes_keep_their_extent_beyond_the_input(tiny_root):
     """keep_aspect onto a 220x40 input cuts 12 rows off each side of the 220x64 frame."""
     base = {"input_size": [220, 40], "resize": "keep_aspect", "augment": {"enabled": False},
             "filter": {"center_in_image": False}}

@@ -16,20 +16,7 @@ import pytest
 
 from monokd.pipeline import demo
 from monokd.viz import report
-from tests.helpers import colour_mask, read_png, tallest_run
-
-KEY = "Car/{}/{}/R40@{}"
-
-
-def flat(base: float) -> dict[str, float]:
-    """Fake evaluation metrics: AP = base + offsets that differ per key."""
-    out = {}
-    for i, iou in enumerate(("0.70", "0.50")):
-        for j, metric in enumerate(("3d", "bev")):
-            for k, level in enumerate(report.LEVELS):
-                out[KEY.format(metric, level, iou)] = base + 10 * i + 5 * j - k
-    return out
-
+from tests.helpers import car, colour_mask, fake_root, flat, read_png, tallest_run
 
 def test_metric_key_and_cells():
     assert report.metric_key("bev", "hard", 0.5) == "Car/bev/hard/R40@0.50"
@@ -243,30 +230,6 @@ def test_a_new_story_is_one_registry_entry(tmp_path, monkeypatch):
 
 
 # --------------------------------------------------------------------------- pipeline, faked
-
-
-P2 = np.array([[200.0, 0, 208, 0], [0, 200.0, 64, 0], [0, 0, 1, 0]])
-
-
-def car(x: float, z: float, score: float | None = None):
-    from monokd.data.kitti import Object3D
-
-    return Object3D("Car", 0.0, 0, 0.0, np.array([100.0, 40, 160, 90]), 1.5, 1.6, 3.9,
-                    np.array([x, 1.6, z]), 0.3, score)
-
-
-def fake_root(root, frames=("000000", "000001", "000002")):
-    """A KITTI-layout root of blank 416x128 frames; frame k holds k cars."""
-    from monokd.data import kitti
-
-    calib = kitti.Calibration(P2, P2, P2, P2)
-    for k, frame in enumerate(frames):
-        kitti.write_image(root / "training" / "image_2" / f"{frame}.png", np.full((128, 416, 3), 90, np.uint8))
-        kitti.write_calib(root / "training" / "calib" / f"{frame}.txt", calib)
-        kitti.write_label(root / "training" / "label_2" / f"{frame}.txt", [car(2.0 * i, 15.0 + 5 * i) for i in range(k)])
-    kitti.write_split(root / "ImageSets" / "train.txt", list(frames))
-    kitti.write_split(root / "ImageSets" / "val.txt", list(frames))
-    return root
 
 
 def fake_commands(calls):

@@ -12,7 +12,7 @@ import torch
 
 from monokd.cli import main
 from monokd.config import load_config
-from tests.test_train_overfit import TINY
+from tests.helpers import TINY_MONODETR as TINY
 
 pytestmark = pytest.mark.slow
 

@@ -13,13 +13,7 @@ from torch.utils.data import Subset
 from monokd.config import load_config
 from monokd.training.datamodule import KittiDataModule
 from monokd.training.fit import fit
-
-TINY = ["data.input_size=[256, 80]", "model.hidden_dim=32", "model.nheads=4", "model.enc_layers=1",
-        "model.dec_layers=2", "model.dim_feedforward=64", "model.num_queries=10", "model.dropout=0.0",
-        "model.decode.topk=10", "data.augment.enabled=false", "train.batch_size=4", "train.lr=1.0e-3",
-        "train.warmup_epochs=0", "train.lr_milestones=[]", "train.grad_clip=1.0", "train.num_workers=0",
-        "train.ckpt_every_steps=0", "train.log_every=1", "train.seed=0"]
-
+from tests.helpers import TINY_MONODETR as TINY
 
 @pytest.fixture(scope="module")
 def frames_root(request):
