@@ -133,3 +133,23 @@ def test_the_walker_sees_every_kind_of_import(tmp_path, code, importer, expected
         assert found == []
     else:
         assert len(found) >= 1 and all(expected in line for line in found), found
+
+
+TESTS = LIBRARY.parent / "tests"
+# The contract's fakes move into tests/helpers.py with the detector contract that rewrites them.
+TEST_IMPORT_EXCEPTIONS = {
+    ("test_distill_add", "tests.test_distill_fake"), ("test_export", "tests.test_distill_fake"),
+    ("test_distill_takd", "tests.takd_fakes"),
+}
+
+
+def test_no_test_file_imports_another():
+    """Shared fakes and helpers live in tests/helpers.py (or conftest.py fixtures)."""
+    found = []
+    for path in sorted(TESTS.glob("*.py")):
+        for line, target in imports_of(path, TESTS):
+            module = target.rsplit(".", 1)[0] if target.count(".") > 1 else target
+            if (module.startswith("tests.") and module not in ("tests.helpers", "tests.conftest")
+                    and (path.stem, module) not in TEST_IMPORT_EXCEPTIONS):
+                found.append(f"tests/{path.name}:{line}: imports {module}")
+    assert found == []
