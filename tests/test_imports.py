@@ -15,6 +15,9 @@ resolved to the package it names (relative imports included). Data flows one way
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -153,3 +156,14 @@ def test_no_test_file_imports_another():
                     and (path.stem, module) not in TEST_IMPORT_EXCEPTIONS):
                 found.append(f"tests/{path.name}:{line}: imports {module}")
     assert found == []
+
+
+@pytest.mark.parametrize("command", ["synth", "show", "evaluate"])
+def test_light_commands_do_not_import_torch(command):
+    """monokd/cli.py imports the chosen command's module alone; these need no torch (nor
+    Lightning), which is why some imports stay inside the functions that need them."""
+    code = ("import sys, monokd.cli, importlib; importlib.import_module(monokd.cli.COMMANDS[sys.argv[1]][0]); "
+            "print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, command], capture_output=True, text=True, check=True,
+                         cwd=LIBRARY.parent, env={**os.environ, "PYTHONPATH": str(LIBRARY.parent)})
+    assert out.stdout.strip() == "[]"
