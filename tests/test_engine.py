@@ -23,7 +23,7 @@ from monokd.training.schedule import lr_factor
 from tests.helpers import FakeRegressor as FakeDetector, engine_cfg as tiny_cfg, run_fake
 
 
-# --------------------------------------------------------------------------- fakes
+# --------------------------------------------------------------------------- weights (fakes: tests/helpers.py)
 def weights(module) -> dict:
     return {k: v.clone() for k, v in module.model.state_dict().items()}
 

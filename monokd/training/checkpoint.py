@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from monokd.config import get, set_key
+from monokd.config import get, load_config, set_key
 from monokd.errors import CheckpointMismatchError, ConfigError
 
 MODEL_PREFIX = "model."
@@ -114,7 +114,6 @@ def teacher_paths(cfg: dict, role: str = "teacher") -> tuple[str | None, str | N
 def build_teacher(cfg: dict, role: str = "teacher") -> nn.Module:
     """The frozen teacher of a distillation config: its checkpoint's weights, built from
     the teacher config given, else from the config stored in that checkpoint."""
-    from monokd.config import load_config
     from monokd.models import build_detector
 
     ckpt_path, teacher_cfg_path = teacher_paths(cfg, role)

@@ -32,7 +32,7 @@ import hashlib
 import warnings
 from pathlib import Path
 
-from monokd.config import get
+from monokd.config import get, load_config
 from monokd.data.checks import check_classes
 from monokd.data.kitti import KittiFormatError, read_split
 from monokd.errors import ConfigError, MonokdWarning
@@ -160,7 +160,6 @@ TEACHER_ROLES = ("teacher", "ta")
 def check_teacher(cfg: dict, student_val: dict | None, role: str = "teacher") -> list[str]:
     """Refuse a plain teacher or one trained on the student's validation frames (see the
     module docstring); returns the notes of the overrides used."""
-    from monokd.config import load_config
     from monokd.training.checkpoint import checkpoint_config, read_checkpoint, teacher_paths
 
     ckpt_path, config_path = teacher_paths(cfg, role)
