@@ -13,6 +13,7 @@ from monokd.models.caddn.depth_head import DepthHead
 from monokd.models.caddn.frustum import block_mean_depth, frustum_features, gt_pixel_distribution
 from monokd.models.caddn.losses import depth_loss, focal_loss
 from monokd.models.contract import SIGNALS
+from tests.helpers import caddn_model as _model
 
 torch.set_num_threads(1)
 BINS = {"num_bins": 8, "min": 2.0, "max": 46.8}
@@ -72,24 +73,7 @@ def test_depth_head_shapes_and_batch_of_one():
 
 
 # --- the whole detector (needs monokd.models.bev) -------------------------------------------
-TINY_MODEL = {
-    "name": "caddn", "backbone": {"depth": 18, "norm": "batch", "dilation": [False, False, True]},
-    "image_channels": 8, "depth_head": {"channels": 8, "rates": [1, 2, 3], "dropout": 0.0},
-    "depth": {"num_bins": 12, "min": 2.0, "max": 22.48},
-    "grid": {"point_cloud_range": [2, -10.24, -3, 22.48, 10.24, 1], "voxel_size": [0.64, 0.64, 1.0]},
-    "bev_channels": 16, "bev_bn_momentum": 0.1,
-    "bev_backbone": {"layer_nums": [1, 1], "layer_strides": [1, 2], "num_filters": [16, 32],
-                     "upsample_strides": [1, 2], "num_upsample_filters": [16, 16]},
-}
 LIDAR_TO_RECT = torch.tensor([[0.0, -1, 0, 0], [0, 0, -1, -0.08], [1, 0, 0, -0.27], [0, 0, 0, 1]])
-
-
-def _model(depth_input=None, **cfg):
-    pytest.importorskip("monokd.models.bev.anchor_head")
-    from monokd.models import build_detector
-
-    model = {**TINY_MODEL, "depth_input": depth_input, **cfg}
-    return build_detector({"data": {"classes": ["Car"], "depth_maps": "depth_2"}, "model": model})
 
 
 def _batch(batch_size=2, seed=0):
@@ -107,6 +91,18 @@ def _batch(batch_size=2, seed=0):
             "targets": [dict(target) for _ in range(batch_size)],
             "input_to_original": torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]).expand(batch_size, 2, 3).clone(),
             "image_sizes": torch.tensor([[192, 64]] * batch_size), "flipped": torch.zeros(batch_size, dtype=torch.bool)}
+
+
+def test_caddn_lifts_a_second_time_only_when_estimated_bev_depth_is_asked_for():
+    model = _model().train()
+    lifts = []
+    lift = model.lift.forward
+    model.lift.forward = lambda *args: lifts.append(1) or lift(*args)
+    model(_batch())
+    assert len(lifts) == 1
+    outputs = model(_batch(), signals={"estimated_bev_depth"})
+    assert len(lifts) == 3 and outputs[SIGNALS].estimated_bev_depth.shape == (2, 1, 32, 32)
+    assert outputs[SIGNALS].features is None  # not asked for
 
 
 def test_forward_shapes_spec_and_losses():

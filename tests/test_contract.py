@@ -45,20 +45,6 @@ def test_require_names_the_model_and_the_way_out():
         DistillSignals(features=[level]).source("depth_memory", "student")
 
 
-def test_caddn_lifts_a_second_time_only_when_estimated_bev_depth_is_asked_for():
-    from tests.test_caddn import _batch, _model
-
-    model = _model().train()
-    lifts = []
-    lift = model.lift.forward
-    model.lift.forward = lambda *args: lifts.append(1) or lift(*args)
-    model(_batch())
-    assert len(lifts) == 1
-    outputs = model(_batch(), signals={"estimated_bev_depth"})
-    assert len(lifts) == 3 and outputs[SIGNALS].estimated_bev_depth.shape == (2, 1, 32, 32)
-    assert outputs[SIGNALS].features is None  # not asked for
-
-
 def test_distillers_declare_their_frozen_models():
     from monokd.distill import distiller_class, frozen_roles
 
