@@ -32,6 +32,22 @@ def build_distiller(cfg: dict, student: nn.Module, teacher: nn.Module | None,
     raise ConfigError(f"distill.method: unknown method {method!r} (known: add, takd)")
 
 
+METHODS = {"add": "monokd.distill.add.distiller", "takd": "monokd.distill.takd.distiller"}
+
+
+def distill_section(section: dict):
+    """The declaration (monokd.schema.Section) of a ``distill`` section: its method's
+    ``SECTION`` (``distill.method``, default ``add``)."""
+    import importlib
+
+    from monokd.schema import ConfigKeyError
+
+    method = section.get("method", "add") if isinstance(section, dict) else "add"
+    if method not in METHODS:
+        raise ConfigKeyError("distill.method", f"unknown method {method!r} (known: {', '.join(METHODS)})")
+    return importlib.import_module(METHODS[method]).SECTION
+
+
 def preset_overrides(name: str) -> list[str]:
     """The ``key=value`` overrides of a named ablation row: ADD's (``monokd.distill.add.PRESETS``,
     e.g. ``paper-literal``, ``depth-memory+gt-pairing``) or MonoTAKD's

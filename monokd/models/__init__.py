@@ -2,7 +2,9 @@
 
 The registry maps a name to ``"module:builder"``; the module is imported only when that
 detector is built, so adding one (CaDDN, PatchNet) is one line here and one builder function
-``builder(cfg) -> nn.Module`` that takes the whole config.
+``builder(cfg) -> nn.Module`` that takes the whole config. The module declares its ``model``
+and ``loss`` sections (monokd.schema.Section) as ``SECTION`` and ``LOSS_SECTION``; the config
+loader checks a recipe against them.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import importlib
 
 from torch import nn
 
-from monokd.config import check_types
 from monokd.errors import ConfigError
 
 REGISTRY: dict[str, str] = {
@@ -21,6 +22,8 @@ REGISTRY: dict[str, str] = {
     "takd_student": "monokd.models.takd.model:build_takd_student",
     "lidar_pillars": "monokd.models.lidar.model:build_lidar_pillars",
 }
+# models with a config that are not detectors (built by their own command)
+CONFIG_ONLY: dict[str, str] = {"depth_resnet": "monokd.models.depth.model"}
 
 
 def register(name: str, target: str) -> None:
@@ -34,7 +37,18 @@ def build_detector(cfg: dict) -> nn.Module:
     if name not in REGISTRY:
         raise ConfigError(f"model.name: {name!r} is not a known detector; known: {sorted(REGISTRY)}")
     module, _, builder = REGISTRY[name].partition(":")
-    module = importlib.import_module(module)
-    if isinstance(getattr(module, "DEFAULTS", None), dict):  # the model section's defaults
-        check_types(cfg.get("model") or {}, module.DEFAULTS, "model")
-    return getattr(module, builder)(cfg)
+    return getattr(importlib.import_module(module), builder)(cfg)
+
+
+def model_sections(model: dict):
+    """The declarations (monokd.schema.Section) of the ``model`` and ``loss`` sections of the
+    model ``model["name"]`` names: its module's ``SECTION`` and ``LOSS_SECTION``, or what its
+    ``config_sections(model)`` returns (a model wrapping another); (None, None) for a name
+    nobody registered or a module that declares none."""
+    target = REGISTRY.get(model.get("name")) or CONFIG_ONLY.get(model.get("name"))
+    if target is None:
+        return None, None
+    module = importlib.import_module(target.partition(":")[0])
+    if callable(getattr(module, "config_sections", None)):
+        return module.config_sections(model)
+    return getattr(module, "SECTION", None), getattr(module, "LOSS_SECTION", None)

@@ -32,7 +32,7 @@ import hashlib
 import warnings
 from pathlib import Path
 
-from monokd.config import get
+from monokd.config import get, setting
 from monokd.errors import ConfigError, MonokdWarning
 
 PROVENANCE_KEY = "provenance"  # the checkpoint's entry (see the module docstring)
@@ -103,8 +103,8 @@ def check_run(cfg: dict, datamodule) -> dict:
     """Check the settings, build and check the datamodule's datasets and the teacher;
     returns the provenance."""
     check_numbers(cfg)
-    train_split = get(cfg, "data.train_split", "train")
-    val_split = get(cfg, "data.val_split", "val")
+    train_split = setting(cfg, "data.train_split")
+    val_split = setting(cfg, "data.val_split")
     train_set, val_set = datamodule.train_set, datamodule.val_set
     for key, split, dataset in (("data.train_split", train_split, train_set), ("data.val_split", val_split, val_set)):
         if len(dataset) == 0:
@@ -140,7 +140,7 @@ def _check_objects(cfg: dict, train_split, train_set, val_split, val_set) -> lis
             raise ConfigError(f"data.train_split: {train_split!r} holds no object of data.classes {classes} "
                               f"(it holds {dict(train_counts) or 'none'})")
     val_counts = getattr(val_set, "class_counts", None)
-    monitor = str(get(cfg, "train.monitor", "Car/3d/moderate/R40@0.70"))
+    monitor = str(setting(cfg, "train.monitor"))
     monitored = monitor.split("/")[0]
     if getattr(val_set, "has_labels", False) and val_counts is not None and not val_counts.get(monitored):
         return [note(f"data.val_split: {val_split!r} holds no {monitored!r} object: the monitored AP "
@@ -217,7 +217,7 @@ def _teacher_train_ids(recorded: dict, teacher_cfg: dict) -> list[str] | None:
         return None
     from monokd.data.kitti import KittiFormatError, read_split
 
-    path = Path(root) / "ImageSets" / f"{get(teacher_cfg, 'data.train_split', 'train')}.txt"
+    path = Path(root) / "ImageSets" / f"{setting(teacher_cfg, 'data.train_split')}.txt"
     try:
         return read_split(path)
     except KittiFormatError:
