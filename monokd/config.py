@@ -138,24 +138,20 @@ def _check(cfg: dict, origin: dict, fallback: str) -> None:
 
 def _resolve_paths(cfg: dict, origin: dict) -> None:
     """Each declared path a file sets, read relative to that file (see the module docstring)."""
-    from monokd.schema import sections_of
-
-    for name, section in sections_of(cfg).items():
-        for dotted in section.path_keys() if section is not None else []:
-            key = (name, *dotted.split("."))
-            value = get(cfg, ".".join(key))
-            source = origin.get(key + ("@file",))
-            if not isinstance(value, str) or not value or os.path.isabs(value) or source is None \
-                    or key not in origin or origin[key].startswith("--set"):
-                continue
-            beside = os.path.normpath(os.path.join(os.path.dirname(source), value))
-            if not os.path.exists(beside) and os.path.exists(value):
-                warnings.warn(f"{origin[key]}: {'.'.join(key)}: {value!r} is read from the working directory; "
-                              f"write it relative to {source} "
-                              f"({os.path.relpath(os.path.abspath(value), os.path.abspath(os.path.dirname(source)))!r})",
-                              MonokdWarning, stacklevel=3)
-                continue
-            _put(cfg, key, beside)
+    for key in _path_keys(cfg):
+        value = get(cfg, ".".join(key))
+        source = origin.get(key + ("@file",))
+        if not isinstance(value, str) or not value or os.path.isabs(value) or source is None \
+                or key not in origin or origin[key].startswith("--set"):
+            continue
+        beside = os.path.normpath(os.path.join(os.path.dirname(source), value))
+        if not os.path.exists(beside) and os.path.exists(value):
+            warnings.warn(f"{origin[key]}: {'.'.join(key)}: {value!r} is read from the working directory; "
+                          f"write it relative to {source} "
+                          f"({os.path.relpath(os.path.abspath(value), os.path.abspath(os.path.dirname(source)))!r})",
+                          MonokdWarning, stacklevel=3)
+            continue
+        _put(cfg, key, beside)
 
 
 def _put(cfg: dict, key: tuple, value: Any) -> None:
@@ -214,6 +210,25 @@ def setting(cfg: dict, key: str) -> Any:
 
 
 def save_config(cfg: dict, path: str | Path) -> None:
+    """Write ``cfg`` as YAML, its relative paths rewritten relative to ``path``'s folder (the
+    loader reads them back as they are in ``cfg``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    out = copy.deepcopy(cfg)
+    for key in _path_keys(out):
+        value = get(out, ".".join(key))
+        if isinstance(value, str) and value and not os.path.isabs(value):
+            _put(out, key, os.path.relpath(value, path.parent))
+    path.write_text(yaml.safe_dump(out, sort_keys=False))
+
+
+def _path_keys(cfg: dict) -> list[tuple]:
+    """The declared path keys of ``cfg``'s sections (none when a section is not declared)."""
+    from monokd.schema import ConfigKeyError, sections_of
+
+    try:
+        sections = sections_of(cfg)
+    except ConfigKeyError:
+        return []
+    return [(name, *dotted.split(".")) for name, section in sections.items() if section is not None
+            for dotted in section.path_keys()]

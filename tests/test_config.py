@@ -240,3 +240,15 @@ def test_a_checkpoint_that_stored_the_flat_spelling_still_loads(tmp_path):
     torch.save({"hyper_parameters": {"cfg": stored}, "state_dict": state}, path)
     loaded, cfg = load_detector(path)
     assert cfg["distill"]["teacher"]["config"] == "runs/t/config.yaml"
+
+
+def test_a_saved_config_reads_back_with_the_same_paths(tmp_path, monkeypatch):
+    from monokd.config import save_config
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    cfg = {"data": {"root": "data", "classes": ["Car"]}, "model": {"name": "monodetr"},
+           "distill": {"teacher": {"ckpt": "/abs/t.ckpt"}}}
+    save_config(cfg, "runs/x/config.yaml")
+    assert "root: ../../data" in (tmp_path / "runs" / "x" / "config.yaml").read_text()
+    assert load_config("runs/x/config.yaml") == cfg
