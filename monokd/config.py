@@ -136,6 +136,26 @@ def _check(cfg: dict, origin: dict, fallback: str) -> None:
         raise ConfigError(f"{_where(origin, tuple(err.key.split('.')), fallback)}: {err}") from None
 
 
+def apply_overrides(cfg: dict, overrides: list[str], source: str) -> dict:
+    """A copy of an already loaded config (e.g. one stored in a checkpoint, named ``source``)
+    with ``key=value`` overrides applied and checked like a file's. A stored config that does
+    not check itself (written before a key was declared) is left unchecked."""
+    from monokd.schema import ConfigKeyError, check_config
+
+    cfg = copy.deepcopy(cfg)
+    try:
+        check_config(cfg)
+        checked = True
+    except ConfigKeyError:
+        checked = False
+    origin = {}
+    for item in overrides:
+        origin[set_key(cfg, item, source=f"--set (on the config of {source})")] = f"--set {item}"
+    if checked:
+        _check(cfg, origin, source)
+    return cfg
+
+
 def _resolve_paths(cfg: dict, origin: dict) -> None:
     """Each declared path a file sets, read relative to that file (see the module docstring)."""
     for key in _path_keys(cfg):

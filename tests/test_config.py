@@ -252,3 +252,13 @@ def test_a_saved_config_reads_back_with_the_same_paths(tmp_path, monkeypatch):
     save_config(cfg, "runs/x/config.yaml")
     assert "root: ../../data" in (tmp_path / "runs" / "x" / "config.yaml").read_text()
     assert load_config("runs/x/config.yaml") == cfg
+
+
+def test_an_override_of_a_stored_config_is_checked_and_named(tmp_path):
+    from monokd.training.checkpoint import checkpoint_config
+
+    stored = {"hyper_parameters": {"cfg": copy.deepcopy(TINY)}}
+    cfg = checkpoint_config(stored, "m.ckpt", ["model.decode.threshold=0.1", "eval.batch_size=2"])
+    assert cfg["model"]["decode"] == {"threshold": 0.1} and "decode" not in TINY["model"]
+    with pytest.raises(ConfigError, match=r"^--set eval.btach_size=2: eval.btach_size: unknown key"):
+        checkpoint_config(stored, "m.ckpt", ["eval.btach_size=2"])

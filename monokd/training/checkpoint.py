@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from monokd.config import get, set_key
+from monokd.config import apply_overrides, get
 from monokd.errors import CheckpointMismatchError, ConfigError
 from monokd.training.preflight import TEACHER_ROLES
 
@@ -40,11 +40,7 @@ def checkpoint_config(checkpoint: dict, path: str | Path = "<checkpoint>", overr
     if not isinstance(cfg, dict):
         raise ConfigError(f"{path}: the checkpoint stores no config; pass --config")
     cfg = stored_spelling(cfg)
-    if overrides:
-        cfg = copy.deepcopy(cfg)
-        for item in overrides:
-            set_key(cfg, item, source=f"--set (on the config of {path})")
-    return cfg
+    return apply_overrides(cfg, overrides, str(path)) if overrides else cfg
 
 
 def stored_spelling(cfg: dict) -> dict:
