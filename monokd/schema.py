@@ -15,7 +15,8 @@ In a declaration:
   go together) whose keys are still checked against the default's;
 - a key of ``free`` holds anything (its reader checks it: per-class anchors, loss weights);
 - a key of ``sections`` is another declared :class:`Section` (e.g. the anchor head inside a
-  model); a None default there means the sub-section is off unless given;
+  model), or ``"module:NAME"`` where that module imports this one's; a None default there
+  means the sub-section is off unless given;
 - ``choices`` maps a dotted key to its allowed values;
 - ``paths`` lists the dotted keys that name files or folders: the loader reads a relative
   one against the folder of the file that sets it;
@@ -27,6 +28,7 @@ In a declaration:
 from __future__ import annotations
 
 import copy
+import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +61,14 @@ class Section:
     def keys(self) -> list[str]:
         return list(self.defaults)
 
+    def section(self, key: str) -> Section:
+        """The declared sub-section ``key`` (a ``"module:NAME"`` reference imported here)."""
+        sub = self.sections[key]
+        if isinstance(sub, str):
+            module, _, name = sub.partition(":")
+            sub = getattr(importlib.import_module(module), name)
+        return sub
+
     def default(self, key: str) -> Any:
         """The declared default of a dotted ``key`` of this section (KeyError if undeclared)."""
         head, _, rest = key.partition(".")
@@ -67,7 +77,7 @@ class Section:
         if not rest:
             return copy.deepcopy(self.defaults[head])
         if head in self.sections:
-            return self.sections[head].default(rest)
+            return self.section(head).default(rest)
         node = self.defaults[head]
         for part in rest.split("."):
             node = node[part]
@@ -76,8 +86,8 @@ class Section:
     def path_keys(self) -> list[str]:
         """Every dotted key of this section (sub-sections included) that names a file."""
         out = list(self.paths)
-        for key, sub in self.sections.items():
-            out += [f"{key}.{p}" for p in sub.path_keys()]
+        for key in self.sections:
+            out += [f"{key}.{p}" for p in self.section(key).path_keys()]
         return out
 
     def check(self, given: Any, prefix: str | None = None) -> None:
@@ -116,7 +126,7 @@ class Section:
         if key in self.free:
             return copy.deepcopy(value)
         if key in self.sections:
-            return self.sections[key].resolve(value, where)
+            return self.section(key).resolve(value, where)
         if isinstance(default, dict):
             if not isinstance(value, dict):
                 raise ConfigKeyError(where, f"expected a mapping, got {value!r}")

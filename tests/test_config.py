@@ -118,13 +118,13 @@ def test_paths_are_read_relative_to_the_file_that_names_them(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     (tmp_path / "recipes" / "base").mkdir(parents=True)
     (tmp_path / "recipes" / "base" / "b.yaml").write_text(
-        "data:\n  root: ../../kitti\n  proposals: {eval: results, results_dir: boxes}\n")
+        "data:\n  root: ../../kitti\n  proposals: {eval: results, results_dir: boxes}\n  unlabeled: {root: ../../raw}\n")
     (tmp_path / "recipes" / "r.yaml").write_text(
         "_base_: base/b.yaml\ndata:\n  depth_pred_dir: ../depth\n"
         "model:\n  name: monodetr\n  backbone: {weights: w/resnet.pt}\n"
         "distill:\n  teacher: {config: t.yaml, ckpt: /abs/t.ckpt}\n")
     cfg = load_config("recipes/r.yaml", ["data.proposals.results_dir=here"])
-    assert cfg["data"]["root"] == "kitti"  # set in recipes/base/
+    assert cfg["data"]["root"] == "kitti" and cfg["data"]["unlabeled"]["root"] == "raw"  # set in recipes/base/
     assert cfg["data"]["depth_pred_dir"] == "depth"
     assert cfg["model"]["backbone"]["weights"] == os.path.join("recipes", "w", "resnet.pt")
     assert cfg["distill"]["teacher"] == {"config": os.path.join("recipes", "t.yaml"), "ckpt": "/abs/t.ckpt"}
