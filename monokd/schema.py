@@ -177,6 +177,8 @@ def check_types(section: dict, defaults: dict, prefix: str) -> None:
 TRAIN = Section("train", {
     "epochs": 1, "max_steps": -1, "batch_size": 1, "num_workers": 0, "seed": 0,
     "lr": 2e-4, "weight_decay": 1e-4,
+    "moms": None,  # [high, low]: Adam's beta1 cycled with the one-cycle rate; None: 0.9
+    "adam_beta2": 0.999,
     "no_decay_bias": False,  # True: no weight decay on biases and norms (AdamW parameter groups)
     "lr_schedule": "multistep", "lr_milestones": [], "lr_gamma": 0.1,  # multistep: x lr_gamma at each
     "warmup_epochs": 0,

@@ -28,14 +28,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from monokd.errors import ConfigError
+from monokd.errors import CheckpointMismatchError, ConfigError
 from monokd.geometry.grid import BEVGrid
 from monokd.models.backbones.resnet import build_resnet
 from monokd.models.bev.anchor_head import SECTION as ANCHOR_HEAD
+from monokd.models.bev.frustum_to_voxel import CONVENTIONS
 from monokd.models.caddn.depth_head import DepthHead
 from monokd.models.caddn.frustum import frustum_features, gt_pixel_distribution
 from monokd.models.caddn.losses import DEFAULTS as DEPTH_LOSS_DEFAULTS
 from monokd.models.caddn.losses import depth_loss
+from monokd.models.caddn.weights import is_deeplabv3, load_deeplabv3, openpcdet_state, read_state
 from monokd.schema import Section
 
 DEFAULTS = {
@@ -43,11 +45,17 @@ DEFAULTS = {
     "backbone": {"depth": 101, "weights": None, "frozen_stages": -1, "norm": "auto",
                  "dilation": [False, True, True]},
     "image_channels": 64,  # the 1x1 reduction of C2
-    "depth_head": {"channels": 256, "rates": [12, 24, 36], "dropout": 0.5},
+    # pooling_norm: the ASPP image-pooling branch as torchvision's (conv, BN), so DeepLabV3 loads
+    "depth_head": {"channels": 256, "rates": [12, 24, 36], "dropout": 0.5, "pooling_norm": False},
     "depth": {"num_bins": 80, "min": 2.0, "max": 46.8},
     "depth_input": None,
     "grid": {"point_cloud_range": [2, -30.08, -3, 46.8, 30.08, 1], "voxel_size": [0.16, 0.16, 0.16]},
+    # where the frustum's bins and pixels are sampled (monokd.models.bev.frustum_to_voxel): monokd,
+    # openpcdet (OpenPCDet's CaDDN) or trailab (TRAILab/CaDDN)
+    "frustum_sampling": "monokd",
     "bev_channels": 64,  # the collapse's output
+    # the collapse's batch norm; OpenPCDet's Conv2DCollapse: PyTorch's defaults (1e-5, 0.1)
+    "collapse_bn": {"eps": 1e-3, "momentum": 0.01},
     # momentum of the batch norms after the lifting (collapse, BEV backbone); None keeps theirs
     # (OpenPCDet's 0.01, a 100-step memory: fine over 80 KITTI epochs, stale in a short run)
     "bev_bn_momentum": None,
@@ -57,7 +65,8 @@ DEFAULTS = {
 }
 DEPTH_INPUTS = (None, "gt_pixel")
 SECTION = Section("model", DEFAULTS, typed=True, paths=("backbone.weights",), whole=("bev_backbone", "grid"),
-                  sections={"anchor_head": ANCHOR_HEAD}, choices={"depth_input": DEPTH_INPUTS})
+                  sections={"anchor_head": ANCHOR_HEAD},
+                  choices={"depth_input": DEPTH_INPUTS, "frustum_sampling": CONVENTIONS})
 LOSS_SECTION = Section("loss", {"depth": DEPTH_LOSS_DEFAULTS})  # the depth distribution loss's weights
 FEATURE_STRIDE = 4  # C2
 ONNX_OPSET = 20  # the first opset whose GridSample takes the 5-D (volumetric) frustum
@@ -98,7 +107,8 @@ class CaDDN(nn.Module):
         self.depth_loss_cfg = LOSS_SECTION.resolve(loss_cfg)["depth"]
         self.grid = BEVGrid.from_config(cfg["grid"], "model.grid")
 
-        self.backbone = build_resnet(cfg["backbone"])
+        backbone_cfg, deeplab = self._backbone_weights(cfg["backbone"])
+        self.backbone = build_resnet(backbone_cfg)
         if self.backbone.stage_strides[0] != FEATURE_STRIDE:
             raise ConfigError("model.backbone: CaDDN reads C2 at stride 4")
         channels = int(cfg["image_channels"])
@@ -106,10 +116,14 @@ class CaDDN(nn.Module):
                                     nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
         head = cfg["depth_head"]
         self.depth_head = DepthHead(self.backbone.stage_channels[-1], self.depth_bins["num_bins"],
-                                    int(head["channels"]), tuple(head["rates"]), float(head["dropout"]))
+                                    int(head["channels"]), tuple(head["rates"]), float(head["dropout"]),
+                                    bool(head["pooling_norm"]))
+        if deeplab is not None:
+            load_deeplabv3(self, deeplab, str(cfg["backbone"]["weights"]))
         self.lift = FrustumToVoxel(self.grid, (self.depth_bins["min"], self.depth_bins["max"],
-                                               self.depth_bins["num_bins"]))
-        self.collapse = BEVCollapse(channels, self.grid.grid_size[2], int(cfg["bev_channels"]))
+                                               self.depth_bins["num_bins"]), cfg["frustum_sampling"])
+        self.collapse = BEVCollapse(channels, self.grid.grid_size[2], int(cfg["bev_channels"]),
+                                    float(cfg["collapse_bn"]["eps"]), float(cfg["collapse_bn"]["momentum"]))
         self.bev_backbone = BEVBackbone(cfg["bev_backbone"], int(cfg["bev_channels"]), self.grid,
                                         "model.bev_backbone")
         self.head = AnchorHead(cfg["anchor_head"], self.grid, self.bev_backbone.out_channels, self.classes)
@@ -117,6 +131,30 @@ class CaDDN(nn.Module):
             for module in (*self.collapse.modules(), *self.bev_backbone.modules()):
                 if isinstance(module, nn.BatchNorm2d):
                     module.momentum = float(cfg["bev_bn_momentum"])
+
+    @staticmethod
+    def _backbone_weights(section: dict) -> tuple[dict, dict | None]:
+        """(backbone section for build_resnet, torchvision DeepLabV3 state or None). A DeepLabV3
+        file (trunk and head, monokd.models.caddn.weights) is loaded after the depth head is
+        built; any other file goes to build_resnet (a torchvision ResNet, trunk only)."""
+        section = dict(section)
+        if not section.get("weights"):
+            return section, None
+        state = read_state(section["weights"])
+        if not is_deeplabv3(state):
+            return section, None
+        if section.get("norm", "auto") == "auto":
+            section["norm"] = "frozen"
+        section["weights"] = None
+        return section, state
+
+    def official_state_dict(self, checkpoint: dict, source: str = "checkpoint") -> dict:
+        """This model's state dict from an official checkpoint's contents: OpenPCDet's CaDDN
+        (``{"model_state": ...}``; monokd.models.caddn.weights). Raises
+        CheckpointMismatchError (one line) on another layout or a missing / extra key."""
+        if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model_state"), dict):
+            raise CheckpointMismatchError(f"{source}: not an OpenPCDet checkpoint (no model_state)")
+        return openpcdet_state(self, checkpoint["model_state"], source)
 
     # ----------------------------------------------------------------------------------------
 
