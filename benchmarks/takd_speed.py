@@ -37,7 +37,7 @@ from train_speed import batches  # noqa: E402
 from monokd.config import load_config, set_key  # noqa: E402
 from monokd.data.synth import generate  # noqa: E402
 from monokd.distill import build_distiller  # noqa: E402
-from monokd.distill.takd.distiller import preset_overrides  # noqa: E402
+from monokd.distill import preset_overrides  # noqa: E402
 from monokd.training.schedule import build_optimizer  # noqa: E402
 from monokd.models import build_detector  # noqa: E402
 from _results import write_json  # noqa: E402  (benchmarks/_results.py)

@@ -243,7 +243,7 @@ def test_anchor_head_learns_a_box_and_decodes_it():
 
 
 def test_anchor_head_config_errors():
-    with pytest.raises(ConfigError, match="unknown keys"):
+    with pytest.raises(ConfigError, match="model.anchor_head.nms_thresh: unknown key"):
         AnchorHead({"nms_thresh": 0.1}, SCENE_GRID, 8, ["Car"])
     with pytest.raises(ConfigError, match="not in data.classes"):
         AnchorHead({"anchors": {"Truck": SPECS[0]}}, SCENE_GRID, 8, ["Car"])

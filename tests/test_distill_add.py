@@ -12,7 +12,8 @@ from monokd.distill.add.cross_attention import CrossAttentionAdapter
 from monokd.distill.add.losses import balanced_mse
 from monokd.distill.add.masks import gt_depth_maps
 from monokd.distill.add.pairing import gt_matched_targets, gt_pairs
-from monokd.distill.add.distiller import DEFAULTS, PAPER_AP3D, PRESETS, TABLES, preset_overrides
+from monokd.distill import preset_overrides
+from monokd.distill.add.distiller import DEFAULTS, PAPER_AP3D, PRESETS, TABLES
 from monokd.distill.add.self_attention import SelfAttentionAdapter
 from monokd.models.contract import SIGNALS, DistillSpec, attach_signals, signal_set
 from monokd.errors import ConfigError

@@ -153,13 +153,14 @@ def test_malformed_setting_names_the_key(root, tmp_path, capsys, no_model, item,
 
 
 def test_model_setting_of_the_wrong_kind_names_the_key(root, tmp_path, capsys):
-    """Checked against the model's DEFAULTS where every command builds a model
-    (monokd.models.build_detector), here through predict."""
+    """Checked against the model's declared section wherever a config is read, here an
+    override of a checkpoint's stored config through predict (the override is named)."""
     ckpt = tiny_checkpoint(root, tmp_path / "c.ckpt")
     line = one_error(capsys, ["predict", "--ckpt", str(ckpt), "--images", str(root / "training" / "image_2"),
                               "--calib", str(root / "training" / "calib" / "000000.txt"), "--out", str(tmp_path / "p"),
                               "--set", "model.hidden_dim=abc"])
-    assert line == "monokd predict: error: model.hidden_dim: expected an integer (like the default 256), got 'abc'"
+    assert line == ("monokd predict: error: --set model.hidden_dim=abc: model.hidden_dim: expected an integer "
+                    "(like the default 256), got 'abc'")
 
 
 def test_subprocess_train_with_a_frame_without_image(root, tmp_path):

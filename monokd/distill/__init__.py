@@ -47,6 +47,17 @@ def build_distiller(cfg: dict, student: nn.Module, teacher: nn.Module | None = N
     return cls.from_section(cfg["distill"], student, {"teacher": teacher, **frozen})
 
 
+def distill_section(section: dict):
+    """The declaration (monokd.schema.Section) of a ``distill`` section: its method's
+    ``SECTION`` (``distill.method``, default ``add``)."""
+    from monokd.schema import ConfigKeyError
+
+    method = section.get("method", DEFAULT_METHOD) if isinstance(section, dict) else DEFAULT_METHOD
+    if method not in METHODS:
+        raise ConfigKeyError("distill.method", f"unknown method {method!r} (known: {', '.join(METHODS)})")
+    return importlib.import_module(METHODS[method].partition(":")[0]).SECTION
+
+
 def preset_overrides(name: str) -> list[str]:
     """The ``key=value`` overrides of a named ablation row: ADD's (``monokd.distill.add.PRESETS``,
     e.g. ``paper-literal``, ``depth-memory+gt-pairing``) or MonoTAKD's

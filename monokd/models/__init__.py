@@ -4,7 +4,9 @@ The registry maps a name to ``"module:Class"``, a :class:`monokd.models.contract
 built by ``Class.from_config(cfg)`` from the whole config (or to ``"module:builder"``, a
 function ``builder(cfg) -> nn.Module``); the module is imported only when that detector is
 needed, so adding one is one line here. :func:`detector_class` answers a detector's
-declarations (privileged inputs, decode threshold) from a config without building it.
+declarations (privileged inputs, decode threshold) from a config without building it. The
+module declares its ``model`` and ``loss`` sections (monokd.schema.Section) as ``SECTION``
+and ``LOSS_SECTION``; the config loader checks a recipe against them.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import importlib
 
 from torch import nn
 
-from monokd.config import check_types
 from monokd.errors import ConfigError
 from monokd.models.contract import Detector
 
@@ -24,6 +25,8 @@ REGISTRY: dict[str, str] = {
     "takd_student": "monokd.models.takd.model:TAKDStudent",
     "lidar_pillars": "monokd.models.lidar.model:LidarPillars",
 }
+# models with a config that are not detectors (built by their own command)
+CONFIG_ONLY: dict[str, str] = {"depth_resnet": "monokd.models.depth.model"}
 
 
 def register(name: str, target: str) -> None:
@@ -51,9 +54,21 @@ def detector_class(cfg: dict) -> type[Detector]:
 
 def build_detector(cfg: dict) -> nn.Module:
     """The detector named by ``cfg["model"]["name"]``, built from the whole config."""
-    module, target = _target(cfg)
-    if isinstance(getattr(module, "DEFAULTS", None), dict):  # the model section's defaults
-        check_types(cfg.get("model") or {}, module.DEFAULTS, "model")
+    _, target = _target(cfg)
     if isinstance(target, type):
         return target.from_config(cfg)
     return target(cfg)
+
+
+def model_sections(model: dict):
+    """The declarations (monokd.schema.Section) of the ``model`` and ``loss`` sections of the
+    model ``model["name"]`` names: its module's ``SECTION`` and ``LOSS_SECTION``, or what its
+    ``config_sections(model)`` returns (a model wrapping another); (None, None) for a name
+    nobody registered or a module that declares none."""
+    target = REGISTRY.get(model.get("name")) or CONFIG_ONLY.get(model.get("name"))
+    if target is None:
+        return None, None
+    module = importlib.import_module(target.partition(":")[0])
+    if callable(getattr(module, "config_sections", None)):
+        return module.config_sections(model)
+    return getattr(module, "SECTION", None), getattr(module, "LOSS_SECTION", None)

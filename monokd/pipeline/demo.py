@@ -392,17 +392,15 @@ def stage_overrides(preset: dict, model: str, data_root: str | Path) -> list[str
 
 
 def ta_overrides(ta_dir: str | Path, ckpt: str | Path) -> list[str]:
-    """Point a MonoTAKD student at its trained teaching assistant (saved config + checkpoint)."""
-    return [f"distill.ta.config={Path(ta_dir) / 'config.yaml'}", f"distill.ta.ckpt={ckpt}"]
+    """Point a MonoTAKD student at its trained teaching assistant (built from the config
+    stored in its checkpoint)."""
+    return [f"distill.ta.ckpt={ckpt}"]
 
 
 def teacher_overrides(teacher_dir: str | Path, ckpt: str | Path) -> list[str]:
-    """Point a distilled student at its trained teacher (saved config + checkpoint)."""
-    config = Path(teacher_dir) / "config.yaml"
-    # Both spellings: distill.teacher.{config, ckpt} (the recipes' and the distiller's) and
-    # distill.teacher_{config, ckpt} (what monokd.training.checkpoint.build_teacher reads).
-    return [f"distill.teacher.config={config}", f"distill.teacher.ckpt={ckpt}",
-            f"distill.teacher_config={config}", f"distill.teacher_ckpt={ckpt}"]
+    """Point a distilled student at its trained teacher (built from the config stored in its
+    checkpoint)."""
+    return [f"distill.teacher.ckpt={ckpt}"]
 
 
 # --------------------------------------------------------------------------- pictures

@@ -33,7 +33,7 @@ import hashlib
 import warnings
 from pathlib import Path
 
-from monokd.config import get, load_config
+from monokd.config import get, load_config, setting
 from monokd.data.checks import check_classes
 from monokd.data.kitti import KittiFormatError, read_split
 from monokd.errors import ConfigError, MonokdWarning
@@ -115,8 +115,8 @@ def check_run(cfg: dict, datamodule) -> dict:
         # Refused rather than ignored: its frames' empty targets would read as "no object".
         raise ConfigError("data.unlabeled: training on unlabeled frames is not part of the engine yet (the data "
                           "side is: docs/unlabeled.md); remove the section")
-    train_split = get(cfg, "data.train_split", "train")
-    val_split = get(cfg, "data.val_split", "val")
+    train_split = setting(cfg, "data.train_split")
+    val_split = setting(cfg, "data.val_split")
     train_set, val_set = datamodule.train_set, datamodule.val_set
     for key, split, dataset in (("data.train_split", train_split, train_set), ("data.val_split", val_split, val_set)):
         if len(dataset) == 0:
@@ -154,7 +154,7 @@ def _check_objects(cfg: dict, train_split, train_set, val_split, val_set) -> lis
             raise ConfigError(f"data.train_split: {train_split!r} holds no object of data.classes {classes} "
                               f"(it holds {dict(train_counts) or 'none'})")
     val_counts = getattr(val_set, "class_counts", None)
-    monitor = str(get(cfg, "train.monitor", "Car/3d/moderate/R40@0.70"))
+    monitor = str(setting(cfg, "train.monitor"))
     monitored = monitor.split("/")[0]
     if getattr(val_set, "has_labels", False) and val_counts is not None and not val_counts.get(monitored):
         return [note(f"data.val_split: {val_split!r} holds no {monitored!r} object: the monitored AP "
@@ -224,7 +224,7 @@ def _teacher_train_ids(recorded: dict, teacher_cfg: dict) -> list[str] | None:
     if root is None:
         return None
 
-    path = Path(root) / "ImageSets" / f"{get(teacher_cfg, 'data.train_split', 'train')}.txt"
+    path = Path(root) / "ImageSets" / f"{setting(teacher_cfg, 'data.train_split')}.txt"
     try:
         return read_split(path)
     except KittiFormatError:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from monokd.config import section_options
 from monokd.distill.add.adapters import ConvAdapter, MLPAdapter
 from monokd.distill.add.cross_attention import CrossAttentionAdapter
 from monokd.distill.add.losses import balanced_mse
@@ -35,6 +34,7 @@ from monokd.distill.add.self_attention import SelfAttentionAdapter
 from monokd.distill.base import Distiller
 from monokd.errors import ConfigError
 from monokd.models.contract import ENCODER_INPUT, Detector, signal_set, signals_of
+from monokd.schema import Section
 
 # The paper's settings (Implementation Details); C_d / C_dim are not given: 60 one-metre
 # bins over MonoDETR's 60 m range, embedded at the feature width.
@@ -42,10 +42,8 @@ DEFAULTS = {
     "method": "add",
     # allow_*: overrides of monokd.training.preflight.check_teacher (a plain teacher, a teacher
     # trained on the student's validation frames); the run's notes say when they were used
+    # config: None builds the teacher from the config stored in its checkpoint
     "teacher": {"config": None, "ckpt": None, "allow_plain": False, "allow_overlap": False},
-    # the flat spelling monokd.training.checkpoint.build_teacher reads (same meaning)
-    "teacher_config": None,
-    "teacher_ckpt": None,
     "feature": {
         "enabled": True,
         "source": "encoder_input",  # paper-literal: the CNN levels; or a detector's distill_spec.sources name
@@ -75,18 +73,21 @@ DEFAULTS = {
 # the signal holding the estimated PE depth of a level, by the level's space
 ESTIMATED = {"image": "estimated_depth", "bev": "estimated_bev_depth", "given": "estimated_pe_depth"}
 CHOICES = {
-    ("feature", "adapter"): ("self_attention", "conv"),
-    ("feature", "pos_encoding"): ("gt", "estimated", "none"),
-    ("response", "adapter"): ("cross_attention", "mlp"),
-    ("response", "pairing"): ("index", "gt_matched"),
-    ("feature", "normalization"): ("region_mean", "sum"),
-    ("response", "normalization"): ("region_mean", "sum"),
+    "feature.adapter": ("self_attention", "conv"),
+    "feature.pos_encoding": ("gt", "estimated", "none"),
+    "response.adapter": ("cross_attention", "mlp"),
+    "response.pairing": ("index", "gt_matched"),
+    "feature.normalization": ("region_mean", "sum"),
+    "response.normalization": ("region_mean", "sum"),
 }
+SECTION = Section("distill", DEFAULTS, choices=CHOICES,
+                  paths=("teacher.config", "teacher.ckpt"),
+                  renamed={"teacher_config": "teacher.config", "teacher_ckpt": "teacher.ckpt"})
 
 
 def parse_options(section: dict) -> dict:
     """``cfg["distill"]`` merged over DEFAULTS; unknown keys or values raise ConfigError."""
-    options = section_options(section, DEFAULTS, CHOICES, "distill")
+    options = SECTION.resolve(section)
     if not isinstance(options["feature"]["source"], str):
         raise ConfigError(f"distill.feature.source: expected a name, got {options['feature']['source']!r}")
     if options["method"] != "add":
@@ -332,9 +333,3 @@ PAPER_AP3D = {
     "resp-bg-0.50": (29.41, 21.18, 17.77), "resp-bg-1.00": (28.85, 20.65, 17.32),
 }
 
-
-def preset_overrides(name: str) -> list[str]:
-    """The ``key=value`` overrides of a named row (raises ConfigError for an unknown name)."""
-    if name not in PRESETS:
-        raise ConfigError(f"distill preset {name!r} unknown (known: {', '.join(PRESETS)})")
-    return list(PRESETS[name])

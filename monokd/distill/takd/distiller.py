@@ -29,7 +29,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from monokd.config import section_options
 from monokd.distill.base import Distiller
 from monokd.distill.takd.cmrd import RESIDUALS, cmrd_loss, residual_target
 from monokd.distill.takd.features import NORMALIZE
@@ -39,16 +38,14 @@ from monokd.errors import ConfigError
 from monokd.models.bev.anchor_head import HEAD_OUTPUTS, PRED_BOXES, PRED_CLS, PRED_DIR
 from monokd.models.bev.box_coder import CODE_SIZE
 from monokd.models.contract import FrozenRole, signal_set, signals_of
+from monokd.schema import Section
 
 DEFAULTS = {
     "method": "takd",
     # allow_*: overrides of monokd.training.preflight.check_teacher (noted in the run's log)
+    # config: None builds the model from the config stored in its checkpoint
     "teacher": {"config": None, "ckpt": None, "allow_plain": False, "allow_overlap": False},
-    "teacher_config": None,  # the flat spelling monokd.training.checkpoint.build_teacher also reads
-    "teacher_ckpt": None,
     "ta": {"config": None, "ckpt": None, "allow_plain": False, "allow_overlap": False},
-    "ta_config": None,
-    "ta_ckpt": None,
     "imd": {"enabled": True, "weight": 1.0, "normalize": "none"},
     # the code: residual abs_threshold, threshold 0.6, weight 0.2, TA min-max normalised
     "cmrd": {"enabled": True, "weight": 1.0, "residual": "difference", "normalize": "none", "threshold": 0.6},
@@ -56,12 +53,15 @@ DEFAULTS = {
               "score_threshold": 0.1, "beta": 2.0},
     "gt_loss": {"enabled": False, "weight": 1.0},
 }
-CHOICES = {("imd", "normalize"): NORMALIZE, ("cmrd", "normalize"): NORMALIZE, ("cmrd", "residual"): RESIDUALS}
+CHOICES = {"imd.normalize": NORMALIZE, "cmrd.normalize": NORMALIZE, "cmrd.residual": RESIDUALS}
+SECTION = Section("distill", DEFAULTS, choices=CHOICES,
+                  paths=("teacher.config", "teacher.ckpt", "ta.config", "ta.ckpt"),
+                  renamed={f"{role}_{what}": f"{role}.{what}" for role in ("teacher", "ta") for what in ("config", "ckpt")})
 
 
 def parse_options(section: dict) -> dict:
     """``cfg["distill"]`` merged over DEFAULTS; unknown keys or values raise ConfigError."""
-    options = section_options(section, DEFAULTS, CHOICES, "distill")
+    options = SECTION.resolve(section)
     if options["method"] != "takd":
         raise ConfigError(f"distill.method: {options['method']!r} is not 'takd'")
     if not any(options[part]["enabled"] for part in ("imd", "cmrd", "logit", "gt_loss")):
@@ -213,9 +213,3 @@ PRESETS: dict[str, list[str]] = {
 }
 TABLES = {"table4": ["student", "+IMD", "+CMRD", "+SAM", "+FFM", "full"]}
 
-
-def preset_overrides(name: str) -> list[str]:
-    """The ``key=value`` overrides of a named row (raises ConfigError for an unknown name)."""
-    if name not in PRESETS:
-        raise ConfigError(f"distill preset {name!r} unknown (known: {', '.join(PRESETS)})")
-    return list(PRESETS[name])

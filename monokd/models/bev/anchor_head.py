@@ -30,13 +30,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from monokd.config import merge
 from monokd.errors import ConfigError
 from monokd.geometry.grid import BEVGrid
 from monokd.models.bev import box_coder
 from monokd.models.bev.anchors import anchor_config, make_anchors
 from monokd.models.bev.nms import rotated_nms
 from monokd.models.bev.target_assigner import IOUS, assign_targets
+from monokd.schema import Section
 
 DEFAULTS = {
     "anchors": {},  # per class; see monokd.models.bev.anchors (CaDDN's KITTI anchors by default)
@@ -60,17 +60,11 @@ HEAD_OUTPUTS = (PRED_CLS, PRED_BOXES, PRED_DIR)
 _PRIOR = 0.01  # initial foreground probability of every anchor (RetinaNet's prior)
 
 
+SECTION = Section("model.anchor_head", DEFAULTS, free=("anchors",), choices={"assign_iou": IOUS})
+
+
 def head_config(cfg: dict | None, key: str) -> dict:
-    cfg = cfg or {}
-    unknown = sorted(set(cfg) - set(DEFAULTS))
-    if unknown:
-        raise ConfigError(f"{key}: unknown keys {unknown} (known: {', '.join(DEFAULTS)})")
-    out = merge(DEFAULTS, cfg)
-    bad = sorted(set(out["loss_weights"]) - {"cls", "box", "dir"})
-    if bad:
-        raise ConfigError(f"{key}.loss_weights: unknown terms {bad} (known: cls, box, dir)")
-    if out["assign_iou"] not in IOUS:
-        raise ConfigError(f"{key}.assign_iou: {out['assign_iou']!r} is not one of {IOUS}")
+    out = SECTION.resolve(cfg, key)
     if len(out["code_weights"]) != box_coder.CODE_SIZE:
         raise ConfigError(f"{key}.code_weights: {len(out['code_weights'])} weights for a {box_coder.CODE_SIZE}-D code")
     return out

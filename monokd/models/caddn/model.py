@@ -27,14 +27,13 @@ training and at inference; ``monokd predict`` refuses it.
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 
 from monokd.errors import CheckpointMismatchError, ConfigError
 from monokd.geometry.grid import BEVGrid
 from monokd.models.backbones.resnet import build_resnet
+from monokd.models.bev.anchor_head import SECTION as ANCHOR_HEAD
 from monokd.models.bev.anchor_head import score_threshold
 from monokd.models.bev.frustum_to_voxel import CONVENTIONS
 from monokd.models.caddn.depth_head import DepthHead
@@ -43,6 +42,7 @@ from monokd.models.caddn.losses import DEFAULTS as DEPTH_LOSS_DEFAULTS
 from monokd.models.caddn.losses import depth_loss
 from monokd.models.caddn.weights import is_deeplabv3, load_deeplabv3, openpcdet_state, read_state
 from monokd.models.contract import DEPTH_MAPS, Detector, DistillSpec, attach_signals, signal_set
+from monokd.schema import Section
 
 DEFAULTS = {
     "name": "caddn",
@@ -68,28 +68,17 @@ DEFAULTS = {
     "anchor_head": {},  # monokd.models.bev.anchor_head's section
 }
 DEPTH_INPUTS = (None, "gt_pixel")
+SECTION = Section("model", DEFAULTS, typed=True, paths=("backbone.weights",), whole=("bev_backbone", "grid"),
+                  sections={"anchor_head": ANCHOR_HEAD},
+                  choices={"depth_input": DEPTH_INPUTS, "frustum_sampling": CONVENTIONS})
+LOSS_SECTION = Section("loss", {"depth": DEPTH_LOSS_DEFAULTS})  # the depth distribution loss's weights
 FEATURE_STRIDE = 4  # C2
 ONNX_OPSET = 20  # the first opset whose GridSample takes the 5-D (volumetric) frustum
 
 
 def model_config(cfg: dict) -> dict:
     """The ``model`` section over DEFAULTS (sub-sections merged); unknown keys raise ConfigError."""
-    unknown = set(cfg) - set(DEFAULTS)
-    if unknown:
-        raise ConfigError(f"model: unknown key(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    out = copy.deepcopy(DEFAULTS)
-    for key, value in cfg.items():
-        if isinstance(DEFAULTS[key], dict) and key not in ("bev_backbone", "anchor_head", "grid"):
-            extra = set(value or {}) - set(DEFAULTS[key])
-            if extra:
-                raise ConfigError(f"model.{key}: unknown key(s) {sorted(extra)}; known: {sorted(DEFAULTS[key])}")
-            out[key].update(value or {})
-        else:
-            out[key] = value if value is not None or not isinstance(DEFAULTS[key], dict) else DEFAULTS[key]
-    if out["frustum_sampling"] not in CONVENTIONS:
-        raise ConfigError(f"model.frustum_sampling: {out['frustum_sampling']!r} is not one of {CONVENTIONS}")
-    if out["depth_input"] not in DEPTH_INPUTS:
-        raise ConfigError(f"model.depth_input: {out['depth_input']!r} is not one of {DEPTH_INPUTS}")
+    out = SECTION.resolve(cfg)
     depth = out["depth"]
     if not 0 < float(depth["min"]) < float(depth["max"]) or int(depth["num_bins"]) < 1:
         raise ConfigError(f"model.depth: need 0 < min < max and num_bins >= 1; got {depth}")
@@ -119,11 +108,7 @@ class CaDDN(Detector):
         self.depth_input = cfg["depth_input"]
         self.depth_bins = {k: float(cfg["depth"][k]) for k in ("min", "max")}
         self.depth_bins["num_bins"] = int(cfg["depth"]["num_bins"])
-        loss_cfg = dict(loss_cfg or {})
-        extra = set(loss_cfg.get("depth") or {}) - set(DEPTH_LOSS_DEFAULTS)
-        if extra:
-            raise ConfigError(f"loss.depth: unknown key(s) {sorted(extra)}; known: {sorted(DEPTH_LOSS_DEFAULTS)}")
-        self.depth_loss_cfg = {**DEPTH_LOSS_DEFAULTS, **(loss_cfg.get("depth") or {})}
+        self.depth_loss_cfg = LOSS_SECTION.resolve(loss_cfg)["depth"]
         self.grid = BEVGrid.from_config(cfg["grid"], "model.grid")
 
         backbone_cfg, deeplab = self._backbone_weights(cfg["backbone"])

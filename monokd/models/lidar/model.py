@@ -19,16 +19,16 @@ the same anchor head, the same GT conversion to LiDAR boxes, the same decoding t
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 
 from monokd.errors import ConfigError
 from monokd.geometry.grid import BEVGrid
+from monokd.models.bev.anchor_head import SECTION as ANCHOR_HEAD
 from monokd.models.bev.anchor_head import score_threshold
 from monokd.models.contract import LIDAR_TO_RECT, POINTS, Detector, attach_signals, signal_set
 from monokd.models.lidar.pillars import PillarEncoder
+from monokd.schema import Section
 
 DEFAULTS = {
     "name": "lidar_pillars",
@@ -43,14 +43,15 @@ DEFAULTS = {
 }
 
 
+# sub-sections are taken whole (a grid or a backbone's lists go together); null keeps a default
+SECTION = Section("model", DEFAULTS, typed=True, whole=("grid", "bev_backbone"), sections={"anchor_head": ANCHOR_HEAD},
+                  none_is_default=True)
+LOSS_SECTION = Section("loss", {})  # the anchor head's loss weights are model.anchor_head.loss_weights
+
+
 def model_config(cfg: dict) -> dict:
     """The ``model`` section over DEFAULTS; unknown keys raise ConfigError."""
-    unknown = set(cfg) - set(DEFAULTS)
-    if unknown:
-        raise ConfigError(f"model: unknown key(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    out = copy.deepcopy(DEFAULTS)
-    out.update({k: v for k, v in cfg.items() if v is not None or k == "bev_bn_momentum"})
-    return out
+    return SECTION.resolve(cfg)
 
 
 class LidarPillars(Detector):

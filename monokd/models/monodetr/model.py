@@ -41,6 +41,7 @@ from monokd.models.monodetr.depth_predictor import UPSAMPLE_MODES, DepthPredicto
 from monokd.models.monodetr.heads import MAP_SAMPLING_DEFAULT, PADDING_MODES, PredictionHeads
 from monokd.models.monodetr.position_encoding import (POSITION_ENCODINGS, DepthPositionalEncoding,
                                                       sine_position_encoding)
+from monokd.schema import Section
 from monokd.models.monodetr.transformer import (DepthAwareDecoder, DepthAwareDecoderLayer, DepthEncoderLayer,
                                                 VisualEncoder, VisualEncoderLayer, reset_transformer_parameters)
 
@@ -58,20 +59,19 @@ DEFAULTS = {
     "depth_map_sampling": dict(MAP_SAMPLING_DEFAULT),
 }
 DEPTH_INPUTS = (None, "gt_object")
+SECTION = Section("model", DEFAULTS, typed=True, paths=("backbone.weights",), free=("logit_classes",),
+                  choices={"depth_input": DEPTH_INPUTS, "position_encoding": POSITION_ENCODINGS,
+                           "depth_upsample": UPSAMPLE_MODES, "decode.heading_ray": HEADING_RAYS,
+                           "depth_map_sampling.padding": PADDING_MODES})
+# ``loss``: monokd.models.monodetr.losses.build_criterion's (weights per term, the matcher's costs)
+LOSS_SECTION = Section("loss", {"weights": {}, "matcher": {}, "aux": True, "depth_bins": None},
+                       free=("weights", "matcher", "depth_bins"))
 PER_QUERY_KEYS = ("pred_logits", "pred_boxes", "pred_dims", "pred_angle", "pred_depth")
 
 
 def model_config(cfg: dict) -> dict:
     """The ``model`` section with defaults filled in and checked (ConfigError names the key)."""
-    unknown = set(cfg) - set(DEFAULTS)
-    if unknown:
-        raise ConfigError(f"model: unknown key(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    out = {**DEFAULTS, **cfg}
-    for section in ("backbone", "depth", "decode", "depth_map_sampling"):
-        extra = set(cfg.get(section) or {}) - set(DEFAULTS[section])
-        if extra:
-            raise ConfigError(f"model.{section}: unknown key(s) {sorted(extra)}; known: {sorted(DEFAULTS[section])}")
-        out[section] = {**DEFAULTS[section], **(cfg.get(section) or {})}
+    out = SECTION.resolve(cfg)
     dim = out["hidden_dim"]
     if dim % 32:
         raise ConfigError(f"model.hidden_dim: {dim} must be a multiple of 32 (GroupNorm with 32 groups)")
@@ -79,16 +79,6 @@ def model_config(cfg: dict) -> dict:
         raise ConfigError(f"model.nheads: hidden_dim {dim} is not divisible by {out['nheads']} heads")
     if out["num_feature_levels"] < 3:
         raise ConfigError("model.num_feature_levels: at least 3 (the depth predictor reads strides 8, 16, 32)")
-    if out["depth_input"] not in DEPTH_INPUTS:
-        raise ConfigError(f"model.depth_input: {out['depth_input']!r} is not one of {DEPTH_INPUTS}")
-    for key, value, allowed in (("position_encoding", out["position_encoding"], POSITION_ENCODINGS),
-                                ("depth_upsample", out["depth_upsample"], UPSAMPLE_MODES),
-                                ("decode.heading_ray", out["decode"]["heading_ray"], HEADING_RAYS)):
-        if value not in allowed:
-            raise ConfigError(f"model.{key}: {value!r} is not one of {allowed}")
-    if out["depth_map_sampling"]["padding"] not in PADDING_MODES:
-        raise ConfigError(f"model.depth_map_sampling.padding: {out['depth_map_sampling']['padding']!r} "
-                          f"is not one of {PADDING_MODES}")
     return out
 
 

@@ -37,7 +37,8 @@ from monokd.models.contract import DEPTH_MAPS, P2, PROPOSALS, Detector, DistillS
 from monokd.models.patchnet import patches as P
 from monokd.models.patchnet.coding import NUM_HEADING_BIN, SIZE_CLUSTERS, size_cluster_of
 from monokd.models.patchnet.heads import BoxBackbone, CenterRegressor, DistanceHeads, cell_mask, masked_max_pool
-from monokd.models.patchnet.losses import PatchNetLoss
+from monokd.models.patchnet.losses import DEFAULT_WEIGHTS, PatchNetLoss
+from monokd.schema import Section
 
 DEFAULTS = {
     "name": "patchnet", "num_classes": None,
@@ -53,18 +54,13 @@ BOX_KEYS = ("center", "stage1_center", "heading_scores", "heading_residuals_norm
             "size_residuals_normalized")
 
 
+SECTION = Section("model", DEFAULTS, typed=True, choices={"depth_input": tuple(DEPTH_INPUTS)})
+LOSS_SECTION = Section("loss", DEFAULT_WEIGHTS)  # a weight per term (monokd.models.patchnet.losses)
+
+
 def model_config(cfg: dict) -> dict:
-    unknown = set(cfg) - set(DEFAULTS)
-    if unknown:
-        raise ConfigError(f"model: unknown key(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    out = {**DEFAULTS, **cfg}
-    for section in ("backbone", "decode"):
-        extra = set(cfg.get(section) or {}) - set(DEFAULTS[section])
-        if extra:
-            raise ConfigError(f"model.{section}: unknown key(s) {sorted(extra)}; known: {sorted(DEFAULTS[section])}")
-        out[section] = {**DEFAULTS[section], **(cfg.get(section) or {})}
-    if out["depth_input"] not in DEPTH_INPUTS:
-        raise ConfigError(f"model.depth_input: {out['depth_input']!r} is not one of {list(DEPTH_INPUTS)}")
+    """The ``model`` section over DEFAULTS; unknown keys and values raise ConfigError naming the key."""
+    out = SECTION.resolve(cfg)
     if len(out["backbone"]["widths"]) != len(out["backbone"]["blocks"]):
         raise ConfigError("model.backbone: widths and blocks need one entry per stage")
     return out

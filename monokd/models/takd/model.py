@@ -20,7 +20,7 @@ Config: ``model.name: takd_student``, ``model.camera`` the wrapped detector's re
 
 from __future__ import annotations
 
-import copy
+from dataclasses import replace
 
 import torch
 from torch import nn
@@ -30,6 +30,7 @@ from monokd.models.contract import Detector, attach_signals, signal_set
 from monokd.models.takd.ffm import FFM
 from monokd.models.takd.residual import ResidualBranch
 from monokd.models.takd.sam import MODES
+from monokd.schema import Section
 
 TAKD_DEFAULTS = {
     "channels": None,  # C of F_S; None: the camera detector's ``bev_channels``
@@ -37,28 +38,27 @@ TAKD_DEFAULTS = {
     "sam": {"enabled": True, "mode": "cascade", "dilations": [6, 12], "se_reduction": 4, "modulated": False},
     "ffm": True,  # the paper's default; the released code leaves it out
 }
-# the ``model`` keys this module reads (the others are the camera's); build_detector checks kinds
+# the ``model`` keys this module reads (the others are the camera's)
 DEFAULTS = {"name": "takd_student", "camera": "caddn", "takd": TAKD_DEFAULTS}
+TAKD = Section("model.takd", TAKD_DEFAULTS, typed=True, choices={"sam.mode": MODES})
+
+
+def config_sections(model: dict) -> tuple[Section | None, Section | None]:
+    """The ``model`` and ``loss`` declarations of a student config: the camera's, plus
+    ``camera`` and ``takd``."""
+    from monokd.models import model_sections
+
+    name = model.get("camera", DEFAULTS["camera"])
+    camera, loss = model_sections({**model, "name": name}) if name != DEFAULTS["name"] else (None, None)
+    if camera is None:
+        return None, loss
+    return replace(camera, defaults={**camera.defaults, **DEFAULTS},
+                   sections={**camera.sections, "takd": TAKD}), loss
 
 
 def takd_options(section: dict | None) -> dict:
     """``model.takd`` over TAKD_DEFAULTS; unknown keys or inconsistent switches raise ConfigError."""
-    section = section or {}
-    unknown = set(section) - set(TAKD_DEFAULTS)
-    if unknown:
-        raise ConfigError(f"model.takd: unknown key(s) {sorted(unknown)}; known: {sorted(TAKD_DEFAULTS)}")
-    options = copy.deepcopy(TAKD_DEFAULTS)
-    for key, value in section.items():
-        if key == "sam":
-            extra = set(value or {}) - set(TAKD_DEFAULTS["sam"])
-            if extra:
-                raise ConfigError(f"model.takd.sam: unknown key(s) {sorted(extra)}; "
-                                  f"known: {sorted(TAKD_DEFAULTS['sam'])}")
-            options["sam"].update(value or {})
-        else:
-            options[key] = value
-    if options["sam"]["mode"] not in MODES:
-        raise ConfigError(f"model.takd.sam.mode: {options['sam']['mode']!r} is not one of {MODES}")
+    options = TAKD.resolve(section)
     if options["ffm"] and not options["residual"]:
         raise ConfigError("model.takd.ffm: the FFM fuses the predicted residual; it needs model.takd.residual=true")
     return options
