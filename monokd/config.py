@@ -96,9 +96,9 @@ def get(cfg: dict, key: str, default: Any = None) -> Any:
 
 
 def save_config(cfg: dict, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    from monokd.atomic import write_text
+
+    write_text(path, yaml.safe_dump(cfg, sort_keys=False))
 
 
 def check_types(section: dict, defaults: dict, prefix: str) -> None:

@@ -23,4 +23,14 @@ def run(args: argparse.Namespace) -> int:
     counts = write_depth_maps(args.root, args.split, args.overwrite)
     if counts["frames"] == 0:
         raise KittiFormatError(args.root, reason="no frame with a velodyne sweep (training/velodyne/*.bin)")
+    failed = counts["failed"]
+    if failed:
+        frames = sorted(failed)
+        shown = ", ".join(frames[:_SHOWN]) + (", ..." if len(frames) > _SHOWN else "")
+        raise KittiFormatError(Path(args.root) / "training" / "depth_2", None, None,
+                               f"{len(frames)} of {counts['frames']} frames could not be filled ({shown}); "
+                               f"first: {failed[frames[0]]}")
     return 0
+
+
+_SHOWN = 5  # frames named in the error

@@ -21,19 +21,22 @@ writes pixels that had none (a return is exact to the PNG's 1/256 m).
 SynthKITTI's depth_2 is different: dense and exact, written by the renderer's z-buffer
 (``monokd synth``); this command is for real KITTI only.
 
-Resumable: a frame whose PNG exists is skipped unless ``--overwrite``; each PNG is written to a
-temporary name and renamed, so an interrupted run never leaves a half-written map.
+Resumable: a frame whose PNG exists is skipped unless ``--overwrite``; each PNG is written whole
+or not at all (monokd.atomic), so an interrupted run never leaves a half-written map. A frame whose
+sweep gives no point in the image (an empty sweep, every point behind the camera) gets no map:
+the other frames are written and the command then fails naming those frames.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
+from monokd.data.checks import check_sweep_projects
 from monokd.data.kitti import KittiPaths, read_calib, read_image, read_split, read_velodyne, write_depth
+from monokd.errors import KittiFormatError
 from monokd.geometry.depth import lidar_depth_map
 
 INVERT = 100.0  # metres; inverted depth = INVERT - d (returns beyond it keep their value, unfilled)
@@ -83,7 +86,9 @@ def frame_depth(root: Path, frame: str, part: str = "training") -> np.ndarray:
     paths = KittiPaths(root, part)
     calib = read_calib(paths.file("calib", frame))
     height, width = read_image(paths.file("image_2", frame)).shape[:2]
-    sparse = lidar_depth_map(read_velodyne(paths.file("velodyne", frame)), calib, (width, height))
+    points = read_velodyne(paths.file("velodyne", frame))
+    sparse = check_sweep_projects(lidar_depth_map(points, calib, (width, height)), len(points),
+                                  paths.file("velodyne", frame), paths.file("calib", frame))
     return complete_depth(sparse)
 
 
@@ -97,23 +102,29 @@ def frames_to_do(root: Path, split: str | None, part: str = "training") -> list[
 
 def write_depth_maps(root: str | Path, split: str | None = None, overwrite: bool = False,
                      part: str = "training", log=print) -> dict:
-    """Write ``<part>/depth_2/<id>.png`` for every frame to do; returns counts."""
+    """Write ``<part>/depth_2/<id>.png`` for every frame to do; returns counts and
+    ``"failed"``: {frame: the KittiFormatError's text} of the frames whose sweep, calib or image
+    could not give a map (nothing is written for them; the other frames go on)."""
     root = Path(root)
     paths = KittiPaths(root, part)
     frames = frames_to_do(root, split, part)
     done = skipped = 0
+    failed: dict[str, str] = {}
     start = time.monotonic()
     for index, frame in enumerate(frames, start=1):
         out = paths.file("depth_2", frame)
         if out.is_file() and not overwrite:
             skipped += 1
         else:
-            tmp = out.with_name(f".{out.stem}.tmp.png")
-            write_depth(tmp, frame_depth(root, frame, part))
-            os.replace(tmp, out)
-            done += 1
+            try:
+                depth = frame_depth(root, frame, part)
+            except KittiFormatError as err:
+                failed[frame] = str(err)
+            else:
+                write_depth(out, depth)
+                done += 1
         if index == len(frames) or index % 50 == 0:
             rate = done / max(time.monotonic() - start, 1e-9)
             log(f"depth-maps: {index}/{len(frames)} frames ({done} written, {skipped} already there, "
-                f"{rate:.1f} frames/s)")
-    return {"frames": len(frames), "written": done, "skipped": skipped}
+                f"{len(failed)} failed, {rate:.1f} frames/s)")
+    return {"frames": len(frames), "written": done, "skipped": skipped, "failed": failed}

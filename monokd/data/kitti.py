@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from monokd.atomic import write_bytes, write_image_file, write_text
 from monokd.errors import KittiFormatError
 
 CLASSES = ("Car", "Van", "Truck", "Pedestrian", "Person_sitting", "Cyclist", "Tram", "Misc", "DontCare")
@@ -128,6 +129,10 @@ def _check_label_ranges(kind: str, value: dict, path, line) -> None:
         if not low <= value[name] <= high:
             kind_of = "negative dimension" if name in "hwl" and value[name] < 0 else "out of range"
             raise KittiFormatError(path, line, name, f"{kind_of} {value[name]:g}: expected {what}")
+        # A labelled object has a size; a result line may round a tiny predicted one to 0.00.
+        if name in ("h", "w", "l") and value[name] == 0 and value.get("score") is None:
+            raise KittiFormatError(path, line, name, f"zero dimension: an object's h, w, l are metres in "
+                                                     f"(0, {MAX_DIMENSION:g}]")
 
 
 def _number(value: float, integral_as_int: bool) -> str:
@@ -167,9 +172,7 @@ def read_label(path: str | Path) -> list[Object3D]:
 
 
 def write_label(path: str | Path, objects: list[Object3D]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(format_label_line(o) + "\n" for o in objects))
+    write_text(path, "".join(format_label_line(o) + "\n" for o in objects))
 
 
 # The devkit's difficulty levels (cumulative: hard includes moderate includes easy).
@@ -270,11 +273,9 @@ def check_rotation(transform: np.ndarray, path: str | Path, key: str, tolerance:
 
 
 def write_calib(path: str | Path, calib: Calibration) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     lines = [f"{k}: " + " ".join(f"{v:.12e}" for v in getattr(calib, k).reshape(-1))
              for k in CALIB_KEYS]
-    path.write_text("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def read_velodyne(path: str | Path) -> np.ndarray:
@@ -307,9 +308,7 @@ def check_velodyne_size(path: str | Path) -> None:
 
 
 def write_velodyne(path: str | Path, points: np.ndarray) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.ascontiguousarray(points, dtype=np.float32).reshape(-1, 4).tofile(path)
+    write_bytes(path, np.ascontiguousarray(points, dtype=np.float32).reshape(-1, 4).tobytes())
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # a frame's image: any of these, looked up in this order
@@ -357,11 +356,10 @@ def check_image_complete(path: str | Path) -> None:
 
 
 def write_image(path: str | Path, image: np.ndarray) -> None:
+    """Write an (H, W, 3) uint8 RGB image (format by the suffix), whole or not at all."""
     import cv2
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), cv2.cvtColor(np.asarray(image, dtype=np.uint8), cv2.COLOR_RGB2BGR))
+    write_image_file(path, cv2.cvtColor(np.asarray(image, dtype=np.uint8), cv2.COLOR_RGB2BGR))
 
 
 def read_depth(path: str | Path, nan_policy: str = "raise") -> np.ndarray:
@@ -369,7 +367,8 @@ def read_depth(path: str | Path, nan_policy: str = "raise") -> np.ndarray:
 
     A float depth image (e.g. a .npy or a float TIFF a user made) may hold NaN: with
     ``nan_policy="raise"`` that is reported naming the file and the first bad pixel; with
-    ``"zero"`` NaN pixels become 0 (= no depth), so they never propagate into a loss.
+    ``"zero"`` NaN pixels become 0 (= no depth), so they never propagate into a loss. A map
+    without one pixel of depth (all 0) cannot be right and is a KittiFormatError too.
     """
     import cv2
 
@@ -398,18 +397,17 @@ def read_depth(path: str | Path, nan_policy: str = "raise") -> np.ndarray:
     if (depth < 0).any():
         row, col = (int(i) for i in np.argwhere(depth < 0)[0])
         raise KittiFormatError(path, row + 1, "depth", f"negative depth at row {row}, column {col}")
+    if not (depth > 0).any():
+        raise KittiFormatError(path, None, "depth", f"every one of its {depth.size} pixels is 0 (no depth): "
+                                                    "a map made from an empty sweep? (monokd depth-maps)")
     return depth
 
 
 def write_depth(path: str | Path, depth: np.ndarray) -> None:
     """Write metres as KITTI's uint16 PNG (metres * 256, clipped to the uint16 range)."""
-    import cv2
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     depth = np.nan_to_num(np.asarray(depth, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     raw = np.clip(np.round(depth * 256.0), 0, 65535).astype(np.uint16)
-    cv2.imwrite(str(path), raw)
+    write_image_file(path, raw)
 
 
 def read_split(path: str | Path, image_dir: str | Path | None = None) -> list[str]:
@@ -436,9 +434,7 @@ def read_split(path: str | Path, image_dir: str | Path | None = None) -> list[st
 
 
 def write_split(path: str | Path, ids: list[str]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{i}\n" for i in ids))
+    write_text(path, "".join(f"{i}\n" for i in ids))
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from torch.utils.data import DataLoader
 
+from monokd.atomic import write_text
 from monokd.config import get, load_config
 from monokd.training.checkpoint import checkpoint_config, load_detector, read_checkpoint
 from monokd.training.datamodule import build_dataset, default_collate
@@ -46,7 +47,7 @@ def evaluate_checkpoint(args) -> int:
                               detections)
     report = result.report()
     print(report, end="")
-    (out / "report.txt").write_text(report)
+    write_text(out / "report.txt", report)
     result.write_json(out / "metrics.json")
     print(f"wrote {out / 'report.txt'} and {out / 'metrics.json'}")
     return 0

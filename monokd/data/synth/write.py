@@ -13,6 +13,7 @@ import json
 import multiprocessing
 from pathlib import Path
 
+from monokd.atomic import write_text
 from monokd.data.kitti import (KittiPaths, write_calib, write_depth, write_image, write_label,
                                write_split, write_velodyne)
 from monokd.data.synth.render import DEFAULT_SIZE, render_frame
@@ -65,7 +66,7 @@ def generate(out_dir, num_train: int, num_val: int, seed: int = 0, width: int = 
     write_split(paths.split("train"), ids[:num_train])
     write_split(paths.split("val"), ids[num_train:])
     write_split(paths.split("trainval"), ids)
-    (root / MANIFEST).write_text(json.dumps({"generator": "monokd.data.synth", "num_train": num_train,
+    write_text(root / MANIFEST, json.dumps({"generator": "monokd.data.synth", "num_train": num_train,
                                              "num_val": num_val, "seed": seed, "width": width,
                                              "height": height}, indent=1) + "\n")
     return root
