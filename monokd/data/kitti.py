@@ -455,4 +455,15 @@ class KittiPaths:
         return Path(self.root) / self.part / kind / f"{frame}.{ext}"
 
     def split(self, name: str) -> Path:
-        return Path(self.root) / "ImageSets" / f"{name}.txt"
+        """The split file of ``name``: ``<root>/ImageSets/<name>.txt`` for a name (``val``);
+        a path (``ImageSets/val.txt``, ``/data/splits/val.txt``) as it is when that file
+        exists, else under the root, else its file name under ``<root>/ImageSets`` (the
+        path a "split file not found" error then names)."""
+        name = str(name)
+        if "/" not in name and not name.endswith(".txt"):
+            return Path(self.root) / "ImageSets" / f"{name}.txt"
+        given = Path(name)
+        for candidate in (given, Path(self.root) / given):
+            if candidate.is_file():
+                return candidate
+        return Path(self.root) / "ImageSets" / (given.name if given.suffix == ".txt" else f"{given.name}.txt")
