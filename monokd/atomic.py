@@ -37,21 +37,20 @@ def temporary_name(path: str | Path) -> Path:
 _FULL_BYTES = 1 << 20  # free space below which a failed write is reported as a full disk
 
 
-def write_error(err: BaseException, path: str | Path) -> OSError:
-    """The ``OSError`` naming ``path`` that reports ``err``, a writer's failure: ``err`` itself
-    when it names a file; else one with ``err``'s errno and words (or EIO and ``err``'s first
-    line), ENOSPC when the disk holding ``path`` is full (torch.save and safetensors report a
-    full disk in their own words)."""
-    if isinstance(err, OSError) and err.filename is not None:
-        return err
-    if isinstance(err, OSError) and err.errno:
-        code, reason = err.errno, err.strerror or os.strerror(err.errno)
+def write_error(err: BaseException, path: str | Path) -> BaseException:
+    """How a writer's failure ``err`` is reported: an ``OSError`` naming ``path`` (``err``
+    itself when it names a file already); another error (torch.save and safetensors report a
+    full disk in their own words) as ENOSPC naming ``path`` when the disk holding ``path`` is
+    full, else ``err`` unchanged (a failure of the writer's own, not of the disk)."""
+    if isinstance(err, OSError):
+        if err.filename is not None:
+            return err
+        code = err.errno or errno_codes.EIO
+        named = OSError(code, err.strerror or str(err) or os.strerror(code), str(path))
+    elif _disk_full(Path(path)):
+        named = OSError(errno_codes.ENOSPC, os.strerror(errno_codes.ENOSPC), str(path))
     else:
-        text = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        code, reason = errno_codes.EIO, f"could not write ({type(err).__name__}: {text})"
-    if code != errno_codes.ENOSPC and _disk_full(Path(path)):
-        code, reason = errno_codes.ENOSPC, os.strerror(errno_codes.ENOSPC)
-    named = OSError(code, reason, str(path))
+        return err
     named.__cause__ = err
     return named
 
@@ -76,9 +75,8 @@ def atomic_path(path: str | Path, publish: bool = True) -> Iterator[Path]:
     """Yields the temporary to write ``path`` through; on success renames it onto ``path``.
 
     ``publish=False`` (a DDP rank other than 0, whose writer writes nothing) skips the rename
-    and the clean-up. The parent folder is created. A failure is raised as the ``OSError`` of
-    :func:`write_error` (monokd's own errors unchanged), the temporary removed and ``path``
-    unchanged.
+    and the clean-up. The parent folder is created. A failure is raised as :func:`write_error`
+    reports it (monokd's own errors unchanged), the temporary removed and ``path`` unchanged.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -105,9 +103,13 @@ def atomic_path(path: str | Path, publish: bool = True) -> Iterator[Path]:
 def write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` whole or not at all; returns ``path``."""
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
+        _write_all(tmp, data)
     return Path(path)
+
+
+def _write_all(path: Path, data: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
 
 
 def write_text(path: str | Path, text: str) -> Path:

@@ -145,7 +145,7 @@ def check_label_file(path: Path, size: tuple[int, int], P2: np.ndarray | None = 
 
 NEAR_PLANE = 0.1  # metres: a box with no corner farther ahead than this is behind the camera
 # "Projects near its own 2-D box": the 3-D box projected through P2 (its part ahead of the near
-# plane, clipped to the image) must overlap the 2-D box grown by this fraction of its width and
+# plane) must overlap the 2-D box grown by this fraction of its width and
 # height on each side (plus BOX_TOLERANCE_PX). Occlusion and truncation make the two differ
 # (on the 82 real KITTI frames of shared/ the IoU goes down to 0.46), but a label whose
 # projection misses its box by more is of another frame, another calib, or another unit.
@@ -160,7 +160,8 @@ def _check_projection(obj, P2: np.ndarray, size, path: Path, number: int) -> Non
         raise KittiFormatError(path, number, "z", f"the object lies behind the camera (z = {obj.location[2]:g} m, "
                                                   f"no corner of its 3-D box ahead of {NEAR_PLANE:g} m), yet it "
                                                   "has a 2-D box in the image")
-    px1, py1, px2, py2 = project_boxes(obj.dims[None], obj.location[None], np.array([obj.rotation_y]), P2, size)[0]
+    # unclipped: a box projecting wholly outside the image must not touch it by being clipped to its border
+    px1, py1, px2, py2 = project_boxes(obj.dims[None], obj.location[None], np.array([obj.rotation_y]), P2)[0]
     x1, y1, x2, y2 = obj.box2d
     grow_x = PROJECTION_MARGIN * (x2 - x1) + BOX_TOLERANCE_PX
     grow_y = PROJECTION_MARGIN * (y2 - y1) + BOX_TOLERANCE_PX

@@ -337,22 +337,25 @@ def read_image(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-# The last marker of a whole file: JPEG's end-of-image, PNG's IEND chunk (+ its CRC).
-_IMAGE_END = {".jpg": b"\xff\xd9", ".jpeg": b"\xff\xd9", ".png": b"IEND"}
+# A file's format by its first bytes (a decoder reads the content, whatever the suffix says), and
+# the last marker of a whole file of it: JPEG's end-of-image, PNG's IEND chunk (+ its CRC).
+_IMAGE_FORMATS = ((b"\x89PNG", "PNG", b"IEND"), (b"\xff\xd8", "JPEG", b"\xff\xd9"))
 _TAIL_BYTES = 64  # how far from the end the marker may sit (some writers pad after it)
 
 
 def check_image_complete(path: str | Path) -> None:
-    """A .png / .jpg / .jpeg must end with its format's end marker (else it was cut short)."""
+    """A PNG or JPEG file (by its content: a JPEG named .png is a JPEG) must end with its
+    format's end marker (else it was cut short)."""
     path = Path(path)
-    marker = _IMAGE_END.get(path.suffix.lower())
-    if marker is None:
-        return
     with open(path, "rb") as handle:
+        head = handle.read(4)
+        found = next(((name, marker) for magic, name, marker in _IMAGE_FORMATS if head.startswith(magic)), None)
+        if found is None:
+            return
         handle.seek(max(0, path.stat().st_size - _TAIL_BYTES))
-        if marker not in handle.read():
-            raise KittiFormatError(path, None, "size", f"truncated: no {path.suffix.lower()[1:].upper()} "
-                                                       f"end marker in its last {_TAIL_BYTES} bytes")
+        if found[1] not in handle.read():
+            raise KittiFormatError(path, None, "size", f"truncated: no {found[0]} end marker in its last "
+                                                       f"{_TAIL_BYTES} bytes")
 
 
 def write_image(path: str | Path, image: np.ndarray) -> None:

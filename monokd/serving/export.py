@@ -157,7 +157,7 @@ def _write_student(model: nn.Module, cfg: dict, checkpoint: dict, source: str, s
 @contextmanager
 def _staged(staging: Path, out_dir: Path, name: str) -> Iterator[Path]:
     """Yields ``staging/name`` to write; a failed write (a full disk: torch.save, safetensors
-    and the ONNX exporter each say so in their own words) is the ``OSError`` of
+    and the ONNX exporter each say so in their own words) is reported by
     :func:`monokd.atomic.write_error` naming ``out_dir/name``, the file the user asked for."""
     try:
         yield staging / name
@@ -166,7 +166,10 @@ def _staged(staging: Path, out_dir: Path, name: str) -> Iterator[Path]:
             raise
         if isinstance(err, OSError):  # it names the staging copy
             err = OSError(err.errno, err.strerror or str(err))
-        raise write_error(err, out_dir / name) from err
+        reported = write_error(err, out_dir / name)
+        if reported is err and not isinstance(err, OSError):
+            raise
+        raise reported from err
 
 
 class HeadsOnly(nn.Module):

@@ -112,13 +112,13 @@ def fit(cfg: dict, out: str | Path, resume: str | Path | None = None, devices=No
         seed_everything(int(get(cfg, "train.seed", 0)))
         datamodule = datamodule or KittiDataModule(cfg)
         provenance = check_run(cfg, datamodule)  # bad data fails here, before the model exists
-        if resume_note:
-            provenance["notes"].append(note(resume_note))
         module = DetectorModule(cfg, model)
         module.provenance = provenance
         if checkpoint is not None:  # the weights fit, before anything is written
             check_state_dict(module.model, model_state(checkpoint), str(resume))
             del checkpoint
+        if resume_note:
+            provenance["notes"].append(note(resume_note))
         trainer = build_trainer(cfg, out, devices, num_nodes, precision, callbacks, progress_bar)
         started = True
         if trainer.is_global_zero:

@@ -153,9 +153,9 @@ def check_resumed_config(stored: dict | None, new: dict, resume: str | Path, all
     keys = changed_keys(stored, new)
     if not keys:
         return None
-    shown = ", ".join(keys[:_SHOWN]) + (", ..." if len(keys) > _SHOWN else "")
+    shown = ", ".join(keys[:_SHOWN]) + (f", ... ({len(keys)} keys)" if len(keys) > _SHOWN else "")
     if not allow:
-        raise ConfigError(f"{resume}: the config differs from the run's in {len(keys)} keys ({shown}); a resume "
+        raise ConfigError(f"{resume}: the config differs from the run's in {shown}; a resume "
                           f"may change only {' and '.join(RESUMABLE_KEYS)}: train into a fresh --out, or pass "
                           "--resume-changed to continue with the new values")
     return f"resumed from {resume} with a changed config (--resume-changed): {', '.join(keys)}"
