@@ -51,7 +51,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> dict[st
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        raw = _parse(path.read_text()) or {}
+        raw = _parse(path.read_bytes().decode("utf-8")) or {}
+    except UnicodeDecodeError as err:  # e.g. a file cut inside a multi-byte character
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start})") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(raw, dict):
