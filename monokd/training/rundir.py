@@ -23,7 +23,7 @@ import os
 import shutil
 from pathlib import Path
 
-from monokd.errors import ConfigError, MonokdError
+from monokd.errors import ConfigError, RunFolderError
 
 LOCK_NAME = ".monokd.lock"
 # What a run leaves in its folder (monokd.training.fit): a folder holding one of these holds a run.
@@ -32,11 +32,6 @@ TRAINED_FILES = ("last.ckpt", "best.ckpt", "metrics.json")  # a run that trained
 # The config keys a resume may change: the schedule's length (training on from where it stopped).
 RESUMABLE_KEYS = ("train.epochs", "train.max_steps")
 _SHOWN = 6  # keys named in a message
-
-
-class RunFolderError(MonokdError, RuntimeError):
-    """A run folder that a training would damage: it holds another run, or another training
-    is writing into it."""
 
 
 def is_first_process() -> bool:
