@@ -145,10 +145,10 @@ def check_label_file(path: Path, size: tuple[int, int], P2: np.ndarray | None = 
 
 NEAR_PLANE = 0.1  # metres: a box with no corner farther ahead than this is behind the camera
 # "Projects near its own 2-D box": the 3-D box projected through P2 (its part ahead of the near
-# plane) must overlap the 2-D box grown by this fraction of its width and
-# height on each side (plus BOX_TOLERANCE_PX). Occlusion and truncation make the two differ
-# (on the 82 real KITTI frames of shared/ the IoU goes down to 0.46), but a label whose
-# projection misses its box by more is of another frame, another calib, or another unit.
+# plane) must overlap the 2-D box grown by this fraction of its width and height on each side
+# (plus BOX_TOLERANCE_PX). Occlusion and truncation make the two differ (on the 82 real KITTI
+# frames of shared/ the IoU goes down to 0.46), but a label whose projection misses its box by
+# more is of another frame, another calib, or another unit.
 PROJECTION_MARGIN = 0.5
 
 
