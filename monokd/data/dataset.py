@@ -136,7 +136,8 @@ class KittiDataset(Dataset):
             raise KittiFormatError("<config>", None, "data.root", "no KITTI root given")
         self.root = Path(root)
         self.split = split
-        part = self.cfg["part"] or ("testing" if split == "test" else "training")
+        # the split "test" (or a path to its file, ImageSets/test.txt) reads testing/
+        part = self.cfg["part"] or ("testing" if split and Path(str(split)).stem == "test" else "training")
         self.paths = KittiPaths(self.root, part)
         image_dir = self.root / part / "image_2"
         if split is None:

@@ -30,7 +30,7 @@ def evaluate_checkpoint(args) -> int:
     cfg = (load_config(args.config, overrides) if getattr(args, "config", None)
            else checkpoint_config(checkpoint, args.ckpt, overrides))
     split = getattr(args, "split", None) or get(cfg, "data.val_split", "val")
-    out = Path(getattr(args, "out", None) or Path(args.ckpt).parent / f"eval_{split}")
+    out = Path(getattr(args, "out", None) or Path(args.ckpt).parent / f"eval_{Path(str(split)).stem}")
     dataset = build_dataset(cfg, split, train=False)  # the data checked before the model is built
     warn_seen_frames(checkpoint, getattr(dataset, "ids", None), split, args.ckpt)
     model, cfg = load_detector(args.ckpt, cfg, checkpoint=checkpoint)
