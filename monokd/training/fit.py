@@ -93,9 +93,10 @@ def fit(cfg: dict, out: str | Path, resume: str | Path | None = None, devices=No
     """Train ``cfg`` into ``out``; returns the trained module. ``model``/``datamodule`` default
     to the ones the config describes.
 
-    Nothing is written into ``out`` before every check has passed (monokd.training.rundir: the
-    folder's lock, a run already there (``overwrite``; ``resume_auto``: ``--resume auto`` found
-    no checkpoint), a resume's config (``resume_changed``) and weights; monokd.training.preflight: the settings, the data, the teacher)."""
+    Nothing is written into ``out`` before every check has passed: monokd.training.rundir's
+    (the folder's lock; a run already there, unless ``overwrite``; ``resume_auto``: ``--resume
+    auto`` found no checkpoint; a resume's config, unless ``resume_changed``, and weights) and
+    monokd.training.preflight's (the settings, the data, the teacher)."""
     out = Path(out)
     check_numbers(cfg)
     first = is_first_process()
@@ -104,11 +105,7 @@ def fit(cfg: dict, out: str | Path, resume: str | Path | None = None, devices=No
     try:
         if first:
             check_run_folder(out, resume, overwrite, resume_auto)
-        checkpoint = read_checkpoint(resume) if resume else None
-        resume_note = None
-        if checkpoint is not None:
-            stored = (checkpoint.get("hyper_parameters") or {}).get("cfg")
-            resume_note = check_resumed_config(stored, cfg, resume, resume_changed)
+        checkpoint, resume_note = _read_resumed(resume, cfg, resume_changed)
         seed_everything(int(get(cfg, "train.seed", 0)))
         datamodule = datamodule or KittiDataModule(cfg)
         provenance = check_run(cfg, datamodule)  # bad data fails here, before the model exists
@@ -135,6 +132,16 @@ def fit(cfg: dict, out: str | Path, resume: str | Path | None = None, devices=No
         if lock is not None:
             lock.release(tidy=not started)
     return module
+
+
+def _read_resumed(resume, cfg: dict, allow_changed: bool) -> tuple[dict | None, str | None]:
+    """(the checkpoint to resume, the note of an allowed config change) or (None, None); a
+    config changed beyond the schedule's length is refused unless ``allow_changed``."""
+    if not resume:
+        return None, None
+    checkpoint = read_checkpoint(resume)
+    stored = (checkpoint.get("hyper_parameters") or {}).get("cfg")
+    return checkpoint, check_resumed_config(stored, cfg, resume, allow_changed)
 
 
 def _validate_last_epoch(trainer: L.Trainer, module: DetectorModule, datamodule) -> None:
