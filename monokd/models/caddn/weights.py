@@ -37,7 +37,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-
 from monokd.errors import CheckpointMismatchError
 from monokd.weights import read_weights
 
