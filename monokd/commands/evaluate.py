@@ -19,6 +19,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from monokd.data.checks import require_frames
+from monokd.data.kitti import read_split
+from monokd.evaluation.results import evaluate_dirs, frames_of_dir, locate_results
+
 _FILES = ("gt_dir", "det_dir")
 _CHECKPOINT = ("config", "ckpt")
 

@@ -33,6 +33,7 @@ import numpy as np
 from monokd.data.kitti import (CLASSES, Calibration, KittiPaths, check_image_complete, check_rotation,
                                check_velodyne_size, find_image, parse_label_line, read_calib, read_lines)
 from monokd.errors import ConfigError, KittiFormatError
+from monokd.geometry.boxes import project_boxes
 
 # A 2-D box may reach this far past the image border (KITTI clips boxes to [0, W-1] and
 # prints 2 decimals); farther, the label belongs to another image size.

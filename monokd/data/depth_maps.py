@@ -41,6 +41,7 @@ import numpy as np
 
 from monokd.data.checks import check_sweep_projects
 from monokd.data.kitti import Calibration, KittiPaths, read_calib, read_image, read_split, read_velodyne, write_depth
+from monokd.data.raw import RawPaths, list_raw_frames, read_raw_calib, read_raw_split
 from monokd.errors import KittiFormatError
 from monokd.geometry.depth import lidar_depth_map
 
@@ -125,8 +126,6 @@ def write_raw_depth_maps(root: str | Path, split: str | None = None, overwrite: 
     """The same for KITTI raw frames (monokd.data.raw): ``<date>/<drive>/depth_02/data/<frame>.png``
     for every frame of the raw split ``<root>/ImageSets/<split>.txt`` (None: every frame under
     ``root``) that has a sweep; each date's calibration is read once."""
-    from monokd.data.raw import RawPaths, list_raw_frames, read_raw_calib, read_raw_split
-
     paths = RawPaths(Path(root))
     frames = read_raw_split(paths.split(split), root) if split else list_raw_frames(root)
     calibs: dict[str, Calibration] = {}
