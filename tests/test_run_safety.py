@@ -18,9 +18,44 @@ import torch
 from monokd import atomic
 from monokd.cli import main
 from monokd.config import load_config
-from tests.test_errors import no_model, one_error, root, train_args  # noqa: F401 - fixtures
+from monokd.training import fit as fit_module
+from tests.helpers import TINY_MONODETR
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def root(synth_root, tmp_path) -> Path:
+    """A private copy of the tiny SynthKITTI (4 train + 4 val frames) to break."""
+    copy = tmp_path / "synth"
+    shutil.copytree(synth_root, copy)
+    return copy
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Building the model fails loudly: a data error must come before it."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was built before the data was checked")
+    monkeypatch.setattr(fit_module, "DetectorModule", refuse)
+
+
+def one_error(capsys, argv: list[str]) -> str:
+    """Run the CLI; assert exit 1 and exactly one stderr line ``monokd <cmd>: error: ...``."""
+    code = main(argv)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 1, err
+    assert "Traceback" not in err
+    assert len(lines) == 1 and lines[0].startswith(f"monokd {argv[0]}: error: "), err
+    return lines[0]
+
+
+def train_args(root: Path, out: Path, *extra: str) -> list[str]:
+    """``monokd train`` of a tiny MonoDETR (one epoch) on ``root`` into ``out``."""
+    items = TINY_MONODETR + [f"data.root={root}", "train.epochs=1", *extra]
+    return (["train", "--config", "configs/monodetr_synth.yaml", "--out", str(out)]
+            + [a for i in items for a in ("--set", i)])
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -80,7 +115,7 @@ def test_overwrite_replaces_the_run(run, synth_root):
     assert load_config(run / "config.yaml")["train"]["seed"] == 3
 
 
-def test_a_second_training_into_a_locked_folder_fails_at_once(run, synth_root, capsys, no_model):  # noqa: F811
+def test_a_second_training_into_a_locked_folder_fails_at_once(run, synth_root, capsys, no_model):
     from monokd.training.rundir import RunLock
 
     before = snapshot(run)
@@ -100,7 +135,7 @@ def test_a_failed_check_in_a_new_folder_leaves_nothing(synth_root, tmp_path, cap
 
 
 # --------------------------------------------------------------------------- resume
-def test_resume_with_a_changed_config_is_refused_naming_the_keys(run, synth_root, capsys, no_model):  # noqa: F811
+def test_resume_with_a_changed_config_is_refused_naming_the_keys(run, synth_root, capsys, no_model):
     before = snapshot(run)
     line = one_error(capsys, train_args(synth_root, run, "train.lr=0.0005", "train.epochs=2") + ["--resume", "auto"])
     assert f"{run / 'last.ckpt'}: the config differs from the run's in train.lr; a resume" in line
@@ -310,13 +345,13 @@ def _edit_label(root: Path, frame: str, edit) -> tuple[Path, int]:
     (lambda f: f.__setitem__(slice(8, 11), ["0", "0", "0"]), "h", "zero dimension"),
     (lambda f: f.__setitem__(13, "-10.00"), "z", "behind the camera"),
     (lambda f: f.__setitem__(11, str(float(f[11]) + 40)), "location", "nowhere near its 2-D box")])
-def test_impossible_labels_are_refused_before_the_model(root, tmp_path, capsys, no_model, edit, field, words):  # noqa: F811
+def test_impossible_labels_are_refused_before_the_model(root, tmp_path, capsys, no_model, edit, field, words):
     label, number = _edit_label(root, "000001", edit)
     line = one_error(capsys, train_args(root, tmp_path / "run"))
     assert f"{label}:{number}: field '{field}': " in line and words in line
 
 
-def test_an_8_bit_depth_map_is_refused_before_the_model(root, tmp_path, capsys, no_model):  # noqa: F811
+def test_an_8_bit_depth_map_is_refused_before_the_model(root, tmp_path, capsys, no_model):
     import cv2
 
     depth = root / "training" / "depth_2" / "000002.png"
@@ -325,7 +360,7 @@ def test_an_8_bit_depth_map_is_refused_before_the_model(root, tmp_path, capsys, 
     assert line.endswith(f"{depth}: field 'dtype': an 8-bit image: KITTI depth PNGs are 16-bit (metres * 256)")
 
 
-def test_an_empty_sweep_is_refused_before_the_model(root, tmp_path, capsys, no_model):  # noqa: F811
+def test_an_empty_sweep_is_refused_before_the_model(root, tmp_path, capsys, no_model):
     velo = root / "training" / "velodyne" / "000003.bin"
     velo.write_bytes(b"")
     line = one_error(capsys, train_args(root, tmp_path / "run", "data.depth_maps=lidar"))
