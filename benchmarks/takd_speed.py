@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     frozen = {name: build_detector(cfgs[name]).to(device).eval().requires_grad_(False)
               for name in ("lidar_teacher", "ta")}  # weights do not change timing
     models["takd"] = build_distiller(cfgs["takd"], build_detector(cfgs["takd"]), frozen["lidar_teacher"],
-                                     frozen["ta"]).to(device)
+                                     ta=frozen["ta"]).to(device)
     steps = {name: synced(training_step(model, build_optimizer(model, cfgs[name]), train_batch), device)
              for name, model in models.items()}
     step_s = interleaved_median(steps, args.steps)

@@ -315,7 +315,7 @@ def test_allowed_overlap_is_noted_in_metrics_and_checkpoint_records_splits(tmp_p
     saved = torch.load(tmp_path / "run" / "last.ckpt", weights_only=True)[PROVENANCE_KEY]
     assert saved["train"]["ids"] == [f"{i:06d}" for i in range(6)] and saved["val"]["ids"] == val_ids
     assert saved["train"]["sha256"] == split_record(saved["train"]["ids"][::-1], "", "")["sha256"]
-    assert saved["role"] == {"depth_input": None, "lidar_input": False}
+    assert saved["role"] == {"depth_input": None, "lidar_input": False, "privileged_inputs": []}
 
 
 def test_cli_run_whose_train_and_val_overlap_warns_before_the_model(root, tmp_path, capsys, no_model):

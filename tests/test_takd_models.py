@@ -80,7 +80,7 @@ def test_student_without_branches_equals_caddn(synth_root, models, batch):
 
 def test_one_distillation_step_on_real_models(models, batch):
     cfg, teacher, ta, student = models
-    distiller = build_distiller(cfg, student, teacher, ta).train()
+    distiller = build_distiller(cfg, student, teacher, ta=ta).train()
     frozen = [copy.deepcopy(m.state_dict()) for m in (teacher, ta)]
     nan_batch = {**batch, "depth_maps": batch["depth_maps"].clone()}
     nan_batch["depth_maps"][:, :, :10] = float("nan")

@@ -1,8 +1,10 @@
 """Detectors, built by name from a config: ``build_detector(cfg)`` reads ``cfg["model"]["name"]``.
 
-The registry maps a name to ``"module:builder"``; the module is imported only when that
-detector is built, so adding one (CaDDN, PatchNet) is one line here and one builder function
-``builder(cfg) -> nn.Module`` that takes the whole config.
+The registry maps a name to ``"module:Class"``, a :class:`monokd.models.contract.Detector`
+built by ``Class.from_config(cfg)`` from the whole config (or to ``"module:builder"``, a
+function ``builder(cfg) -> nn.Module``); the module is imported only when that detector is
+needed, so adding one is one line here. :func:`detector_class` answers a detector's
+declarations (privileged inputs, decode threshold) from a config without building it.
 """
 
 from __future__ import annotations
@@ -13,28 +15,45 @@ from torch import nn
 
 from monokd.config import check_types
 from monokd.errors import ConfigError
+from monokd.models.contract import Detector
 
 REGISTRY: dict[str, str] = {
-    "monodetr": "monokd.models.monodetr.model:build_monodetr",
-    "patchnet": "monokd.models.patchnet.model:build_patchnet",
-    "caddn": "monokd.models.caddn.model:build_caddn",
-    "takd_student": "monokd.models.takd.model:build_takd_student",
-    "lidar_pillars": "monokd.models.lidar.model:build_lidar_pillars",
+    "monodetr": "monokd.models.monodetr.model:MonoDETR",
+    "patchnet": "monokd.models.patchnet.model:PatchNet",
+    "caddn": "monokd.models.caddn.model:CaDDN",
+    "takd_student": "monokd.models.takd.model:TAKDStudent",
+    "lidar_pillars": "monokd.models.lidar.model:LidarPillars",
 }
 
 
 def register(name: str, target: str) -> None:
-    """Add a detector: ``target`` = ``"package.module:builder"``."""
+    """Add a detector: ``target`` = ``"package.module:Class"`` (a Detector with
+    ``from_config(cfg)``) or ``"package.module:builder"``."""
     REGISTRY[name] = target
+
+
+def _target(cfg: dict):
+    """(module, the registered class or builder) of ``cfg["model"]["name"]``."""
+    name = (cfg.get("model") or {}).get("name")
+    if name not in REGISTRY:
+        raise ConfigError(f"model.name: {name!r} is not a known detector; known: {sorted(REGISTRY)}")
+    module, _, attr = REGISTRY[name].partition(":")
+    module = importlib.import_module(module)
+    return module, getattr(module, attr)
+
+
+def detector_class(cfg: dict) -> type[Detector]:
+    """The class of the detector ``cfg`` describes, not built: a builder function's detector
+    answers with the contract's defaults (:class:`Detector`)."""
+    _, target = _target(cfg)
+    return target if isinstance(target, type) and issubclass(target, Detector) else Detector
 
 
 def build_detector(cfg: dict) -> nn.Module:
     """The detector named by ``cfg["model"]["name"]``, built from the whole config."""
-    name = (cfg.get("model") or {}).get("name")
-    if name not in REGISTRY:
-        raise ConfigError(f"model.name: {name!r} is not a known detector; known: {sorted(REGISTRY)}")
-    module, _, builder = REGISTRY[name].partition(":")
-    module = importlib.import_module(module)
+    module, target = _target(cfg)
     if isinstance(getattr(module, "DEFAULTS", None), dict):  # the model section's defaults
         check_types(cfg.get("model") or {}, module.DEFAULTS, "model")
-    return getattr(module, builder)(cfg)
+    if isinstance(target, type):
+        return target.from_config(cfg)
+    return target(cfg)

@@ -94,14 +94,17 @@ def build_model(cfg: dict) -> nn.Module:
 
     if not get(cfg, "distill"):
         return build_detector(cfg)
-    from monokd.distill import build_distiller
+    from monokd.distill import build_distiller, frozen_roles
 
-    if get(cfg, "distill.method") == "takd":
-        # MonoTAKD: a LiDAR teacher and a camera teaching assistant, each only if configured
-        # (the distiller says which of its losses needs which)
-        frozen = {role: build_teacher(cfg, role) if any(teacher_paths(cfg, role)) else None for role in ("teacher", "ta")}
-        return build_distiller(cfg, build_detector(cfg), frozen["teacher"], frozen["ta"])
-    return build_distiller(cfg, build_detector(cfg), build_teacher(cfg))
+    # Each frozen model the method declares; an optional one only if configured (the distiller
+    # says which of its losses needs which). The build order draws the random initialisations
+    # a seed reproduces: optional frozen models, then the student, then the required ones.
+    roles = frozen_roles(cfg)
+    frozen = {role.name: build_teacher(cfg, role.name) if any(teacher_paths(cfg, role.name)) else None
+              for role in roles if not role.required}
+    student = build_detector(cfg)
+    frozen.update({role.name: build_teacher(cfg, role.name) for role in roles if role.required})
+    return build_distiller(cfg, student, **frozen)
 
 
 def teacher_paths(cfg: dict, role: str = "teacher") -> tuple[str | None, str | None]:
