@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from monokd.atomic import write_text
 from monokd.errors import ConfigError, MonokdWarning
 
 _MISSING = object()
@@ -84,7 +85,10 @@ def _layers(path: Path, seen: tuple = ()) -> list[tuple[Path, dict, dict]]:
         raise ConfigError(f"{path}: config file not found")
     if path.resolve() in seen:
         raise ConfigError(f"{path}: _base_ includes itself")
-    text = path.read_text()
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:  # e.g. a file cut inside a multi-byte character
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start})") from None
     try:
         raw = _parse(text) or {}
         lines = _line_numbers(yaml.compose(text, Loader=_Loader))
@@ -239,7 +243,7 @@ def save_config(cfg: dict, path: str | Path) -> None:
         value = get(out, ".".join(key))
         if isinstance(value, str) and value and not os.path.isabs(value):
             _put(out, key, os.path.relpath(value, path.parent))
-    path.write_text(yaml.safe_dump(out, sort_keys=False))
+    write_text(path, yaml.safe_dump(out, sort_keys=False))
 
 
 def _path_keys(cfg: dict) -> list[tuple]:

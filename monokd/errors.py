@@ -51,6 +51,11 @@ class ConfigError(MonokdError, ValueError):
     """An invalid configuration file or override (names the file and the key)."""
 
 
+class RunFolderError(MonokdError, RuntimeError):
+    """A run folder that a training would damage: it holds another run, or another training
+    is writing into it (monokd.training.rundir)."""
+
+
 class MonokdWarning(UserWarning):
     """Input that is usable but probably not what was meant (e.g. a run whose train and val
     splits overlap); the ``monokd`` command prints it as one ``warning:`` line."""

@@ -216,7 +216,7 @@ def test_depth_corruption_is_read_or_named(work, op, pixel, raw, value, shape):
         metres.flat[pixel] = value
         np.save(path, metres)
     else:
-        cv2.imwrite(str(path), np.zeros(shape, dtype=np.uint16))
+        cv2.imwrite(str(path), np.full(shape, 2560, dtype=np.uint16))  # 10 m, another size
     expected_fields = {"uint8": {"dtype"}, "rgb": {"channels"}, "npy": {"depth"}, "size": {"size"}}.get(op, set())
     try:
         read = kitti.read_depth(path)

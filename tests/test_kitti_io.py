@@ -227,7 +227,7 @@ _finite = st.floats(-1000, 1000, allow_nan=False)
 @settings(max_examples=60, deadline=None)
 @given(kind=st.sampled_from(["Car", "Pedestrian", "Cyclist", "Van"]), trunc=st.floats(0, 1),
        occ=st.integers(0, 3), box=st.lists(_finite, min_size=4, max_size=4),
-       dims=st.lists(st.floats(0, 20), min_size=3, max_size=3), loc=st.lists(_finite, min_size=3, max_size=3),
+       dims=st.lists(st.floats(0.01, 20), min_size=3, max_size=3), loc=st.lists(_finite, min_size=3, max_size=3),
        angles=st.lists(st.floats(-math.pi, math.pi), min_size=2, max_size=2),
        score=st.none() | st.floats(0, 1))
 def test_label_write_read_is_identity_to_the_printed_precision(kind, trunc, occ, box, dims, loc, angles, score):

@@ -15,7 +15,6 @@ is written under a temporary name and renamed; an existing ``--out`` is kept unl
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 
@@ -31,10 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from monokd.atomic import atomic_path
     from monokd.config import load_config
-    from monokd.errors import CheckpointMismatchError, ConfigError
+    from monokd.errors import ConfigError
     from monokd.models import build_detector
     from monokd.training.checkpoint import MODEL_PREFIX
+    from monokd.weights import read_weights
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:
@@ -44,19 +45,12 @@ def run(args: argparse.Namespace) -> int:
     if not hasattr(model, "official_state_dict"):
         raise ConfigError(f"{args.config}: model.name {cfg['model']['name']!r} reads no official checkpoint")
     path = Path(args.ckpt)
-    if not path.is_file():
-        raise CheckpointMismatchError(f"{path}: checkpoint not found")
-    try:
-        contents = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - reported with the file name
-        raise CheckpointMismatchError(f"{path}: not a readable PyTorch file ({type(err).__name__})") from None
+    contents = read_weights(path, "checkpoint")  # missing, truncated, pickled objects: one line each
     state = model.official_state_dict(contents, str(path))
     model.load_state_dict(state, strict=False)  # checked by official_state_dict (num_batches_tracked optional)
     checkpoint = {"state_dict": {MODEL_PREFIX + k: v for k, v in model.state_dict().items()},
                   "hyper_parameters": {"cfg": cfg}, "converted_from": str(path)}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.with_name(out.name + ".partial")
-    torch.save(checkpoint, staging)
-    os.replace(staging, out)
+    with atomic_path(out) as staging:  # whole or not at all
+        torch.save(checkpoint, staging)
     print(f"wrote {out}: {len(state)} tensors from {path}")
     return 0

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from monokd.atomic import atomic_path, write_json
 from monokd.config import load_config, merge, setting
 from monokd.errors import CheckpointMismatchError, KittiFormatError
 
@@ -99,7 +99,9 @@ def train(cfg: dict, out: str | Path, resume: bool = False, log=print) -> dict:
     history, start = [], 0
     last = out / "last.ckpt"
     if resume and last.is_file():
-        state = torch.load(last, map_location="cpu", weights_only=True)
+        from monokd.training.checkpoint import read_checkpoint
+
+        state = read_checkpoint(last)
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         start, history = int(state["epoch"]), list(state["history"])
@@ -126,11 +128,11 @@ def train(cfg: dict, out: str | Path, resume: bool = False, log=print) -> dict:
             record.update({f"val/{k}": v for k, v in metrics.items()})
         history.append(record)
         log("depth train: " + " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()))
-        torch.save({"cfg": cfg, "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "epoch": epoch + 1, "history": history, "train_split": train_split,
-                    "train_frames": list(dataset.ids)}, out / "last.ckpt.tmp")
-        os.replace(out / "last.ckpt.tmp", last)
-    (out / "metrics.json").write_text(json.dumps({"history": history, "val": metrics}, indent=2) + "\n")
+        with atomic_path(last) as tmp:
+            torch.save({"cfg": cfg, "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "epoch": epoch + 1, "history": history, "train_split": train_split,
+                        "train_frames": list(dataset.ids)}, tmp)
+    write_json(out / "metrics.json", {"history": history, "val": metrics}, indent=2)
     return metrics
 
 
@@ -153,13 +155,11 @@ def validate(model, cfg: dict, split: str | None = None) -> dict:
 # --- prediction -----------------------------------------------------------------------------
 def load_depth_net(ckpt: str | Path):
     """(model in eval mode, checkpoint dict) of a ``monokd depth train`` checkpoint."""
-    from monokd.training.checkpoint import check_state_dict
+    from monokd.training.checkpoint import check_state_dict, read_checkpoint
     from monokd.models.depth.model import build_depth_net
 
     path = Path(ckpt)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_checkpoint(path)
     if not isinstance(state, dict) or "state_dict" not in state or "cfg" not in state:
         raise CheckpointMismatchError(f"{path}: not a `monokd depth train` checkpoint")
     model = build_depth_net(state["cfg"])
@@ -196,12 +196,10 @@ def predict(ckpt: str | Path, splits: list[str], out: str | Path, root=None, bat
             for b, frame in enumerate(batch["frame_ids"]):
                 width, height = (int(v) for v in batch["image_sizes"][b])
                 original = warp(depth[b, 0], batch["input_to_original"][b].numpy().astype(np.float64), (width, height))
-                tmp = out / f".{frame}.tmp.png"
-                write_depth(tmp, original)
-                os.replace(tmp, out / f"{frame}.png")
+                write_depth(out / f"{frame}.png", original)
             done += len(batch["frame_ids"])
             log(f"depth predict: {split}: {done}/{len(todo)}")
-    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_json(out / "meta.json", meta, indent=2)
     return meta
 
 
@@ -233,6 +231,5 @@ def run(args: argparse.Namespace) -> int:
         metrics = evaluate_dir(args.pred_dir, args.root, args.split, args.min_depth, args.max_depth)
         print(json.dumps(metrics, indent=2))
         if args.json:
-            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.json).write_text(json.dumps(metrics, indent=2) + "\n")
+            write_json(args.json, metrics, indent=2)
     return 0

@@ -30,4 +30,14 @@ def run(args: argparse.Namespace) -> int:
     if counts["frames"] == 0:
         where = "<drive>/velodyne_points/data/*.bin" if args.raw else "training/velodyne/*.bin"
         raise KittiFormatError(args.root, reason=f"no frame with a velodyne sweep ({where})")
+    failed = counts["failed"]
+    if failed:
+        frames = sorted(failed)
+        shown = ", ".join(frames[:_SHOWN]) + (", ..." if len(frames) > _SHOWN else "")
+        target = Path(args.root) if args.raw else Path(args.root) / "training" / "depth_2"
+        raise KittiFormatError(target, None, None, f"{len(frames)} of {counts['frames']} frames could not be "
+                                                   f"filled ({shown}); first: {failed[frames[0]]}")
     return 0
+
+
+_SHOWN = 5  # frames named in the error

@@ -2,11 +2,14 @@
 
 Two uses, mutually exclusive:
 
-    monokd evaluate --gt-dir LABEL_DIR --det-dir RESULT_DIR [--split FILE] [--classes ...] [--json OUT]
+    monokd evaluate --gt-dir LABEL_DIR --det-dir RESULT_DIR [--split FILE] [--missing-as-empty]
+                    [--classes ...] [--json OUT]
     monokd evaluate [--config CFG] --ckpt CKPT [--split NAME] [--set k=v ...] [--out DIR]
 
 The first prints the devkit-style report of result files and can write the AP figures as
-JSON ({"flat": {"Car/3d/moderate/R40@0.70": AP%, ...}, ...}); the second runs a checkpoint
+JSON ({"flat": {"Car/3d/moderate/R40@0.70": AP%, ...}, ...}). It scores the frames of
+``--split`` (each needs a result file, as the official devkit requires, unless
+``--missing-as-empty``), or without ``--split`` the frames the result folder holds; the second runs a checkpoint
 through ``monokd.training.evaluate.evaluate_checkpoint``.
 """
 
@@ -27,8 +30,11 @@ _CHECKPOINT = ("config", "ckpt")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     files = parser.add_argument_group("result files (use with --gt-dir and --det-dir)")
     files.add_argument("--gt-dir", help="label_2 directory of the ground truth")
-    files.add_argument("--det-dir", help="result directory, one <frame>.txt a frame (a missing file = no "
-                                          "detections; DIR/data/ is used when only it holds them)")
+    files.add_argument("--det-dir", help="result directory, one <frame>.txt a frame (DIR/data/ is used when "
+                                          "only it holds them); without --split, its frames are scored")
+    files.add_argument("--missing-as-empty", action="store_true",
+                       help="a frame of --split without a result file counts as a frame without detections "
+                            "(default: an error naming those frames)")
     files.add_argument("--classes", nargs="+", default=["Car", "Pedestrian", "Cyclist"],
                        help="classes to evaluate (default: Car Pedestrian Cyclist)")
     files.add_argument("--json", metavar="OUT.json", help="write the AP figures as JSON")
@@ -73,13 +79,24 @@ def _run_checkpoint(args) -> int:
 
 
 def _run_files(args) -> int:
-    split_ids = read_split(args.split) if args.split else None
-    if split_ids is not None:
-        require_frames(split_ids, args.split)
-    det_dir = locate_results(args.det_dir, split_ids if split_ids is not None else frames_of_dir(args.gt_dir))
-    if det_dir != Path(args.det_dir):
-        print(f"reading the result files from {det_dir} ({args.det_dir} holds none)")
-    result = evaluate_dirs(args.gt_dir, det_dir, split_ids, classes=args.classes,
+    from monokd.data.checks import require_frames
+    from monokd.data.kitti import KittiPaths, read_split
+    from monokd.evaluation.results import evaluate_dirs, locate_results, require_results, result_frames
+
+    if args.split:
+        split_file = Path(args.split)
+        if not split_file.is_file():  # a split's name (val), or a path under the KITTI root of --gt-dir
+            split_file = KittiPaths(Path(args.gt_dir).resolve().parent.parent).split(args.split)
+        frames = read_split(split_file)
+        require_frames(frames, split_file)
+        det_dir = locate_results(args.det_dir, frames)
+        if det_dir != Path(args.det_dir):
+            print(f"reading the result files from {det_dir} ({args.det_dir} holds none)")
+        require_results(det_dir, frames, missing_as_empty=args.missing_as_empty)
+    else:
+        det_dir, frames = result_frames(args.det_dir)
+        print(f"scoring the {len(frames)} frames {det_dir} holds result files for (no --split given)")
+    result = evaluate_dirs(args.gt_dir, det_dir, frames, classes=args.classes,
                            min_height_scale=args.min_height_scale)
     print(result.report(), end="")
     if args.json:

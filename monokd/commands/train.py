@@ -2,7 +2,10 @@
 
 Writes into ``--out``: config.yaml (the resolved config), tensorboard/ (logs), last.ckpt
 (for --resume), best.ckpt (highest ``train.monitor``, by default val Car 3-D moderate AP
-R40) and metrics.json. Multi-GPU/multi-node through DDP: ``--devices N`` (Lightning
+R40) and metrics.json. A folder that holds a run is refused unless it is resumed
+(``--resume auto``) or replaced (``--overwrite``); a second training into the same folder fails
+at once; a resume whose config differs beyond the schedule's length is refused unless
+``--resume-changed`` (monokd/training/rundir.py). Multi-GPU/multi-node through DDP: ``--devices N`` (Lightning
 launches the processes) or ``torchrun --nproc_per_node N -m monokd.cli train ...``.
 """
 
@@ -28,6 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "MonoTAKD's (e.g. +IMD)")
     parser.add_argument("--resume", default=None, metavar="auto|PATH",
                         help="continue a run: 'auto' = OUT/last.ckpt if present, or a checkpoint path")
+    parser.add_argument("--resume-changed", action="store_true",
+                        help="resume although the config differs from the run's in more than train.epochs / "
+                             "train.max_steps (the changed keys are recorded in metrics.json's notes)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the run already in --out (its checkpoints, metrics and logs are deleted)")
     parser.add_argument("--devices", type=int, default=None,
                         help="devices per node (default: all GPUs, else 1 CPU process; under torchrun: its processes)")
     parser.add_argument("--num-nodes", type=int, default=None, help="nodes (default: from torchrun, else 1)")
@@ -46,5 +54,6 @@ def run(args: argparse.Namespace) -> int:
     # A terminal gets Lightning's live bar; a file or a pipe plain lines (no carriage returns).
     live = sys.stdout.isatty()
     plain = None if live else [PlainProgress(int(setting(cfg, "train.log_every") or 10))]
-    fit(cfg, out, resume, args.devices, args.num_nodes, args.precision, callbacks=plain, progress_bar=live)
+    fit(cfg, out, resume, args.devices, args.num_nodes, args.precision, callbacks=plain, progress_bar=live,
+        overwrite=args.overwrite, resume_changed=args.resume_changed, resume_auto=args.resume == "auto")
     return 0

@@ -69,7 +69,7 @@ from torch.utils.data import Dataset
 
 from monokd.data import augment as aug
 from monokd.data import proposals as P
-from monokd.data.checks import check_data_options, check_depth_size, check_frames
+from monokd.data.checks import check_data_options, check_depth_size, check_frames, check_sweep_projects
 from monokd.data.proposals import SECTION as PROPOSALS
 from monokd.data.kitti import (IMAGE_SUFFIXES, Calibration, KittiFormatError, KittiPaths, Object3D, difficulty,
                                read_calib, read_depth, read_image, read_label, read_split,
@@ -147,7 +147,8 @@ class KittiDataset(Dataset):
             raise KittiFormatError("<config>", None, "data.root", "no KITTI root given")
         self.root = Path(root)
         self.split = split
-        part = self.cfg["part"] or ("testing" if split == "test" else "training")
+        # the split "test" (or a path to its file, ImageSets/test.txt) reads testing/
+        part = self.cfg["part"] or ("testing" if split and Path(str(split)).stem == "test" else "training")
         self.paths = KittiPaths(self.root, part)
         image_dir = self.root / part / "image_2"
         if split is None:
@@ -272,10 +273,8 @@ class KittiDataset(Dataset):
         if depth is None:
             velo = self.paths.file("velodyne", frame)
             points = read_velodyne(velo)
-            out = lidar_depth_map(points, camera, self.input_size)
-            if len(points) and not out.any():  # a sweep and a calib of different frames or sensors
-                raise KittiFormatError(self.paths.file("calib", frame), None, "Tr_velo_to_cam",
-                                       f"none of the {len(points)} points of {velo} projects into the image")
+            out = check_sweep_projects(lidar_depth_map(points, camera, self.input_size), len(points), velo,
+                                       self.paths.file("calib", frame))
             return torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32))[None]
         return self._warp_depth(depth, affine)
 

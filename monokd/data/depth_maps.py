@@ -26,20 +26,23 @@ SynthKITTI's depth_2 is different: dense and exact, written by the renderer's z-
 ``<date>/<drive>/depth_02/data/<frame>.png`` beside its image_02 (the unlabeled dataset's
 ``depth_2`` for ``data.depth_maps``), computed as above with the date's calibration.
 
-Resumable: a frame whose PNG exists is skipped unless ``--overwrite``; each PNG is written to a
-temporary name and renamed, so an interrupted run never leaves a half-written map.
+Resumable: a frame whose PNG exists is skipped unless ``--overwrite``; each PNG is written whole
+or not at all (monokd.atomic), so an interrupted run never leaves a half-written map. A frame whose
+sweep gives no point in the image (an empty sweep, every point behind the camera) gets no map:
+the other frames are written and the command then fails naming those frames.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
+from monokd.data.checks import check_sweep_projects
 from monokd.data.kitti import Calibration, KittiPaths, read_calib, read_image, read_split, read_velodyne, write_depth
 from monokd.data.raw import RawPaths, list_raw_frames, read_raw_calib, read_raw_split
+from monokd.errors import KittiFormatError
 from monokd.geometry.depth import lidar_depth_map
 
 INVERT = 100.0  # metres; inverted depth = INVERT - d (returns beyond it keep their value, unfilled)
@@ -88,13 +91,17 @@ def frame_depth(root: Path, frame: str, part: str = "training") -> np.ndarray:
     """Completed (H, W) depth of one frame from its velodyne sweep and calib."""
     paths = KittiPaths(root, part)
     return sweep_depth(paths.file("image_2", frame), paths.file("velodyne", frame),
-                       read_calib(paths.file("calib", frame)))
+                       read_calib(paths.file("calib", frame)), paths.file("calib", frame))
 
 
-def sweep_depth(image: Path, sweep: Path, calib: Calibration) -> np.ndarray:
-    """Completed (H, W) depth of the image ``image`` from the sweep ``sweep`` (H, W: the image's)."""
+def sweep_depth(image: Path, sweep: Path, calib: Calibration, calib_path: Path) -> np.ndarray:
+    """Completed (H, W) depth of the image ``image`` from the sweep ``sweep`` (H, W: the image's);
+    a sweep without a point in the image is a KittiFormatError naming it (``calib_path``: where
+    ``calib`` was read)."""
     height, width = read_image(image).shape[:2]
-    return complete_depth(lidar_depth_map(read_velodyne(sweep), calib, (width, height)))
+    points = read_velodyne(sweep)
+    return complete_depth(check_sweep_projects(lidar_depth_map(points, calib, (width, height)), len(points),
+                                               sweep, calib_path))
 
 
 def frames_to_do(root: Path, split: str | None, part: str = "training") -> list[str]:
@@ -107,10 +114,10 @@ def frames_to_do(root: Path, split: str | None, part: str = "training") -> list[
 
 def write_depth_maps(root: str | Path, split: str | None = None, overwrite: bool = False,
                      part: str = "training", log=print) -> dict:
-    """Write ``<part>/depth_2/<id>.png`` for every frame to do; returns counts."""
+    """Write ``<part>/depth_2/<id>.png`` for every frame to do; returns counts (see _write_all)."""
     root = Path(root)
     paths = KittiPaths(root, part)
-    jobs = [(paths.file("depth_2", frame), lambda frame=frame: frame_depth(root, frame, part))
+    jobs = [(frame, paths.file("depth_2", frame), lambda frame=frame: frame_depth(root, frame, part))
             for frame in frames_to_do(root, split, part)]
     return _write_all(jobs, overwrite, log)
 
@@ -126,27 +133,35 @@ def write_raw_depth_maps(root: str | Path, split: str | None = None, overwrite: 
     def depth(frame):
         if frame.date not in calibs:
             calibs[frame.date] = read_raw_calib(paths.date_dir(frame.date))
-        return sweep_depth(paths.file("image_2", frame), paths.file("velodyne", frame), calibs[frame.date])
+        return sweep_depth(paths.file("image_2", frame), paths.file("velodyne", frame), calibs[frame.date],
+                           paths.date_dir(frame.date))
 
-    jobs = [(paths.file("depth_2", f), lambda f=f: depth(f)) for f in frames if paths.file("velodyne", f).is_file()]
+    jobs = [(f.id, paths.file("depth_2", f), lambda f=f: depth(f))
+            for f in frames if paths.file("velodyne", f).is_file()]
     return _write_all(jobs, overwrite, log)
 
 
 def _write_all(jobs: list, overwrite: bool, log) -> dict:
-    """Write each ``(out path, depth())`` job: skipped when the file exists (unless
-    ``overwrite``), else written to a temporary name and renamed. Returns counts."""
+    """Write each ``(frame name, out path, depth())`` job: skipped when the file exists (unless
+    ``overwrite``), else written whole or not at all. Returns counts and ``"failed"``: {frame
+    name: the KittiFormatError's text} of the frames whose sweep, calib or image could not
+    give a map (nothing is written for them; the other frames go on)."""
     done = skipped = 0
+    failed: dict[str, str] = {}
     start = time.monotonic()
-    for index, (out, compute) in enumerate(jobs, start=1):
+    for index, (name, out, compute) in enumerate(jobs, start=1):
         if out.is_file() and not overwrite:
             skipped += 1
         else:
-            tmp = out.with_name(f".{out.stem}.tmp.png")
-            write_depth(tmp, compute())
-            os.replace(tmp, out)
-            done += 1
+            try:
+                depth = compute()
+            except KittiFormatError as err:
+                failed[name] = str(err)
+            else:
+                write_depth(out, depth)
+                done += 1
         if index == len(jobs) or index % 50 == 0:
             rate = done / max(time.monotonic() - start, 1e-9)
             log(f"depth-maps: {index}/{len(jobs)} frames ({done} written, {skipped} already there, "
-                f"{rate:.1f} frames/s)")
-    return {"frames": len(jobs), "written": done, "skipped": skipped}
+                f"{len(failed)} failed, {rate:.1f} frames/s)")
+    return {"frames": len(jobs), "written": done, "skipped": skipped, "failed": failed}

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from monokd.atomic import write_bytes, write_image_file, write_text
 from monokd.errors import KittiFormatError
 from monokd.geometry.calib import Calibration
 
@@ -129,6 +130,10 @@ def _check_label_ranges(kind: str, value: dict, path, line) -> None:
         if not low <= value[name] <= high:
             kind_of = "negative dimension" if name in "hwl" and value[name] < 0 else "out of range"
             raise KittiFormatError(path, line, name, f"{kind_of} {value[name]:g}: expected {what}")
+        # A labelled object has a size; a result line may round a tiny predicted one to 0.00.
+        if name in ("h", "w", "l") and value[name] == 0 and value.get("score") is None:
+            raise KittiFormatError(path, line, name, f"zero dimension: an object's h, w, l are metres in "
+                                                     f"(0, {MAX_DIMENSION:g}]")
 
 
 def _number(value: float, integral_as_int: bool) -> str:
@@ -168,9 +173,7 @@ def read_label(path: str | Path) -> list[Object3D]:
 
 
 def write_label(path: str | Path, objects: list[Object3D]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(format_label_line(o) + "\n" for o in objects))
+    write_text(path, "".join(format_label_line(o) + "\n" for o in objects))
 
 
 # The devkit's difficulty levels (cumulative: hard includes moderate includes easy).
@@ -266,11 +269,9 @@ def check_rotation(transform: np.ndarray, path: str | Path, key: str, tolerance:
 
 
 def write_calib(path: str | Path, calib: Calibration) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     lines = [f"{k}: " + " ".join(f"{v:.12e}" for v in getattr(calib, k).reshape(-1))
              for k in CALIB_KEYS]
-    path.write_text("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def read_velodyne(path: str | Path) -> np.ndarray:
@@ -303,9 +304,7 @@ def check_velodyne_size(path: str | Path) -> None:
 
 
 def write_velodyne(path: str | Path, points: np.ndarray) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.ascontiguousarray(points, dtype=np.float32).reshape(-1, 4).tofile(path)
+    write_bytes(path, np.ascontiguousarray(points, dtype=np.float32).reshape(-1, 4).tobytes())
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # a frame's image: any of these, looked up in this order
@@ -334,30 +333,32 @@ def read_image(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-# The last marker of a whole file: JPEG's end-of-image, PNG's IEND chunk (+ its CRC).
-_IMAGE_END = {".jpg": b"\xff\xd9", ".jpeg": b"\xff\xd9", ".png": b"IEND"}
+# A file's format by its first bytes (a decoder reads the content, whatever the suffix says), and
+# the last marker of a whole file of it: JPEG's end-of-image, PNG's IEND chunk (+ its CRC).
+_IMAGE_FORMATS = ((b"\x89PNG", "PNG", b"IEND"), (b"\xff\xd8", "JPEG", b"\xff\xd9"))
 _TAIL_BYTES = 64  # how far from the end the marker may sit (some writers pad after it)
 
 
 def check_image_complete(path: str | Path) -> None:
-    """A .png / .jpg / .jpeg must end with its format's end marker (else it was cut short)."""
+    """A PNG or JPEG file (by its content: a JPEG named .png is a JPEG) must end with its
+    format's end marker (else it was cut short)."""
     path = Path(path)
-    marker = _IMAGE_END.get(path.suffix.lower())
-    if marker is None:
-        return
     with open(path, "rb") as handle:
+        head = handle.read(4)
+        found = next(((name, marker) for magic, name, marker in _IMAGE_FORMATS if head.startswith(magic)), None)
+        if found is None:
+            return
         handle.seek(max(0, path.stat().st_size - _TAIL_BYTES))
-        if marker not in handle.read():
-            raise KittiFormatError(path, None, "size", f"truncated: no {path.suffix.lower()[1:].upper()} "
-                                                       f"end marker in its last {_TAIL_BYTES} bytes")
+        if found[1] not in handle.read():
+            raise KittiFormatError(path, None, "size", f"truncated: no {found[0]} end marker in its last "
+                                                       f"{_TAIL_BYTES} bytes")
 
 
 def write_image(path: str | Path, image: np.ndarray) -> None:
+    """Write an (H, W, 3) uint8 RGB image (format by the suffix), whole or not at all."""
     import cv2
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), cv2.cvtColor(np.asarray(image, dtype=np.uint8), cv2.COLOR_RGB2BGR))
+    write_image_file(path, cv2.cvtColor(np.asarray(image, dtype=np.uint8), cv2.COLOR_RGB2BGR))
 
 
 def read_depth(path: str | Path, nan_policy: str = "raise") -> np.ndarray:
@@ -365,7 +366,8 @@ def read_depth(path: str | Path, nan_policy: str = "raise") -> np.ndarray:
 
     A float depth image (e.g. a .npy or a float TIFF a user made) may hold NaN: with
     ``nan_policy="raise"`` that is reported naming the file and the first bad pixel; with
-    ``"zero"`` NaN pixels become 0 (= no depth), so they never propagate into a loss.
+    ``"zero"`` NaN pixels become 0 (= no depth), so they never propagate into a loss. A map
+    without one pixel of depth (all 0) cannot be right and is a KittiFormatError too.
     """
     import cv2
 
@@ -394,18 +396,17 @@ def read_depth(path: str | Path, nan_policy: str = "raise") -> np.ndarray:
     if (depth < 0).any():
         row, col = (int(i) for i in np.argwhere(depth < 0)[0])
         raise KittiFormatError(path, row + 1, "depth", f"negative depth at row {row}, column {col}")
+    if not (depth > 0).any():
+        raise KittiFormatError(path, None, "depth", f"every one of its {depth.size} pixels is 0 (no depth): "
+                                                    "a map made from an empty sweep? (monokd depth-maps)")
     return depth
 
 
 def write_depth(path: str | Path, depth: np.ndarray) -> None:
     """Write metres as KITTI's uint16 PNG (metres * 256, clipped to the uint16 range)."""
-    import cv2
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     depth = np.nan_to_num(np.asarray(depth, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     raw = np.clip(np.round(depth * 256.0), 0, 65535).astype(np.uint16)
-    cv2.imwrite(str(path), raw)
+    write_image_file(path, raw)
 
 
 def read_split(path: str | Path, image_dir: str | Path | None = None) -> list[str]:
@@ -432,9 +433,7 @@ def read_split(path: str | Path, image_dir: str | Path | None = None) -> list[st
 
 
 def write_split(path: str | Path, ids: list[str]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{i}\n" for i in ids))
+    write_text(path, "".join(f"{i}\n" for i in ids))
 
 
 @dataclass(frozen=True)
@@ -455,4 +454,15 @@ class KittiPaths:
         return Path(self.root) / self.part / kind / f"{frame}.{ext}"
 
     def split(self, name: str) -> Path:
-        return Path(self.root) / "ImageSets" / f"{name}.txt"
+        """The split file of ``name``: ``<root>/ImageSets/<name>.txt`` for a name (``val``);
+        a path (``ImageSets/val.txt``, ``/data/splits/val.txt``) as it is when that file
+        exists, else under the root, else its file name under ``<root>/ImageSets`` (the
+        path a "split file not found" error then names)."""
+        name = str(name)
+        if "/" not in name and not name.endswith(".txt"):
+            return Path(self.root) / "ImageSets" / f"{name}.txt"
+        given = Path(name)
+        for candidate in (given, Path(self.root) / given):
+            if candidate.is_file():
+                return candidate
+        return Path(self.root) / "ImageSets" / (given.name if given.suffix == ".txt" else f"{given.name}.txt")

@@ -22,6 +22,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from monokd.atomic import write_text
 from monokd.data.kitti import KittiFormatError, read_lines
 from monokd.data.raw import RawFrame, raw_frame
 from monokd.errors import ConfigError, MonokdWarning
@@ -171,6 +172,5 @@ def write_mapping(mapping_dir: str | Path, object_frames: list[RawFrame], rand: 
     for frame, line in zip(object_frames, rand):
         lines[line - 1] = frame
     mapping_dir = Path(mapping_dir)
-    mapping_dir.mkdir(parents=True, exist_ok=True)
-    (mapping_dir / MAPPING).write_text("".join(f"{f.date} {f.drive} {f.frame}\n" for f in lines))
-    (mapping_dir / RAND).write_text(",".join(str(r) for r in rand) + "\n")
+    write_text(mapping_dir / MAPPING, "".join(f"{f.date} {f.drive} {f.frame}\n" for f in lines))
+    write_text(mapping_dir / RAND, ",".join(str(r) for r in rand) + "\n")

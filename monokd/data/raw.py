@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from monokd.atomic import write_text
 from monokd.data.kitti import (Calibration, KittiFormatError, check_camera_matrix, check_rotation, read_calib_keys,
                                read_lines)
 
@@ -140,10 +141,10 @@ def write_raw_calib(date_dir: str | Path, calib: Calibration, image_size: tuple[
         if index == 0:
             cam.append(_line("R_rect_00", calib.R0_rect))
         cam.append(_line(f"P_rect_0{index}", getattr(calib, field)))
-    (date_dir / CAM_TO_CAM).write_text("\n".join(cam) + "\n")
+    write_text(date_dir / CAM_TO_CAM, "\n".join(cam) + "\n")
     for name, transform in ((VELO_TO_CAM, calib.Tr_velo_to_cam), (IMU_TO_VELO, calib.Tr_imu_to_velo)):
         rigid = ["calib_time: 01-Jan-2000 00:00:00", _line("R", transform[:, :3]), _line("T", transform[:, 3])]
-        (date_dir / name).write_text("\n".join(rigid) + "\n")
+        write_text(date_dir / name, "\n".join(rigid) + "\n")
 
 
 # --- paths ---------------------------------------------------------------------------------
@@ -240,6 +241,4 @@ def read_raw_split(path: str | Path, root: str | Path | None = None) -> list[Raw
 
 def write_raw_split(path: str | Path, frames: list[RawFrame]) -> None:
     """One ``<drive> <frame>`` line per frame."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{f.drive} {f.frame}\n" for f in frames))
+    write_text(path, "".join(f"{f.drive} {f.frame}\n" for f in frames))

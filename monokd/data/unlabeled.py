@@ -32,10 +32,9 @@ from collections import Counter
 from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
 from torch.utils.data import Dataset
 
-from monokd.data.checks import (check_data_options, check_depth_size, check_principal_point, image_size,
+from monokd.data.checks import (check_data_options, check_depth_header, check_principal_point, image_size,
                                 require_frames)
 from monokd.data.dataset import KittiDataset, data_config
 from monokd.data.kitti import (Calibration, KittiFormatError, KittiPaths, check_image_complete, check_velodyne_size,
@@ -160,12 +159,14 @@ def check_raw_frames(paths: RawPaths, frames: list[RawFrame], data_cfg: dict) ->
             raise KittiFormatError(velo, None, None, f"sweep of {frame.id} not found (data.depth_maps: lidar)")
         if reads_lidar and velo.is_file():
             check_velodyne_size(velo)
+            if velo.stat().st_size == 0 and depth_mode == "lidar":
+                raise KittiFormatError(velo, None, "points", "an empty sweep (0 points): no depth to read from it")
         depth = paths.file("depth_2", frame)
         if depth_mode == "depth_2" and not depth.is_file():
             raise KittiFormatError(depth, None, None, f"depth map of {frame.id} not found (data.depth_maps: "
                                                       "depth_2; monokd depth-maps --raw writes them)")
         if depth_mode in ("depth_2", "auto") and depth.is_file():
-            check_depth_size(np.empty(image_size(depth)[::-1], dtype=np.uint8), depth, size)
+            check_depth_header(depth, size)
 
 
 class MixedDataset(Dataset):

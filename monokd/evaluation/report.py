@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from monokd.atomic import write_json
 
 DIFFICULTIES = ("easy", "moderate", "hard")
 METRICS = ("bbox", "bev", "3d")
@@ -108,6 +109,4 @@ class EvalResult:
         }
 
     def write_json(self, path: str | Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        write_json(path, self.to_dict())

@@ -40,10 +40,40 @@ def frames_of_dir(gt_dir: str | Path) -> list[str]:
     gt_dir = Path(gt_dir)
     if not gt_dir.is_dir():
         raise KittiFormatError(gt_dir, None, None, "label directory not found")
-    frames = sorted(p.stem for p in gt_dir.glob("*.txt"))
+    frames = sorted(p.stem for p in gt_dir.glob("*.txt") if not p.name.startswith("."))
     if not frames:
         raise KittiFormatError(gt_dir, None, None, "holds no label files (<frame>.txt)")
     return frames
+
+
+_SHOWN = 5  # frames named in a message
+
+
+def result_frames(det_dir: str | Path) -> tuple[Path, list[str]]:
+    """(folder, frame ids) of the result files in ``det_dir``, or in ``det_dir/data`` when only
+    it holds them (the layout monokd evaluate/predict write). Only ``<digits>.txt`` names are
+    result files (not report.txt). None is an error."""
+    det_dir = Path(det_dir)
+    if not det_dir.is_dir():
+        raise KittiFormatError(det_dir, None, None, "result directory not found")
+    for candidate in (det_dir, det_dir / "data"):
+        frames = sorted(p.stem for p in candidate.glob("*.txt") if p.stem.isdigit()) if candidate.is_dir() else []
+        if frames:
+            return candidate, frames
+    raise KittiFormatError(det_dir, None, None, f"holds no result file (<frame>.txt), nor does {det_dir / 'data'}")
+
+
+def require_results(det_dir: str | Path, frames: Sequence[str], missing_as_empty: bool = False) -> list[str]:
+    """The frames of ``frames`` without a result file in ``det_dir``: an error naming how many
+    and the first few (the devkit refuses a missing file; a silent miss would lower the AP)
+    unless ``missing_as_empty`` (then they count as frames without detections)."""
+    missing = [frame_id(f) for f in frames if not (Path(det_dir) / f"{frame_id(f)}.txt").is_file()]
+    if missing and not missing_as_empty:
+        shown = ", ".join(f"{f}.txt" for f in missing[:_SHOWN]) + (", ..." if len(missing) > _SHOWN else "")
+        raise KittiFormatError(det_dir, None, None, f"no result file for {len(missing)} of the {len(frames)} frames "
+                                                    f"scored ({shown}); give --missing-as-empty to count them as "
+                                                    "frames without detections")
+    return missing
 
 
 def locate_results(det_dir: str | Path, frames: Sequence[str]) -> Path:

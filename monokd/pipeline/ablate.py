@@ -23,6 +23,7 @@ import math
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from monokd.atomic import write_text
 from monokd.pipeline import demo
 from monokd.errors import ConfigError
 
@@ -224,8 +225,7 @@ def run_ablation(preset_name: str, seeds: int, out: str | Path, results_dir: str
             **stats, "per_seed": {str(s): per_seed[s] for s in seed_list},
         })
     results_dir = Path(results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
-    (results_dir / f"{method}_ablation.json").write_text(json.dumps(results, indent=1))
-    (results_dir / f"{method}_ablation.md").write_text(markdown(results))
+    write_text(results_dir / f"{method}_ablation.json", json.dumps(results, indent=1))
+    write_text(results_dir / f"{method}_ablation.md", markdown(results))
     print(f"\nablation: {results_dir / f'{method}_ablation.md'} (total {clock.elapsed()})", flush=True)
     return results

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import yaml
 
+from monokd.atomic import write_text
 from monokd.pipeline.lanes import Display, Lane, Lanes
 from monokd.errors import ConfigError, MonokdError
 
@@ -290,7 +291,7 @@ def train(config: str | Path, run_dir: str | Path, overrides: list[str], seed: i
         run_command(args + list(extra), stage, **_runner_options(env, lane))
         if find_checkpoint(run_dir) is None:
             raise StageError(f"stage {stage!r}: {run_dir} has no checkpoint after training")
-        (run_dir / TRAIN_MARKER).write_text(" ".join(args) + "\n")
+        write_text(run_dir / TRAIN_MARKER, " ".join(args) + "\n")
     return find_checkpoint(run_dir)
 
 
@@ -330,7 +331,7 @@ def ensure_synth(root: str | Path, num_train: int, num_val: int, seed: int = 0, 
         from monokd.data.synth import generate
 
         generate(root, num_train=num_train, num_val=num_val, seed=seed, width=width, height=height, workers=workers)
-        (root / SYNTH_MARKER).write_text(json.dumps(
+        write_text(root / SYNTH_MARKER, json.dumps(
             {"num_train": num_train, "num_val": num_val, "seed": seed, "width": width, "height": height}))
     return root
 

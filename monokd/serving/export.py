@@ -36,7 +36,8 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -46,7 +47,8 @@ from monokd.data.dataset import data_config
 from monokd.training.checkpoint import (MODEL_PREFIX, check_state_dict, checkpoint_config, model_state, read_checkpoint,
                                        student_state)
 from monokd.serving.servable import unserved
-from monokd.errors import ConfigError
+from monokd.atomic import write_error
+from monokd.errors import ConfigError, MonokdError
 from monokd.models import build_detector
 
 
@@ -117,27 +119,49 @@ def _write_student(model: nn.Module, cfg: dict, checkpoint: dict, source: str, s
 
     # clones: safetensors refuses tensors that share storage
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    save_file(tensors, str(staging / "student.safetensors"), metadata={"source": source})
+    with _staged(staging, out_dir, "student.safetensors") as path:
+        save_file(tensors, str(path), metadata={"source": source})
     _umask_mode(staging / "student.safetensors")
-    save_config(cfg, staging / "config.yaml")
+    with _staged(staging, out_dir, "config.yaml") as path:
+        save_config(cfg, path)
     baseline = {"state_dict": {MODEL_PREFIX + k: v for k, v in tensors.items()}, "hyper_parameters": {"cfg": cfg}}
     for key in ("epoch", "global_step", "pytorch-lightning_version", "provenance"):
         if key in checkpoint:
             baseline[key] = checkpoint[key]
-    torch.save(baseline, staging / "student.ckpt")
+    with _staged(staging, out_dir, "student.ckpt") as path:
+        torch.save(baseline, path)
     report = {"safetensors": str(out_dir / "student.safetensors"), "config": str(out_dir / "config.yaml"),
               "checkpoint": str(out_dir / "student.ckpt"), "tensors": len(tensors),
               "parameters": sum(p.numel() for p in model.parameters())}
     if onnx:
         images, P2 = example_inputs(cfg, batch_size)
         lidar_to_rect = example_lidar_to_rect(batch_size)
-        path = staging / "student.onnx"
         opset = max(opset, int(getattr(model, "onnx_opset", 0)))
-        names = export_onnx(model, path, images, P2, opset, lidar_to_rect)
+        with _staged(staging, out_dir, "student.onnx") as path:
+            names = export_onnx(model, path, images, P2, opset, lidar_to_rect)
         report.update(onnx=str(out_dir / "student.onnx"), onnx_opset=opset, onnx_outputs=names,
                       onnx_max_abs_diff=onnx_max_abs_diff(model, path, images, P2, lidar_to_rect))
-    (staging / "export.json").write_text(json.dumps(report, indent=2))
+    with _staged(staging, out_dir, "export.json") as path:
+        path.write_text(json.dumps(report, indent=2))
     return report
+
+
+@contextmanager
+def _staged(staging: Path, out_dir: Path, name: str) -> Iterator[Path]:
+    """Yields ``staging/name`` to write; a failed write (a full disk: torch.save, safetensors
+    and the ONNX exporter each say so in their own words) is reported by
+    :func:`monokd.atomic.write_error` naming ``out_dir/name``, the file the user asked for."""
+    try:
+        yield staging / name
+    except Exception as err:
+        if isinstance(err, MonokdError):
+            raise
+        if isinstance(err, OSError):  # it names the staging copy
+            err = OSError(err.errno, err.strerror or str(err))
+        reported = write_error(err, out_dir / name)
+        if reported is err and not isinstance(err, OSError):
+            raise
+        raise reported from err
 
 
 class HeadsOnly(nn.Module):

@@ -5,22 +5,22 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
 
 import lightning as L
 
+from monokd.atomic import atomic_path, write_json
+
 
 def save_atomically(trainer: L.Trainer, path: Path) -> None:
-    """``trainer.save_checkpoint`` to a temporary name, then rename: a run killed while
-    writing never leaves a truncated ``last.ckpt`` behind. All ranks must call it."""
-    tmp = path.with_name(path.name + ".tmp")
-    trainer.save_checkpoint(tmp, weights_only=False)
-    trainer.strategy.barrier("save_atomically")
-    if trainer.is_global_zero:
-        os.replace(tmp, path)
+    """``trainer.save_checkpoint`` through :func:`monokd.atomic.atomic_path`: a run killed or
+    out of disk while writing never leaves a truncated ``last.ckpt`` (nor its temporary)
+    behind, and the previous one stays. All ranks must call it (rank 0 writes)."""
+    with atomic_path(path, publish=trainer.is_global_zero) as tmp:
+        trainer.save_checkpoint(tmp, weights_only=False)
+        trainer.strategy.barrier("save_atomically")
 
 
 class LastCheckpoint(L.Callback):
@@ -98,10 +98,7 @@ class MetricsJson(L.Callback):
         best = max(scored, key=lambda e: e["monitor"]) if scored else None
         doc = {"monitor": self.monitor_key, "validations": self.history,
                "final": self.history[-1] if self.history else None, "best": best, **extra}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(doc, indent=1))
-        os.replace(tmp, self.path)
+        write_json(self.path, doc)
 
     def state_dict(self) -> dict:
         return {"history": json.loads(json.dumps(self.history))}

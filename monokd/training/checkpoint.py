@@ -14,6 +14,7 @@ from torch import nn
 
 from monokd.config import apply_overrides, get, load_config
 from monokd.errors import CheckpointMismatchError, ConfigError
+from monokd.weights import read_weights
 
 MODEL_PREFIX = "model."
 STUDENT_PREFIX = "student."  # a distiller's student inside its state dict
@@ -28,15 +29,15 @@ def student_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    """The checkpoint dict at ``path`` (tensors on the CPU)."""
+    """The checkpoint dict at ``path`` (tensors on the CPU); an unreadable, truncated or
+    pickled-object file is a one-line CheckpointMismatchError (monokd.weights)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - reported with the file name
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointMismatchError(f"{path}: not a readable monokd checkpoint ({first})") from None
+    checkpoint = read_weights(path, "monokd checkpoint")
+    if not isinstance(checkpoint, dict):
+        raise CheckpointMismatchError(f"{path}: not a monokd checkpoint (it holds a {type(checkpoint).__name__})")
+    return checkpoint
 
 
 def checkpoint_config(checkpoint: dict, path: str | Path = "<checkpoint>", overrides: list[str] | None = None) -> dict:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from torch.utils.data import DataLoader
 
+from monokd.atomic import write_text
 from monokd.config import load_config, setting
 from monokd.training.checkpoint import checkpoint_config, load_detector, read_checkpoint
 from monokd.training.datamodule import build_dataset, default_collate
@@ -29,7 +30,7 @@ def evaluate_checkpoint(args) -> int:
     cfg = (load_config(args.config, overrides) if getattr(args, "config", None)
            else checkpoint_config(checkpoint, args.ckpt, overrides))
     split = getattr(args, "split", None) or setting(cfg, "data.val_split")
-    out = Path(getattr(args, "out", None) or Path(args.ckpt).parent / f"eval_{split}")
+    out = Path(getattr(args, "out", None) or Path(args.ckpt).parent / f"eval_{Path(str(split)).stem}")
     dataset = build_dataset(cfg, split, train=False)  # the data checked before the model is built
     warn_seen_frames(checkpoint, getattr(dataset, "ids", None), split, args.ckpt)
     model, cfg = load_detector(args.ckpt, cfg, checkpoint=checkpoint)
@@ -46,7 +47,7 @@ def evaluate_checkpoint(args) -> int:
                               detections)
     report = result.report()
     print(report, end="")
-    (out / "report.txt").write_text(report)
+    write_text(out / "report.txt", report)
     result.write_json(out / "metrics.json")
     print(f"wrote {out / 'report.txt'} and {out / 'metrics.json'}")
     return 0

@@ -20,9 +20,11 @@ from lightning.pytorch.strategies import DDPStrategy
 
 from monokd.config import save_config, setting
 from monokd.training.callbacks import BestCheckpoint, LastCheckpoint, MetricsJson
+from monokd.training.checkpoint import check_state_dict, model_state, read_checkpoint
 from monokd.training.datamodule import KittiDataModule
 from monokd.training.module import DetectorModule
-from monokd.training.preflight import check_numbers, check_run
+from monokd.training.preflight import check_numbers, check_run, note
+from monokd.training.rundir import RunLock, check_resumed_config, check_run_folder, clear_run, is_first_process
 from monokd.training.seeding import seed_everything
 
 PRECISIONS = {"32": "32-true", "bf16-mixed": "bf16-mixed", "16-mixed": "16-mixed"}
@@ -86,33 +88,74 @@ def build_trainer(cfg: dict, out: Path, devices=None, num_nodes=None, precision:
 
 def fit(cfg: dict, out: str | Path, resume: str | Path | None = None, devices=None, num_nodes=None,
         precision: str = "32", model=None, datamodule: KittiDataModule | None = None,
-        callbacks: list | None = None, progress_bar: bool = True) -> DetectorModule:
+        callbacks: list | None = None, progress_bar: bool = True, overwrite: bool = False,
+        resume_changed: bool = False, resume_auto: bool = False) -> DetectorModule:
     """Train ``cfg`` into ``out``; returns the trained module. ``model``/``datamodule`` default
-    to the ones the config describes."""
+    to the ones the config describes.
+
+    Nothing is written into ``out`` before every check has passed: monokd.training.rundir's
+    (the folder's lock; a run already there, unless ``overwrite``; ``resume_auto``: ``--resume
+    auto`` found no checkpoint; a resume's config, unless ``resume_changed``, and weights) and
+    monokd.training.preflight's (the settings, the data, the teacher)."""
     out = Path(out)
     check_numbers(cfg)
-    seed_everything(int(setting(cfg, "train.seed")))
-    datamodule = datamodule or KittiDataModule(cfg)
-    provenance = check_run(cfg, datamodule)  # bad data fails here, before the model exists
-    module = DetectorModule(cfg, model)
-    module.provenance = provenance
-    trainer = build_trainer(cfg, out, devices, num_nodes, precision, callbacks, progress_bar)
-    if trainer.is_global_zero:
-        save_config(cfg, out / "config.yaml")
-    # The data position of an interrupted epoch travels in the data module's state, which
-    # Lightning's check for a "resumable dataloader" does not look at.
-    warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None,
-                weights_only=True)
-    _validate_last_epoch(trainer, module, datamodule)
+    first = is_first_process()
+    lock = RunLock(out) if first else None
+    started = False
+    try:
+        if first:
+            check_run_folder(out, resume, overwrite, resume_auto)
+        checkpoint, resume_note = _read_resumed(resume, cfg, resume_changed)
+        seed_everything(int(setting(cfg, "train.seed")))
+        datamodule = datamodule or KittiDataModule(cfg)
+        provenance = check_run(cfg, datamodule)  # bad data fails here, before the model exists
+        module = DetectorModule(cfg, model)
+        module.provenance = provenance
+        if checkpoint is not None:  # the weights fit, before anything is written
+            check_state_dict(module.model, model_state(checkpoint), str(resume))
+            del checkpoint
+        if resume_note:
+            provenance["notes"].append(note(resume_note))
+        trainer = build_trainer(cfg, out, devices, num_nodes, precision, callbacks, progress_bar)
+        started = True
+        if trainer.is_global_zero:
+            if overwrite and resume is None:
+                clear_run(out)
+            save_config(cfg, out / "config.yaml")
+        # The data position of an interrupted epoch travels in the data module's state, which
+        # Lightning's check for a "resumable dataloader" does not look at.
+        warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None,
+                    weights_only=True)
+        _validate_last_epoch(trainer, module, datamodule)
+    finally:
+        if lock is not None:
+            lock.release(tidy=not started)
     return module
 
 
+def _read_resumed(resume, cfg: dict, allow_changed: bool) -> tuple[dict | None, str | None]:
+    """(the checkpoint to resume, the note of an allowed config change) or (None, None); a
+    config changed beyond the schedule's length is refused unless ``allow_changed``."""
+    if not resume:
+        return None, None
+    checkpoint = read_checkpoint(resume)
+    stored = (checkpoint.get("hyper_parameters") or {}).get("cfg")
+    return checkpoint, check_resumed_config(stored, cfg, resume, allow_changed)
+
+
 def _validate_last_epoch(trainer: L.Trainer, module: DetectorModule, datamodule) -> None:
-    """The final epoch is always scored, even when ``val_every`` does not divide ``epochs``."""
+    """The final weights are always scored (with the usual metrics.json and best.ckpt): also
+    when ``val_every`` does not divide ``epochs``, and when ``train.max_steps`` ends the run
+    mid-epoch, after the last validation."""
+    if trainer.interrupted or trainer.limit_val_batches == 0:
+        return
     every = trainer.check_val_every_n_epoch or 1
     finished = trainer.current_epoch  # epochs completed
-    if finished > 0 and finished % every != 0 and not trainer.interrupted and trainer.limit_val_batches != 0:
+    history = next((c.history for c in trainer.callbacks if isinstance(c, MetricsJson)), [])
+    last_scored = history[-1]["step"] if history else None
+    stopped_by_steps = 0 < (trainer.max_steps or -1) <= trainer.global_step and last_scored != trainer.global_step
+    if (finished > 0 and finished % every != 0) or stopped_by_steps:
         trainer.validate(module, datamodule=datamodule, verbose=False)
 
 

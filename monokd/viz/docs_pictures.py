@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from monokd.atomic import atomic_path
 from monokd.data.kitti import KittiPaths, read_split
 from monokd.viz.draw import frame_picture
 
@@ -32,9 +33,9 @@ def save_small(path: Path, picture: np.ndarray, max_width: int = 1200) -> int:
     if picture.shape[1] > max_width:
         height = round(picture.shape[0] * max_width / picture.shape[1])
         picture = cv2.resize(picture, (max_width, height), interpolation=cv2.INTER_AREA)
-    path.parent.mkdir(parents=True, exist_ok=True)
     for colors in (256, 128, 64, 32):
-        Image.fromarray(picture).quantize(colors=colors, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+        with atomic_path(path) as tmp:
+            Image.fromarray(picture).quantize(colors=colors, method=Image.Quantize.MEDIANCUT).save(tmp, optimize=True)
         if path.stat().st_size < MAX_BYTES:
             break
     return path.stat().st_size

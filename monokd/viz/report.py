@@ -14,6 +14,8 @@ from typing import Mapping, Sequence, Union
 
 import numpy as np
 
+from monokd.atomic import atomic_path, write_text
+
 LEVELS = ("easy", "moderate", "hard")
 METRICS = ("3d", "bev")
 METRIC_NAMES = {"3d": "AP3D", "bev": "AP_BEV"}
@@ -217,7 +219,7 @@ def write_report(path: str | Path, results: Mapping[str, Mapping[str, float]], c
             parts += ["## Stage times", "", "| stage | time (h:mm:ss) |", "|---|---:|"]
             parts += [f"| {name} | {_format_seconds(seconds)} |" for name, seconds in timings.items()]
             parts += [f"| total | {_format_seconds(total)} |", ""]
-    path.write_text("\n".join(parts))
+    write_text(path, "\n".join(parts))
     return path
 
 
@@ -227,7 +229,9 @@ def _save(fig, path: str | Path, dpi: int) -> Path:
 
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi)
+    finally:
+        plt.close(fig)
     return path

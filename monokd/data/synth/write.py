@@ -16,6 +16,7 @@ import json
 import multiprocessing
 from pathlib import Path
 
+from monokd.atomic import write_text
 from monokd.data.kitti import (KittiPaths, write_calib, write_depth, write_image, write_label,
                                write_split, write_velodyne)
 from monokd.data.synth.raw_drives import write_raw_drives
@@ -81,5 +82,5 @@ def generate(out_dir, num_train: int, num_val: int, seed: int = 0, width: int = 
         write_raw_drives(root, ids[:num_train], ids[num_train:], seed, width, height, raw_drives, raw_fresh,
                          raw_val_drives if num_val else 0, workers)
         manifest.update(raw_drives=raw_drives, raw_fresh=raw_fresh, raw_val_drives=raw_val_drives)
-    (root / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    write_text(root / MANIFEST, json.dumps(manifest, indent=1) + "\n")
     return root

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from monokd.errors import CheckpointMismatchError, ConfigError
+from monokd.weights import read_weights
 
 
 class FrozenBatchNorm2d(nn.Module):
@@ -216,15 +217,13 @@ def _make_layer(block, cin: int, width: int, count: int, stride: int, norm, firs
 def load_pretrained(model: ResNet, path: str | Path) -> None:
     """Load a torchvision-format ResNet state dict from ``path`` into ``model``.
 
-    Strict on the backbone's own keys; the classifier (``fc.*``) and BN ``num_batches_tracked``
-    are ignored. A ``{"state_dict": ...}`` or ``{"model": ...}`` wrapper and a DataParallel
+    A torch file (.pth, .pt) or a .safetensors file; a missing, truncated or pickled-module file
+    is one CheckpointMismatchError line (monokd.weights). Strict on the backbone's own keys; the
+    classifier (``fc.*``) and BN ``num_batches_tracked`` are ignored. A ``{"state_dict": ...}`` or ``{"model": ...}`` wrapper and a DataParallel
     ``module.`` prefix are accepted. Raises CheckpointMismatchError naming the missing,
     unexpected or mis-shaped keys.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointMismatchError(f"{path}: backbone weights file not found (model.backbone.weights)")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_weights(path, "backbone weights file (model.backbone.weights)")
     for wrapper in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]

@@ -37,9 +37,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import torch
-
 from monokd.errors import CheckpointMismatchError
+from monokd.weights import read_weights
 
 _SHOWN = 6
 _HEAD_RULES = (
@@ -84,12 +83,7 @@ def read_state(path: str | Path) -> dict:
     """The tensors of a weights file (a plain state dict, or wrapped in ``state_dict`` /
     ``model`` / ``model_state``), on the CPU."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointMismatchError(f"{path}: weights file not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - reported with the file name
-        raise CheckpointMismatchError(f"{path}: not a readable PyTorch file ({type(err).__name__})") from None
+    state = read_weights(path, "weights file")  # missing, truncated, pickled objects: one line each
     for wrapper in ("model_state", "state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
