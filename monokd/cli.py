@@ -32,6 +32,7 @@ COMMANDS = {
     "ablate": ("monokd.commands.ablate", "the ablation tables over seeds (ADD, or MonoTAKD with --method takd)"),
     "depth-maps": ("monokd.commands.depth_maps", "KITTI depth_2 maps from the velodyne sweeps"),
     "depth": ("monokd.commands.depth", "the monocular depth front-end: train | predict | evaluate"),
+    "convert": ("monokd.commands.convert", "official files into monokd's: F-PointNet 2-D boxes | checkpoints"),
 }
 _DEBUG_HELP = "show the full traceback of an error (also MONOKD_DEBUG=1)"
 

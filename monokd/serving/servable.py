@@ -28,6 +28,7 @@ _WORDS = {
     "depth_maps": "a depth_2 map (data.depth_maps)",
     "proposals": "2-D boxes (data.proposals)",
     "points": "a LiDAR sweep (data.load_points)",
+    "P2_original": "the original image's P2 and size (model.geometric_depth=original)",
 }
 
 
@@ -44,7 +45,7 @@ def unserved(model: nn.Module, cfg: dict) -> str | None:
     extra = extra_inputs(model)
     if not extra:
         return None
-    words = [_WORDS.get(key, f"batch['{key}']") for key in extra]
+    words = list(dict.fromkeys(_WORDS.get(key, f"batch['{key}']") for key in extra if key != "image_sizes"))
     listed = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
     return f"{type(model).__name__} needs {listed} per image besides the image"
 

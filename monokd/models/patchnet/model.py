@@ -35,19 +35,33 @@ from torch import nn
 from monokd.errors import ConfigError
 from monokd.models.patchnet import patches as P
 from monokd.models.patchnet.coding import NUM_HEADING_BIN, SIZE_CLUSTERS, size_cluster_of
-from monokd.models.patchnet.heads import BoxBackbone, CenterRegressor, DistanceHeads, cell_mask, masked_max_pool
-from monokd.models.patchnet.losses import PatchNetLoss
+from monokd.models.patchnet.decode import SCORES
+from monokd.models.patchnet.heads import (NORMS, BoxBackbone, CenterRegressor, DistanceHeads, bn_momentum, cell_mask,
+                                          masked_max_pool, xavier_init)
+from monokd.models.patchnet.losses import FLIP_MINS, SIZE_ORDERS, PatchNetLoss
 
 DEFAULTS = {
     "name": "patchnet", "num_classes": None,
     "depth_input": None,  # None: batch["depth_pred"] (estimated); gt_pixel: batch["depth_maps"] (depth_2)
     "patch_size": 32, "threshold_offset": 0.5,
     "center_channels": [128, 128, 256], "center_hidden": [256, 128],
-    "backbone": {"widths": [64, 128, 256, 512], "blocks": [2, 2, 2, 2], "se_reduction": 16},
+    "backbone": {"widths": [64, 128, 256, 512], "blocks": [2, 2, 2, 2], "se_reduction": 16, "strides": [1, 2, 2, 2]},
     "head_hidden": [512, 256], "dropout": 0.5, "distance_edges": [30.0, 50.0],
-    "decode": {"min_score": 0.0},
+    "decode": {"min_score": 0.0, "score": "combined"},
+    # The switches between PatchNet's official code and monokd's own choices (docs/patchnet.md,
+    # "The KITTI recipe and the official code"); these defaults are monokd's.
+    "crop": "continuous",            # pixel_span: PatchNet's whole-pixel slice
+    "norm": "layer",                 # batch: BatchNorm1d in the MLPs
+    "init": "default",               # xavier: PatchNet's init_weights
+    "bn_momentum": None,             # {initial, gamma, milestones, min}: PatchNet's schedule by epoch
+    "center_conv_bias": False,       # PatchNet's PlainNet convs carry a bias
+    "onehot_classes": None,          # the class of each one-hot entry (PatchNet: [Car, Pedestrian, Cyclist])
+    "depth_shift": 0.0,              # PatchNet's random z shift in training: N(0, (ratio x distance)^2)
+    "corner_loss": {"size_order": "hwl", "flip_min": "per_box"},
 }
+INITS = ("default", "xavier")
 DEPTH_INPUTS = {None: "depth_pred", "gt_pixel": "depth_maps"}
+BN_MOMENTUM_KEYS = ("initial", "gamma", "milestones", "min")
 BOX_KEYS = ("center", "stage1_center", "heading_scores", "heading_residuals_normalized", "size_scores",
             "size_residuals_normalized")
 
@@ -57,16 +71,36 @@ def model_config(cfg: dict) -> dict:
     if unknown:
         raise ConfigError(f"model: unknown key(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
     out = {**DEFAULTS, **cfg}
-    for section in ("backbone", "decode"):
+    for section in ("backbone", "decode", "corner_loss"):
         extra = set(cfg.get(section) or {}) - set(DEFAULTS[section])
         if extra:
             raise ConfigError(f"model.{section}: unknown key(s) {sorted(extra)}; known: {sorted(DEFAULTS[section])}")
         out[section] = {**DEFAULTS[section], **(cfg.get(section) or {})}
     if out["depth_input"] not in DEPTH_INPUTS:
         raise ConfigError(f"model.depth_input: {out['depth_input']!r} is not one of {list(DEPTH_INPUTS)}")
-    if len(out["backbone"]["widths"]) != len(out["backbone"]["blocks"]):
-        raise ConfigError("model.backbone: widths and blocks need one entry per stage")
+    backbone = out["backbone"]
+    if not len(backbone["widths"]) == len(backbone["blocks"]) == len(backbone["strides"]):
+        raise ConfigError("model.backbone: widths, blocks and strides need one entry per stage")
+    for key, value, allowed in (("crop", out["crop"], P.CROPS), ("norm", out["norm"], NORMS),
+                                ("init", out["init"], INITS), ("decode.score", out["decode"]["score"], SCORES),
+                                ("corner_loss.size_order", out["corner_loss"]["size_order"], SIZE_ORDERS),
+                                ("corner_loss.flip_min", out["corner_loss"]["flip_min"], FLIP_MINS)):
+        if value not in allowed:
+            raise ConfigError(f"model.{key}: {value!r} is not one of {allowed}")
+    schedule = out["bn_momentum"]
+    if schedule is not None and (not isinstance(schedule, dict) or set(schedule) != set(BN_MOMENTUM_KEYS)):
+        raise ConfigError(f"model.bn_momentum: null or a mapping with the keys {list(BN_MOMENTUM_KEYS)}, got {schedule!r}")
     return out
+
+
+def onehot_index(cfg: dict, classes: list[str]) -> list[int]:
+    """The one-hot entry of each of ``data.classes``: ``model.onehot_classes`` names the
+    entries (PatchNet's [Car, Pedestrian, Cyclist], whatever it trains on), else the classes."""
+    names = list(cfg["onehot_classes"] or classes)
+    missing = [c for c in classes if c not in names]
+    if missing or len(set(names)) != len(names):
+        raise ConfigError(f"model.onehot_classes: {names} must name each of data.classes {classes} once")
+    return [names.index(c) for c in classes]
 
 
 class PatchNet(nn.Module):
@@ -83,13 +117,31 @@ class PatchNet(nn.Module):
         self.patch_size, self.offset = int(cfg["patch_size"]), float(cfg["threshold_offset"])
         self.num_size_cluster = len(SIZE_CLUSTERS)
         self.register_buffer("size_cluster", size_cluster_of(self.classes), persistent=False)
-        n_cls, backbone = len(self.classes), cfg["backbone"]
-        self.center_regressor = CenterRegressor(cfg["center_channels"], n_cls, cfg["center_hidden"], cfg["dropout"])
-        self.box_backbone = BoxBackbone(backbone["widths"], backbone["blocks"], backbone["se_reduction"])
+        self.register_buffer("label_to_onehot", torch.tensor(onehot_index(cfg, self.classes)), persistent=False)
+        self.crop, self.depth_shift_ratio = cfg["crop"], float(cfg["depth_shift"])
+        n_cls, backbone = len(cfg["onehot_classes"] or self.classes), cfg["backbone"]
+        self.num_onehot = n_cls
+        self.center_regressor = CenterRegressor(cfg["center_channels"], n_cls, cfg["center_hidden"], cfg["dropout"],
+                                                cfg["norm"], bool(cfg["center_conv_bias"]))
+        self.box_backbone = BoxBackbone(backbone["widths"], backbone["blocks"], backbone["se_reduction"],
+                                        backbone["strides"])
         out = 3 + 2 * NUM_HEADING_BIN + 4 * self.num_size_cluster
         self.heads = DistanceHeads(backbone["widths"][-1] + n_cls, cfg["head_hidden"], out, cfg["dropout"],
-                                   cfg["distance_edges"])
-        self.criterion = PatchNetLoss(loss_cfg, self.size_cluster)
+                                   cfg["distance_edges"], cfg["norm"])
+        if cfg["init"] == "xavier":
+            xavier_init(self)
+        self.set_epoch(0)
+        self.criterion = PatchNetLoss(loss_cfg, self.size_cluster, **cfg["corner_loss"])
+
+    def set_epoch(self, epoch: int) -> None:
+        """At the start of each training epoch: PatchNet's BatchNorm momentum schedule
+        (``model.bn_momentum``; nothing when it is null)."""
+        if self.cfg["bn_momentum"] is None:
+            return
+        momentum = bn_momentum(int(epoch), self.cfg["bn_momentum"])
+        for m in self.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.momentum = momentum
 
     # ----------------------------------------------------------------------------------------
     def input_depth(self, batch: dict) -> torch.Tensor:
@@ -108,14 +160,17 @@ class PatchNet(nn.Module):
         image_index = torch.cat([torch.full((len(b),), i, device=depth.device, dtype=torch.long)
                                  for i, b in enumerate(boxes)])
         maps = torch.cat([P.backproject(depth, batch["P2"]), (depth > 0).to(depth.dtype)], 1)
-        crops = P.crop_patches(maps, boxes, self.patch_size)  # X, Y, Z, validity
+        crops = P.crop_patches(maps, boxes, self.patch_size, self.crop)  # X, Y, Z, validity
         angle = P.frustum_angle(torch.cat(boxes).to(depth.dtype), batch["P2"].to(depth.device)[image_index])
         return P.rotate_about_y(crops[:, :3], angle), P.patch_valid(crops[:, 2:4]), crops[:, 2:3], angle
 
     def forward(self, batch: dict) -> dict:
         xyz, valid, depth_patches, angle = self.make_patches(self.input_depth(batch), batch)
         labels = torch.cat([p["labels"] for p in batch["proposals"]]).to(xyz.device)
-        one_hot = F.one_hot(labels, len(self.classes)).to(xyz.dtype)
+        one_hot = F.one_hot(self.label_to_onehot[labels], self.num_onehot).to(xyz.dtype)
+        shift = self.random_depth_shift(batch, angle)
+        if shift is not None:
+            xyz = torch.cat([xyz[:, :2], xyz[:, 2:] + shift[:, None, None, None]], 1)
         mask = P.object_mask(xyz, valid, self.offset)
         mean = P.masked_mean(xyz, mask)
         keep = valid[:, None].to(xyz.dtype)
@@ -128,10 +183,25 @@ class PatchNet(nn.Module):
         outputs = self.parse(raw)
         outputs["stage1_center"] = stage1
         outputs["center"] = outputs["center_boxnet"] + stage1
+        if shift is not None:
+            outputs["depth_shift"] = shift
         outputs.update({"frustum_angle": angle, "labels": labels, "mask": mask,
                         "scores_2d": torch.cat([p["scores"] for p in batch["proposals"]]).to(xyz.device)})
         outputs["distill"] = {"features": features, **self.distill_maps(batch, features, mask, depth_patches, valid)}
         return outputs
+
+    def random_depth_shift(self, batch: dict, angle: torch.Tensor) -> torch.Tensor | None:
+        """(N,) PatchNet's training shift of each patch along z (0 for a patch without a target),
+        or None (not training, ``model.depth_shift`` 0, or no target)."""
+        if not (self.training and self.depth_shift_ratio > 0 and "targets" in batch and len(angle)):
+            return None
+        from monokd.models.patchnet.losses import patch_targets
+
+        targets = patch_targets(batch, angle, self.size_cluster)
+        centre = targets["centre"]
+        shift = angle.new_zeros(angle.shape)
+        shift[targets["keep"]] = P.depth_shift(torch.hypot(centre[:, 0], centre[:, 2]), self.depth_shift_ratio)
+        return shift
 
     def parse(self, raw: torch.Tensor) -> dict:
         nh, ns = NUM_HEADING_BIN, self.num_size_cluster
@@ -166,7 +236,8 @@ class PatchNet(nn.Module):
     def decode(self, outputs: dict, batch: dict) -> list:
         from monokd.models.patchnet.decode import decode_patches
 
-        return decode_patches(outputs, batch, self.classes, float(self.cfg["decode"]["min_score"]))
+        return decode_patches(outputs, batch, self.classes, float(self.cfg["decode"]["min_score"]),
+                              self.cfg["decode"]["score"])
 
     def match_foreground(self, outputs: dict, batch: dict) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """No queries: nothing to match (response distillation does not apply)."""
