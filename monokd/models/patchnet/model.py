@@ -14,8 +14,13 @@
 
 Decoding (one Object3D per 2-D box): centre and heading rotated back by the frustum angle,
 location = bottom centre, 2-D box = the input box mapped to the original image, score =
-2-D score x 3-D confidence, the confidence being the probability of the chosen heading bin
-times that of the chosen size cluster (PatchNet has no score head; a GT 2-D box scores 1).
+the 2-D score (``decode.score: detection_2d``, PatchNet's), or that x a 3-D confidence, the
+probability of the chosen heading bin times that of the chosen size cluster (``combined``:
+PatchNet has no score head; a GT 2-D box scores 1).
+
+The switches between PatchNet's official code and monokd's own choices (``crop``, ``norm``,
+``init``, ``bn_momentum``, ``center_conv_bias``, ``onehot_classes``, ``depth_shift``,
+``backbone.strides``, ``decode.score``, ``corner_loss``): DEFAULTS below, docs/patchnet.md.
 
 Distillation (monokd.distill.interface, no decoder): the features are the 4 stage outputs,
 in the "given" space (patch cells, one "image" per box): ``masks[k]`` (N, h_k, w_k) = the
