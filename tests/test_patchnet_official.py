@@ -341,3 +341,13 @@ def test_kitti_recipes_are_official_and_synth_recipes_monokd():
         model = _kitti(name)["model"]
         assert model["crop"] == "continuous" and model["norm"] == "layer" and model["bn_momentum"] is None
         assert model["backbone"]["strides"] == [1, 2, 2, 2] and model["corner_loss"]["flip_min"] == "per_box"
+
+
+def test_training_module_applies_the_momentum_schedule_each_epoch(monkeypatch):
+    from monokd.training.module import DetectorModule
+
+    cfg = _kitti("patchnet_kitti")
+    module = DetectorModule(cfg)
+    monkeypatch.setattr(DetectorModule, "current_epoch", property(lambda self: 25))
+    module.on_train_epoch_start()
+    assert {m.momentum for m in module.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)} == {0.01}
