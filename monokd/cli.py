@@ -27,12 +27,14 @@ COMMANDS = {
     "train": ("monokd.commands.train", "train a detector, a teacher or a distilled student"),
     "predict": ("monokd.commands.predict", "run a checkpoint on images; results and pictures"),
     "export": ("monokd.commands.export", "write the student alone (safetensors, ONNX)"),
+    "convert": ("monokd.commands.convert", "an official implementation's checkpoint -> a monokd checkpoint"),
     "demo": ("monokd.commands.demo", "SynthKITTI -> teacher, baseline, distilled student -> report "
              "(students monodetr, caddn, patchnet; methods add, takd)"),
     "ablate": ("monokd.commands.ablate", "the ablation tables over seeds (ADD, or MonoTAKD with --method takd)"),
     "depth-maps": ("monokd.commands.depth_maps", "KITTI depth_2 maps from the velodyne sweeps"),
     "depth": ("monokd.commands.depth", "the monocular depth front-end: train | predict | evaluate"),
-    "convert": ("monokd.commands.convert", "official files into monokd's: F-PointNet 2-D boxes | checkpoints"),
+    "fpointnet-boxes": ("monokd.commands.fpointnet_boxes", "F-PointNet's 2-D detections -> KITTI result files "
+                        "(PatchNet's data.proposals)"),
 }
 _DEBUG_HELP = "show the full traceback of an error (also MONOKD_DEBUG=1)"
 

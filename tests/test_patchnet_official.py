@@ -216,7 +216,7 @@ def test_official_patchnet_checkpoint_converts_and_loads_strictly(tmp_path):
                                      "running" not in k) == 12_646_252
     torch.save({"epoch": 100, "model_state": state, "optimizer_state": None}, tmp_path / "official.pth")
     out = tmp_path / "patchnet.ckpt"
-    assert main(["convert", "weights", "--official", str(tmp_path / "official.pth"),
+    assert main(["convert", "--ckpt", str(tmp_path / "official.pth"),
                  "--config", str(CONFIGS / "patchnet_kitti.yaml"), "--out", str(out)]) == 0
     model, cfg = load_detector(out)
     assert cfg["model"]["norm"] == "batch" and model.box_backbone.strides == [1, 1, 1, 1]
@@ -226,42 +226,36 @@ def test_official_patchnet_checkpoint_converts_and_loads_strictly(tmp_path):
 def test_official_patchnet_missing_key_is_refused_in_one_line(tmp_path, capsys):
     from monokd.cli import main
     from monokd.models import build_detector
-    from monokd.models.patchnet.official import from_official
-    from monokd.training.checkpoint import check_state_dict
 
     state = _official_state("patchnet")
     del state["box_est_head2.4.weight"]
     state["box_est_head9.0.weight"] = torch.zeros(1)
+    model = build_detector(_kitti("patchnet_kitti"))
     with pytest.raises(CheckpointMismatchError, match=r"1 missing keys \(heads\.heads\.1\.4\.weight\).*"
                                                       r"1 unexpected keys \(heads\.heads\.8\.0\.weight\)"):
-        check_state_dict(build_detector(_kitti("patchnet_kitti")), from_official(state))
+        model.official_state_dict({"model_state": state}, "official.pth")
+    with pytest.raises(CheckpointMismatchError, match="official.pth: not an official PatchNet checkpoint"):
+        model.official_state_dict(state, "official.pth")
     torch.save({"model_state": state}, tmp_path / "official.pth")
     out = tmp_path / "patchnet.ckpt"
-    assert main(["convert", "weights", "--official", str(tmp_path / "official.pth"),
+    assert main(["convert", "--ckpt", str(tmp_path / "official.pth"),
                  "--config", str(CONFIGS / "patchnet_kitti.yaml"), "--out", str(out)]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "missing keys (heads.heads.1.4.weight)" in err and not out.exists()
 
 
 def test_official_monodetr_state_loads_strictly_and_twins_are_dropped():
-    from monokd.config import set_key
     from monokd.geometry.depth import lid_bin_centers
     from monokd.models import build_detector
-    from monokd.models.monodetr.official import LAYOUT, convert
-    from monokd.training.checkpoint import check_state_dict
 
     state = _official_state("monodetr")
     assert len(state) == 543 and state["class_embed.0.weight"].shape == (3, 256)
     state["depth_predictor.depth_bin_values"] = lid_bin_centers(80, 1e-3, 60.0)
-    cfg = _kitti("monodetr_kitti")
-    for item in LAYOUT:
-        set_key(cfg, item)
     with torch.device("meta"):
-        model = build_detector(cfg)
+        model = build_detector(_kitti("monodetr_kitti"))
     prior = torch.tensor([1.52563191462, 1.62856739989, 3.88311640418])
     model.heads.dims_prior = prior  # the meta model's buffer holds no values
-    mapped = convert(state, model)
-    check_state_dict(model, mapped, "official")
+    mapped = model.official_state_dict({"model_state": state}, "official")
     model.load_state_dict(mapped, strict=True, assign=True)
     assert len(mapped) == 512
     assert torch.allclose(mapped["heads.dim_embed.2.layers.1.bias"], -prior)  # the prior folded into the bias
@@ -270,7 +264,7 @@ def test_official_monodetr_state_loads_strictly_and_twins_are_dropped():
     del broken["query_embed.weight"]
     with pytest.raises(CheckpointMismatchError, match=r"1 missing keys \(query_embed\.weight\); 1 unexpected keys "
                                                       r"\(depthaware_transformer\.decoder\.bbox_embed\.1\.layers\.0\.bias\)"):
-        check_state_dict(model, convert(broken, model), "official")
+        model.official_state_dict({"model_state": broken}, "official")
 
 
 # --- MonoDETR's geometric depth ------------------------------------------------------------------
@@ -302,7 +296,7 @@ def test_fpointnet_detections_become_result_files(tmp_path):
                       "dataset/KITTI/object/training/image_2/000001.png 1 0.40 10 20 30 80\n\n"
                       "dataset/KITTI/object/training/image_2/000003.png 2 0.75 500 170 560 190\n")
     out = tmp_path / "fpointnet_val"
-    assert main(["convert", "boxes", "--input", str(source), "--out", str(out)]) == 0
+    assert main(["fpointnet-boxes", "--input", str(source), "--out", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["000001.txt", "000003.txt"]
     first = read_results(out / "000001.txt")
     assert [(o.type, o.score) for o in first] == [("Car", 0.98), ("Pedestrian", 0.4)]
@@ -322,7 +316,7 @@ def test_fpointnet_malformed_line_names_file_and_line(tmp_path, capsys, line, wh
     source.write_text("a.png 2 0.9 1 2 30 40\n" + line + "\n")
     with pytest.raises(KittiFormatError, match=f"{source}:2: .*{where}" if "field" in where else f"{source}:2: {where}"):
         read_fpointnet_detections(source)
-    assert main(["convert", "boxes", "--input", str(source), "--out", str(tmp_path / "out")]) == 1
+    assert main(["fpointnet-boxes", "--input", str(source), "--out", str(tmp_path / "out")]) == 1
     assert f"{source}:2:" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 

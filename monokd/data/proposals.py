@@ -24,7 +24,7 @@ Sources (``data.proposals``; ``train`` applies to ``data.train_split``, ``eval``
 
 F-PointNet's 2-D detections (PatchNet's evaluation boxes, ``rgb_detection_val.txt`` of the
 official repository, and the test-set file of the same format) become such result files with
-``monokd convert boxes`` (:func:`read_fpointnet_detections`).
+``monokd fpointnet-boxes`` (:func:`read_fpointnet_detections`).
 
 The draws happen in the dataset, so every model fed one batch (a student on estimated depth,
 its teacher on depth_2) sees the same boxes with the same jitter: a paired batch.

@@ -44,6 +44,9 @@ import re
 
 import torch
 
+from monokd.errors import CheckpointMismatchError
+from monokd.models.official import check_official_state
+
 from monokd.geometry.depth import lid_bin_centers
 
 _TRANSFORMER = r"^depthaware_transformer\."
@@ -117,11 +120,13 @@ def from_official(state: dict[str, torch.Tensor], depth: dict | None = None,
     return out
 
 
-# The model settings the official weights fit and decode exactly with (``key=value`` overrides):
-# the 3-logit head and the official geometric depth (heads.geometric_scale).
-LAYOUT = ("model.logit_classes=[Pedestrian, Car, Cyclist]", "model.geometric_depth=original")
-
-
-def convert(state: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The official ``model_state`` for ``model`` (a monokd MonoDETR built with :data:`LAYOUT`)."""
-    return from_official(state, model.depth_bins, model.heads.dims_prior)
+def official_state_dict(model: torch.nn.Module, checkpoint: dict, source: str) -> dict[str, torch.Tensor]:
+    """``model``'s state dict from an official checkpoint's contents (``{"model_state": ...}``),
+    renamed and checked strictly: CheckpointMismatchError (one line) names the missing,
+    unexpected and mis-shaped keys. ``model`` needs 3 logits (``logit_classes: [Pedestrian, Car,
+    Cyclist]``, configs/monodetr_kitti.yaml); ``geometric_depth: original`` decodes them exactly."""
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model_state"), dict):
+        raise CheckpointMismatchError(f"{source}: not an official MonoDETR checkpoint (no model_state)")
+    state = from_official(checkpoint["model_state"], model.depth_bins, model.heads.dims_prior)
+    check_official_state(model, state, source, "an official MonoDETR (2022) checkpoint for this config")
+    return state

@@ -230,6 +230,13 @@ class PatchNet(nn.Module):
     # ----------------------------------------------------------------------------------------
     # The detector interface (docs/architecture.md)
 
+    def official_state_dict(self, checkpoint: dict, source: str = "checkpoint") -> dict:
+        """This model's state dict from an official checkpoint's contents (monokd convert;
+        monokd.models.patchnet.official): CheckpointMismatchError (one line) on another layout."""
+        from monokd.models.patchnet.official import official_state_dict
+
+        return official_state_dict(self, checkpoint, source)
+
     def losses(self, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:
         return self.criterion(outputs, batch)
 

@@ -23,6 +23,9 @@ import re
 
 import torch
 
+from monokd.errors import CheckpointMismatchError
+from monokd.models.official import check_official_state
+
 RULES = (
     (r"^center_reg_backbone\.features\.", "center_regressor.convs."),
     (r"^center_reg_head\.", "center_regressor.mlp."),
@@ -49,11 +52,13 @@ def from_official(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {rename(k): v for k, v in state.items()}
 
 
-# The model settings the official weights fit (``key=value`` overrides; see the module docstring).
-LAYOUT = ("model.norm=batch", "model.center_conv_bias=true", "model.onehot_classes=[Car, Pedestrian, Cyclist]",
-          "model.backbone.strides=[1, 1, 1, 1]")
-
-
-def convert(state: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The official ``model_state`` for ``model`` (a monokd PatchNet built with :data:`LAYOUT`)."""
-    return from_official(state)
+def official_state_dict(model: torch.nn.Module, checkpoint: dict, source: str) -> dict[str, torch.Tensor]:
+    """``model``'s state dict from an official checkpoint's contents (``{"model_state": ...}``),
+    renamed and checked strictly: CheckpointMismatchError (one line) names the missing,
+    unexpected and mis-shaped keys. ``model`` needs the official layout (configs/patchnet_kitti.yaml:
+    ``norm: batch``, ``center_conv_bias``, ``onehot_classes``, backbone ``strides: [1, 1, 1, 1]``)."""
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model_state"), dict):
+        raise CheckpointMismatchError(f"{source}: not an official PatchNet checkpoint (no model_state)")
+    state = from_official(checkpoint["model_state"])
+    check_official_state(model, state, source, "an official PatchNet checkpoint for this config")
+    return state
