@@ -35,6 +35,8 @@ COMMANDS = {
     "ablate": ("monokd.commands.ablate", "the ablation tables over seeds (ADD, or MonoTAKD with --method takd)"),
     "depth-maps": ("monokd.commands.depth_maps", "KITTI depth_2 maps from the velodyne sweeps"),
     "depth": ("monokd.commands.depth", "the monocular depth front-end: train | predict | evaluate"),
+    "fpointnet-boxes": ("monokd.commands.fpointnet_boxes", "F-PointNet's 2-D detections -> KITTI result files "
+                        "(PatchNet's data.proposals)"),
 }
 _DEBUG_HELP = "show the full traceback of an error (also MONOKD_DEBUG=1)"
 

@@ -22,6 +22,10 @@ Sources (``data.proposals``; ``train`` applies to ``data.train_split``, ``eval``
   whose files hold no box at all (a 2-D detector that found nothing above its decode
   threshold) is a MonokdWarning, once per folder: every frame would get no proposal.
 
+F-PointNet's 2-D detections (PatchNet's evaluation boxes, ``rgb_detection_val.txt`` of the
+official repository, and the test-set file of the same format) become such result files with
+``monokd fpointnet-boxes`` (:func:`read_fpointnet_detections`).
+
 The draws happen in the dataset, so every model fed one batch (a student on estimated depth,
 its teacher on depth_2) sees the same boxes with the same jitter: a paired batch.
 """
@@ -86,6 +90,55 @@ def from_results(path: str | Path, classes: list[str], affine: np.ndarray, min_h
     kept = [o for o in read_results(path) if o.type in classes and o.height_2d >= min_height and o.score >= min_score]
     boxes = transform_boxes_2d(np.array([o.box2d for o in kept]).reshape(-1, 4), affine)
     return _proposals(boxes, [classes.index(o.type) for o in kept], [o.score for o in kept], [-1] * len(kept))
+
+
+FPOINTNET_CLASSES = {1: "Pedestrian", 2: "Car", 3: "Cyclist"}  # F-PointNet's 2-D detector's class ids
+
+
+def read_fpointnet_detections(path: str | Path) -> dict[str, list]:
+    """F-PointNet's 2-D detections -> {frame id: [Object3D with only type, box2d and score]}.
+
+    One detection a line: ``<image path> <class id> <score> <x1> <y1> <x2> <y2>`` (ids 1
+    Pedestrian, 2 Car, 3 Cyclist; pixels of the original image); the frame id is the image
+    file's name without its suffix. Blank lines are skipped. A malformed line is a
+    KittiFormatError naming the file, the line and the field. The 3-D fields hold no estimate:
+    alpha -10 (KITTI's "not estimated"), sizes, location and rotation_y 0 (monokd's result
+    reader accepts no other placeholder), truncation and occlusion 0."""
+    from monokd.data.kitti import Object3D
+
+    path = Path(path)
+    if not path.is_file():
+        raise KittiFormatError(path, None, None, "F-PointNet detections file not found")
+    frames: dict[str, list] = {}
+    fields = ("image path", "class id", "score", "x1", "y1", "x2", "y2")
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != len(fields):
+            raise KittiFormatError(path, number, None, f"expected {len(fields)} fields ({', '.join(fields)}), got {len(parts)}")
+        try:
+            class_id = int(parts[1])
+        except ValueError:
+            raise KittiFormatError(path, number, "class id", f"{parts[1]!r} is not an integer") from None
+        if class_id not in FPOINTNET_CLASSES:
+            raise KittiFormatError(path, number, "class id", f"{class_id} is not one of {sorted(FPOINTNET_CLASSES)}")
+        values = []
+        for name, text in zip(fields[2:], parts[2:]):
+            try:
+                values.append(float(text))
+            except ValueError:
+                raise KittiFormatError(path, number, name, f"{text!r} is not a number") from None
+        if not all(np.isfinite(values)):
+            raise KittiFormatError(path, number, None, "score and box must be finite")
+        score, box = values[0], np.array(values[1:], dtype=np.float64)
+        if box[2] < box[0] or box[3] < box[1]:
+            raise KittiFormatError(path, number, "x2", f"box {box.tolist()} has x2 < x1 or y2 < y1")
+        frame = Path(parts[0]).stem
+        frames.setdefault(frame, []).append(Object3D(
+            type=FPOINTNET_CLASSES[class_id], truncated=0.0, occluded=0, alpha=-10.0, box2d=box, h=0.0, w=0.0,
+            l=0.0, location=np.zeros(3), rotation_y=0.0, score=score))
+    return frames
 
 
 def count_result_boxes(results_dir: str | Path, stop_at: int | None = None) -> tuple[int, int]:

@@ -27,6 +27,7 @@ _WORDS = {
     "proposals": "2-D boxes (data.proposals)",
     "points": "a LiDAR sweep (data.load_points)",
     "targets": "its labels",
+    "P2_original": "the original image's P2 and size (model.geometric_depth=original)",
 }
 
 
@@ -40,7 +41,7 @@ def unserved(model: nn.Module, cfg: dict) -> str | None:
     extra = extra_inputs(model)
     if not extra:
         return None
-    words = [_WORDS.get(key, f"batch['{key}']") for key in extra]
+    words = list(dict.fromkeys(_WORDS.get(key, f"batch['{key}']") for key in extra if key != "image_sizes"))
     listed = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
     teacher = " (a teacher: it reads ground truth or LiDAR)" if getattr(model, "privileged_inputs", ()) else ""
     return f"{type(model).__name__}{teacher} needs {listed} per image besides the image"

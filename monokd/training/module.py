@@ -58,6 +58,9 @@ class DetectorModule(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self.batches_done = 0
+        for module in self.model.modules():  # per-epoch schedules inside a network (e.g. BN momentum)
+            if callable(getattr(module, "set_epoch", None)):
+                module.set_epoch(int(self.current_epoch))
 
     def training_step(self, batch: dict, batch_idx: int):
         optimizer = self.optimizers()

@@ -5,7 +5,10 @@ For each decoder layer l and query: class logits (Linear, prior 0.01), 3-D dimen
 (2-layer MLP -> direct depth logit, log-variance). The depth is the mean of
 
 - direct:     1 / sigmoid(x) - 1,
-- geometric:  h3d * fy / h2d, with h2d = (t + b) * H_input in pixels, fy from the input P2,
+- geometric:  h3d * f / h2d, with h2d = (t + b) * H in pixels (:func:`geometric_scale`:
+  ``input``, f = fy of the input P2 and H the input height, the exact pinhole relation; or
+  ``original``, MonoDETR's: f = fu of the original image's P2 and H its height, which a resize
+  that keeps the aspect and crops rows puts 0.6 % off the geometric term),
 - depth map:  the depth map sampled at the (detached) projected 3-D centre.
 """
 
@@ -81,7 +84,8 @@ class PredictionHeads(nn.Module):
         Args:
             hs: (B, Q, C) query states.  boxes: (B, Q, 6) sigmoid-normalised cx, cy, l, r, t, b.
             depth_map: (B, h, w) metres, sampled for the third depth estimate.
-            fy: (B,) focal length (pixels) at the input resolution.  input_height: H pixels.
+            fy: (B,) focal length (pixels) and input_height: H pixels, an int or (B,), of the
+                geometric depth (:func:`geometric_scale`).
             map_term: what ``depth_map`` is and how it enters the fusion (see :func:`fuse_depth`).
         Returns:
             pred_logits (B, Q, K), pred_boxes (B, Q, 6), pred_dims (B, Q, 3) h w l metres,
@@ -99,6 +103,19 @@ MAP_TERMS = ("predicted", "gt", "gt_only")
 # MonoDETR's is {align_corners: True, padding: zeros} (model.depth_map_sampling).
 MAP_SAMPLING_DEFAULT = {"align_corners": False, "padding": "border"}
 PADDING_MODES = ("border", "zeros")
+
+
+GEOMETRIC_DEPTHS = ("input", "original")
+
+
+def geometric_scale(batch: dict, mode: str, input_height: int, dtype: torch.dtype) -> tuple[torch.Tensor, int | torch.Tensor]:
+    """(focal (B,), height: an int or (B,)) of the geometric depth h3d * focal / ((t + b) * height).
+
+    ``input``: fy of ``batch["P2"]`` and the input height; ``original``: fu of
+    ``batch["P2_original"]`` and the original image height (``batch["image_sizes"][:, 1]``)."""
+    if mode == "original":
+        return batch["P2_original"][:, 0, 0].to(dtype), batch["image_sizes"][:, 1].to(dtype)
+    return batch["P2"][:, 1, 1].to(dtype), input_height
 
 
 def fuse_depth(depth_out: torch.Tensor, height_3d: torch.Tensor, boxes: torch.Tensor, depth_map: torch.Tensor,
@@ -125,6 +142,8 @@ def fuse_depth(depth_out: torch.Tensor, height_3d: torch.Tensor, boxes: torch.Te
     if map_term not in MAP_TERMS:
         raise ValueError(f"map_term: {map_term!r} is not one of {MAP_TERMS}")
     direct = 1.0 / (depth_out[..., 0].sigmoid() + 1e-6) - 1.0
+    if torch.is_tensor(input_height):  # one height per image (geometric_scale "original")
+        input_height = input_height[:, None]
     height_2d = ((boxes[..., 4] + boxes[..., 5]) * input_height).clamp(min=1.0)
     geometric = height_3d / height_2d * fy[:, None]
     centres = boxes[..., :2].detach()

@@ -16,8 +16,9 @@ bin's depth, max). The depth predictor still runs and is still supervised.
 
 Switches between MonoDETR's official code and monokd's own choices (docs/monodetr.md, "The
 KITTI recipe and the official code"): ``position_encoding`` (official | centred),
-``depth_upsample`` (nearest | bilinear), ``depth_map_sampling`` (align_corners, padding) and
-``logit_classes`` (the class of each logit, e.g. MonoDETR's [Pedestrian, Car, Cyclist] while
+``depth_upsample`` (nearest | bilinear), ``depth_map_sampling`` (align_corners, padding),
+``geometric_depth`` (input | original: the focal length and image height of the geometric
+depth; heads.geometric_scale) and ``logit_classes`` (the class of each logit, e.g. MonoDETR's [Pedestrian, Car, Cyclist] while
 training on Car alone; ``data.classes`` by default).
 
 What a distiller may ask for (``forward(batch, signals=...)``, monokd/models/contract.py):
@@ -38,7 +39,8 @@ from monokd.models.backbones.resnet import build_resnet
 from monokd.models.contract import TARGETS, Detector, DistillSpec, attach_signals, signal_set
 from monokd.models.monodetr.decode import HEADING_RAYS
 from monokd.models.monodetr.depth_predictor import UPSAMPLE_MODES, DepthPredictor
-from monokd.models.monodetr.heads import MAP_SAMPLING_DEFAULT, PADDING_MODES, PredictionHeads
+from monokd.models.monodetr.heads import (GEOMETRIC_DEPTHS, MAP_SAMPLING_DEFAULT, PADDING_MODES, PredictionHeads,
+                                          geometric_scale)
 from monokd.models.monodetr.position_encoding import (POSITION_ENCODINGS, DepthPositionalEncoding,
                                                       sine_position_encoding)
 from monokd.schema import Section
@@ -57,12 +59,13 @@ DEFAULTS = {
     "position_encoding": "centred",
     "depth_upsample": "bilinear",
     "depth_map_sampling": dict(MAP_SAMPLING_DEFAULT),
+    "geometric_depth": "input",  # original: MonoDETR's focal and height of the original image
 }
 DEPTH_INPUTS = (None, "gt_object")
 SECTION = Section("model", DEFAULTS, typed=True, paths=("backbone.weights",), free=("logit_classes",),
                   choices={"depth_input": DEPTH_INPUTS, "position_encoding": POSITION_ENCODINGS,
                            "depth_upsample": UPSAMPLE_MODES, "decode.heading_ray": HEADING_RAYS,
-                           "depth_map_sampling.padding": PADDING_MODES})
+                           "depth_map_sampling.padding": PADDING_MODES, "geometric_depth": GEOMETRIC_DEPTHS})
 # ``loss``: monokd.models.monodetr.losses.build_criterion's (weights per term, the matcher's costs)
 LOSS_SECTION = Section("loss", {"weights": {}, "matcher": {}, "aux": True, "depth_bins": None},
                        free=("weights", "matcher", "depth_bins"))
@@ -119,6 +122,8 @@ class MonoDETR(Detector):
         self.logit_classes = logit_classes(cfg, self.classes)
         self.register_buffer("label_to_logit", torch.tensor([self.logit_classes.index(c) for c in self.classes]),
                              persistent=False)
+        if cfg["geometric_depth"] == "original":  # what forward reads beyond the image
+            self.batch_inputs = ("images", "P2", "P2_original", "image_sizes")
         self.depth_input = cfg["depth_input"]
         self.gt_depth_decode = bool(cfg["gt_depth_decode"])
         self.depth_bins = {k: cfg["depth"][k] for k in ("num_bins", "min", "max")}
@@ -181,9 +186,9 @@ class MonoDETR(Detector):
         hs, boxes = self.decoder(tgt[None].expand(batch_size, -1, -1), query_pos[None].expand(batch_size, -1, -1),
                                  memory, spatial_shapes, level_start, depth_memory)
 
-        fy = batch["P2"][:, 1, 1].to(hs.dtype)
+        fy, image_h = geometric_scale(batch, self.cfg["geometric_depth"], input_h, hs.dtype)
         map_term = self.depth_map_term()
-        layers = [self.heads(i, hs[i], boxes[i], depth, fy, input_h, map_term) for i in range(hs.shape[0])]
+        layers = [self.heads(i, hs[i], boxes[i], depth, fy, image_h, map_term) for i in range(hs.shape[0])]
         outputs = dict(layers[-1])
         outputs["aux_outputs"] = layers[:-1]
         outputs["pred_depth_map_logits"] = depth_logits
@@ -223,6 +228,13 @@ class MonoDETR(Detector):
 
     # ----------------------------------------------------------------------------------------
     # The detector interface (docs/architecture.md)
+
+    def official_state_dict(self, checkpoint: dict, source: str = "checkpoint") -> dict:
+        """This model's state dict from an official checkpoint's contents (monokd convert;
+        monokd.models.monodetr.official): CheckpointMismatchError (one line) on another layout."""
+        from monokd.models.monodetr.official import official_state_dict
+
+        return official_state_dict(self, checkpoint, source)
 
     def losses(self, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:
         return self.criterion(outputs, self.logit_targets(batch))

@@ -4,8 +4,10 @@ heading = bin centre + residual, size = cluster mean + residual (coding.py); the
 the heading are rotated back from the frustum frame (rotation_y = heading + frustum angle);
 location = the bottom centre (y + h/2, y down); alpha from rotation_y and the centre's ray.
 2-D box: the input box mapped through ``input_to_original`` (monodetr.decode.to_original).
-score = 2-D score x p(heading bin) x p(size cluster) (see model.py); boxes scoring below
-``min_score`` are dropped.
+score (``model.decode.score``): ``detection_2d``, the 2-D detection's score alone (PatchNet's
+tester writes the 2-D detector's probability), or ``combined``, 2-D score x p(heading bin) x
+p(size cluster) (monokd's: a 3-D confidence ranks the boxes of one 2-D score, e.g. GT boxes);
+boxes scoring below ``min_score`` are dropped.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from monokd.geometry.boxes import alpha_from_rotation_y, wrap_angle
 from monokd.models.monodetr.decode import to_original
 from monokd.models.patchnet.coding import NUM_HEADING_BIN, class_to_angle, class_to_size, mean_sizes
 from monokd.models.patchnet.patches import rotate_about_y
+
+SCORES = ("combined", "detection_2d")
 
 
 @torch.no_grad()
@@ -39,7 +43,11 @@ def decode_boxes(outputs: dict) -> dict:
 
 
 @torch.no_grad()
-def decode_patches(outputs: dict, batch: dict, classes: list[str], min_score: float = 0.0) -> list[list[Object3D]]:
+def decode_patches(outputs: dict, batch: dict, classes: list[str], min_score: float = 0.0,
+                   score: str = "combined") -> list[list[Object3D]]:
+    """One Object3D per 2-D box of ``batch["proposals"]`` (see the module docstring)."""
+    if score not in SCORES:
+        raise ValueError(f"score: {score!r} is not one of {SCORES}")
     flipped = batch.get("flipped")
     if flipped is not None and bool(torch.as_tensor(flipped).any()):
         raise ValueError("decode_patches: batch['flipped'] is set; decode only unflipped (eval) batches")
@@ -48,7 +56,7 @@ def decode_patches(outputs: dict, batch: dict, classes: list[str], min_score: fl
     location = boxes["centre"] + torch.stack([torch.zeros_like(boxes["dims"][:, 0]), boxes["dims"][:, 0] / 2,
                                               torch.zeros_like(boxes["dims"][:, 0])], -1)
     alpha = alpha_from_rotation_y(boxes["rotation_y"], boxes["centre"][:, 0], boxes["centre"][:, 2])
-    score = outputs["scores_2d"] * boxes["confidence"]
+    score = outputs["scores_2d"] * (boxes["confidence"] if score == "combined" else 1.0)
     results = []
     start = 0
     for b, n in enumerate(counts):

@@ -9,9 +9,17 @@ cluster / that cluster's mean size. L1 terms are means over patches and coordina
 
 L_corner: the mean L1 distance between the 8 corners of the predicted box (predicted centre,
 the GT bin's centre + predicted residual, the GT cluster's mean + predicted residual) and of
-the GT box, the minimum of it and of the distance to the GT box turned by pi, per patch: a
-box and its flipped twin have the same corners, so the loss does not punish a heading off
-by pi (the heading classifier settles that). Corners: monokd.geometry.boxes.corners_3d.
+the GT box, the minimum of it and of the distance to the GT box turned by pi: a box and its
+flipped twin have the same corners, so the loss does not punish a heading off by pi (the
+heading classifier settles that). Corners: monokd.geometry.boxes.corners_3d. Two switches:
+
+- ``flip_min``: ``per_box`` (monokd's: the minimum per patch, then the mean) or
+  ``batch_mean`` (PatchNet's: min(mean over the batch of the distances to the GT, the same
+  to the flipped GT));
+- ``size_order``: ``hwl`` (the box's true extents) or ``official_bug`` (PatchNet's code hands
+  sizes (l, w, h) to a corner function that reads (h, w, l): the box it builds is h long
+  along the heading, l tall and w wide, standing on the given centre, so a heading error costs
+  about half as much). A bug kept only to reproduce the official loss; off by default.
 """
 
 from __future__ import annotations
@@ -27,21 +35,31 @@ from monokd.models.patchnet.coding import (NUM_HEADING_BIN, angle_to_class, clas
                                            mean_sizes, size_to_class)
 from monokd.models.patchnet.patches import rotate_about_y
 
+SIZE_ORDERS = ("hwl", "official_bug")
+FLIP_MINS = ("per_box", "batch_mean")
 DEFAULT_WEIGHTS = {"center": 1.0, "stage1_center": 1.0, "heading_class": 1.0, "size_class": 1.0,
                    "heading_residual": 20.0, "size_residual": 20.0, "corner": 10.0}
 
 
-def box_corners(centre: torch.Tensor, dims: torch.Tensor, heading: torch.Tensor) -> torch.Tensor:
-    """(N, 8, 3) corners of boxes given by their geometric centre (N, 3), h w l (N, 3), heading (N,)."""
+def box_corners(centre: torch.Tensor, dims: torch.Tensor, heading: torch.Tensor,
+                size_order: str = "hwl") -> torch.Tensor:
+    """(N, 8, 3) corners of boxes given by their geometric centre (N, 3), h w l (N, 3), heading (N,);
+    ``size_order`` official_bug: the box PatchNet's corner loss builds (module docstring)."""
+    if size_order == "official_bug":
+        return corners_3d(dims.flip(-1), centre, heading)
     bottom = centre + torch.stack([torch.zeros_like(dims[:, 0]), dims[:, 0] / 2, torch.zeros_like(dims[:, 0])], -1)
     return corners_3d(dims, bottom, heading)
 
 
-def corner_loss(centre, dims, heading, gt_centre, gt_dims, gt_heading) -> torch.Tensor:
-    """Mean over boxes of min(L1 to the GT corners, L1 to the corners of the GT turned by pi)."""
-    pred = box_corners(centre, dims, heading)
-    gt = box_corners(gt_centre, gt_dims, gt_heading)
-    flipped = box_corners(gt_centre, gt_dims, gt_heading + math.pi)
+def corner_loss(centre, dims, heading, gt_centre, gt_dims, gt_heading, size_order: str = "hwl",
+                flip_min: str = "per_box") -> torch.Tensor:
+    """min(L1 to the GT corners, L1 to the corners of the GT turned by pi), per box then
+    averaged (``per_box``) or of the two batch means (``batch_mean``)."""
+    pred = box_corners(centre, dims, heading, size_order)
+    gt = box_corners(gt_centre, gt_dims, gt_heading, size_order)
+    flipped = box_corners(gt_centre, gt_dims, gt_heading + math.pi, size_order)
+    if flip_min == "batch_mean":
+        return torch.minimum((pred - gt).abs().mean(), (pred - flipped).abs().mean())
     distance = torch.minimum((pred - gt).abs().mean((1, 2)), (pred - flipped).abs().mean((1, 2)))
     return distance.mean()
 
@@ -75,12 +93,14 @@ def patch_targets(batch: dict, frustum_angle: torch.Tensor, size_cluster: torch.
 class PatchNetLoss:
     """``__call__(outputs, batch) -> {term: weighted value, "loss": sum}`` (see the module doc)."""
 
-    def __init__(self, weights: dict | None, size_cluster: torch.Tensor):
+    def __init__(self, weights: dict | None, size_cluster: torch.Tensor, size_order: str = "hwl",
+                 flip_min: str = "per_box"):
         unknown = set(weights or {}) - set(DEFAULT_WEIGHTS)
         if unknown:
             raise ConfigError(f"loss: unknown PatchNet term(s) {sorted(unknown)}; known: {sorted(DEFAULT_WEIGHTS)}")
         self.weights = {**DEFAULT_WEIGHTS, **(weights or {})}
         self.size_cluster = size_cluster
+        self.corner_options = {"size_order": size_order, "flip_min": flip_min}
 
     def __call__(self, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:
         anchor = outputs["center"]
@@ -89,6 +109,8 @@ class PatchNetLoss:
             return {**{k: zero for k in self.weights}, "loss": zero}
         t = patch_targets(batch, outputs["frustum_angle"], self.size_cluster)
         keep = t["keep"]
+        if "depth_shift" in outputs:  # PatchNet's z shift moved the patch; the target moves with it
+            t["centre"] = t["centre"] + F.pad(outputs["depth_shift"][keep][:, None], (2, 0))
         o = {k: outputs[k][keep] for k in ("center", "stage1_center", "heading_scores", "heading_residuals_normalized",
                                             "size_scores", "size_residuals_normalized")}
         rows = torch.arange(int(keep.sum()), device=anchor.device)
@@ -105,7 +127,7 @@ class PatchNetLoss:
             "size_residual": F.l1_loss(size_res, t["size_residual"] / mean),
             "corner": corner_loss(o["center"], class_to_size(t["size_class"], size_res * mean),
                                   class_to_angle(t["heading_class"], heading_res * per_bin),
-                                  t["centre"], t["dims"], t["heading"]),
+                                  t["centre"], t["dims"], t["heading"], **self.corner_options),
         }
         terms = {k: self.weights[k] * v for k, v in terms.items()}
         terms["loss"] = sum(terms.values())

@@ -14,8 +14,13 @@
 
 Decoding (one Object3D per 2-D box): centre and heading rotated back by the frustum angle,
 location = bottom centre, 2-D box = the input box mapped to the original image, score =
-2-D score x 3-D confidence, the confidence being the probability of the chosen heading bin
-times that of the chosen size cluster (PatchNet has no score head; a GT 2-D box scores 1).
+the 2-D score (``decode.score: detection_2d``, PatchNet's), or that x a 3-D confidence, the
+probability of the chosen heading bin times that of the chosen size cluster (``combined``:
+PatchNet has no score head; a GT 2-D box scores 1).
+
+The switches between PatchNet's official code and monokd's own choices (``crop``, ``norm``,
+``init``, ``bn_momentum``, ``center_conv_bias``, ``onehot_classes``, ``depth_shift``,
+``backbone.strides``, ``decode.score``, ``corner_loss``): DEFAULTS below, docs/patchnet.md.
 
 Distillation signals (monokd/models/contract.py, no decoder): the ``features`` are the 4 stage
 outputs, in the "given" space (patch cells, one "image" per box): ``masks[k]`` (N, h_k, w_k) =
@@ -31,13 +36,16 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from monokd.errors import ConfigError
 from monokd.models.contract import DEPTH_MAPS, P2, PROPOSALS, Detector, DistillSpec, attach_signals, signal_set
 from monokd.models.patchnet import patches as P
 from monokd.models.patchnet.coding import NUM_HEADING_BIN, SIZE_CLUSTERS, size_cluster_of
-from monokd.models.patchnet.heads import BoxBackbone, CenterRegressor, DistanceHeads, cell_mask, masked_max_pool
-from monokd.models.patchnet.losses import DEFAULT_WEIGHTS, PatchNetLoss
+from monokd.models.patchnet.decode import SCORES
+from monokd.models.patchnet.heads import (NORMS, BoxBackbone, CenterRegressor, DistanceHeads, bn_momentum, cell_mask,
+                                          masked_max_pool, xavier_init)
+from monokd.models.patchnet.losses import DEFAULT_WEIGHTS, FLIP_MINS, SIZE_ORDERS, PatchNetLoss
 from monokd.schema import Section
 
 DEFAULTS = {
@@ -45,25 +53,54 @@ DEFAULTS = {
     "depth_input": None,  # None: batch["depth_pred"] (estimated); gt_pixel: batch["depth_maps"] (depth_2)
     "patch_size": 32, "threshold_offset": 0.5,
     "center_channels": [128, 128, 256], "center_hidden": [256, 128],
-    "backbone": {"widths": [64, 128, 256, 512], "blocks": [2, 2, 2, 2], "se_reduction": 16},
+    "backbone": {"widths": [64, 128, 256, 512], "blocks": [2, 2, 2, 2], "se_reduction": 16, "strides": [1, 2, 2, 2]},
     "head_hidden": [512, 256], "dropout": 0.5, "distance_edges": [30.0, 50.0],
-    "decode": {"min_score": 0.0},
+    "decode": {"min_score": 0.0, "score": "combined"},
+    # The switches between PatchNet's official code and monokd's own choices (docs/patchnet.md,
+    # "The KITTI recipe and the official code"); these defaults are monokd's.
+    "crop": "continuous",            # pixel_span: PatchNet's whole-pixel slice
+    "norm": "layer",                 # batch: BatchNorm1d in the MLPs
+    "init": "default",               # xavier: PatchNet's init_weights
+    "bn_momentum": None,             # {initial, gamma, milestones, min}: PatchNet's schedule by epoch
+    "center_conv_bias": False,       # PatchNet's PlainNet convs carry a bias
+    "onehot_classes": None,          # the class of each one-hot entry (PatchNet: [Car, Pedestrian, Cyclist])
+    "depth_shift": 0.0,              # PatchNet's random z shift in training: N(0, (ratio x distance)^2)
+    "corner_loss": {"size_order": "hwl", "flip_min": "per_box"},
 }
+INITS = ("default", "xavier")
 DEPTH_INPUTS = {None: "depth_pred", "gt_pixel": "depth_maps"}
+BN_MOMENTUM_KEYS = ("initial", "gamma", "milestones", "min")
 BOX_KEYS = ("center", "stage1_center", "heading_scores", "heading_residuals_normalized", "size_scores",
             "size_residuals_normalized")
 
 
-SECTION = Section("model", DEFAULTS, typed=True, choices={"depth_input": tuple(DEPTH_INPUTS)})
+SECTION = Section("model", DEFAULTS, typed=True,
+                  choices={"depth_input": tuple(DEPTH_INPUTS), "crop": P.CROPS, "norm": NORMS, "init": INITS,
+                           "decode.score": SCORES, "corner_loss.size_order": SIZE_ORDERS,
+                           "corner_loss.flip_min": FLIP_MINS})
 LOSS_SECTION = Section("loss", DEFAULT_WEIGHTS)  # a weight per term (monokd.models.patchnet.losses)
 
 
 def model_config(cfg: dict) -> dict:
     """The ``model`` section over DEFAULTS; unknown keys and values raise ConfigError naming the key."""
     out = SECTION.resolve(cfg)
-    if len(out["backbone"]["widths"]) != len(out["backbone"]["blocks"]):
-        raise ConfigError("model.backbone: widths and blocks need one entry per stage")
+    backbone = out["backbone"]
+    if not len(backbone["widths"]) == len(backbone["blocks"]) == len(backbone["strides"]):
+        raise ConfigError("model.backbone: widths, blocks and strides need one entry per stage")
+    schedule = out["bn_momentum"]
+    if schedule is not None and (not isinstance(schedule, dict) or set(schedule) != set(BN_MOMENTUM_KEYS)):
+        raise ConfigError(f"model.bn_momentum: null or a mapping with the keys {list(BN_MOMENTUM_KEYS)}, got {schedule!r}")
     return out
+
+
+def onehot_index(cfg: dict, classes: list[str]) -> list[int]:
+    """The one-hot entry of each of ``data.classes``: ``model.onehot_classes`` names the
+    entries (PatchNet's [Car, Pedestrian, Cyclist], whatever it trains on), else the classes."""
+    names = list(cfg["onehot_classes"] or classes)
+    missing = [c for c in classes if c not in names]
+    if missing or len(set(names)) != len(names):
+        raise ConfigError(f"model.onehot_classes: {names} must name each of data.classes {classes} once")
+    return [names.index(c) for c in classes]
 
 
 class PatchNet(Detector):
@@ -79,13 +116,31 @@ class PatchNet(Detector):
         self.patch_size, self.offset = int(cfg["patch_size"]), float(cfg["threshold_offset"])
         self.num_size_cluster = len(SIZE_CLUSTERS)
         self.register_buffer("size_cluster", size_cluster_of(self.classes), persistent=False)
-        n_cls, backbone = len(self.classes), cfg["backbone"]
-        self.center_regressor = CenterRegressor(cfg["center_channels"], n_cls, cfg["center_hidden"], cfg["dropout"])
-        self.box_backbone = BoxBackbone(backbone["widths"], backbone["blocks"], backbone["se_reduction"])
+        self.register_buffer("label_to_onehot", torch.tensor(onehot_index(cfg, self.classes)), persistent=False)
+        self.crop, self.depth_shift_ratio = cfg["crop"], float(cfg["depth_shift"])
+        n_cls, backbone = len(cfg["onehot_classes"] or self.classes), cfg["backbone"]
+        self.num_onehot = n_cls
+        self.center_regressor = CenterRegressor(cfg["center_channels"], n_cls, cfg["center_hidden"], cfg["dropout"],
+                                                cfg["norm"], bool(cfg["center_conv_bias"]))
+        self.box_backbone = BoxBackbone(backbone["widths"], backbone["blocks"], backbone["se_reduction"],
+                                        backbone["strides"])
         out = 3 + 2 * NUM_HEADING_BIN + 4 * self.num_size_cluster
         self.heads = DistanceHeads(backbone["widths"][-1] + n_cls, cfg["head_hidden"], out, cfg["dropout"],
-                                   cfg["distance_edges"])
-        self.criterion = PatchNetLoss(loss_cfg, self.size_cluster)
+                                   cfg["distance_edges"], cfg["norm"])
+        if cfg["init"] == "xavier":
+            xavier_init(self)
+        self.set_epoch(0)
+        self.criterion = PatchNetLoss(loss_cfg, self.size_cluster, **cfg["corner_loss"])
+
+    def set_epoch(self, epoch: int) -> None:
+        """At the start of each training epoch: PatchNet's BatchNorm momentum schedule
+        (``model.bn_momentum``; nothing when it is null)."""
+        if self.cfg["bn_momentum"] is None:
+            return
+        momentum = bn_momentum(int(epoch), self.cfg["bn_momentum"])
+        for m in self.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.momentum = momentum
 
     # ----------------------------------------------------------------------------------------
     def input_depth(self, batch: dict) -> torch.Tensor:
@@ -104,7 +159,7 @@ class PatchNet(Detector):
         image_index = torch.cat([torch.full((len(b),), i, device=depth.device, dtype=torch.long)
                                  for i, b in enumerate(boxes)])
         maps = torch.cat([P.backproject(depth, batch["P2"]), (depth > 0).to(depth.dtype)], 1)
-        crops = P.crop_patches(maps, boxes, self.patch_size)  # X, Y, Z, validity
+        crops = P.crop_patches(maps, boxes, self.patch_size, self.crop)  # X, Y, Z, validity
         angle = P.frustum_angle(torch.cat(boxes).to(depth.dtype), batch["P2"].to(depth.device)[image_index])
         return P.rotate_about_y(crops[:, :3], angle), P.patch_valid(crops[:, 2:4]), crops[:, 2:3], angle
 
@@ -112,7 +167,10 @@ class PatchNet(Detector):
         signals = signal_set(signals)
         xyz, valid, depth_patches, angle = self.make_patches(self.input_depth(batch), batch)
         labels = torch.cat([p["labels"] for p in batch["proposals"]]).to(xyz.device)
-        one_hot = F.one_hot(labels, len(self.classes)).to(xyz.dtype)
+        one_hot = F.one_hot(self.label_to_onehot[labels], self.num_onehot).to(xyz.dtype)
+        shift = self.random_depth_shift(batch, angle)
+        if shift is not None:
+            xyz = torch.cat([xyz[:, :2], xyz[:, 2:] + shift[:, None, None, None]], 1)
         mask = P.object_mask(xyz, valid, self.offset)
         mean = P.masked_mean(xyz, mask)
         keep = valid[:, None].to(xyz.dtype)
@@ -125,12 +183,27 @@ class PatchNet(Detector):
         outputs = self.parse(raw)
         outputs["stage1_center"] = stage1
         outputs["center"] = outputs["center_boxnet"] + stage1
+        if shift is not None:
+            outputs["depth_shift"] = shift
         outputs.update({"frustum_angle": angle, "labels": labels, "mask": mask,
                         "scores_2d": torch.cat([p["scores"] for p in batch["proposals"]]).to(xyz.device)})
         outputs["box_features"] = features  # the losses tie their zero to them when no box has a target
         if signals:
             self.attach_distill_signals(outputs, signals, batch, features, mask, depth_patches, valid)
         return outputs
+
+    def random_depth_shift(self, batch: dict, angle: torch.Tensor) -> torch.Tensor | None:
+        """(N,) PatchNet's training shift of each patch along z (0 for a patch without a target),
+        or None (not training, ``model.depth_shift`` 0, or no target)."""
+        if not (self.training and self.depth_shift_ratio > 0 and "targets" in batch and len(angle)):
+            return None
+        from monokd.models.patchnet.losses import patch_targets
+
+        targets = patch_targets(batch, angle, self.size_cluster)
+        centre = targets["centre"]
+        shift = angle.new_zeros(angle.shape)
+        shift[targets["keep"]] = P.depth_shift(torch.hypot(centre[:, 0], centre[:, 2]), self.depth_shift_ratio)
+        return shift
 
     def parse(self, raw: torch.Tensor) -> dict:
         nh, ns = NUM_HEADING_BIN, self.num_size_cluster
@@ -159,6 +232,13 @@ class PatchNet(Detector):
     # ----------------------------------------------------------------------------------------
     # The detector interface (docs/architecture.md)
 
+    def official_state_dict(self, checkpoint: dict, source: str = "checkpoint") -> dict:
+        """This model's state dict from an official checkpoint's contents (monokd convert;
+        monokd.models.patchnet.official): CheckpointMismatchError (one line) on another layout."""
+        from monokd.models.patchnet.official import official_state_dict
+
+        return official_state_dict(self, checkpoint, source)
+
     def losses(self, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:
         return self.criterion(outputs, batch)
 
@@ -181,7 +261,8 @@ class PatchNet(Detector):
     def decode(self, outputs: dict, batch: dict) -> list:
         from monokd.models.patchnet.decode import decode_patches
 
-        return decode_patches(outputs, batch, self.classes, float(self.cfg["decode"]["min_score"]))
+        return decode_patches(outputs, batch, self.classes, float(self.cfg["decode"]["min_score"]),
+                              self.cfg["decode"]["score"])
 
     @property
     def distill_spec(self) -> DistillSpec:

@@ -3,6 +3,9 @@
     depth (B, 1, H, W) metres, P2 (B, 3, 4) at the input resolution
       -> back-projection: every pixel (u, v, d) -> X = unproject((u, v), d, P2)   (B, 3, H, W)
       -> crop each 2-D box, bilinear resize (align_corners) to S x S               (N, 3, S, S)
+         (``crop``: ``continuous`` spans the box's own edges x1..x2; ``pixel_span`` the whole
+         pixels int(x1)..int(x2) - 1, PatchNet's slice xyz[int(y1):int(y2), int(x1):int(x2)]
+         resized by F.interpolate(bilinear, align_corners=True))
       -> rotation about y by the frustum angle theta = atan2(x, z) of the box centre's ray,
          so that the frustum looks along +z (F-PointNet's "rotate to centre")
       -> PatchNet's mask: valid pixels with Z < mean(Z) + 0.5 m (the object is in front of
@@ -21,6 +24,7 @@ import torch.nn.functional as F
 from monokd.geometry.calib import unproject
 
 FRUSTUM_DEPTH = 20.0  # m; any depth gives the ray of the box centre (P2's offsets are tiny)
+CROPS = ("continuous", "pixel_span")
 
 
 def backproject(depth: torch.Tensor, P2: torch.Tensor) -> torch.Tensor:
@@ -45,12 +49,25 @@ def box_sampling_grid(boxes: torch.Tensor, size: int, image_size: tuple[int, int
     return torch.stack([gx[:, None, :].expand(-1, size, -1), gy[:, :, None].expand(-1, -1, size)], -1)
 
 
-def crop_patches(maps: torch.Tensor, boxes: list[torch.Tensor], size: int) -> torch.Tensor:
+def pixel_span(boxes: torch.Tensor) -> torch.Tensor:
+    """(N, 4) x1 y1 x2 y2 (non-negative) -> the centres of the first and last whole pixel that
+    PatchNet's slice [int(y1):int(y2), int(x1):int(x2)] keeps: int(x1), int(y1), int(x2) - 1,
+    int(y2) - 1 (never before the first: a box under one pixel keeps one)."""
+    first = boxes[:, :2].floor()
+    last = torch.maximum(boxes[:, 2:].floor() - 1, first)
+    return torch.cat([first, last], 1)
+
+
+def crop_patches(maps: torch.Tensor, boxes: list[torch.Tensor], size: int, crop: str = "continuous") -> torch.Tensor:
     """Per box an S x S bilinear resample of ``maps`` (B, C, H, W) -> (N, C, S, S), boxes of
-    image 0 first. ``boxes``: B tensors (N_b, 4) x1 y1 x2 y2 in input pixels."""
+    image 0 first. ``boxes``: B tensors (N_b, 4) x1 y1 x2 y2 in input pixels; ``crop``: one of
+    :data:`CROPS` (see the module docstring)."""
+    if crop not in CROPS:
+        raise ValueError(f"crop: {crop!r} is not one of {CROPS}")
     out = []
     for b, image_boxes in enumerate(boxes):
         if len(image_boxes):
+            image_boxes = pixel_span(image_boxes) if crop == "pixel_span" else image_boxes
             grid = box_sampling_grid(image_boxes.to(maps), size, tuple(maps.shape[-2:]))
             sampled = F.grid_sample(maps[b:b + 1], grid.reshape(1, -1, size, 2), mode="bilinear",
                                     padding_mode="border", align_corners=True)  # (1, C, N_b*S, S)
@@ -88,6 +105,16 @@ def masked_mean(patches: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """(N, 3) mean X, Y, Z over the masked pixels (0 for an empty mask)."""
     weight = mask[:, None].to(patches.dtype)
     return (patches * weight).sum((2, 3)) / weight.sum((2, 3)).clamp(min=1)
+
+
+def depth_shift(centre_distance: torch.Tensor, ratio: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """PatchNet's random shift along the frustum's z (training): N(0, (ratio x d)^2) clipped to
+    +-ratio x d, d = the GT centre's distance sqrt(x^2 + z^2) (N,) m. The patch's Z and the
+    centre's z target move together; the masked mean moves with them, so the mean-removed
+    patch is unchanged and only the stage-1 centre's z, hence the distance head, changes."""
+    limit = ratio * centre_distance
+    noise = torch.randn(centre_distance.shape, generator=generator, dtype=centre_distance.dtype)
+    return torch.minimum(torch.maximum(noise.to(centre_distance.device) * limit, -limit), limit)
 
 
 def patch_valid(depth_patches: torch.Tensor) -> torch.Tensor:
