@@ -12,6 +12,8 @@ from pathlib import Path
 
 import lightning as L
 
+from monokd.timing import hms
+
 
 def save_atomically(trainer: L.Trainer, path: Path) -> None:
     """``trainer.save_checkpoint`` to a temporary name, then rename: a run killed while
@@ -147,7 +149,7 @@ class PlainProgress(L.Callback):
         if self.started is not None and done > 0:
             per_step = (time.monotonic() - self.started) / done
             left = int(per_step * max(total - step, 0))
-            parts += [f"{per_step:.2f} s/step", f"eta {left // 3600:d}:{left % 3600 // 60:02d}:{left % 60:02d}"]
+            parts += [f"{per_step:.2f} s/step", f"eta {hms(left)}"]
         return " ".join(parts)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
