@@ -45,11 +45,8 @@ def depth_frontend(runs: Path, data: Path, extra: list[str] = ()) -> dict:
     """Train, predict (train + val) and score the depth front-end; returns the val metrics.
     ``extra``: further ``monokd depth train`` arguments (e.g. ``--set train.epochs=4``)."""
     run, pred, scored = runs / "depth", data / "depth_pred", runs / "depth" / "val_metrics.json"
-    if not (run / stages.TRAIN_MARKER).is_file():
-        args = ["depth", "train", "--config", str(REPO / "configs" / "depth_synth.yaml"), "--out", str(run),
-                "--resume", "--set", f"data.root={data}", *extra]
-        stages.run_command(args, "depth front-end")
-        (run / stages.TRAIN_MARKER).write_text(" ".join(args) + "\n")
+    stages.train(REPO / "configs" / "depth_synth.yaml", run, [f"data.root={data}"], None, extra,
+                 stage="depth front-end", command=("depth", "train"))
     stages.run_command(["depth", "predict", "--ckpt", str(run / "last.ckpt"), "--split", "train", "--split", "val",
                       "--out", str(pred)], "depth predict")  # resumable: written frames are skipped
     if not scored.is_file():

@@ -287,9 +287,7 @@ def test_demo_story_prepares_depth_and_boxes_first(tmp_path, monkeypatch):
             open(out, "w").write(json.dumps({"abs_rel": 0.2, "rmse": 6.0, "delta1": 0.7, "images": 4}))
             return
         os.makedirs(out, exist_ok=True)
-        if args[:2] == ["depth", "train"]:
-            open(os.path.join(out, "metrics.json"), "w").write("{}")
-        elif args[0] == "train":
+        if args[:2] == ["depth", "train"] or args[0] == "train":
             for name in ("config.yaml", "last.ckpt"):
                 open(os.path.join(out, name), "w").write("{}")
             open(os.path.join(out, "metrics.json"), "w").write(json.dumps({"validations": [
@@ -404,15 +402,13 @@ def test_demo_prepare_is_a_counted_logged_stage(tmp_path, monkeypatch, capsys):
         lane = options.get("lane")
         lanes.setdefault(lane.name, lane.log)
         if args[:2] == ["depth", "train"]:  # one real child: its lines go to the log, its progress shows
-            assert lane.run([sys.executable, "-c", "print('GPU available: False'); print('depth train: epoch 1')"]) == 0
+            assert lane.run([sys.executable, "-c", "print('GPU available: False'); print('epoch 1/8 step 3/24 loss 5.0')"]) == 0
         if args[:2] == ["depth", "evaluate"]:
             os.makedirs(os.path.dirname(out), exist_ok=True)
             open(out, "w").write(json.dumps({"abs_rel": 0.25, "rmse": 5.5, "delta1": 0.75, "images": 3}))
             return
         os.makedirs(out, exist_ok=True)
-        if args[:2] == ["depth", "train"]:
-            open(os.path.join(out, "metrics.json"), "w").write("{}")
-        elif args[0] == "train":
+        if args[:2] == ["depth", "train"] or args[0] == "train":
             for name in ("config.yaml", "last.ckpt"):
                 open(os.path.join(out, name), "w").write("{}")
             open(os.path.join(out, "metrics.json"), "w").write(json.dumps({"validations": [
@@ -432,9 +428,9 @@ def test_demo_prepare_is_a_counted_logged_stage(tmp_path, monkeypatch, capsys):
     assert banners[1].startswith("=== [demo 2/5] prepare: ") and str(out / "logs" / "prepare.log") in banners[1]
     assert lanes["prepare"] == out / "logs" / "prepare.log"
     log = (out / "logs" / "prepare.log").read_text()
-    assert "GPU available: False" in log and "depth train: epoch 1" in log
+    assert "GPU available: False" in log and "epoch 1/8 step 3/24" in log
     shown = printed.getvalue()
-    assert "[prepare] depth train: epoch 1" in shown and "GPU available" not in shown
+    assert "[prepare] epoch 1/8 step 3/24" in shown and "GPU available" not in shown
     assert "  prepare  " in shown  # a row of the stage times
     assert "AbsRel 0.250, RMSE 5.50 m, delta1 0.750 (3 images)" in report
     assert "Car AP_2D@0.7 R40 easy / moderate / hard 31.00 / 22.00 / 11.00; 2 boxes in its 1 result files" in report

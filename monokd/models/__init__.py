@@ -20,6 +20,7 @@ REGISTRY: dict[str, str] = {
     "caddn": "monokd.models.caddn.model:build_caddn",
     "takd_student": "monokd.models.takd.model:build_takd_student",
     "lidar_pillars": "monokd.models.lidar.model:build_lidar_pillars",
+    "depth_resnet": "monokd.models.depth.model:build_depth_net",
 }
 
 

@@ -31,10 +31,6 @@ from monokd.pipeline import presets, stages
 BOX_KEYS = tuple(f"Car/bbox/{level}/R40@0.70" for level in ("easy", "moderate", "hard"))  # the box detector's AP
 
 
-def _sets(items) -> list[str]:
-    return [a for item in items for a in ("--set", item)]
-
-
 def _say(lane, text: str, always: bool = False) -> None:
     """A line of the stage's own: on its lane's display, else (``always``) on stdout."""
     if lane is not None:
@@ -51,11 +47,10 @@ def prepare_inputs(preset: dict, root: Path, out: Path, seed: int, extra_train=(
     common = [f"data.root={root}", *(overrides.get("all") or [])]
     options = {k: v for k, v in (("env", env), ("lane", lane)) if v}
     depth_run, pred, scored = out / "depth", out / "depth_pred", out / "eval" / "depth.json"
-    if not (depth_run / "metrics.json").is_file():  # written when the training has finished
+    if not stages.training_done(depth_run):
         _say(lane, f"depth front-end: training -> {depth_run}")
-        stages.run_command(["depth", "train", "--config", str(presets.CONFIG_DIR / "depth_synth.yaml"), "--out",
-                          str(depth_run), "--resume", *_sets(common + list(overrides.get("depth") or []))],
-                         "depth front-end", **options)
+    stages.train(presets.CONFIG_DIR / "depth_synth.yaml", depth_run, common + list(overrides.get("depth") or []),
+                 stage="depth front-end", command=("depth", "train"), **options)
     stages.run_command(["depth", "predict", "--ckpt", str(depth_run / "last.ckpt"), "--split", "train", "--split", "val",
                       "--out", str(pred)], "depth predict", **options)
     if not scored.is_file():

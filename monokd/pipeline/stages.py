@@ -125,12 +125,14 @@ def _runner_options(env: dict | None, lane) -> dict:
 
 
 def train(config: str | Path, run_dir: str | Path, overrides: list[str], seed: int | None = None,
-          extra: list[str] = (), stage: str = "train", env: dict | None = None, lane=None) -> Path:
+          extra: list[str] = (), stage: str = "train", env: dict | None = None, lane=None,
+          command: tuple[str, ...] = ("train",)) -> Path:
     """Train unless done; return the checkpoint. Always ``--resume auto`` so an interrupted
-    run continues from its ``last.ckpt``."""
+    run continues from its ``last.ckpt``. ``command``: the training command (``monokd train``,
+    or ``monokd depth train`` for the depth front-end: both train through the same engine)."""
     run_dir = Path(run_dir)
     if not training_done(run_dir):
-        args = ["train", "--config", str(config), "--out", str(run_dir), "--resume", "auto"]
+        args = [*command, "--config", str(config), "--out", str(run_dir), "--resume", "auto"]
         if seed is not None:
             args += ["--seed", str(seed)]
         for item in overrides:

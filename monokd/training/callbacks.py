@@ -12,6 +12,7 @@ from pathlib import Path
 
 import lightning as L
 
+from monokd.config import get
 from monokd.timing import hms
 
 
@@ -163,3 +164,10 @@ class PlainProgress(L.Callback):
         key = getattr(pl_module, "monitor_key", "val/monitor")
         shown = "n/a" if value is None else f"{float(value):.2f}"
         self._print(trainer, f"val epoch {trainer.current_epoch + 1} step {trainer.global_step} {key} {shown}")
+
+
+def console_progress(cfg: dict) -> tuple[list | None, bool]:
+    """(callbacks, live bar) of a training started from the command line: a terminal gets
+    Lightning's live bar; a file or a pipe plain lines (no carriage returns)."""
+    live = sys.stdout.isatty()
+    return (None if live else [PlainProgress(int(get(cfg, "train.log_every", 10) or 10))]), live
