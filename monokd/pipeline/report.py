@@ -90,8 +90,7 @@ def headline(preset: dict, results: dict[str, dict[str, float]], curves: dict) -
         parts.append(f"they show the pipeline working end to end and {who} {'ahead of' if lead > 0 else 'not ahead of'} "
                      f"{' and '.join(s.label for s in students)} (moderate AP_BEV@0.5 "
                      + ", ".join(f"{m.label} {results[m.name].get(key, float('nan')):.1f}" for m in plot.models) + ")")
-    where = (f"the README's longer 3-seed runs (800 frames, 12 epochs: README.md, \"Results on SynthKITTI\", "
-             f"and {plot.docs})" if plot.docs == "docs/add.md" else f"the longer runs in {plot.docs}")
+    where = plot.longer_runs or f"the longer runs in {plot.docs}"
     parts.append("they do not measure what distillation gains: a difference of a few AP between the students of one "
                  f"short run is within the seed-to-seed spread, so for that see {where}")
     return "; ".join(parts) + "."

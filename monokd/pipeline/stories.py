@@ -40,7 +40,8 @@ class Story:
     (PatchNet: depth maps and 2-D boxes); ``prepare_report`` ("module:function", optional)
     returns the report's lines on those inputs; ``figure`` ("module:function", optional)
     draws a figure of the trained models and returns the report's section on it. ``docs`` is
-    the page of the story's longer runs, which the sentence under the report's table points to."""
+    the page of the story's longer runs, which the sentence under the report's table points
+    to (``longer_runs``: that pointer in words of its own, when it needs more)."""
 
     waves: tuple[tuple[Model, ...], ...]
     method: str = "ADD"  # the report's title
@@ -49,6 +50,7 @@ class Story:
     prepare_report: str | None = None
     figure: str | None = None
     docs: str = "docs/add.md"
+    longer_runs: str | None = None
 
     @property
     def models(self) -> tuple[Model, ...]:
@@ -70,7 +72,8 @@ STORIES: dict[tuple[str, str], Story] = {
         (Model("teacher", "monodetr_teacher_synth.yaml", "Teacher (object-wise GT depth)", "teacher"),),
         (Model("baseline", "monodetr_synth.yaml", "MonoDETR (baseline)", "baseline"),
          Model("add", "add_monodetr_synth.yaml", "MonoDETR + ADD", "distilled", teacher="teacher")),
-    )),
+    ), longer_runs="the README's longer 3-seed runs (800 frames, 12 epochs: README.md, \"Results on SynthKITTI\", "
+                   "and docs/add.md)"),
     # MonoTAKD (docs/monotakd.md): LiDAR teacher and camera TA, then the camera student alone
     # (CaDDN) and the MonoTAKD student side by side; model names distinct from the ADD story's,
     # so that a preset's overrides.<model> size each story's models apart
