@@ -42,6 +42,8 @@ Configuration (``cfg["data"]``; every key optional, defaults in :data:`DEFAULTS`
 - ``part``: ``training`` or ``testing`` (None = ``testing`` for the split ``test``).
 - ``default_P2``: a 3x4 matrix used for frames without a calib file (images only); their
   LiDAR frame is the camera's axes re-ordered (monokd.geometry.calib.AXES_VELO_TO_CAM).
+- ``unlabeled``: KITTI raw frames without labels (monokd.data.unlabeled: ``root``, ``split``,
+  ``share``, ``allow_overlap``, ``mapping``); validated here, read by UnlabeledDataset.
 
 Every item carries ``lidar_to_rect`` (4, 4): LiDAR -> rectified camera frame of the augmented
 frame (R0_rect @ Tr_velo_to_cam, then x -> -x when flipped), so that
@@ -97,6 +99,7 @@ DEFAULTS = {
     "part": None,
     "default_P2": None,
     "seed": 0,
+    "unlabeled": None,
 }
 
 TARGET_KEYS = ("labels", "boxes_2d", "centers_3d_proj", "depth", "dims", "location", "rotation_y",
@@ -114,6 +117,10 @@ def data_config(cfg: dict | None) -> dict:
                                 ("data.augment.sampling", out["augment"]["sampling"], aug.SAMPLINGS)):
         if value not in allowed:
             raise ConfigError(f"{key}: {value!r} is not one of {allowed}")
+    if out["unlabeled"] is not None:
+        from monokd.data.unlabeled import unlabeled_options
+
+        out["unlabeled"] = unlabeled_options(out["unlabeled"])
     return out
 
 
@@ -369,6 +376,7 @@ def collate(items: list[dict]) -> dict:
         "frame_ids": [i["frame_id"] for i in items],
         "flipped": torch.tensor([bool(i["flipped"]) for i in items]),
         "targets": [copy.copy(i["targets"]) for i in items],
+        "labeled": torch.tensor([bool(i.get("labeled", True)) for i in items]),
     }
     if all("lidar_to_rect" in i for i in items):
         batch["lidar_to_rect"] = torch.stack([i["lidar_to_rect"] for i in items])

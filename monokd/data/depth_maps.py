@@ -1,4 +1,4 @@
-"""``monokd depth-maps --root data/kitti [--split trainval] [--overwrite]``: pixel-wise depth
+"""``monokd depth-maps --root data/kitti [--split trainval] [--raw] [--overwrite]``: pixel-wise depth
 for a real KITTI from its LiDAR sweeps, written as ``training/depth_2/<id>.png`` (uint16,
 metres x 256, 0 = no depth), the input of CaDDN's depth loss and of its GT-depth teacher.
 
@@ -21,6 +21,11 @@ writes pixels that had none (a return is exact to the PNG's 1/256 m).
 SynthKITTI's depth_2 is different: dense and exact, written by the renderer's z-buffer
 (``monokd synth``); this command is for real KITTI only.
 
+``--raw``: the root is a KITTI raw root (monokd.data.raw) and ``--split`` a raw split name
+(``<root>/ImageSets/<split>.txt``); each frame's map goes to
+``<date>/<drive>/depth_02/data/<frame>.png`` beside its image_02 (the unlabeled dataset's
+``depth_2`` for ``data.depth_maps``), computed as above with the date's calibration.
+
 Resumable: a frame whose PNG exists is skipped unless ``--overwrite``; each PNG is written to a
 temporary name and renamed, so an interrupted run never leaves a half-written map.
 """
@@ -33,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from monokd.data.kitti import KittiPaths, read_calib, read_image, read_split, read_velodyne, write_depth
+from monokd.data.kitti import Calibration, KittiPaths, read_calib, read_image, read_split, read_velodyne, write_depth
 from monokd.geometry.depth import lidar_depth_map
 
 INVERT = 100.0  # metres; inverted depth = INVERT - d (returns beyond it keep their value, unfilled)
@@ -81,10 +86,14 @@ def below_top_beam(valid: np.ndarray, width: int = 15) -> np.ndarray:
 def frame_depth(root: Path, frame: str, part: str = "training") -> np.ndarray:
     """Completed (H, W) depth of one frame from its velodyne sweep and calib."""
     paths = KittiPaths(root, part)
-    calib = read_calib(paths.file("calib", frame))
-    height, width = read_image(paths.file("image_2", frame)).shape[:2]
-    sparse = lidar_depth_map(read_velodyne(paths.file("velodyne", frame)), calib, (width, height))
-    return complete_depth(sparse)
+    return sweep_depth(paths.file("image_2", frame), paths.file("velodyne", frame),
+                       read_calib(paths.file("calib", frame)))
+
+
+def sweep_depth(image: Path, sweep: Path, calib: Calibration) -> np.ndarray:
+    """Completed (H, W) depth of the image ``image`` from the sweep ``sweep`` (H, W: the image's)."""
+    height, width = read_image(image).shape[:2]
+    return complete_depth(lidar_depth_map(read_velodyne(sweep), calib, (width, height)))
 
 
 def frames_to_do(root: Path, split: str | None, part: str = "training") -> list[str]:
@@ -100,20 +109,45 @@ def write_depth_maps(root: str | Path, split: str | None = None, overwrite: bool
     """Write ``<part>/depth_2/<id>.png`` for every frame to do; returns counts."""
     root = Path(root)
     paths = KittiPaths(root, part)
-    frames = frames_to_do(root, split, part)
+    jobs = [(paths.file("depth_2", frame), lambda frame=frame: frame_depth(root, frame, part))
+            for frame in frames_to_do(root, split, part)]
+    return _write_all(jobs, overwrite, log)
+
+
+def write_raw_depth_maps(root: str | Path, split: str | None = None, overwrite: bool = False, log=print) -> dict:
+    """The same for KITTI raw frames (monokd.data.raw): ``<date>/<drive>/depth_02/data/<frame>.png``
+    for every frame of the raw split ``<root>/ImageSets/<split>.txt`` (None: every frame under
+    ``root``) that has a sweep; each date's calibration is read once."""
+    from monokd.data.raw import RawPaths, list_raw_frames, read_raw_calib, read_raw_split
+
+    paths = RawPaths(Path(root))
+    frames = read_raw_split(paths.split(split), root) if split else list_raw_frames(root)
+    calibs: dict[str, Calibration] = {}
+
+    def depth(frame):
+        if frame.date not in calibs:
+            calibs[frame.date] = read_raw_calib(paths.date_dir(frame.date))
+        return sweep_depth(paths.file("image_2", frame), paths.file("velodyne", frame), calibs[frame.date])
+
+    jobs = [(paths.file("depth_2", f), lambda f=f: depth(f)) for f in frames if paths.file("velodyne", f).is_file()]
+    return _write_all(jobs, overwrite, log)
+
+
+def _write_all(jobs: list, overwrite: bool, log) -> dict:
+    """Write each ``(out path, depth())`` job: skipped when the file exists (unless
+    ``overwrite``), else written to a temporary name and renamed. Returns counts."""
     done = skipped = 0
     start = time.monotonic()
-    for index, frame in enumerate(frames, start=1):
-        out = paths.file("depth_2", frame)
+    for index, (out, compute) in enumerate(jobs, start=1):
         if out.is_file() and not overwrite:
             skipped += 1
         else:
             tmp = out.with_name(f".{out.stem}.tmp.png")
-            write_depth(tmp, frame_depth(root, frame, part))
+            write_depth(tmp, compute())
             os.replace(tmp, out)
             done += 1
-        if index == len(frames) or index % 50 == 0:
+        if index == len(jobs) or index % 50 == 0:
             rate = done / max(time.monotonic() - start, 1e-9)
-            log(f"depth-maps: {index}/{len(frames)} frames ({done} written, {skipped} already there, "
+            log(f"depth-maps: {index}/{len(jobs)} frames ({done} written, {skipped} already there, "
                 f"{rate:.1f} frames/s)")
-    return {"frames": len(frames), "written": done, "skipped": skipped}
+    return {"frames": len(jobs), "written": done, "skipped": skipped}

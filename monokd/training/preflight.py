@@ -103,6 +103,10 @@ def check_run(cfg: dict, datamodule) -> dict:
     """Check the settings, build and check the datamodule's datasets and the teacher;
     returns the provenance."""
     check_numbers(cfg)
+    if get(cfg, "data.unlabeled") is not None:
+        # Refused rather than ignored: its frames' empty targets would read as "no object".
+        raise ConfigError("data.unlabeled: training on unlabeled frames is not part of the engine yet (the data "
+                          "side is: docs/unlabeled.md); remove the section")
     train_split = get(cfg, "data.train_split", "train")
     val_split = get(cfg, "data.val_split", "val")
     train_set, val_set = datamodule.train_set, datamodule.val_set

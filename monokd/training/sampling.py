@@ -104,3 +104,52 @@ class ShardSampler(Sampler):
 
     def __iter__(self):
         return iter(self.indices)
+
+
+class MixedEpochBatchSampler(EpochBatchSampler):
+    """Batches of ``(epoch, index)`` keys over labeled frames 0 .. L-1 and unlabeled frames
+    L .. L+U-1 (monokd.data.unlabeled.MixedDataset).
+
+    Batch b of an epoch holds ``unlabeled_per_batch(b, batch_size, share)`` unlabeled frames
+    and labeled ones for the rest; an epoch is one pass over this rank's labeled frames (in
+    EpochBatchSampler's order), so its length does not depend on U. The unlabeled frames
+    come from permutations seeded by (seed, epoch, pass, rank), taken in turn: every frame is
+    seen once before any is seen again on a rank (ranks draw their own permutations rather
+    than shards). Resuming skips the batches already trained on, as the
+    parent does.
+    """
+
+    def __init__(self, labeled: int, unlabeled: int, batch_size: int, share: float, seed: int,
+                 rank: int = 0, world_size: int = 1):
+        super().__init__(labeled, batch_size, seed, rank, world_size)
+        if unlabeled == 0 and share > 0:
+            raise ValueError("MixedEpochBatchSampler: no unlabeled frames to draw")
+        self.unlabeled = unlabeled
+        self.share = share
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        """The index lists of every batch of ``epoch`` on this rank."""
+        from monokd.data.unlabeled import unlabeled_per_batch
+
+        labeled = self.order(epoch)
+        drawn: list[int] = []
+        out, start, passes = [], 0, 0
+        while start < len(labeled):
+            extra = unlabeled_per_batch(len(out), self.batch_size, self.share)
+            take = self.batch_size - extra
+            while len(drawn) < extra:
+                passes += 1
+                permutation = np.random.default_rng(sample_seed(self.seed, epoch, passes, self.rank + 1))
+                drawn.extend(int(i) + self.size for i in permutation.permutation(self.unlabeled))
+            out.append(labeled[start:start + take] + drawn[:extra])
+            drawn, start = drawn[extra:], start + take
+        return out
+
+    def __len__(self) -> int:
+        return len(self.batches(self.epoch))
+
+    def __iter__(self):
+        epoch = self.epoch
+        start = self._skip.pop(epoch, 0)
+        for batch in self.batches(epoch)[start:]:
+            yield [(epoch, i) for i in batch]

@@ -3,6 +3,9 @@
     OUT/training/{image_2,calib,label_2,velodyne,depth_2}/NNNNNN.{png,txt,bin}
     OUT/ImageSets/{train,val,trainval}.txt
 
+and, with ``raw_drives``, the same frames inside drives of the KITTI raw layout plus fresh
+frames, with the devkit's mapping files (monokd.data.synth.raw_drives).
+
 Frame i is rendered from the seed sequence (seed, i), so its content does not depend on the
 number of frames or of workers.
 """
@@ -15,6 +18,7 @@ from pathlib import Path
 
 from monokd.data.kitti import (KittiPaths, write_calib, write_depth, write_image, write_label,
                                write_split, write_velodyne)
+from monokd.data.synth.raw_drives import write_raw_drives
 from monokd.data.synth.render import DEFAULT_SIZE, render_frame
 from monokd.errors import ConfigError
 
@@ -43,12 +47,18 @@ def _write_frame_star(args):
 
 
 def generate(out_dir, num_train: int, num_val: int, seed: int = 0, width: int = DEFAULT_SIZE[0],
-             height: int = DEFAULT_SIZE[1], workers: int = 1) -> Path:
-    """Render ``num_train + num_val`` frames into ``out_dir`` (train ids first, then val)."""
+             height: int = DEFAULT_SIZE[1], workers: int = 1, raw_drives: int = 0, raw_fresh: int = 20,
+             raw_val_drives: int = 1) -> Path:
+    """Render ``num_train + num_val`` frames into ``out_dir`` (train ids first, then val);
+    with ``raw_drives`` > 0 also that many raw drives, each with ``raw_fresh`` fresh frames,
+    the val frames in the first ``raw_val_drives``."""
     if num_train < 0 or num_val < 0 or num_train + num_val == 0:
         raise ConfigError(f"--num-train/--num-val: need at least one frame, got num_train={num_train}, num_val={num_val}")
     if width < 32 or height < 32:
         raise ConfigError(f"--width/--height: image size {width}x{height} is too small (at least 32x32)")
+    if raw_drives < 0 or (raw_drives and not (raw_fresh >= 0 and 1 <= raw_val_drives <= raw_drives)):
+        raise ConfigError(f"--raw-drives/--raw-frames/--raw-val-drives: need raw-drives >= 0, raw-frames >= 0 and "
+                          f"1 <= raw-val-drives <= raw-drives, got {raw_drives}, {raw_fresh}, {raw_val_drives}")
     root = Path(out_dir)
     for kind in ("image_2", "calib", "label_2", "velodyne", "depth_2"):
         (root / "training" / kind).mkdir(parents=True, exist_ok=True)
@@ -65,7 +75,11 @@ def generate(out_dir, num_train: int, num_val: int, seed: int = 0, width: int = 
     write_split(paths.split("train"), ids[:num_train])
     write_split(paths.split("val"), ids[num_train:])
     write_split(paths.split("trainval"), ids)
-    (root / MANIFEST).write_text(json.dumps({"generator": "monokd.data.synth", "num_train": num_train,
-                                             "num_val": num_val, "seed": seed, "width": width,
-                                             "height": height}, indent=1) + "\n")
+    manifest = {"generator": "monokd.data.synth", "num_train": num_train, "num_val": num_val, "seed": seed,
+                "width": width, "height": height}
+    if raw_drives:
+        write_raw_drives(root, ids[:num_train], ids[num_train:], seed, width, height, raw_drives, raw_fresh,
+                         raw_val_drives if num_val else 0, workers)
+        manifest.update(raw_drives=raw_drives, raw_fresh=raw_fresh, raw_val_drives=raw_val_drives)
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return root
