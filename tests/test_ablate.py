@@ -14,7 +14,7 @@ PRESETS = {
     "SA-PE-none": ["distill.feature.enabled=true", "distill.feature.pos_encoding=none"],
     "SA-PE-estimated": ["distill.feature.enabled=true", "distill.feature.pos_encoding=estimated"],
 }
-TABLES = {"table4": ["baseline", "F+SA"]}
+TABLES = {"table4": ["baseline", "F+SA"], "pe": ["SA-PE-none", "SA-PE-estimated", "SA-PE-gt"]}
 
 
 def test_aggregate_mean_and_sample_std():
@@ -32,7 +32,10 @@ def test_aggregate_one_seed_has_zero_std():
 
 
 def test_resolve_rows_tables_names_and_defaults():
-    assert ablate.resolve_rows(None, "quick", PRESETS, TABLES) == ["baseline", "F+SA+R+CA"]
+    defaults = ablate.ablation("add")["default_rows"]
+    assert ablate.resolve_rows(None, "quick", PRESETS, TABLES, defaults=defaults) == ["baseline", "F+SA+R+CA"]
+    assert ablate.resolve_rows(None, "synth", PRESETS, TABLES, defaults=defaults) == [
+        "teacher", "baseline", "F+SA", "SA-PE-none", "SA-PE-estimated", "SA-PE-gt"]
     assert ablate.resolve_rows("table4,pe", "synth", PRESETS, TABLES) == [
         "baseline", "F+SA", "SA-PE-none", "SA-PE-estimated", "SA-PE-gt"]
     assert ablate.resolve_rows("teacher, F+SA,F+SA", "synth", PRESETS, TABLES) == ["teacher", "F+SA"]
@@ -48,9 +51,11 @@ def test_rows_with_the_same_overrides_share_a_run():
 
 def test_distiller_rows_cover_the_paper_tables():
     presets, tables, paper = ablate.distill_rows()
-    for row in ["baseline", "F", "F+SA", "R", "R+CA", "F+R", "F+SA+R", "F+R+CA", "F+SA+R+CA", *ablate.PE_ROWS]:
+    pe_rows = ["SA-PE-none", "SA-PE-estimated", "SA-PE-gt"]
+    for row in ["baseline", "F", "F+SA", "R", "R+CA", "F+R", "F+SA+R", "F+R+CA", "F+SA+R+CA", *pe_rows]:
         assert row in presets
-    assert ablate.resolve_rows("pe", "synth", presets, tables) == ablate.PE_ROWS
+    assert ablate.resolve_rows("pe", "synth", presets, tables) == pe_rows
+    assert paper["teacher"] == (41.43, 28.15, 22.84)  # Table 4's first row: the frozen teacher
     # F+SA and "+SA w/ GT PE" are the same experiment in the paper (29.50 / 20.90 / 17.51)
     names = ablate.run_names(["F+SA", "SA-PE-gt"], presets)
     assert names["F+SA"] == names["SA-PE-gt"]
@@ -136,5 +141,5 @@ def test_caddn_preset_defaults_to_the_feature_and_pe_rows():
         "caddn_teacher_synth.yaml", "caddn_synth.yaml", "add_caddn_synth.yaml"]
     rows_of, tables, _ = ablate.distill_rows()
     rows = ablate.resolve_rows(preset.get("rows"), "caddn_synth", rows_of, tables)
-    assert rows == ["teacher", "baseline", "F", "F+SA", *ablate.PE_ROWS]
+    assert rows == ["teacher", "baseline", "F", "F+SA", *tables["pe"]]
     assert not any("response.enabled=true" in item for row in rows[1:] for item in rows_of[row])

@@ -18,6 +18,7 @@ on the MonoTAKD recipe, distilled from both. Results: ``RESULTS/takd_ablation.{j
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -28,44 +29,43 @@ from monokd.pipeline import stages
 from monokd.pipeline.statistics import aggregate
 
 TEACHER_ROW = "teacher"
-TEACHER_PAPER_AP3D = (41.43, 28.15, 22.84)  # Table 4, first row: KITTI val Car AP3D R40 @0.7
-PE_ROWS = ["SA-PE-none", "SA-PE-estimated", "SA-PE-gt"]
-ROW_LABELS = {
-    "teacher": "Teacher (object-wise depth GT)", "baseline": "MonoDETR (baseline)",
-    "F": "(a) F", "F+SA": "(b) F +SA", "R": "(c) R", "R+CA": "(d) R +CA", "F+R": "(e) F, R",
-    "F+SA+R": "(f) F +SA, R", "F+R+CA": "(g) F, R +CA", "F+SA+R+CA": "(h) F +SA, R +CA",
-    "SA-PE-none": "+SA w/o PE", "SA-PE-estimated": "+SA w/ estimated PE", "SA-PE-gt": "+SA w/ GT PE",
-}
-DEFAULT_ROWS = {"quick": ["baseline", "F+SA+R+CA"]}
-METHOD_DEFAULT_ROWS = {"takd": {"quick": ["student", "full+GT"]}}  # other methods' defaults, per preset
-METHOD_TITLES = {"add": ("ADD", "Rows as in the paper's Table 4 and the PE rows of Table 5"),
-                 "takd": ("MonoTAKD", "Rows: the paper's component ablation (camera student alone, +IMD, +CMRD, "
-                                      "+SAM, +FFM, full) and the LiDAR teacher and the TA")}
+METHODS = ("add", "takd")  # the methods whose distiller declares ABLATION (monokd.distill.<method>.distiller)
 # The metrics of the markdown tables (every flat key is kept in the JSON).
 SUMMARY_KEYS = [f"Car/{m}/moderate/R40@{iou}" for iou in ("0.70", "0.50") for m in ("3d", "bev")]
 
 
-def distill_rows(method: str = "add") -> tuple[dict[str, list[str]], dict[str, list[str]], dict[str, tuple]]:
-    """(row -> overrides, table -> rows, row -> paper AP3D) from the named rows of the
-    distiller of ``method`` (``monokd.distill.<method>.distiller``)."""
-    import importlib
+def _distiller(method: str):
+    if method not in METHODS:
+        raise ConfigError(f"--method {method}: no ablation rows (known: {', '.join(METHODS)})")
+    return importlib.import_module(f"monokd.distill.{method}.distiller")
 
-    if method not in METHOD_TITLES:
-        raise ConfigError(f"--method {method}: no ablation rows (known: {', '.join(METHOD_TITLES)})")
-    distiller = importlib.import_module(f"monokd.distill.{method}.distiller")
-    paper = {**({TEACHER_ROW: TEACHER_PAPER_AP3D} if method == "add" else {}), **getattr(distiller, "PAPER_AP3D", {})}
+
+def distill_rows(method: str = "add") -> tuple[dict[str, list[str]], dict[str, list[str]], dict[str, tuple]]:
+    """(row -> overrides, table -> rows, row -> paper AP3D, the frozen models' included) from
+    the named rows of the distiller of ``method`` (``monokd.distill.<method>.distiller``)."""
+    distiller = _distiller(method)
+    paper = {**ablation(method)["frozen_paper_ap3d"], **getattr(distiller, "PAPER_AP3D", {})}
     return dict(distiller.PRESETS), dict(distiller.TABLES), paper
+
+
+def ablation(method: str = "add") -> dict:
+    """What the distiller of ``method`` declares of its ablation report: ``title``, ``rows``
+    (what they are, in words), ``labels`` (row -> label), ``frozen_paper_ap3d``,
+    ``default_rows`` (demo preset -> rows)."""
+    return _distiller(method).ABLATION
 
 
 def resolve_rows(spec: str | None, preset: str, presets: Mapping[str, list[str]],
                  tables: Mapping[str, list[str]], frozen: Sequence[str] = (TEACHER_ROW,),
-                 defaults: Mapping[str, list[str]] = DEFAULT_ROWS) -> list[str]:
+                 defaults: Mapping[str, list[str]] | None = None) -> list[str]:
     """Row names from ``--rows`` (comma-separated names or table names ``table4``,
     ``table5``, ``pe``, ``all``); by default the frozen models (the teacher), Table 4 and
-    Table 5's PE rows. ``frozen``: the rows of the models the students learn from."""
-    pe_rows = [r for r in PE_ROWS if r in presets]
+    Table 5's PE rows (``tables["pe"]``), unless ``defaults`` (demo preset -> rows, the
+    method's ``ABLATION["default_rows"]``) names the preset's. ``frozen``: the rows of the
+    models the students learn from."""
+    pe_rows = [r for r in tables.get("pe", []) if r in presets]
     if spec is None:
-        if preset in defaults:
+        if preset in (defaults or {}):
             return list(defaults[preset])
         spec = ",".join([*frozen, "table4"] + (["pe"] if pe_rows else []))
     groups = {**tables, "pe": pe_rows, "all": [*frozen, *tables.get("table4", []), *pe_rows]}
@@ -108,7 +108,8 @@ def markdown(results: dict) -> str:
     paper = {r["label"]: "/".join(f"{v:.2f}" for v in r["paper_ap3d"]) if r.get("paper_ap3d") else "-"
              for r in results["rows"]}
     seeds = results["seeds"]
-    title, rows_text = METHOD_TITLES[results.get("method", "add")]
+    about = ablation(results.get("method", "add"))
+    title, rows_text = about["title"], about["rows"]
     head = [f"# {title} ablation on preset `{results['preset']}`", "",
             f"Car AP (R40, %) on the val split, mean ± sample std over {len(seeds)} seed(s) {seeds}. "
             f"{rows_text}; the last column is the paper's "
@@ -130,7 +131,7 @@ def run_ablation(preset_name: str, seeds: int, out: str | Path, results_dir: str
     frozen = [m.name for m in frozen_models]
     row_items, tables, paper = distill_rows(method)
     rows = resolve_rows(rows_spec or preset.get("rows"), preset_name, row_items, tables, frozen,
-                        METHOD_DEFAULT_ROWS.get(method, DEFAULT_ROWS))
+                        ablation(method)["default_rows"])
     folders = run_names(rows, row_items, frozen)
     out = Path(out)
     data = preset["data"]
@@ -173,7 +174,7 @@ def run_ablation(preset_name: str, seeds: int, out: str | Path, results_dir: str
 
     results = {"preset": preset_name, "preset_file": preset["_path"], "method": method, "data": str(root),
                "seeds": seed_list, "summary_keys": SUMMARY_KEYS, "rows": []}
-    labels = {**{m.name: m.label for m in frozen_models}, **ROW_LABELS}
+    labels = {**{m.name: m.label for m in frozen_models}, **ablation(method)["labels"]}
     for row in rows:
         per_seed = metrics[folders[row]]
         stats = aggregate([per_seed[s] for s in seed_list])
