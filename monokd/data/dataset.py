@@ -10,9 +10,10 @@ Configuration (``cfg["data"]``; every key optional, defaults in :data:`DEFAULTS`
   difficulty is assigned. ``auto`` = 1 for KITTI-sized images (360 to 390 rows, the drives'
   sizes) and image height / 375 otherwise, so that on a small render (e.g. a 128-row
   SynthKITTI) an object counts as the level it would have at KITTI's size.
-- ``resize``: ``stretch`` (x and y scaled separately to ``input_size``) or ``keep_aspect``
-  (MonoDETR's: one scale, input W / image W, rows cropped; see monokd.data.augment). P2 and
-  ``input_to_original`` follow either exactly.
+- ``resize``: ``stretch`` (x and y scaled separately to ``input_size``), ``keep_aspect``
+  (MonoDETR's: one scale, input W / image W, rows cropped) or ``pad`` (CaDDN's: native
+  scale, the image at the top-left, the rest padding; see monokd.data.augment). P2 and
+  ``input_to_original`` follow each exactly.
 - ``filter``: MonoDETR's target filter, applied in input pixels after augmentation: drop
   objects with depth outside [min_depth, max_depth] (2, 65 m), truncation above
   max_truncation (0.5), occlusion above max_occlusion (2), a projected 3-D centre outside the
@@ -322,15 +323,17 @@ def image_item(image: np.ndarray, P2: np.ndarray, frame: str, cfg: dict, input_s
                choice: aug.Augmentation | None = None) -> tuple[dict, np.ndarray]:
     """The image part of an item and the input affine (original pixels -> input pixels,
     (2, 3)): ``image`` (3, H_in, W_in) normalised by ``cfg`` (the data section's ``mean``,
-    ``std``, ``resize``), ``P2`` (3, 4) of the input, ``P2_original``, ``input_to_original``
-    (2, 3), ``image_size`` (W, H) of the original, ``frame_id``, ``flipped``. ``image``:
-    (H, W, 3) uint8 RGB; ``choice``: the augmentation (none by default)."""
+    ``std``, ``resize``; outside the source :func:`image_padding`), ``P2`` (3, 4) of the
+    input, ``P2_original``, ``input_to_original`` (2, 3), ``image_size`` (W, H) of the
+    original, ``frame_id``, ``flipped``. ``image``: (H, W, 3) uint8 RGB; ``choice``: the
+    augmentation (none by default)."""
     choice = choice or aug.Augmentation()
     image_size = (image.shape[1], image.shape[0])
     affine = aug.input_affine(choice, image_size, input_size, cfg["resize"])
     mean = np.asarray(cfg["mean"], dtype=np.float32)
     std = np.asarray(cfg["std"], dtype=np.float32)
-    normalised = (aug.warp(image, affine, input_size).astype(np.float32) / 255.0 - mean) / std
+    warped = aug.warp(image, affine, input_size, border=image_padding(cfg))
+    normalised = (warped.astype(np.float32) / 255.0 - mean) / std
     return {
         "image": torch.from_numpy(np.ascontiguousarray(normalised.transpose(2, 0, 1))),
         "P2": torch.as_tensor(aug.camera_matrix(P2, affine, choice.flip), dtype=torch.float32),
@@ -340,6 +343,14 @@ def image_item(image: np.ndarray, P2: np.ndarray, frame: str, cfg: dict, input_s
         "frame_id": frame,
         "flipped": choice.flip,
     }, affine
+
+
+def image_padding(cfg: dict):
+    """The image's value outside the source: 0, or with ``resize: pad`` the mean (0 once
+    normalised, CaDDN's padding)."""
+    if cfg["resize"] != "pad":
+        return 0
+    return tuple(float(m) * 255.0 for m in cfg["mean"])
 
 
 def _input_camera(calib: Calibration, P2: np.ndarray, flip: bool) -> Calibration:
