@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from monokd.data.augment import crop_affine
 from monokd.data.kitti import KittiPaths, Object3D, read_calib, read_image, read_label, read_velodyne
 from monokd.geometry.boxes import EDGES, FRONT_FACE, corners_3d
-from monokd.data.augment import crop_affine
 from monokd.geometry.calib import lidar_to_rect, project, transform_intrinsics
 from monokd.viz.bev import GT_COLOR, PRED_COLOR, draw_bev
 
