@@ -26,19 +26,19 @@ def write_report(results: dict, text: str, out: str | Path) -> None:
 def train_and_score(recipe, run_dir: Path, overrides: list[str], seed: int, extra: list[str], stage: str) -> dict:
     """A seed study's run: train ``recipe`` into ``run_dir`` unless done (resuming an
     interrupted run), evaluate its last checkpoint on val unless done, return the flat metrics."""
-    from monokd.pipeline import demo
+    from monokd.pipeline import stages
 
-    demo.train(recipe, run_dir, overrides, seed, extra, stage=stage)
+    stages.train(recipe, run_dir, overrides, seed, extra, stage=stage)
     eval_dir = run_dir / "eval-last"
-    if demo.evaluation_json(eval_dir) is None:
-        demo.run_command(["evaluate", "--config", str(run_dir / "config.yaml"), "--ckpt", str(run_dir / "last.ckpt"),
+    if stages.evaluation_json(eval_dir) is None:
+        stages.run_command(["evaluate", "--config", str(run_dir / "config.yaml"), "--ckpt", str(run_dir / "last.ckpt"),
                           "--split", "val", "--out", str(eval_dir)], f"evaluate {stage}")
-    return demo.read_flat(eval_dir)
+    return stages.read_flat(eval_dir)
 
 
 def models_block(flats: dict, arms: list[str], seeds: dict) -> dict:
     """``models`` of a seed study's JSON: per arm, mean / std over its seeds and every seed's figures."""
-    from monokd.pipeline.ablate import aggregate
+    from monokd.pipeline.statistics import aggregate
 
     return {arm: {**aggregate([flats[arm][s] for s in seeds[arm]]), "seeds": seeds[arm],
                   "per_seed": {str(s): flats[arm][s] for s in seeds[arm]}} for arm in arms}

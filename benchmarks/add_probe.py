@@ -45,7 +45,7 @@ from monokd.config import get  # noqa: E402
 from monokd.data.dataset import KittiDataset, collate  # noqa: E402
 from monokd.distill.add.masks import gt_depth_maps  # noqa: E402
 from monokd.models.contract import SIGNALS  # noqa: E402
-from monokd.pipeline import demo  # noqa: E402
+from monokd.pipeline import stages  # noqa: E402
 from monokd.training.checkpoint import load_detector  # noqa: E402
 from _results import write_report  # noqa: E402  (benchmarks/_results.py)
 
@@ -174,11 +174,11 @@ def teacher_ap(ckpt: Path, out_dir: Path, root: str | None) -> dict:
     result = {}
     for decode in ("true", "false"):
         eval_dir = out_dir / f"probe-eval-gt-decode-{decode}"
-        if demo.evaluation_json(eval_dir) is None:
+        if stages.evaluation_json(eval_dir) is None:
             extra = ["--set", f"model.gt_depth_decode={decode}"] + (["--set", f"data.root={root}"] if root else [])
-            demo.run_command(["evaluate", "--ckpt", str(ckpt), "--split", "val", "--out", str(eval_dir), *extra],
+            stages.run_command(["evaluate", "--ckpt", str(ckpt), "--split", "val", "--out", str(eval_dir), *extra],
                              f"evaluate {ckpt} gt_depth_decode={decode}")
-        flat = demo.read_flat(eval_dir)
+        flat = stages.read_flat(eval_dir)
         result[f"gt_depth_decode={decode}"] = {k: flat[k] for k in flat if "/moderate/R40@" in k and k.startswith("Car/")}
     return result
 

@@ -37,7 +37,7 @@ each paired difference over the seeds the arm shares with the baseline (``paired
 Writes ``benchmarks/results/add_seeds.{json,md}`` (``add_seeds_legacy`` for the legacy protocol): per arm mean +- sample std over seeds, and
 per student arm its paired (same seed) difference to the baseline per metric: ``mean``, ``std``,
 ``per_seed`` and ``ci95`` = [low, high], the two-sided 95 % Student-t interval
-mean -+ t(0.975, n - 1) std / sqrt(n) (``monokd.pipeline.ablate.paired_differences``).
+mean -+ t(0.975, n - 1) std / sqrt(n) (``monokd.pipeline.statistics.paired_differences``).
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from monokd.distill.add import PRESETS  # noqa: E402
-from monokd.pipeline import demo  # noqa: E402
-from monokd.pipeline.ablate import paired_differences  # noqa: E402
+from monokd.pipeline import presets, stages  # noqa: E402
+from monokd.pipeline.statistics import paired_differences  # noqa: E402
 from _results import ap_tables, models_block, paired_lines, train_and_score, write_report  # noqa: E402  (benchmarks/_results.py)
 
 RECIPES = {"teacher": "configs/monodetr_teacher_synth.yaml", "baseline": "configs/monodetr_synth.yaml",
@@ -117,7 +117,7 @@ def train_and_evaluate(arm: str, seed: int, runs: Path, teacher_seed: int, data_
     overrides = [f"data.root={data_root}", *overrides]
     if recipe == RECIPES["add"]:
         teacher = runs / run_folder("teacher", teacher_seed)
-        overrides += demo.teacher_overrides(teacher, teacher / teacher_ckpt)
+        overrides += presets.teacher_overrides(teacher, teacher / teacher_ckpt)
     return train_and_score(REPO / recipe, run_dir, overrides, seed, extra, f"{arm} seed {seed}")
 
 
@@ -261,7 +261,7 @@ def run_study(args) -> dict:
             "teacher_ckpt": proto["teacher_ckpt"], "train_args": list(args.train_arg)}
     if getattr(args, "finished_only", False):
         return finished_only(arms, seeds, teacher_seeds, runs, meta)
-    demo.ensure_synth(root, num_train, num_val, seed=0)
+    stages.ensure_synth(root, num_train, num_val, seed=0)
     distilled = [a for a in arms if arm_recipe(a)[0] == RECIPES["add"]]
     run = lambda arm, seed: train_and_evaluate(arm, seed, runs, teacher_seed, root, args.train_arg,  # noqa: E731
                                                proto["teacher_ckpt"])
@@ -284,12 +284,12 @@ def finished_only(arms: list[str], seeds: list[int], teacher_seeds: list[int], r
     have; ``seeds`` are the seeds every arm has. Nothing is trained or evaluated."""
     def done(arm: str, seed: int) -> bool:
         run = runs / run_folder(arm, seed)
-        return demo.training_done(run) and demo.evaluation_json(run / "eval-last") is not None
+        return stages.training_done(run) and stages.evaluation_json(run / "eval-last") is not None
 
     students = [a for a in arms if a != "teacher"]
     arm_seeds = {a: [s for s in (teacher_seeds if a == "teacher" else seeds) if done(a, s)] for a in arms}
     whole = [s for s in seeds if all(s in arm_seeds[a] for a in students)]
-    flats = {a: {s: demo.read_flat(runs / run_folder(a, s) / "eval-last") for s in arm_seeds[a]} for a in arms}
+    flats = {a: {s: stages.read_flat(runs / run_folder(a, s) / "eval-last") for s in arm_seeds[a]} for a in arms}
     partial = any(arm_seeds[a] != seeds for a in students)
     return summarise(flats, arms, arm_seeds, {**meta, "seeds": whole, "student_seeds": whole,
                                              "partial": partial, "planned_seeds": seeds})

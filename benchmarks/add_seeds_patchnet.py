@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from add_seeds import markdown, summarise  # noqa: E402
-from monokd.pipeline import demo  # noqa: E402
+from monokd.pipeline import presets, stages  # noqa: E402
 from _results import write_report  # noqa: E402  (benchmarks/_results.py)
 
 RECIPES = {"teacher": "configs/patchnet_teacher_synth.yaml", "baseline": "configs/patchnet_synth.yaml",
@@ -45,15 +45,12 @@ def depth_frontend(runs: Path, data: Path, extra: list[str] = ()) -> dict:
     """Train, predict (train + val) and score the depth front-end; returns the val metrics.
     ``extra``: further ``monokd depth train`` arguments (e.g. ``--set train.epochs=4``)."""
     run, pred, scored = runs / "depth", data / "depth_pred", runs / "depth" / "val_metrics.json"
-    if not (run / demo.TRAIN_MARKER).is_file():
-        args = ["depth", "train", "--config", str(REPO / "configs" / "depth_synth.yaml"), "--out", str(run),
-                "--resume", "--set", f"data.root={data}", *extra]
-        demo.run_command(args, "depth front-end")
-        (run / demo.TRAIN_MARKER).write_text(" ".join(args) + "\n")
-    demo.run_command(["depth", "predict", "--ckpt", str(run / "last.ckpt"), "--split", "train", "--split", "val",
+    stages.train(REPO / "configs" / "depth_synth.yaml", run, [f"data.root={data}"], None, extra,
+                 stage="depth front-end", command=("depth", "train"))
+    stages.run_command(["depth", "predict", "--ckpt", str(run / "last.ckpt"), "--split", "train", "--split", "val",
                       "--out", str(pred)], "depth predict")  # resumable: written frames are skipped
     if not scored.is_file():
-        demo.run_command(["depth", "evaluate", "--pred-dir", str(pred), "--root", str(data), "--split", "val",
+        stages.run_command(["depth", "evaluate", "--pred-dir", str(pred), "--root", str(data), "--split", "val",
                           "--json", str(scored)], "depth evaluate")
     return json.loads(scored.read_text())
 
@@ -61,10 +58,10 @@ def depth_frontend(runs: Path, data: Path, extra: list[str] = ()) -> dict:
 def boxes_2d(runs: Path, data: Path, seed: int) -> Path:
     """The MonoDETR baseline's val result files (the 2-D boxes PatchNet starts from)."""
     run = runs / f"monodetr-s{seed}"
-    demo.train(REPO / "configs" / "monodetr_synth.yaml", run, [f"data.root={data}"], seed, stage="MonoDETR 2-D boxes")
+    stages.train(REPO / "configs" / "monodetr_synth.yaml", run, [f"data.root={data}"], seed, stage="MonoDETR 2-D boxes")
     out = run / "eval-last"
-    if demo.evaluation_json(out) is None:
-        demo.run_command(["evaluate", "--config", str(run / "config.yaml"), "--ckpt", str(run / "last.ckpt"),
+    if stages.evaluation_json(out) is None:
+        stages.run_command(["evaluate", "--config", str(run / "config.yaml"), "--ckpt", str(run / "last.ckpt"),
                           "--split", "val", "--out", str(out)], "MonoDETR evaluate")
     return out / "data"
 
@@ -76,16 +73,16 @@ def train_and_evaluate(arm: str, seed: int, runs: Path, common: list[str], teach
     overrides = list(common)
     if arm == "add":
         teacher = runs / f"teacher-s{teacher_seed}"
-        overrides += demo.teacher_overrides(teacher, teacher / "last.ckpt")
-    demo.train(REPO / RECIPES[arm], run, overrides, seed, extra, stage=f"PatchNet {arm} seed {seed}")
+        overrides += presets.teacher_overrides(teacher, teacher / "last.ckpt")
+    stages.train(REPO / RECIPES[arm], run, overrides, seed, extra, stage=f"PatchNet {arm} seed {seed}")
     flats = {}
     for boxes in ("detector", "gt"):
         out = run / f"eval-last-{boxes}"
-        if demo.evaluation_json(out) is None:
+        if stages.evaluation_json(out) is None:
             extra = ["--set", "data.proposals.eval=gt"] if boxes == "gt" else []
-            demo.run_command(["evaluate", "--config", str(run / "config.yaml"), "--ckpt", str(run / "last.ckpt"),
+            stages.run_command(["evaluate", "--config", str(run / "config.yaml"), "--ckpt", str(run / "last.ckpt"),
                               "--split", "val", "--out", str(out), *extra], f"evaluate {arm} seed {seed} ({boxes} boxes)")
-        flats[boxes] = demo.read_flat(out)
+        flats[boxes] = stages.read_flat(out)
     return flats
 
 
@@ -118,7 +115,7 @@ def main(argv=None) -> int:
         results = json.loads(Path(args.from_json).read_text())
         write_report(results, report_text(results), Path(args.out))
         return 0
-    data, runs = demo.ensure_synth(Path(args.data), args.num_train, args.num_val, seed=0), Path(args.runs)
+    data, runs = stages.ensure_synth(Path(args.data), args.num_train, args.num_val, seed=0), Path(args.runs)
     depth = depth_frontend(runs, data, args.depth_arg)
     results_dir = boxes_2d(runs, data, args.boxes_seed)
     common = [f"data.root={data}", f"data.depth_pred_dir={data / 'depth_pred'}",

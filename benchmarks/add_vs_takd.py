@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from monokd.pipeline.ablate import aggregate, paired_differences  # noqa: E402
+from monokd.pipeline.statistics import aggregate, paired_differences  # noqa: E402
 from _results import ap_tables, paired_lines, write_report  # noqa: E402  (benchmarks/_results.py)
 
 RESULTS = REPO / "benchmarks" / "results"

@@ -33,7 +33,6 @@ from monokd.data.synth import generate  # noqa: E402
 from monokd.distill import build_distiller  # noqa: E402
 from monokd.training.schedule import build_optimizer  # noqa: E402
 from monokd.models import build_detector  # noqa: E402
-from monokd.models.depth.losses import silog_loss, valid_depth  # noqa: E402
 from monokd.models.depth.model import build_depth_net  # noqa: E402
 from _results import write_json  # noqa: E402  (benchmarks/_results.py)
 from distill_overhead import interleaved_median  # noqa: E402
@@ -77,10 +76,9 @@ def main() -> int:
 
         depth_net = build_depth_net(depth_cfg)
         depth_opt = build_optimizer(depth_net, depth_cfg)
-        images, gt = train_batch["images"], train_batch["depth_maps"]
 
         def depth_loss(model):
-            return silog_loss(model(images), gt, valid_depth(gt, model.min_depth, model.max_depth))
+            return model.losses(model(train_batch), train_batch)["loss"]
 
         baseline = build_detector(base_cfg).train()
         teacher = build_detector(teacher_cfg).eval().requires_grad_(False)
@@ -95,7 +93,7 @@ def main() -> int:
         depth_net.eval()
         baseline.eval()
         infer_times = interleaved_median({
-            "depth_inference_per_frame": infer(depth_net, eval_batch["images"]),
+            "depth_inference_per_frame": infer(depth_net, eval_batch),
             "patchnet_inference_per_frame": infer(baseline, eval_batch),
         }, args.runs)
         patches = int(sum(len(p["boxes"]) for p in train_batch["proposals"]))

@@ -20,7 +20,7 @@ sys.path.insert(0, str(REPO))
 
 from monokd.data.dataset import KittiDataset, collate  # noqa: E402
 from monokd.training.checkpoint import load_detector  # noqa: E402
-from monokd.pipeline.demo import takd_bev_maps  # noqa: E402
+from monokd.pipeline.takd_figure import takd_bev_maps  # noqa: E402
 from monokd.viz.bev_features import feature_panel  # noqa: E402
 
 

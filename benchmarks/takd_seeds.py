@@ -34,8 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from monokd.distill.takd.distiller import PRESETS  # noqa: E402
-from monokd.pipeline import demo  # noqa: E402
-from monokd.pipeline.ablate import paired_differences  # noqa: E402
+from monokd.pipeline import stages  # noqa: E402
+from monokd.pipeline.statistics import paired_differences  # noqa: E402
 from _results import ap_tables, models_block, paired_lines, train_and_score, write_report  # noqa: E402  (benchmarks/_results.py)
 
 RECIPES = {"lidar_teacher": "configs/takd_lidar_synth.yaml", "ta": "configs/takd_ta_synth.yaml",
@@ -145,7 +145,7 @@ def run_study(args) -> dict:
         arm_recipe(arm)  # unknown arms fail before any training
     num_train, num_val = args.num_train or DEFAULTS["num_train"], args.num_val or DEFAULTS["num_val"]
     runs, root = Path(args.runs or DEFAULTS["runs"]), Path(args.data or DEFAULTS["data"])
-    demo.ensure_synth(root, num_train, num_val, seed=0)
+    stages.ensure_synth(root, num_train, num_val, seed=0)
     run = lambda arm, seed: train_and_evaluate(arm, seed, runs, frozen_seed, root, args.train_arg)  # noqa: E731
     flats: dict[str, dict[int, dict]] = {a: {} for a in arms}
     if any(distilled(a) for a in arms):  # the teacher and the TA must exist before any student

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from monokd.pipeline import ablate
+from monokd.pipeline import ablate, presets, stages, statistics
 from monokd.errors import ConfigError
 
 PRESETS = {
@@ -14,11 +14,11 @@ PRESETS = {
     "SA-PE-none": ["distill.feature.enabled=true", "distill.feature.pos_encoding=none"],
     "SA-PE-estimated": ["distill.feature.enabled=true", "distill.feature.pos_encoding=estimated"],
 }
-TABLES = {"table4": ["baseline", "F+SA"]}
+TABLES = {"table4": ["baseline", "F+SA"], "pe": ["SA-PE-none", "SA-PE-estimated", "SA-PE-gt"]}
 
 
 def test_aggregate_mean_and_sample_std():
-    stats = ablate.aggregate([{"a": 10.0, "b": 1.0}, {"a": 14.0, "b": 1.0}, {"a": 12.0}])
+    stats = statistics.aggregate([{"a": 10.0, "b": 1.0}, {"a": 14.0, "b": 1.0}, {"a": 12.0}])
     assert stats["n"] == 3
     assert set(stats["mean"]) == {"a"}  # a key missing from one seed is left out
     assert stats["mean"]["a"] == pytest.approx(12.0)
@@ -26,13 +26,16 @@ def test_aggregate_mean_and_sample_std():
 
 
 def test_aggregate_one_seed_has_zero_std():
-    stats = ablate.aggregate([{"a": 7.5}])
+    stats = statistics.aggregate([{"a": 7.5}])
     assert stats == {"mean": {"a": 7.5}, "std": {"a": 0.0}, "n": 1}
-    assert ablate.aggregate([]) == {"mean": {}, "std": {}, "n": 0}
+    assert statistics.aggregate([]) == {"mean": {}, "std": {}, "n": 0}
 
 
 def test_resolve_rows_tables_names_and_defaults():
-    assert ablate.resolve_rows(None, "quick", PRESETS, TABLES) == ["baseline", "F+SA+R+CA"]
+    defaults = ablate.ablation("add")["default_rows"]
+    assert ablate.resolve_rows(None, "quick", PRESETS, TABLES, defaults=defaults) == ["baseline", "F+SA+R+CA"]
+    assert ablate.resolve_rows(None, "synth", PRESETS, TABLES, defaults=defaults) == [
+        "teacher", "baseline", "F+SA", "SA-PE-none", "SA-PE-estimated", "SA-PE-gt"]
     assert ablate.resolve_rows("table4,pe", "synth", PRESETS, TABLES) == [
         "baseline", "F+SA", "SA-PE-none", "SA-PE-estimated", "SA-PE-gt"]
     assert ablate.resolve_rows("teacher, F+SA,F+SA", "synth", PRESETS, TABLES) == ["teacher", "F+SA"]
@@ -48,9 +51,11 @@ def test_rows_with_the_same_overrides_share_a_run():
 
 def test_distiller_rows_cover_the_paper_tables():
     presets, tables, paper = ablate.distill_rows()
-    for row in ["baseline", "F", "F+SA", "R", "R+CA", "F+R", "F+SA+R", "F+R+CA", "F+SA+R+CA", *ablate.PE_ROWS]:
+    pe_rows = ["SA-PE-none", "SA-PE-estimated", "SA-PE-gt"]
+    for row in ["baseline", "F", "F+SA", "R", "R+CA", "F+R", "F+SA+R", "F+R+CA", "F+SA+R+CA", *pe_rows]:
         assert row in presets
-    assert ablate.resolve_rows("pe", "synth", presets, tables) == ablate.PE_ROWS
+    assert ablate.resolve_rows("pe", "synth", presets, tables) == pe_rows
+    assert paper["teacher"] == (41.43, 28.15, 22.84)  # Table 4's first row: the frozen teacher
     # F+SA and "+SA w/ GT PE" are the same experiment in the paper (29.50 / 20.90 / 17.51)
     names = ablate.run_names(["F+SA", "SA-PE-gt"], presets)
     assert names["F+SA"] == names["SA-PE-gt"]
@@ -75,7 +80,6 @@ def test_ablation_runs_each_seed_and_writes_json_and_markdown(tmp_path, monkeypa
     import json
     import os
 
-    from monokd.pipeline import demo
 
     calls = []
 
@@ -91,8 +95,8 @@ def test_ablation_runs_each_seed_and_writes_json_and_markdown(tmp_path, monkeypa
         value = {"teacher": 30.0, "baseline": 10.0}.get(os.path.basename(out), 20.0) + seed
         open(os.path.join(out, "e.json"), "w").write(json.dumps({"flat": {"Car/3d/moderate/R40@0.70": value}}))
 
-    monkeypatch.setattr(demo, "run_command", fake)
-    monkeypatch.setattr(demo, "ensure_synth", lambda root, *a, **k: root)
+    monkeypatch.setattr(stages, "run_command", fake)
+    monkeypatch.setattr(stages, "ensure_synth", lambda root, *a, **k: root)
     results = ablate.run_ablation("quick", 2, tmp_path / "runs", tmp_path / "res",
                                   rows_spec="teacher,baseline,F+SA,SA-PE-gt", data_root=tmp_path / "data")
     trains = [c for c in calls if c[0] == "train"]
@@ -119,24 +123,23 @@ def test_ablation_runs_each_seed_and_writes_json_and_markdown(tmp_path, monkeypa
 def test_paired_differences_with_a_hand_computed_t_interval():
     a = [{"m": 11.0}, {"m": 12.0}, {"m": 16.0}]
     b = [{"m": 10.0}, {"m": 10.0}, {"m": 13.0}]  # differences 1, 2, 3
-    d = ablate.paired_differences(a, b, ["m"])["m"]
+    d = statistics.paired_differences(a, b, ["m"])["m"]
     assert d["per_seed"] == [1.0, 2.0, 3.0]
     assert d["mean"] == pytest.approx(2.0) and d["std"] == pytest.approx(1.0)
     half = 4.302652729911275 / 3 ** 0.5  # t(0.975, 2) * std / sqrt(n)
     assert d["ci95"] == pytest.approx([2.0 - half, 2.0 + half])
-    assert ablate.t_interval95([5.0]) is None
+    assert statistics.t_interval95([5.0]) is None
     with pytest.raises(ValueError, match="seeds"):
-        ablate.paired_differences(a, b[:2], ["m"])
+        statistics.paired_differences(a, b[:2], ["m"])
 
 
 def test_caddn_preset_defaults_to_the_feature_and_pe_rows():
-    from monokd.pipeline import demo
 
-    preset = demo.load_preset("caddn_synth")
+    preset = presets.load_preset("caddn_synth")
     assert (preset["student"], preset["method"]) == ("caddn", "add")
-    assert [demo.recipe(preset, m).name for m in ("teacher", "baseline", "add")] == [
+    assert [presets.recipe(preset, m).name for m in ("teacher", "baseline", "add")] == [
         "caddn_teacher_synth.yaml", "caddn_synth.yaml", "add_caddn_synth.yaml"]
-    presets, tables, _ = ablate.distill_rows()
-    rows = ablate.resolve_rows(preset.get("rows"), "caddn_synth", presets, tables)
-    assert rows == ["teacher", "baseline", "F", "F+SA", *ablate.PE_ROWS]
-    assert not any("response.enabled=true" in item for row in rows[1:] for item in presets[row])
+    rows_of, tables, _ = ablate.distill_rows()
+    rows = ablate.resolve_rows(preset.get("rows"), "caddn_synth", rows_of, tables)
+    assert rows == ["teacher", "baseline", "F", "F+SA", *tables["pe"]]
+    assert not any("response.enabled=true" in item for row in rows[1:] for item in rows_of[row])

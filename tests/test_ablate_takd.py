@@ -8,8 +8,7 @@ import os
 
 import pytest
 
-from monokd.pipeline import ablate
-from monokd.pipeline import demo
+from monokd.pipeline import ablate, stages
 
 
 def test_takd_ablation_trains_teacher_and_ta_then_the_rows(tmp_path, monkeypatch):
@@ -27,8 +26,8 @@ def test_takd_ablation_trains_teacher_and_ta_then_the_rows(tmp_path, monkeypatch
         value = {"lidar_teacher": 40.0, "ta": 30.0, "student": 10.0}.get(os.path.basename(out), 12.0) + seed
         open(os.path.join(out, "e.json"), "w").write(json.dumps({"flat": {"Car/3d/moderate/R40@0.70": value}}))
 
-    monkeypatch.setattr(demo, "run_command", fake)
-    monkeypatch.setattr(demo, "ensure_synth", lambda root, *a, **k: root)
+    monkeypatch.setattr(stages, "run_command", fake)
+    monkeypatch.setattr(stages, "ensure_synth", lambda root, *a, **k: root)
     results = ablate.run_ablation("quick", 2, tmp_path / "runs", tmp_path / "res", data_root=tmp_path / "data",
                                   rows_spec="lidar_teacher,ta,student,+IMD,full", method="takd")
     trains = [c for c in calls if c[0] == "train"]

@@ -30,7 +30,7 @@ def test_power_protocol_trains_the_teacher_first_then_every_arm_and_seed(add_see
         return _flat(score.get(arm, lambda s: 10.0 + (s - 1000))(seed))
 
     monkeypatch.setattr(add_seeds, "train_and_evaluate", fake_run)
-    monkeypatch.setattr(add_seeds.demo, "ensure_synth", lambda root, n_train, n_val, seed=0: synth.append((n_train, n_val)))
+    monkeypatch.setattr(add_seeds.stages, "ensure_synth", lambda root, n_train, n_val, seed=0: synth.append((n_train, n_val)))
     out = tmp_path / "add_seeds"
     add_seeds.main(["--protocol", "power", "--jobs", "1", "--runs", str(tmp_path / "runs"), "--out", str(out)])
     assert synth == [(800, 1000)]
@@ -55,14 +55,14 @@ def test_power_protocol_trains_the_teacher_first_then_every_arm_and_seed(add_see
 
 def test_finished_only_summarises_whole_finished_seeds_without_training(add_seeds, monkeypatch, tmp_path):
     monkeypatch.setattr(add_seeds, "train_and_evaluate", lambda *a, **k: pytest.fail("trained"))
-    monkeypatch.setattr(add_seeds.demo, "ensure_synth", lambda *a, **k: pytest.fail("generated data"))
+    monkeypatch.setattr(add_seeds.stages, "ensure_synth", lambda *a, **k: pytest.fail("generated data"))
     runs = tmp_path / "runs"
     finished = {("teacher", 444): 30.0, ("baseline", 1001): 10.0, ("paper-literal", 1001): 12.0,
                 ("baseline", 1002): 11.0, ("paper-literal", 1002): 14.0, ("baseline", 1003): 9.0}  # 1003 half done
     for (arm, seed), ap in finished.items():
         run = runs / add_seeds.run_folder(arm, seed)
         (run / "eval-last").mkdir(parents=True)
-        (run / add_seeds.demo.TRAIN_MARKER).write_text("")
+        (run / add_seeds.stages.TRAIN_MARKER).write_text("")
         (run / "last.ckpt").write_text("")
         (run / "eval-last" / "metrics.json").write_text(json.dumps({"flat": _flat(ap)}))
     out = tmp_path / "partial"
@@ -78,7 +78,7 @@ def test_finished_only_summarises_whole_finished_seeds_without_training(add_seed
     for seed, ap in ((1001, 10.5),):
         run = runs / add_seeds.run_folder("add", seed)
         (run / "eval-last").mkdir(parents=True)
-        (run / add_seeds.demo.TRAIN_MARKER).write_text("")
+        (run / add_seeds.stages.TRAIN_MARKER).write_text("")
         (run / "last.ckpt").write_text("")
         (run / "eval-last" / "metrics.json").write_text(json.dumps({"flat": _flat(ap)}))
     add_seeds.main(["--protocol", "power", "--arms", "teacher", "baseline", "paper-literal", "add", "--finished-only",
@@ -104,7 +104,7 @@ def test_finished_only_summarises_whole_finished_seeds_without_training(add_seed
 
 def test_unknown_arm_fails_before_training(add_seeds, monkeypatch, tmp_path):
     monkeypatch.setattr(add_seeds, "train_and_evaluate", lambda *a, **k: pytest.fail("trained"))
-    monkeypatch.setattr(add_seeds.demo, "ensure_synth", lambda *a, **k: None)
+    monkeypatch.setattr(add_seeds.stages, "ensure_synth", lambda *a, **k: None)
     with pytest.raises(SystemExit, match="unknown arm"):
         add_seeds.main(["--arms", "baseline", "F+XX", "--out", str(tmp_path / "x")])
 
@@ -115,10 +115,10 @@ def test_caddn_student_uses_the_caddn_recipes(add_seeds, monkeypatch, tmp_path):
     def fake_train(recipe, run_dir, overrides, seed, extra, stage=None):
         calls.append((Path(recipe).name, any(o.startswith("distill.teacher.ckpt=") for o in overrides)))
 
-    monkeypatch.setattr(add_seeds.demo, "train", fake_train)
-    monkeypatch.setattr(add_seeds.demo, "evaluation_json", lambda path: {})
-    monkeypatch.setattr(add_seeds.demo, "read_flat", lambda path: _flat(1.0))
-    monkeypatch.setattr(add_seeds.demo, "ensure_synth", lambda *a, **k: None)
+    monkeypatch.setattr(add_seeds.stages, "train", fake_train)
+    monkeypatch.setattr(add_seeds.stages, "evaluation_json", lambda path: {})
+    monkeypatch.setattr(add_seeds.stages, "read_flat", lambda path: _flat(1.0))
+    monkeypatch.setattr(add_seeds.stages, "ensure_synth", lambda *a, **k: None)
     try:
         assert add_seeds.main(["--student", "caddn", "--seeds", "7", "--teacher-seed", "7", "--runs", str(tmp_path / "runs"),
                                "--data", str(tmp_path / "data"), "--out", str(tmp_path / "caddn")]) == 0
@@ -133,7 +133,7 @@ def test_caddn_student_uses_the_caddn_recipes(add_seeds, monkeypatch, tmp_path):
 
 def test_default_outputs_legacy_study_apart_and_from_json_rerenders_in_place(add_seeds, monkeypatch, tmp_path):
     monkeypatch.setattr(add_seeds, "train_and_evaluate", lambda arm, seed, *a, **k: _flat(10.0 + (arm == "add")))
-    monkeypatch.setattr(add_seeds.demo, "ensure_synth", lambda *a, **k: None)
+    monkeypatch.setattr(add_seeds.stages, "ensure_synth", lambda *a, **k: None)
     monkeypatch.setattr(add_seeds, "REPO", tmp_path)
     add_seeds.main(["--seeds", "1", "2"])  # legacy protocol: not the powered study's add_seeds
     results_dir = tmp_path / "benchmarks" / "results"

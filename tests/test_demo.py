@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from monokd.pipeline import demo
+from monokd.pipeline import demo, pictures, presets, stages, stories
+from monokd.pipeline import report as demo_report
 from monokd.viz import report
 from tests.helpers import car, colour_mask, fake_root, flat, read_png, tallest_run
 
@@ -98,26 +99,26 @@ def test_report_links_the_chart_and_the_frames(tmp_path):
 def test_training_marker_needs_the_exit_marker_and_a_checkpoint(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
-    assert not demo.training_done(run)
+    assert not stages.training_done(run)
     (run / "last.ckpt").write_bytes(b"x")
     (run / "metrics.json").write_text("{}")
-    assert not demo.training_done(run)  # both are rewritten while a run goes on
-    (run / demo.TRAIN_MARKER).write_text("")
-    assert demo.training_done(run)
+    assert not stages.training_done(run)  # both are rewritten while a run goes on
+    (run / stages.TRAIN_MARKER).write_text("")
+    assert stages.training_done(run)
     (run / "last.ckpt").unlink()
-    assert not demo.training_done(run)
+    assert not stages.training_done(run)
     (run / "last.ckpt").write_bytes(b"x")
-    assert demo.find_checkpoint(run) == run / "last.ckpt"
+    assert stages.find_checkpoint(run) == run / "last.ckpt"
     (run / "best.ckpt").write_bytes(b"x")
-    assert demo.find_checkpoint(run) == run / "best.ckpt"  # the best one wins
+    assert stages.find_checkpoint(run) == run / "best.ckpt"  # the best one wins
 
 
 def test_evaluation_marker_is_the_json_with_flat(tmp_path):
-    assert demo.evaluation_json(tmp_path / "none") is None
+    assert stages.evaluation_json(tmp_path / "none") is None
     (tmp_path / "other.json").write_text(json.dumps({"x": 1}))
-    assert demo.evaluation_json(tmp_path) is None
+    assert stages.evaluation_json(tmp_path) is None
     (tmp_path / "metrics.json").write_text(json.dumps({"flat": {"Car/3d/easy/R40@0.70": 3}}))
-    assert demo.read_flat(tmp_path) == {"Car/3d/easy/R40@0.70": 3.0}
+    assert stages.read_flat(tmp_path) == {"Car/3d/easy/R40@0.70": 3.0}
 
 
 def test_train_and_evaluate_skip_finished_stages(tmp_path, monkeypatch):
@@ -133,72 +134,72 @@ def test_train_and_evaluate_skip_finished_stages(tmp_path, monkeypatch):
         else:
             open(os.path.join(out, "eval.json"), "w").write(json.dumps({"flat": flat(1.0)}))
 
-    monkeypatch.setattr(demo, "run_command", fake)
-    ckpt = demo.train("cfg.yaml", tmp_path / "t", ["a.b=1"], seed=3)
+    monkeypatch.setattr(stages, "run_command", fake)
+    ckpt = stages.train("cfg.yaml", tmp_path / "t", ["a.b=1"], seed=3)
     assert ckpt == tmp_path / "t" / "last.ckpt"
     assert calls[0][:7] == ["train", "--config", "cfg.yaml", "--out", str(tmp_path / "t"), "--resume", "auto"]
     assert calls[0][7:] == ["--seed", "3", "--set", "a.b=1"]
-    assert demo.evaluate(tmp_path / "t", tmp_path / "e") == flat(1.0)
+    assert stages.evaluate(tmp_path / "t", tmp_path / "e") == flat(1.0)
     assert calls[1][:3] == ["evaluate", "--config", str(tmp_path / "t" / "config.yaml")]
-    demo.train("cfg.yaml", tmp_path / "t", ["a.b=1"], seed=3)
-    demo.evaluate(tmp_path / "t", tmp_path / "e")
+    stages.train("cfg.yaml", tmp_path / "t", ["a.b=1"], seed=3)
+    stages.evaluate(tmp_path / "t", tmp_path / "e")
     assert len(calls) == 2  # both reused
 
 
 def test_failed_training_names_the_stage(tmp_path, monkeypatch):
-    monkeypatch.setattr(demo, "run_command", lambda args, stage, **options: None)  # writes nothing
-    with pytest.raises(demo.StageError, match="stage 'train teacher'"):
-        demo.train("cfg.yaml", tmp_path / "t", [], stage="train teacher")
+    monkeypatch.setattr(stages, "run_command", lambda args, stage, **options: None)  # writes nothing
+    with pytest.raises(stages.StageError, match="stage 'train teacher'"):
+        stages.train("cfg.yaml", tmp_path / "t", [], stage="train teacher")
 
 
 def test_presets_exist_and_name_the_three_recipes():
     for name in ("quick", "default", "synth"):
-        preset = demo.load_preset(name)
-        for model in demo.MODELS:
-            assert demo.recipe(preset, model).is_file()
-        items = demo.stage_overrides(preset, "add", "/data/x")
+        preset = presets.load_preset(name)
+        for model in stories.MODELS:
+            assert presets.recipe(preset, model).is_file()
+        items = presets.stage_overrides(preset, "add", "/data/x")
         assert items[0] == "data.root=/data/x"
     with pytest.raises(Exception, match="no such demo preset"):
-        demo.load_preset("nope")
+        presets.load_preset("nope")
 
 
 def test_preset_items_all_student_model_then_student_model(tmp_path):
     path = tmp_path / "p.yaml"
     path.write_text("data: {num_train: 1, num_val: 1}\noverrides: {all: [a=1], caddn: [b=2], teacher: [c=3], "
                     "caddn.teacher: [d=4], monodetr.teacher: [e=5], baseline: [f=6]}\n")
-    caddn = demo.load_preset(str(path), student="caddn")
-    assert demo.preset_items(caddn, "overrides", "teacher") == ["a=1", "b=2", "c=3", "d=4"]
-    assert demo.preset_items(caddn, "overrides", "baseline") == ["a=1", "b=2", "f=6"]
-    monodetr = demo.load_preset(str(path), student="monodetr")
-    assert demo.preset_items(monodetr, "overrides", "teacher") == ["a=1", "c=3", "e=5"]
+    caddn = presets.load_preset(str(path), student="caddn")
+    assert presets.preset_items(caddn, "overrides", "teacher") == ["a=1", "b=2", "c=3", "d=4"]
+    assert presets.preset_items(caddn, "overrides", "baseline") == ["a=1", "b=2", "f=6"]
+    monodetr = presets.load_preset(str(path), student="monodetr")
+    assert presets.preset_items(monodetr, "overrides", "teacher") == ["a=1", "c=3", "e=5"]
     # the default preset's MonoDETR teacher schedule stays MonoDETR's own
-    default = demo.load_preset("default", student="caddn")
-    assert "train.lr_milestones=[7]" not in demo.stage_overrides(default, "teacher", "/d")
-    assert "train.lr_milestones=[7]" in demo.stage_overrides(demo.load_preset("default"), "teacher", "/d")
+    default = presets.load_preset("default", student="caddn")
+    assert "train.lr_milestones=[7]" not in presets.stage_overrides(default, "teacher", "/d")
+    assert "train.lr_milestones=[7]" in presets.stage_overrides(presets.load_preset("default"), "teacher", "/d")
 
 
 def test_a_preset_may_name_its_story_and_replace_recipes(tmp_path):
     path = tmp_path / "p.yaml"
     path.write_text("data: {num_train: 1, num_val: 1}\nmethod: kd0\nconfigs: {teacher: other_teacher.yaml}\n")
-    with pytest.raises(demo.ConfigError, match="--method kd0: unknown"):
-        demo.load_preset(str(path))
-    preset = demo.load_preset(str(path), method="add")
-    assert demo.recipe(preset, "teacher") == demo.CONFIG_DIR / "other_teacher.yaml"
-    assert demo.recipe(preset, "add") == demo.CONFIG_DIR / "add_monodetr_synth.yaml"
+    with pytest.raises(presets.ConfigError, match="--method kd0: unknown"):
+        presets.load_preset(str(path))
+    preset = presets.load_preset(str(path), method="add")
+    assert presets.recipe(preset, "teacher") == presets.CONFIG_DIR / "other_teacher.yaml"
+    assert presets.recipe(preset, "add") == presets.CONFIG_DIR / "add_monodetr_synth.yaml"
 
 
 def test_overrides_go_all_then_student_then_model(tmp_path):
     path = tmp_path / "p.yaml"
     path.write_text("data: {num_train: 1, num_val: 1}\n"
                     "overrides: {all: [a=1], monodetr: [b=2], add: [c=3], teacher: [d=4], caddn: [e=5]}\n")
-    preset = demo.load_preset(str(path))
-    assert demo.stage_overrides(preset, "add", "/r") == ["data.root=/r", "a=1", "b=2", "c=3"]
-    assert demo.stage_overrides(preset, "teacher", "/r") == ["data.root=/r", "a=1", "b=2", "d=4"]
+    preset = presets.load_preset(str(path))
+    assert presets.stage_overrides(preset, "add", "/r") == ["data.root=/r", "a=1", "b=2", "c=3"]
+    assert presets.stage_overrides(preset, "teacher", "/r") == ["data.root=/r", "a=1", "b=2", "d=4"]
 
 
 def test_the_recipes_behind_the_readme_stay_the_story_recipes():
     """The demo sizes the synth recipes by --set items; it never swaps them."""
-    plot = demo.story()
+    plot = stories.story()
     assert [[m.name for m in wave] for wave in plot.waves] == [["teacher"], ["baseline", "add"]]
     assert {m.name: m.recipe for m in plot.models} == {
         "teacher": "monodetr_teacher_synth.yaml", "baseline": "monodetr_synth.yaml", "add": "add_monodetr_synth.yaml"}
@@ -219,14 +220,14 @@ def test_unknown_student_or_method_is_a_one_line_error(student, method, message,
 
 
 def test_a_new_story_is_one_registry_entry(tmp_path, monkeypatch):
-    plot = demo.Story(waves=((demo.Model("teacher", "monodetr_teacher_synth.yaml", "T", "teacher"),),
-                             (demo.Model("student", "add_monodetr_synth.yaml", "S", "distilled", teacher="teacher"),)))
-    monkeypatch.setitem(demo.STORIES, ("monodetr", "kd0"), plot)
-    assert demo.story("monodetr", "kd0") is plot
-    assert demo.recipe(demo.load_preset("quick", "monodetr", "kd0"), "student").name == "add_monodetr_synth.yaml"
-    monkeypatch.setitem(demo.STORIES, ("other0", "add"), plot)
-    with pytest.raises(demo.ConfigError, match="--student other0 --method kd0: no such demo"):
-        demo.story("other0", "kd0")  # both names known, not the pair
+    plot = stories.Story(waves=((stories.Model("teacher", "monodetr_teacher_synth.yaml", "T", "teacher"),),
+                             (stories.Model("student", "add_monodetr_synth.yaml", "S", "distilled", teacher="teacher"),)))
+    monkeypatch.setitem(stories.STORIES, ("monodetr", "kd0"), plot)
+    assert stories.story("monodetr", "kd0") is plot
+    assert presets.recipe(presets.load_preset("quick", "monodetr", "kd0"), "student").name == "add_monodetr_synth.yaml"
+    monkeypatch.setitem(stories.STORIES, ("other0", "add"), plot)
+    with pytest.raises(presets.ConfigError, match="--student other0 --method kd0: no such demo"):
+        stories.story("other0", "kd0")  # both names known, not the pair
 
 
 # --------------------------------------------------------------------------- pipeline, faked
@@ -255,14 +256,14 @@ def fake_commands(calls):
 
 def test_pick_frames_prefers_frames_with_cars(tmp_path):
     root = fake_root(tmp_path)
-    assert demo.pick_frames(root, 2) == ["000002", "000001"]
+    assert pictures.pick_frames(root, 2) == ["000002", "000001"]
 
 
 def test_demo_pipeline_with_faked_commands(tmp_path, monkeypatch):
     root = fake_root(tmp_path / "data")
-    (root / demo.SYNTH_MARKER).write_text("{}")
+    (root / stages.SYNTH_MARKER).write_text("{}")
     calls = []
-    monkeypatch.setattr(demo, "run_command", fake_commands(calls))
+    monkeypatch.setattr(stages, "run_command", fake_commands(calls))
     printed = io.StringIO()
     path = demo.run_demo(tmp_path / "out", "quick", data_root=root, stream=printed)
     # the teacher first (trained, then evaluated), then baseline and ADD in their lanes
@@ -294,11 +295,11 @@ def test_demo_pipeline_with_faked_commands(tmp_path, monkeypatch):
     # the chart's bars in the roles' colours, to scale: IoU 0.7's moderate AP_BEV is base + 4
     chart = read_png(tmp_path / "out" / "figures" / "moderate_ap.png")
     left = chart[:, :chart.shape[1] // 2]
-    teacher, add, baseline = (tallest_run(colour_mask(left, demo.ROLE_COLORS[role]))
+    teacher, add, baseline = (tallest_run(colour_mask(left, demo_report.ROLE_COLORS[role]))
                               for role in ("teacher", "distilled", "baseline"))
     assert (teacher / baseline, add / baseline) == pytest.approx((34 / 14, 19 / 14), rel=0.03)
     curves = read_png(tmp_path / "out" / "figures" / "learning_curves.png")
-    assert all(colour_mask(curves, colour, 8).sum() > 50 for colour in demo.ROLE_COLORS.values())
+    assert all(colour_mask(curves, colour, 8).sum() > 50 for colour in demo_report.ROLE_COLORS.values())
     # the end of the run says where the report is and how long each stage took
     end = printed.getvalue()
     assert f"report: {path}" in end
@@ -313,9 +314,9 @@ def test_anchor_head_story_pictures_lower_the_score_threshold(tmp_path, monkeypa
     # model.anchor_head.score_threshold, the table's keeps the recipe's; the sentence under the
     # table points at the story's own page, not at MonoDETR's README runs
     root = fake_root(tmp_path / "data")
-    (root / demo.SYNTH_MARKER).write_text("{}")
+    (root / stages.SYNTH_MARKER).write_text("{}")
     calls = []
-    monkeypatch.setattr(demo, "run_command", fake_commands(calls))
+    monkeypatch.setattr(stages, "run_command", fake_commands(calls))
     path = demo.run_demo(tmp_path / "out", "quick", data_root=root, student="caddn", stream=io.StringIO())
     boxes = [c for c in calls if "eval_boxes" in c[c.index("--out") + 1]]
     assert len(boxes) == 3
@@ -329,26 +330,26 @@ def test_anchor_head_story_pictures_lower_the_score_threshold(tmp_path, monkeypa
 
 def test_table_threshold_and_colours_per_model():
     # each detector class declares its key: its value, else the class's default
-    assert demo.table_threshold({"model": {"name": "monodetr", "decode": {"topk": 30, "threshold": 0.3}}}) == 0.3
-    assert demo.table_threshold({"model": {"name": "monodetr"}}) == 0.2
-    assert demo.table_threshold({"model": {"name": "patchnet", "decode": {"min_score": 0.05}}}) == 0.05
-    assert demo.table_threshold({"model": {"name": "caddn", "anchor_head": {"score_threshold": 0.3}}}) == 0.3
-    assert demo.table_threshold({"model": {"name": "caddn", "anchor_head": {}}}) == 0.1
-    assert demo.table_threshold({"model": {"name": "takd_student", "anchor_head": {"score_threshold": 0.4}}}) == 0.4
-    assert demo.table_threshold({}) is None
-    config = demo.run_config(demo.load_preset("quick", "caddn", "takd"), "lidar_teacher", Path("/nonexistent"))
-    assert demo.table_threshold(config) == 0.1
-    colors = demo.model_colors(demo.story("caddn", "takd").models)
+    assert demo_report.table_threshold({"model": {"name": "monodetr", "decode": {"topk": 30, "threshold": 0.3}}}) == 0.3
+    assert demo_report.table_threshold({"model": {"name": "monodetr"}}) == 0.2
+    assert demo_report.table_threshold({"model": {"name": "patchnet", "decode": {"min_score": 0.05}}}) == 0.05
+    assert demo_report.table_threshold({"model": {"name": "caddn", "anchor_head": {"score_threshold": 0.3}}}) == 0.3
+    assert demo_report.table_threshold({"model": {"name": "caddn", "anchor_head": {}}}) == 0.1
+    assert demo_report.table_threshold({"model": {"name": "takd_student", "anchor_head": {"score_threshold": 0.4}}}) == 0.4
+    assert demo_report.table_threshold({}) is None
+    config = demo_report.run_config(presets.load_preset("quick", "caddn", "takd"), "lidar_teacher", Path("/nonexistent"))
+    assert demo_report.table_threshold(config) == 0.1
+    colors = demo_report.model_colors(stories.story("caddn", "takd").models)
     assert len(set(colors.values())) == 4  # the LiDAR teacher and the TA no longer share a grey
 
 
 def test_read_curve_and_learning_curve_figure(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
-    assert demo.read_curve(run) == []
+    assert demo_report.read_curve(run) == []
     history = [{"epoch": 1, "step": 20, "metrics": flat(4.0)}, {"epoch": 0, "step": 10, "metrics": flat(2.0)}]
     (run / "metrics.json").write_text(json.dumps({"validations": history}))
-    curve = demo.read_curve(run)
+    curve = demo_report.read_curve(run)
     assert [step for step, _ in curve] == [10, 20]
     assert curve[1][1][report.metric_key("bev", "moderate", 0.5)] == 4.0 + 10 + 5 - 1
     path = report.learning_curves({"teacher": curve, "empty": []}, tmp_path / "f" / "curves.png")
@@ -362,9 +363,9 @@ def test_read_curve_and_learning_curve_figure(tmp_path):
 
 def test_pictures_show_the_top_k_by_score_whatever_the_threshold():
     objects = [car(0.0, 10.0, s) for s in (0.05, 0.3, 0.01, 0.12)]
-    assert [o.score for o in demo.top_predictions(objects, 3)] == [0.3, 0.12, 0.05]
-    assert demo.top_predictions(objects, 10)[-1].score == 0.01
-    assert demo.top_predictions([], 3) == []
+    assert [o.score for o in pictures.top_predictions(objects, 3)] == [0.3, 0.12, 0.05]
+    assert pictures.top_predictions(objects, 10)[-1].score == 0.01
+    assert pictures.top_predictions([], 3) == []
 
 
 # --------------------------------------------------------------------------- end to end
@@ -384,15 +385,15 @@ def test_quick_demo_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     path = demo.run_demo(tmp_path / "demo", "quick", stream=io.StringIO())
     text = path.read_text()
-    for label in demo.LABELS.values():
+    for label in stories.LABELS.values():
         assert f"| {label} |" in text
     for name, size in (("moderate_ap.png", (374, 924, 3)), ("learning_curves.png", (374, 1012, 3))):
         picture = read_png(tmp_path / "demo" / "figures" / name)
         assert picture.shape == size and f"(figures/{name})" in text
         # every model in its role's colour (at least its legend entry: an AP may be 0)
-        assert all(colour_mask(picture, colour, 8).any() for colour in demo.ROLE_COLORS.values())
-    for model in demo.MODELS:  # two validations a run: the learning curve has two points
-        assert len(demo.read_curve(tmp_path / "demo" / model)) == 2
+        assert all(colour_mask(picture, colour, 8).any() for colour in demo_report.ROLE_COLORS.values())
+    for model in stories.MODELS:  # two validations a run: the learning curve has two points
+        assert len(demo_report.read_curve(tmp_path / "demo" / model)) == 2
         log = (tmp_path / "demo" / "logs" / f"{model}.log").read_text()
         assert "\r" not in log and "epoch 2/2 step" in log  # plain progress lines, no carriage returns
     frames = sorted((tmp_path / "demo" / "figures").glob("frame_*.png"))
@@ -426,7 +427,7 @@ def test_an_interrupted_stage_stops_its_child(monkeypatch):
 
     monkeypatch.setattr(subprocess, "Popen", Child)
     with pytest.raises(KeyboardInterrupt):
-        demo.run_command(["train"], "train teacher")
+        stages.run_command(["train"], "train teacher")
     assert started[0].terminated
 
 
@@ -489,10 +490,10 @@ def test_a_failing_lane_raises_after_the_others_end(tmp_path):
     lanes, display = Lanes(), Display(["a", "b"], stream=io.StringIO())
 
     def fail():
-        raise demo.StageError("stage 'train a' failed")
+        raise stages.StageError("stage 'train a' failed")
 
     done = []
-    with pytest.raises(demo.StageError, match="train a"):
+    with pytest.raises(stages.StageError, match="train a"):
         lanes.side_by_side({"a": fail, "b": lambda: done.append(1)})
     assert done == [1]
 

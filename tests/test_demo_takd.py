@@ -8,7 +8,7 @@ import json
 import os
 import sys
 
-from monokd.pipeline import demo
+from monokd.pipeline import demo, lanes, pictures, presets, stages, stories, takd_figure
 from tests.helpers import car, fake_root, flat
 
 SCORES = {"lidar_teacher": 40.0, "ta": 30.0, "camera": 10.0, "takd": 14.0}
@@ -34,17 +34,17 @@ def fake_commands(calls):
 
 
 def test_method_takd_picks_the_caddn_story_and_wires_teacher_and_ta(tmp_path, monkeypatch):
-    preset = demo.load_preset("quick", None, "takd")
+    preset = presets.load_preset("quick", None, "takd")
     assert preset["student"] == "caddn" and [m.name for m in preset["story"].models] == [
         "lidar_teacher", "ta", "camera", "takd"]
-    assert demo.load_preset("quick")["story"] is demo.story()  # the default story is unchanged
-    assert demo.story().method == "ADD" and not any(m.ta for m in demo.story().models)
+    assert presets.load_preset("quick")["story"] is stories.story()  # the default story is unchanged
+    assert stories.story().method == "ADD" and not any(m.ta for m in stories.story().models)
     root = fake_root(tmp_path / "data")
-    (root / demo.SYNTH_MARKER).write_text("{}")
+    (root / stages.SYNTH_MARKER).write_text("{}")
     calls = []
-    monkeypatch.setattr(demo, "run_command", fake_commands(calls))
+    monkeypatch.setattr(stages, "run_command", fake_commands(calls))
     figures = []  # the BEV feature figure needs real checkpoints: recorded, not drawn
-    monkeypatch.setattr(demo, "takd_bev_figure", lambda root, runs, plot, out: figures.append(runs) or
+    monkeypatch.setattr(takd_figure, "takd_bev_figure", lambda root, runs, plot, out: figures.append(runs) or
                         (out / "bev_features.png"))
     path = demo.run_demo(tmp_path / "out", "quick", data_root=root, method="takd", stream=io.StringIO())
     trained = [os.path.basename(c[c.index("--out") + 1]) for c in calls if c[0] == "train"]
@@ -67,9 +67,9 @@ def test_method_takd_picks_the_caddn_story_and_wires_teacher_and_ta(tmp_path, mo
 
 def test_the_pictures_second_evaluation_says_what_it_is_for(tmp_path, monkeypatch):
     """Each model's second evaluation (low threshold, for the pictures' boxes only) is
-    announced as such, and its command's lines show after demo.PICTURES_TAG."""
+    announced as such, and its command's lines show after pictures.PICTURES_TAG."""
     root = fake_root(tmp_path / "data")
-    (root / demo.SYNTH_MARKER).write_text("{}")
+    (root / stages.SYNTH_MARKER).write_text("{}")
     calls, tags = [], {}
     run = fake_commands(calls)
 
@@ -77,17 +77,17 @@ def test_the_pictures_second_evaluation_says_what_it_is_for(tmp_path, monkeypatc
         tags[args[args.index("--out") + 1]] = options["lane"].tag
         run(args, stage, **options)
 
-    monkeypatch.setattr(demo, "run_command", tagged)
-    monkeypatch.setattr(demo, "takd_bev_figure", lambda root, runs, plot, out: None)
+    monkeypatch.setattr(stages, "run_command", tagged)
+    monkeypatch.setattr(takd_figure, "takd_bev_figure", lambda root, runs, plot, out: None)
     printed = io.StringIO()
     demo.run_demo(tmp_path / "out", "quick", data_root=root, method="takd", stream=printed)
     out = tmp_path / "out"
-    assert tags[str(out / "eval_boxes" / "ta")] == demo.PICTURES_TAG
+    assert tags[str(out / "eval_boxes" / "ta")] == pictures.PICTURES_TAG
     assert tags[str(out / "eval" / "ta")] == "" and tags[str(out / "ta")] == ""
     again = f"[ta] evaluating again, at a low score threshold, only for the pictures' boxes ({out / 'eval_boxes' / 'ta'}"
     assert again in printed.getvalue() and "  pictures' boxes ta  " in printed.getvalue()  # its stage-time row
-    display = demo.Display(["ta"], stream=io.StringIO(), live=False)
-    lane = demo.Lane("ta", tmp_path / "ta.log", demo.Lanes(), display).tagged(demo.PICTURES_TAG)
+    display = lanes.Display(["ta"], stream=io.StringIO(), live=False)
+    lane = lanes.Lane("ta", tmp_path / "ta.log", lanes.Lanes(), display).tagged(pictures.PICTURES_TAG)
     assert lane.run([sys.executable, "-c", "print('evaluating ta/last.ckpt on val (4 frames)')"]) == 0
     assert display.stream.getvalue() == "[ta] pictures' boxes only: evaluating ta/last.ckpt on val (4 frames)\n"
     assert (tmp_path / "ta.log").read_text().endswith("\nevaluating ta/last.ckpt on val (4 frames)\n")

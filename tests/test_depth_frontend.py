@@ -42,7 +42,7 @@ def test_metrics_hand_computed():
 def test_output_bounded_and_shaped():
     cfg = {"backbone": {"depth": 18}, "decoder_channels": [16, 16, 8, 8], "min_depth": 2.0, "max_depth": 50.0}
     with torch.no_grad():
-        depth = DepthNet(cfg)(torch.randn(2, 3, 64, 96))
+        depth = DepthNet(cfg)({"images": torch.randn(2, 3, 64, 96)})["depth"]
     assert depth.shape == (2, 1, 64, 96)
     assert float(depth.min()) >= 2.0 - 1e-4 and float(depth.max()) <= 50.0 + 1e-3
 
@@ -56,17 +56,19 @@ def _tiny_cfg(root):
 
 @pytest.mark.slow
 def test_overfits_four_frames_then_predicts_resumably(synth_root, tmp_path):
-    """Falling loss and AbsRel < 0.3 on the 4 frames it trained on (an untrained network's
-    constant ~9 m output scores about 0.6 there); then predict writes uint16 PNGs (depth_2
-    format, original size), skips frames already written, and reports the overlap."""
-    from monokd.commands import depth as D
+    """Trained through the engine (monokd.training.fit): AbsRel < 0.3 on the 4 frames it
+    trained on (an untrained network's constant ~9 m output scores about 0.6 there); then
+    predict reads the engine's checkpoint, writes uint16 PNGs (depth_2 format, original size),
+    skips frames already written, and reports the overlap."""
+    from monokd.models.depth.model import training_config
+    from monokd.serving import depth_maps as D
+    from monokd.training.fit import fit
 
-    cfg = _tiny_cfg(synth_root)
-    logs = []
-    metrics = D.train(cfg, tmp_path / "run", log=logs.append)
-    history = json.loads((tmp_path / "run" / "metrics.json").read_text())["history"]
-    assert history[-1]["loss"] < 0.7 * history[0]["loss"]
+    cfg = training_config(_tiny_cfg(synth_root))
+    module = fit(cfg, tmp_path / "run", progress_bar=False)
+    metrics = module.val_metrics
     assert metrics["abs_rel"] < 0.3 and metrics["images"] == 4
+    logs = []
 
     out = tmp_path / "pred"
     meta = D.predict(tmp_path / "run" / "last.ckpt", ["train", "val"], out, log=logs.append)
@@ -87,6 +89,55 @@ def test_overfits_four_frames_then_predicts_resumably(synth_root, tmp_path):
     write_depth(out / f"{frames[0]}.png", pred)
     scored = D.evaluate_dir(out, synth_root, "train")
     assert scored["abs_rel"] == pytest.approx(metrics["abs_rel"], abs=0.02)
+
+
+def _tiny_net_cfg(root):
+    return load_config(REPO / "configs" / "depth_synth.yaml", [
+        f"data.root={root}", "data.input_size=[96,32]", "model.decoder_channels=[8,8,8,8]"])
+
+
+def test_validation_is_the_depth_metrics_and_the_monitor_reads_them(synth_root):
+    """The engine validates the depth front-end by its own scores: per frame AbsRel / RMSE /
+    delta1 (equal to image_metrics of its prediction), averaged over frames; the recipe's
+    monitor is one of them."""
+    from monokd.models.depth.model import build_depth_net, training_config
+    from monokd.training.datamodule import build_dataset
+    from monokd.data.dataset import collate
+    from monokd.training import validation as V
+
+    cfg = training_config(_tiny_net_cfg(synth_root))
+    torch.manual_seed(0)
+    model = build_depth_net(cfg).eval()
+    batch = collate([build_dataset(cfg, "val", train=False)[i] for i in range(2)])
+    assert V.scores_itself(model)
+    records = V.validation_records(model, batch)
+    with torch.no_grad():
+        pred = model(batch)["depth"]
+    expected = image_metrics(pred, batch["depth_maps"], model.min_depth, model.max_depth)
+    assert list(records) == batch["frame_ids"] and list(records.values()) == expected
+    flat = model.summarise_scores(records)
+    assert flat["abs_rel"] == pytest.approx((expected[0]["abs_rel"] + expected[1]["abs_rel"]) / 2)
+    assert flat["images"] == 2 and V.monitor_value(flat, cfg["train"]["monitor"]) == flat["delta1"]
+
+
+def test_a_checkpoint_of_the_former_loop_still_predicts_and_is_refused_for_resume(synth_root, tmp_path, capsys):
+    from monokd.cli import main
+    from monokd.models.depth.model import build_depth_net
+    from monokd.serving.depth_maps import load_depth_net
+
+    cfg = _tiny_net_cfg(synth_root)
+    model = build_depth_net(cfg)
+    old = tmp_path / "run" / "last.ckpt"
+    old.parent.mkdir()
+    torch.save({"cfg": cfg, "state_dict": model.state_dict(), "optimizer": {}, "epoch": 1, "history": [],
+                "train_split": "train", "train_frames": ["000000", "000001"]}, old)
+    loaded, loaded_cfg, trained = load_depth_net(old)
+    assert loaded_cfg == cfg and trained == {"split": "train", "ids": ["000000", "000001"]}
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+    assert main(["depth", "train", "--config", str(REPO / "configs" / "depth_synth.yaml"), "--out",
+                 str(old.parent), "--resume", "--set", f"data.root={synth_root}"]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "former `monokd depth train` loop" in lines[0] and str(old) in lines[0]
 
 
 def test_depth_pred_dir_read_like_depth_2(synth_root, tmp_path):

@@ -277,11 +277,11 @@ def test_demo_story_prepares_depth_and_boxes_first(tmp_path, monkeypatch):
     import json
     import os
 
-    from monokd.pipeline import demo
+    from monokd.pipeline import demo, presets, stages
     from tests.helpers import fake_root, flat
 
     root = fake_root(tmp_path / "data")
-    (root / demo.SYNTH_MARKER).write_text("{}")
+    (root / stages.SYNTH_MARKER).write_text("{}")
     calls = []
 
     def run(args, stage, **options):
@@ -292,9 +292,7 @@ def test_demo_story_prepares_depth_and_boxes_first(tmp_path, monkeypatch):
             open(out, "w").write(json.dumps({"abs_rel": 0.2, "rmse": 6.0, "delta1": 0.7, "images": 4}))
             return
         os.makedirs(out, exist_ok=True)
-        if args[:2] == ["depth", "train"]:
-            open(os.path.join(out, "metrics.json"), "w").write("{}")
-        elif args[0] == "train":
+        if args[:2] == ["depth", "train"] or args[0] == "train":
             for name in ("config.yaml", "last.ckpt"):
                 open(os.path.join(out, name), "w").write("{}")
             open(os.path.join(out, "metrics.json"), "w").write(json.dumps({"validations": [
@@ -302,11 +300,11 @@ def test_demo_story_prepares_depth_and_boxes_first(tmp_path, monkeypatch):
         elif args[0] == "evaluate":
             open(os.path.join(out, "metrics.json"), "w").write(json.dumps({"flat": flat(10.0)}))
 
-    monkeypatch.setattr(demo, "run_command", run)
+    monkeypatch.setattr(stages, "run_command", run)
     out = tmp_path / "out"
     demo.run_demo(out, "quick", data_root=root, student="patchnet", stream=io.StringIO())
-    stages = [(c[0], c[1]) if c[0] == "depth" else (c[0], os.path.basename(c[c.index("--out") + 1])) for c in calls]
-    assert stages[:6] == [("depth", "train"), ("depth", "predict"), ("depth", "evaluate"), ("train", "boxes"),
+    ran = [(c[0], c[1]) if c[0] == "depth" else (c[0], os.path.basename(c[c.index("--out") + 1])) for c in calls]
+    assert ran[:6] == [("depth", "train"), ("depth", "predict"), ("depth", "evaluate"), ("train", "boxes"),
                           ("evaluate", "boxes"), ("train", "teacher")]
     assert calls[3][calls[3].index("--config") + 1].endswith("monodetr_synth.yaml")
     patchnet_runs = [c for c in calls if c[0] == "train" and not c[c.index("--out") + 1].endswith("boxes")]
@@ -325,10 +323,10 @@ def _story_cfg(preset_name, root, sets, model="baseline"):
     """The config a PatchNet run of the demo's story gets: its recipe, the preset's
     overrides and the prepare step's --set items."""
     from monokd.config import load_config
-    from monokd.pipeline import demo
+    from monokd.pipeline import demo, presets, stages
 
-    preset = demo.load_preset(preset_name, "patchnet")
-    return load_config(demo.recipe(preset, model), demo.stage_overrides(preset, model, root) + sets)
+    preset = presets.load_preset(preset_name, "patchnet")
+    return load_config(presets.recipe(preset, model), presets.stage_overrides(preset, model, root) + sets)
 
 
 def test_quick_demo_evaluates_patchnet_on_gt_boxes_and_warns_on_empty_results(synth_root, tmp_path):
@@ -337,7 +335,7 @@ def test_quick_demo_evaluates_patchnet_on_gt_boxes_and_warns_on_empty_results(sy
     preset's read the box detector's files; all of them empty is one MonokdWarning naming the
     folder, once, and every frame gets no proposal."""
     from monokd.data.dataset import KittiDataset
-    from monokd.pipeline import demo
+    from monokd.pipeline import demo, presets, stages
     from monokd.pipeline import patchnet_inputs
     from monokd.errors import MonokdWarning
 
@@ -353,14 +351,14 @@ def test_quick_demo_evaluates_patchnet_on_gt_boxes_and_warns_on_empty_results(sy
     assert sum(len(i["proposals"]["boxes"]) for i in items) > 0
     for item in items:
         assert item["proposals"]["target_index"].tolist() == list(range(len(item["targets"]["labels"])))
-    assert patchnet_inputs.no_box_warning(demo.load_preset("quick", "patchnet"), synth_root, sets) is None
+    assert patchnet_inputs.no_box_warning(presets.load_preset("quick", "patchnet"), synth_root, sets) is None
 
     default = KittiDataset(synth_root, "val", _story_cfg("default", synth_root, sets))
     assert default.cfg["proposals"]["eval"] == "results"
     with pytest.warns(MonokdWarning, match=f"{empty}: no 2-D box in its 4 result file") as caught:
         assert all(len(default[i]["proposals"]["boxes"]) == 0 for i in range(len(default)))
     assert len([w for w in caught if issubclass(w.category, MonokdWarning)]) == 1  # once a folder
-    assert f"{empty}: no 2-D box" in patchnet_inputs.no_box_warning(demo.load_preset("default", "patchnet"),
+    assert f"{empty}: no 2-D box" in patchnet_inputs.no_box_warning(presets.load_preset("default", "patchnet"),
                                                                     synth_root, sets)
 
 
@@ -397,11 +395,11 @@ def test_demo_prepare_is_a_counted_logged_stage(tmp_path, monkeypatch, capsys):
     import sys
 
     from monokd.data import kitti
-    from monokd.pipeline import demo
+    from monokd.pipeline import demo, presets, stages
     from tests.helpers import car, fake_root, flat
 
     root = fake_root(tmp_path / "data")
-    (root / demo.SYNTH_MARKER).write_text("{}")
+    (root / stages.SYNTH_MARKER).write_text("{}")
     lanes, empty_boxes = {}, []
 
     def run(args, stage, **options):
@@ -409,15 +407,13 @@ def test_demo_prepare_is_a_counted_logged_stage(tmp_path, monkeypatch, capsys):
         lane = options.get("lane")
         lanes.setdefault(lane.name, lane.log)
         if args[:2] == ["depth", "train"]:  # one real child: its lines go to the log, its progress shows
-            assert lane.run([sys.executable, "-c", "print('GPU available: False'); print('depth train: epoch 1')"]) == 0
+            assert lane.run([sys.executable, "-c", "print('GPU available: False'); print('epoch 1/8 step 3/24 loss 5.0')"]) == 0
         if args[:2] == ["depth", "evaluate"]:
             os.makedirs(os.path.dirname(out), exist_ok=True)
             open(out, "w").write(json.dumps({"abs_rel": 0.25, "rmse": 5.5, "delta1": 0.75, "images": 3}))
             return
         os.makedirs(out, exist_ok=True)
-        if args[:2] == ["depth", "train"]:
-            open(os.path.join(out, "metrics.json"), "w").write("{}")
-        elif args[0] == "train":
+        if args[:2] == ["depth", "train"] or args[0] == "train":
             for name in ("config.yaml", "last.ckpt"):
                 open(os.path.join(out, name), "w").write("{}")
             open(os.path.join(out, "metrics.json"), "w").write(json.dumps({"validations": [
@@ -429,7 +425,7 @@ def test_demo_prepare_is_a_counted_logged_stage(tmp_path, monkeypatch, capsys):
             found = [] if empty_boxes and out.endswith("boxes") else [car(0.5, 16.0, 0.9), car(3.0, 30.0, 0.1)]
             kitti.write_label(os.path.join(out, "data", "000002.txt"), found)
 
-    monkeypatch.setattr(demo, "run_command", run)
+    monkeypatch.setattr(stages, "run_command", run)
     out, printed = tmp_path / "out", io.StringIO()
     report = demo.run_demo(out, "quick", data_root=root, student="patchnet", stream=printed).read_text()
     banners = [line for line in capsys.readouterr().out.splitlines() if line.startswith("=== [demo ")]
@@ -437,9 +433,9 @@ def test_demo_prepare_is_a_counted_logged_stage(tmp_path, monkeypatch, capsys):
     assert banners[1].startswith("=== [demo 2/5] prepare: ") and str(out / "logs" / "prepare.log") in banners[1]
     assert lanes["prepare"] == out / "logs" / "prepare.log"
     log = (out / "logs" / "prepare.log").read_text()
-    assert "GPU available: False" in log and "depth train: epoch 1" in log
+    assert "GPU available: False" in log and "epoch 1/8 step 3/24" in log
     shown = printed.getvalue()
-    assert "[prepare] depth train: epoch 1" in shown and "GPU available" not in shown
+    assert "[prepare] epoch 1/8 step 3/24" in shown and "GPU available" not in shown
     assert "  prepare  " in shown  # a row of the stage times
     assert "AbsRel 0.250, RMSE 5.50 m, delta1 0.750 (3 images)" in report
     assert "Car AP_2D@0.7 R40 easy / moderate / hard 31.00 / 22.00 / 11.00; 2 boxes in its 1 result files" in report

@@ -27,7 +27,7 @@ def test_frozen_models_first_then_every_arm_and_seed(takd_seeds, monkeypatch, tm
         return _flat(score.get(arm, lambda s: 10.0 + (s - 1000))(seed))
 
     monkeypatch.setattr(takd_seeds, "train_and_evaluate", fake_run)
-    monkeypatch.setattr(takd_seeds.demo, "ensure_synth", lambda *a, **k: None)
+    monkeypatch.setattr(takd_seeds.stages, "ensure_synth", lambda *a, **k: None)
     out = tmp_path / "takd_seeds"
     takd_seeds.main(["--arms", "lidar_teacher", "ta", "student", "takd", "+IMD", "--seeds", "1001", "1002", "1003",
                      "--runs", str(tmp_path / "runs"), "--out", str(out)])
@@ -52,7 +52,7 @@ def test_row_seeds_run_ablation_rows_at_fewer_seeds_paired_at_their_own(takd_see
         return _flat({"student": 10.0, "takd": 12.0, "+IMD": 15.0}.get(arm, 40.0) + (seed - 1001))
 
     monkeypatch.setattr(takd_seeds, "train_and_evaluate", fake_run)
-    monkeypatch.setattr(takd_seeds.demo, "ensure_synth", lambda *a, **k: None)
+    monkeypatch.setattr(takd_seeds.stages, "ensure_synth", lambda *a, **k: None)
     out = tmp_path / "takd_seeds"
     takd_seeds.main(["--arms", "lidar_teacher", "ta", "student", "takd", "+IMD", "--seeds", "1001", "1002", "1003",
                      "--row-seeds", "1002", "--runs", str(tmp_path / "runs"), "--out", str(out)])

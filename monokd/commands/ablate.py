@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from monokd.pipeline.ablate import run_ablation
-from monokd.pipeline.demo import exit_on_sigterm
+from monokd.pipeline.stages import exit_on_sigterm
 
 
 def add_arguments(parser) -> None:

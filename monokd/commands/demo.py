@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from monokd.pipeline.demo import DEFAULT_METHOD, DEFAULT_STUDENT, STORIES, default_student, exit_on_sigterm, run_demo
+from monokd.pipeline.demo import run_demo
+from monokd.pipeline.stages import exit_on_sigterm
+from monokd.pipeline.stories import DEFAULT_METHOD, DEFAULT_STUDENT, STORIES, default_student
 
 
 def add_arguments(parser) -> None:

@@ -28,9 +28,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from monokd.config import load_config
-from monokd.data import augment as aug
 from monokd.data.checks import check_principal_point, image_size
-from monokd.data.dataset import collate, data_config, empty_targets
+from monokd.data.dataset import collate, data_config, empty_targets, image_item
 from monokd.data.kitti import (IMAGE_SUFFIXES, KittiFormatError, check_camera_matrix, parse_number, read_calib,
                                read_image, read_lines, write_image)
 from monokd.geometry.calib import AXES_VELO_TO_CAM, velo_to_rect_matrix
@@ -121,24 +120,12 @@ class ImageFolder(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> dict:
-        image = read_image(self.paths[index])
-        P2 = self._P2[self.calib_files[index]]
-        image_size = (image.shape[1], image.shape[0])
-        affine = aug.input_affine(aug.Augmentation(), image_size, self.input_size, self.cfg["resize"])
-        mean = np.asarray(self.cfg["mean"], dtype=np.float32)
-        std = np.asarray(self.cfg["std"], dtype=np.float32)
-        warped = (aug.warp(image, affine, self.input_size).astype(np.float32) / 255.0 - mean) / std
-        return {
-            "image": torch.from_numpy(np.ascontiguousarray(warped.transpose(2, 0, 1))),
-            "P2": torch.as_tensor(aug.camera_matrix(P2, affine, False), dtype=torch.float32),
-            "P2_original": torch.as_tensor(P2, dtype=torch.float32),
-            "input_to_original": torch.as_tensor(aug.invert(affine), dtype=torch.float32),
-            "image_size": torch.tensor(image_size, dtype=torch.long),
-            "frame_id": self.paths[index].stem,
-            "flipped": False,
-            "lidar_to_rect": torch.as_tensor(self._lidar_to_rect[self.calib_files[index]], dtype=torch.float32),
-            "targets": empty_targets(),
-        }
+        calib = self.calib_files[index]
+        item, _ = image_item(read_image(self.paths[index]), self._P2[calib], self.paths[index].stem, self.cfg,
+                             self.input_size)
+        item["lidar_to_rect"] = torch.as_tensor(self._lidar_to_rect[calib], dtype=torch.float32)
+        item["targets"] = empty_targets()
+        return item
 
 
 def shown(objects: list, score_threshold: float | None = None) -> list:

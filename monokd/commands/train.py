@@ -12,12 +12,11 @@ launches the processes) or ``torchrun --nproc_per_node N -m monokd.cli train ...
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from monokd.config import load_config, set_key, setting
+from monokd.config import load_config, set_key
 from monokd.distill import preset_overrides
-from monokd.training.callbacks import PlainProgress
+from monokd.training.callbacks import console_progress
 from monokd.training.fit import PRECISIONS, fit, resolve_resume
 
 
@@ -51,9 +50,7 @@ def run(args: argparse.Namespace) -> int:
         set_key(cfg, f"train.seed={args.seed}")
     out = Path(args.out or Path("runs") / Path(args.config).stem)
     resume = resolve_resume(args.resume, out)
-    # A terminal gets Lightning's live bar; a file or a pipe plain lines (no carriage returns).
-    live = sys.stdout.isatty()
-    plain = None if live else [PlainProgress(int(setting(cfg, "train.log_every") or 10))]
+    plain, live = console_progress(cfg)
     fit(cfg, out, resume, args.devices, args.num_nodes, args.precision, callbacks=plain, progress_bar=live,
         overwrite=args.overwrite, resume_changed=args.resume_changed, resume_auto=args.resume == "auto")
     return 0

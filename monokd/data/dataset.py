@@ -211,22 +211,13 @@ class KittiDataset(Dataset):
         choice = aug.sample_augmentation(rng, self.cfg["augment"]) if self.augment else aug.Augmentation()
         if self.augment and self.cfg["augment"]["photometric"]:
             image = aug.photometric_distortion(image, rng, channel_swap=float(self.cfg["augment"]["channel_swap"]))
-        affine = aug.input_affine(choice, image_size, self.input_size, self.cfg["resize"])
-        P2 = aug.camera_matrix(calib.P2, affine, choice.flip)
+        item, affine = image_item(image, calib.P2, frame, self.cfg, self.input_size, choice)
+        P2 = aug.camera_matrix(calib.P2, affine, choice.flip)  # float64: the targets project with it
         if self.cfg["heading_target"] == "box_center":
             objects = box_center_alpha(objects, calib.P2)
         if choice.flip:
             objects = aug.mirror_objects(objects)
-        item = {
-            "image": self._normalise(aug.warp(image, affine, self.input_size, border=self._padding())),
-            "P2": torch.as_tensor(P2, dtype=torch.float32),
-            "P2_original": torch.as_tensor(calib.P2, dtype=torch.float32),
-            "input_to_original": torch.as_tensor(aug.invert(affine), dtype=torch.float32),
-            "image_size": torch.tensor(image_size, dtype=torch.long),
-            "frame_id": frame,
-            "flipped": choice.flip,
-            "targets": self.targets(objects, affine, P2, image_size),
-        }
+        item["targets"] = self.targets(objects, affine, P2, image_size)
         camera = _input_camera(calib, P2, choice.flip)
         item["lidar_to_rect"] = torch.as_tensor(velo_to_rect_matrix(camera), dtype=torch.float32)
         if self.cfg["depth_maps"]:
@@ -254,19 +245,6 @@ class KittiDataset(Dataset):
             boxes = P.from_targets(targets, rng if source == "gt_jitter" else None, float(cfg["jitter"]),
                                    int(cfg["copies"]))
         return P.clip_boxes(boxes, self.input_size)
-
-    def _padding(self):
-        """The image's value outside the source: 0, or with ``resize: pad`` the mean (0 once
-        normalised, CaDDN's padding)."""
-        if self.cfg["resize"] != "pad":
-            return 0
-        return tuple(float(m) * 255.0 for m in self.cfg["mean"])
-
-    def _normalise(self, image: np.ndarray) -> torch.Tensor:
-        mean = np.asarray(self.cfg["mean"], dtype=np.float32)
-        std = np.asarray(self.cfg["std"], dtype=np.float32)
-        out = (image.astype(np.float32) / 255.0 - mean) / std
-        return torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1)))
 
     def _depth_map(self, frame, calib, camera, image_size, affine) -> torch.Tensor:
         depth = self.read_depth_map(frame, calib, image_size)
@@ -339,6 +317,40 @@ def box_center_alpha(objects: list[Object3D], P2: np.ndarray) -> list[Object3D]:
     fu, cu = float(P2[0, 0]), float(P2[0, 2])
     return [replace(o, alpha=float(alpha_from_rotation_y(o.rotation_y, (o.box2d[0] + o.box2d[2]) / 2 - cu, fu)))
             for o in objects]
+
+
+def image_item(image: np.ndarray, P2: np.ndarray, frame: str, cfg: dict, input_size: tuple[int, int],
+               choice: aug.Augmentation | None = None) -> tuple[dict, np.ndarray]:
+    """The image part of an item and the input affine (original pixels -> input pixels,
+    (2, 3)): ``image`` (3, H_in, W_in) normalised by ``cfg`` (the data section's ``mean``,
+    ``std``, ``resize``; outside the source :func:`image_padding`), ``P2`` (3, 4) of the
+    input, ``P2_original``, ``input_to_original`` (2, 3), ``image_size`` (W, H) of the
+    original, ``frame_id``, ``flipped``. ``image``: (H, W, 3) uint8 RGB; ``choice``: the
+    augmentation (none by default)."""
+    choice = choice or aug.Augmentation()
+    image_size = (image.shape[1], image.shape[0])
+    affine = aug.input_affine(choice, image_size, input_size, cfg["resize"])
+    mean = np.asarray(cfg["mean"], dtype=np.float32)
+    std = np.asarray(cfg["std"], dtype=np.float32)
+    warped = aug.warp(image, affine, input_size, border=image_padding(cfg))
+    normalised = (warped.astype(np.float32) / 255.0 - mean) / std
+    return {
+        "image": torch.from_numpy(np.ascontiguousarray(normalised.transpose(2, 0, 1))),
+        "P2": torch.as_tensor(aug.camera_matrix(P2, affine, choice.flip), dtype=torch.float32),
+        "P2_original": torch.as_tensor(P2, dtype=torch.float32),
+        "input_to_original": torch.as_tensor(aug.invert(affine), dtype=torch.float32),
+        "image_size": torch.tensor(image_size, dtype=torch.long),
+        "frame_id": frame,
+        "flipped": choice.flip,
+    }, affine
+
+
+def image_padding(cfg: dict):
+    """The image's value outside the source: 0, or with ``resize: pad`` the mean (0 once
+    normalised, CaDDN's padding)."""
+    if cfg["resize"] != "pad":
+        return 0
+    return tuple(float(m) * 255.0 for m in cfg["mean"])
 
 
 def _input_camera(calib: Calibration, P2: np.ndarray, flip: bool) -> Calibration:

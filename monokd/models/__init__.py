@@ -24,9 +24,8 @@ REGISTRY: dict[str, str] = {
     "caddn": "monokd.models.caddn.model:CaDDN",
     "takd_student": "monokd.models.takd.model:TAKDStudent",
     "lidar_pillars": "monokd.models.lidar.model:LidarPillars",
+    "depth_resnet": "monokd.models.depth.model:build_depth_net",
 }
-# models with a config that are not detectors (built by their own command)
-CONFIG_ONLY: dict[str, str] = {"depth_resnet": "monokd.models.depth.model"}
 
 
 def register(name: str, target: str) -> None:
@@ -65,7 +64,7 @@ def model_sections(model: dict):
     model ``model["name"]`` names: its module's ``SECTION`` and ``LOSS_SECTION``, or what its
     ``config_sections(model)`` returns (a model wrapping another); (None, None) for a name
     nobody registered or a module that declares none."""
-    target = REGISTRY.get(model.get("name")) or CONFIG_ONLY.get(model.get("name"))
+    target = REGISTRY.get(model.get("name"))
     if target is None:
         return None, None
     module = importlib.import_module(target.partition(":")[0])

@@ -18,54 +18,55 @@ on the MonoTAKD recipe, distilled from both. Results: ``RESULTS/takd_ablation.{j
 
 from __future__ import annotations
 
+import importlib
 import json
-import math
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from monokd.atomic import write_text
-from monokd.pipeline import demo
 from monokd.errors import ConfigError
+from monokd.pipeline import presets as demo_presets
+from monokd.pipeline import stages
+from monokd.pipeline.statistics import aggregate
 
 TEACHER_ROW = "teacher"
-TEACHER_PAPER_AP3D = (41.43, 28.15, 22.84)  # Table 4, first row: KITTI val Car AP3D R40 @0.7
-PE_ROWS = ["SA-PE-none", "SA-PE-estimated", "SA-PE-gt"]
-ROW_LABELS = {
-    "teacher": "Teacher (object-wise depth GT)", "baseline": "MonoDETR (baseline)",
-    "F": "(a) F", "F+SA": "(b) F +SA", "R": "(c) R", "R+CA": "(d) R +CA", "F+R": "(e) F, R",
-    "F+SA+R": "(f) F +SA, R", "F+R+CA": "(g) F, R +CA", "F+SA+R+CA": "(h) F +SA, R +CA",
-    "SA-PE-none": "+SA w/o PE", "SA-PE-estimated": "+SA w/ estimated PE", "SA-PE-gt": "+SA w/ GT PE",
-}
-DEFAULT_ROWS = {"quick": ["baseline", "F+SA+R+CA"]}
-METHOD_DEFAULT_ROWS = {"takd": {"quick": ["student", "full+GT"]}}  # other methods' defaults, per preset
-METHOD_TITLES = {"add": ("ADD", "Rows as in the paper's Table 4 and the PE rows of Table 5"),
-                 "takd": ("MonoTAKD", "Rows: the paper's component ablation (camera student alone, +IMD, +CMRD, "
-                                      "+SAM, +FFM, full) and the LiDAR teacher and the TA")}
+METHODS = ("add", "takd")  # the methods whose distiller declares ABLATION (monokd.distill.<method>.distiller)
 # The metrics of the markdown tables (every flat key is kept in the JSON).
 SUMMARY_KEYS = [f"Car/{m}/moderate/R40@{iou}" for iou in ("0.70", "0.50") for m in ("3d", "bev")]
 
 
-def distill_rows(method: str = "add") -> tuple[dict[str, list[str]], dict[str, list[str]], dict[str, tuple]]:
-    """(row -> overrides, table -> rows, row -> paper AP3D) from the named rows of the
-    distiller of ``method`` (``monokd.distill.<method>.distiller``)."""
-    import importlib
+def _distiller(method: str):
+    if method not in METHODS:
+        raise ConfigError(f"--method {method}: no ablation rows (known: {', '.join(METHODS)})")
+    return importlib.import_module(f"monokd.distill.{method}.distiller")
 
-    if method not in METHOD_TITLES:
-        raise ConfigError(f"--method {method}: no ablation rows (known: {', '.join(METHOD_TITLES)})")
-    distiller = importlib.import_module(f"monokd.distill.{method}.distiller")
-    paper = {**({TEACHER_ROW: TEACHER_PAPER_AP3D} if method == "add" else {}), **getattr(distiller, "PAPER_AP3D", {})}
+
+def distill_rows(method: str = "add") -> tuple[dict[str, list[str]], dict[str, list[str]], dict[str, tuple]]:
+    """(row -> overrides, table -> rows, row -> paper AP3D, the frozen models' included) from
+    the named rows of the distiller of ``method`` (``monokd.distill.<method>.distiller``)."""
+    distiller = _distiller(method)
+    paper = {**ablation(method)["frozen_paper_ap3d"], **getattr(distiller, "PAPER_AP3D", {})}
     return dict(distiller.PRESETS), dict(distiller.TABLES), paper
+
+
+def ablation(method: str = "add") -> dict:
+    """What the distiller of ``method`` declares of its ablation report: ``title``, ``rows``
+    (what they are, in words), ``labels`` (row -> label), ``frozen_paper_ap3d``,
+    ``default_rows`` (demo preset -> rows)."""
+    return _distiller(method).ABLATION
 
 
 def resolve_rows(spec: str | None, preset: str, presets: Mapping[str, list[str]],
                  tables: Mapping[str, list[str]], frozen: Sequence[str] = (TEACHER_ROW,),
-                 defaults: Mapping[str, list[str]] = DEFAULT_ROWS) -> list[str]:
+                 defaults: Mapping[str, list[str]] | None = None) -> list[str]:
     """Row names from ``--rows`` (comma-separated names or table names ``table4``,
     ``table5``, ``pe``, ``all``); by default the frozen models (the teacher), Table 4 and
-    Table 5's PE rows. ``frozen``: the rows of the models the students learn from."""
-    pe_rows = [r for r in PE_ROWS if r in presets]
+    Table 5's PE rows (``tables["pe"]``), unless ``defaults`` (demo preset -> rows, the
+    method's ``ABLATION["default_rows"]``) names the preset's. ``frozen``: the rows of the
+    models the students learn from."""
+    pe_rows = [r for r in tables.get("pe", []) if r in presets]
     if spec is None:
-        if preset in defaults:
+        if preset in (defaults or {}):
             return list(defaults[preset])
         spec = ",".join([*frozen, "table4"] + (["pe"] if pe_rows else []))
     groups = {**tables, "pe": pe_rows, "all": [*frozen, *tables.get("table4", []), *pe_rows]}
@@ -99,47 +100,6 @@ def _folder(row: str) -> str:
     return row.replace("+", "_").replace(".", "p")
 
 
-def aggregate(per_seed: Sequence[Mapping[str, float]]) -> dict[str, dict[str, float]]:
-    """Mean, sample std (n - 1; 0 for one seed) and n of every key present in all seeds:
-    ``{"mean": {k: ...}, "std": {k: ...}, "n": n}``."""
-    if not per_seed:
-        return {"mean": {}, "std": {}, "n": 0}
-    keys = [k for k in per_seed[0] if all(k in s for s in per_seed[1:])]
-    n = len(per_seed)
-    mean, std = {}, {}
-    for key in keys:
-        values = [float(s[key]) for s in per_seed]
-        mean[key] = sum(values) / n
-        std[key] = math.sqrt(sum((v - mean[key]) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
-    return {"mean": mean, "std": std, "n": n}
-
-
-def t_interval95(values: Sequence[float]) -> list[float] | None:
-    """Two-sided 95 % Student-t confidence interval of the mean of ``values``:
-    mean -+ t(0.975, n - 1) * std / sqrt(n), std the sample std; None for fewer than 2 values."""
-    n = len(values)
-    if n < 2:
-        return None
-    from scipy.stats import t
-
-    mean = sum(values) / n
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    half = float(t.ppf(0.975, n - 1)) * std / math.sqrt(n)
-    return [mean - half, mean + half]
-
-
-def paired_differences(a: Sequence[Mapping[str, float]], b: Sequence[Mapping[str, float]],
-                       names: Sequence[str]) -> dict[str, dict]:
-    """Per name, over seeds paired by position: ``mean``, sample ``std``, ``per_seed`` values of
-    a[name] - b[name] and their 95 % t-interval ``ci95`` ([low, high], None below 2 seeds)."""
-    if len(a) != len(b):
-        raise ValueError(f"paired_differences: {len(a)} vs {len(b)} seeds")
-    diffs = [{n: float(x[n]) - float(y[n]) for n in names} for x, y in zip(a, b)]
-    stats = aggregate(diffs)
-    return {n: {"mean": stats["mean"].get(n, math.nan), "std": stats["std"].get(n, math.nan),
-                "per_seed": [d[n] for d in diffs], "ci95": t_interval95([d[n] for d in diffs])} for n in names}
-
-
 def markdown(results: dict) -> str:
     """The ablation tables (mean +- std over seeds) at IoU 0.7 and 0.5, with the paper's KITTI
     val AP3D (easy / mod. / hard at 0.7) beside each row where the paper has one."""
@@ -149,7 +109,8 @@ def markdown(results: dict) -> str:
     paper = {r["label"]: "/".join(f"{v:.2f}" for v in r["paper_ap3d"]) if r.get("paper_ap3d") else "-"
              for r in results["rows"]}
     seeds = results["seeds"]
-    title, rows_text = METHOD_TITLES[results.get("method", "add")]
+    about = ablation(results.get("method", "add"))
+    title, rows_text = about["title"], about["rows"]
     head = [f"# {title} ablation on preset `{results['preset']}`", "",
             f"Car AP (R40, %) on the val split, mean ± sample std over {len(seeds)} seed(s) {seeds}. "
             f"{rows_text}; the last column is the paper's "
@@ -164,26 +125,26 @@ def run_ablation(preset_name: str, seeds: int, out: str | Path, results_dir: str
                  extra_train: Sequence[str] = (), seed_offset: int | None = None, method: str | None = None) -> dict:
     """Train and evaluate every row for every seed (reusing finished runs); write the JSON and
     markdown; return the JSON's content. ``method``: the demo story's (default: the preset's, else add)."""
-    preset = demo.load_preset(preset_name, None, method)
+    preset = demo_presets.load_preset(preset_name, None, method)
     method, plot = preset["method"], preset["story"]
     student = next(m for m in plot.models if m.role == "distilled")  # the story's distilled model
     frozen_models = [plot.model(name) for name in (student.teacher, student.ta) if name]
     frozen = [m.name for m in frozen_models]
-    presets, tables, paper = distill_rows(method)
-    rows = resolve_rows(rows_spec or preset.get("rows"), preset_name, presets, tables, frozen,
-                        METHOD_DEFAULT_ROWS.get(method, DEFAULT_ROWS))
-    folders = run_names(rows, presets, frozen)
+    row_items, tables, paper = distill_rows(method)
+    rows = resolve_rows(rows_spec or preset.get("rows"), preset_name, row_items, tables, frozen,
+                        ablation(method)["default_rows"])
+    folders = run_names(rows, row_items, frozen)
     out = Path(out)
     data = preset["data"]
     root = Path(data_root or data.get("root") or out / "data" / "synthkitti")
     base_seed = int(preset.get("seed", 0)) if seed_offset is None else seed_offset
     seed_list = [base_seed + k for k in range(seeds)]
-    needs_teacher = any(r in frozen or "distill=null" not in presets[r] for r in rows)
-    clock = demo.Clock(prefix="ablate")
+    needs_teacher = any(r in frozen or "distill=null" not in row_items[r] for r in rows)
+    clock = stages.Clock(prefix="ablate")
     total = 1 + len(seed_list) * (len(frozen) * int(needs_teacher) + len(set(folders.values()) - set(frozen)))
     step = 1
     clock.banner(step, total, "data", f"SynthKITTI at {root}")
-    demo.ensure_synth(root, int(data["num_train"]), int(data["num_val"]), int(data.get("seed", 0)),
+    stages.ensure_synth(root, int(data["num_train"]), int(data["num_val"]), int(data.get("seed", 0)),
                       int(data.get("width", 416)), int(data.get("height", 128)), int(data.get("workers", 1)))
 
     metrics: dict[str, dict[int, dict[str, float]]] = {}  # folder -> seed -> flat
@@ -194,33 +155,33 @@ def run_ablation(preset_name: str, seeds: int, out: str | Path, results_dir: str
             model_dir = seed_dir / model.name
             step += 1
             clock.banner(step, total, f"seed {seed} {model.name}", f"-> {model_dir}")
-            ckpts[model.name] = demo.train(demo.recipe(preset, model.name), model_dir,
-                                           demo.stage_overrides(preset, model.name, root), seed, extra_train,
+            ckpts[model.name] = stages.train(demo_presets.recipe(preset, model.name), model_dir,
+                                           demo_presets.stage_overrides(preset, model.name, root), seed, extra_train,
                                            stage=model.name)
             if model.name in rows:
-                metrics.setdefault(model.name, {})[seed] = demo.evaluate(model_dir, seed_dir / "eval" / model.name)
+                metrics.setdefault(model.name, {})[seed] = stages.evaluate(model_dir, seed_dir / "eval" / model.name)
         for folder in dict.fromkeys(f for r, f in folders.items() if r not in frozen):
             row = next(r for r, f in folders.items() if f == folder)
             run_dir = seed_dir / folder
             step += 1
             clock.banner(step, total, f"seed {seed} {row}", f"-> {run_dir}")
-            overrides = demo.stage_overrides(preset, student.name, root) + list(presets[row])
-            if "distill=null" not in presets[row]:
-                overrides += demo.teacher_overrides(seed_dir / student.teacher, ckpts[student.teacher])
+            overrides = demo_presets.stage_overrides(preset, student.name, root) + list(row_items[row])
+            if "distill=null" not in row_items[row]:
+                overrides += demo_presets.teacher_overrides(seed_dir / student.teacher, ckpts[student.teacher])
                 if student.ta:
-                    overrides += demo.ta_overrides(seed_dir / student.ta, ckpts[student.ta])
-            demo.train(demo.recipe(preset, student.name), run_dir, overrides, seed, extra_train, stage=row)
-            metrics.setdefault(folder, {})[seed] = demo.evaluate(run_dir, seed_dir / "eval" / folder, stage=row)
+                    overrides += demo_presets.ta_overrides(seed_dir / student.ta, ckpts[student.ta])
+            stages.train(demo_presets.recipe(preset, student.name), run_dir, overrides, seed, extra_train, stage=row)
+            metrics.setdefault(folder, {})[seed] = stages.evaluate(run_dir, seed_dir / "eval" / folder, stage=row)
 
     results = {"preset": preset_name, "preset_file": preset["_path"], "method": method, "data": str(root),
                "seeds": seed_list, "summary_keys": SUMMARY_KEYS, "rows": []}
-    labels = {**{m.name: m.label for m in frozen_models}, **ROW_LABELS}
+    labels = {**{m.name: m.label for m in frozen_models}, **ablation(method)["labels"]}
     for row in rows:
         per_seed = metrics[folders[row]]
         stats = aggregate([per_seed[s] for s in seed_list])
         results["rows"].append({
             "name": row, "label": labels.get(row, row), "run": folders[row],
-            "overrides": [] if row in frozen else list(presets[row]),
+            "overrides": [] if row in frozen else list(row_items[row]),
             "paper_ap3d": list(paper[row]) if row in paper else None,
             **stats, "per_seed": {str(s): per_seed[s] for s in seed_list},
         })

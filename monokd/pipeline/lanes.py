@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 # A child line is progress (shown live / echoed) when it starts with one of these.
-PROGRESS_PREFIXES = ("epoch ", "val ", "evaluat", "error", "monokd ", "Traceback", "depth train:", "depth predict:")
+PROGRESS_PREFIXES = ("epoch ", "val ", "evaluat", "error", "monokd ", "Traceback", "depth predict:")
 
 
 class Display:

@@ -26,13 +26,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from monokd.pipeline import demo
+from monokd.pipeline import presets, stages
 
 BOX_KEYS = tuple(f"Car/bbox/{level}/R40@0.70" for level in ("easy", "moderate", "hard"))  # the box detector's AP
-
-
-def _sets(items) -> list[str]:
-    return [a for item in items for a in ("--set", item)]
 
 
 def _say(lane, text: str, always: bool = False) -> None:
@@ -51,26 +47,25 @@ def prepare_inputs(preset: dict, root: Path, out: Path, seed: int, extra_train=(
     common = [f"data.root={root}", *(overrides.get("all") or [])]
     options = {k: v for k, v in (("env", env), ("lane", lane)) if v}
     depth_run, pred, scored = out / "depth", out / "depth_pred", out / "eval" / "depth.json"
-    if not (depth_run / "metrics.json").is_file():  # written when the training has finished
+    if not stages.training_done(depth_run):
         _say(lane, f"depth front-end: training -> {depth_run}")
-        demo.run_command(["depth", "train", "--config", str(demo.CONFIG_DIR / "depth_synth.yaml"), "--out",
-                          str(depth_run), "--resume", *_sets(common + list(overrides.get("depth") or []))],
-                         "depth front-end", **options)
-    demo.run_command(["depth", "predict", "--ckpt", str(depth_run / "last.ckpt"), "--split", "train", "--split", "val",
+    stages.train(presets.CONFIG_DIR / "depth_synth.yaml", depth_run, common + list(overrides.get("depth") or []),
+                 stage="depth front-end", command=("depth", "train"), **options)
+    stages.run_command(["depth", "predict", "--ckpt", str(depth_run / "last.ckpt"), "--split", "train", "--split", "val",
                       "--out", str(pred)], "depth predict", **options)
     if not scored.is_file():
         _say(lane, f"depth front-end: evaluating its val maps -> {scored}")
-        demo.run_command(["depth", "evaluate", "--pred-dir", str(pred), "--root", str(root), "--split", "val",
+        stages.run_command(["depth", "evaluate", "--pred-dir", str(pred), "--root", str(root), "--split", "val",
                           "--json", str(scored)], "depth evaluate", **options)
     boxes_run, boxes_eval = out / "boxes", out / "eval" / "boxes"
-    if not demo.training_done(boxes_run):
+    if not stages.training_done(boxes_run):
         _say(lane, f"2-D box detector (MonoDETR): training -> {boxes_run}")
-    demo.train(demo.CONFIG_DIR / "monodetr_synth.yaml", boxes_run,
+    stages.train(presets.CONFIG_DIR / "monodetr_synth.yaml", boxes_run,
                common + list(overrides.get("monodetr") or []) + list(overrides.get("boxes") or []), seed, extra_train,
                stage="2-D boxes (MonoDETR)", **options)
-    if demo.evaluation_json(boxes_eval) is None:
+    if stages.evaluation_json(boxes_eval) is None:
         _say(lane, f"2-D box detector: evaluating on val -> {boxes_eval / 'data'}")
-    demo.evaluate(boxes_run, boxes_eval, "val", stage="evaluate 2-D boxes", ckpt=demo.last_checkpoint(boxes_run),
+    stages.evaluate(boxes_run, boxes_eval, "val", stage="evaluate 2-D boxes", ckpt=stages.last_checkpoint(boxes_run),
                   **options)
     sets = [f"data.depth_pred_dir={pred}", f"data.proposals.results_dir={boxes_eval / 'data'}"]
     warning = no_box_warning(preset, root, sets)
@@ -85,8 +80,8 @@ def evaluation_proposals(preset: dict, root: Path, sets: list[str]) -> dict[str,
     from monokd.config import load_config
     from monokd.data.proposals import proposal_config
 
-    return {m.name: proposal_config(load_config(demo.recipe(preset, m.name),
-                                                demo.stage_overrides(preset, m.name, root) + list(sets))
+    return {m.name: proposal_config(load_config(presets.recipe(preset, m.name),
+                                                presets.stage_overrides(preset, m.name, root) + list(sets))
                                     ["data"].get("proposals"))
             for m in preset["story"].models}
 
@@ -118,8 +113,8 @@ def report_inputs(preset: dict, root: Path, out: Path, sets: list[str]) -> list[
                      f"{depth.get('abs_rel', float('nan')):.3f}, RMSE {depth.get('rmse', float('nan')):.2f} m, "
                      f"delta1 {depth.get('delta1', float('nan')):.3f} ({depth.get('images', '?')} images) |")
     boxes_eval = out / "eval" / "boxes"
-    if demo.evaluation_json(boxes_eval) is not None:
-        flat = demo.read_flat(boxes_eval)
+    if stages.evaluation_json(boxes_eval) is not None:
+        flat = stages.read_flat(boxes_eval)
         count, files = count_result_boxes(boxes_eval / "data")
         lines.append(f"| 2-D box detector (MonoDETR, `{out / 'boxes'}`) | Car AP_2D@0.7 R40 easy / moderate / hard "
                      + " / ".join(f"{flat[k]:.2f}" if k in flat else "n/a" for k in BOX_KEYS)

@@ -12,6 +12,8 @@ from pathlib import Path
 import lightning as L
 
 from monokd.atomic import atomic_path, write_json
+from monokd.config import setting
+from monokd.timing import hms
 
 
 def save_atomically(trainer: L.Trainer, path: Path) -> None:
@@ -144,7 +146,7 @@ class PlainProgress(L.Callback):
         if self.started is not None and done > 0:
             per_step = (time.monotonic() - self.started) / done
             left = int(per_step * max(total - step, 0))
-            parts += [f"{per_step:.2f} s/step", f"eta {left // 3600:d}:{left % 3600 // 60:02d}:{left % 60:02d}"]
+            parts += [f"{per_step:.2f} s/step", f"eta {hms(left)}"]
         return " ".join(parts)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
@@ -158,3 +160,10 @@ class PlainProgress(L.Callback):
         key = getattr(pl_module, "monitor_key", "val/monitor")
         shown = "n/a" if value is None else f"{float(value):.2f}"
         self._print(trainer, f"val epoch {trainer.current_epoch + 1} step {trainer.global_step} {key} {shown}")
+
+
+def console_progress(cfg: dict) -> tuple[list | None, bool]:
+    """(callbacks, live bar) of a training started from the command line: a terminal gets
+    Lightning's live bar; a file or a pipe plain lines (no carriage returns)."""
+    live = sys.stdout.isatty()
+    return (None if live else [PlainProgress(int(setting(cfg, "train.log_every") or 10))]), live

@@ -122,17 +122,15 @@ class DetectorModule(L.LightningModule):
         self._val_detections = {}
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._val_detections.update(V.decode_batch(self.model, batch))
+        self._val_detections.update(V.validation_records(self.model, batch))
 
     def on_validation_epoch_end(self) -> None:
-        detections = V.gather_detections(self._val_detections)
+        records = V.gather_detections(self._val_detections)
         self._val_detections = {}
+        own = V.scores_itself(self.model)
         flat = None
         if self.trainer.is_global_zero:
-            missing = [f for f in detections if f not in self._ground_truth]
-            self._ground_truth.update(V.read_ground_truth(self.cfg, missing))
-            result = V.score_detections(self.cfg, {f: self._ground_truth[f] for f in detections}, detections)
-            flat = {k: float(v) for k, v in result.flat.items()}
+            flat = self.model.summarise_scores(records) if own else self._kitti_metrics(records)
         flat = V.broadcast_object(flat)
         self.val_metrics = flat
         self.val_monitor = V.monitor_value(flat, self.monitor_key)
@@ -141,8 +139,15 @@ class DetectorModule(L.LightningModule):
         if self.val_monitor is not None:
             self.log("val/monitor", self.val_monitor, prog_bar=True, sync_dist=sync)
         for key, value in flat.items():
-            if "/R40@" in key:
+            if own or "/R40@" in key:
                 self.log(f"val/{key}", value, sync_dist=sync)
+
+    def _kitti_metrics(self, detections: dict) -> dict[str, float]:
+        """The flat KITTI AP of ``detections`` against the label_2 ground truth (read once)."""
+        missing = [f for f in detections if f not in self._ground_truth]
+        self._ground_truth.update(V.read_ground_truth(self.cfg, missing))
+        result = V.score_detections(self.cfg, {f: self._ground_truth[f] for f in detections}, detections)
+        return {k: float(v) for k, v in result.flat.items()}
 
     # -- checkpoints ------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -156,6 +156,8 @@ def _check_objects(cfg: dict, train_split, train_set, val_split, val_set) -> lis
     val_counts = getattr(val_set, "class_counts", None)
     monitor = str(setting(cfg, "train.monitor"))
     monitored = monitor.split("/")[0]
+    if "@" not in monitor:  # not a class's AP (a model scoring itself, e.g. depth's delta1)
+        return []
     if getattr(val_set, "has_labels", False) and val_counts is not None and not val_counts.get(monitored):
         return [note(f"data.val_split: {val_split!r} holds no {monitored!r} object: the monitored AP "
                      f"({monitor}) stays 0 and no best.ckpt is written")]

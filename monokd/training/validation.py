@@ -1,4 +1,6 @@
-"""Validation: detections of all ranks gathered and scored with the KITTI evaluation."""
+"""Validation: detections of all ranks gathered and scored with the KITTI evaluation, or, for
+a model scored by something else (the depth front-end's depth metrics), the model's own
+per-frame scores gathered and summarised by the model."""
 
 from __future__ import annotations
 
@@ -14,8 +16,8 @@ from monokd.evaluation import evaluate
 
 
 
-def gather_detections(detections: dict[str, list[Object3D]]) -> dict[str, list[Object3D]]:
-    """Union of every rank's {frame: detections} (identical on all ranks)."""
+def gather_detections(detections: dict[str, object]) -> dict[str, object]:
+    """Union of every rank's {frame: detections} (or {frame: scores}; identical on all ranks)."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return dict(detections)
     parts: list = [None] * dist.get_world_size()
@@ -62,6 +64,19 @@ def monitor_value(flat: dict[str, float], key: str) -> float | None:
     """The monitored AP, or None when the evaluation did not produce that key."""
     value = flat.get(key)
     return None if value is None else float(value)
+
+
+def scores_itself(model) -> bool:
+    """Whether ``model`` scores its own validation: ``score_batch(batch) -> {frame: scores}``
+    and ``summarise_scores({frame: scores}) -> flat metrics`` instead of decoded detections and
+    the KITTI evaluation."""
+    return callable(getattr(model, "score_batch", None)) and callable(getattr(model, "summarise_scores", None))
+
+
+def validation_records(model, batch: dict) -> dict:
+    """{frame id: what the validation scores}: the model's own scores (:func:`scores_itself`),
+    else its decoded detections."""
+    return model.score_batch(batch) if scores_itself(model) else decode_batch(model, batch)
 
 
 @torch.no_grad()

@@ -15,6 +15,7 @@ from typing import Mapping, Sequence, Union
 import numpy as np
 
 from monokd.atomic import atomic_path, write_text
+from monokd.timing import hms
 
 LEVELS = ("easy", "moderate", "hard")
 METRICS = ("3d", "bev")
@@ -168,10 +169,6 @@ def prediction_grid(panels: Mapping[str, tuple[np.ndarray, np.ndarray]], path: s
     return _save(fig, path, dpi=100)
 
 
-def _format_seconds(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
 
 def write_report(path: str | Path, results: Mapping[str, Mapping[str, float]], chart: str | Path | None = None,
                  pictures: Sequence[str | Path] = (), timings: Mapping[str, float] | None = None,
@@ -212,13 +209,13 @@ def write_report(path: str | Path, results: Mapping[str, Mapping[str, float]], c
             cpu = cpu or {}
             parts += ["## Stage times (wall clock; stages that start together ran side by side)", "",
                       "| stage | from | time (h:mm:ss) | CPU (s) |", "|---|---:|---:|---:|"]
-            parts += [f"| {name} | {_format_seconds(starts.get(name, 0.0))} | {_format_seconds(seconds)} | "
+            parts += [f"| {name} | {hms(starts.get(name, 0.0))} | {hms(seconds)} | "
                       f"{cpu.get(name, 0.0):.0f} |" for name, seconds in timings.items()]
-            parts += [f"| total | | {_format_seconds(total)} | {sum(cpu.values()):.0f} |", ""]
+            parts += [f"| total | | {hms(total)} | {sum(cpu.values()):.0f} |", ""]
         else:
             parts += ["## Stage times", "", "| stage | time (h:mm:ss) |", "|---|---:|"]
-            parts += [f"| {name} | {_format_seconds(seconds)} |" for name, seconds in timings.items()]
-            parts += [f"| total | {_format_seconds(total)} |", ""]
+            parts += [f"| {name} | {hms(seconds)} |" for name, seconds in timings.items()]
+            parts += [f"| total | {hms(total)} |", ""]
     write_text(path, "\n".join(parts))
     return path
 

@@ -320,6 +320,7 @@ TABLES = {
                "feat-bg-0.00", "feat-bg-0.05", "feat-bg-0.10", "feat-bg-0.20",
                "resp-bg-0.10", "resp-bg-0.25", "resp-bg-0.50", "resp-bg-1.00"],
     "variants": ["baseline", "F+SA+R+CA", "paper-literal", "depth-memory", "gt-pairing", "depth-memory+gt-pairing"],
+    "pe": ["SA-PE-none", "SA-PE-estimated", "SA-PE-gt"],  # Table 5's positional-encoding rows
 }
 # The paper's KITTI val Car AP3D R40 (easy, moderate, hard) per row, for reports.
 PAPER_AP3D = {
@@ -331,5 +332,17 @@ PAPER_AP3D = {
     "feat-bg-0.10": (29.50, 20.90, 17.51), "feat-bg-0.20": (28.51, 20.45, 17.24),
     "resp-bg-0.10": (28.55, 20.04, 16.65), "resp-bg-0.25": (29.27, 20.18, 17.54),
     "resp-bg-0.50": (29.41, 21.18, 17.77), "resp-bg-1.00": (28.85, 20.65, 17.32),
+}
+# What `monokd ablate` reports of these rows (monokd.pipeline.ablate): the title, what the
+# rows are, each row's label, the paper's AP3D of the frozen teacher (Table 4, first row) and
+# the rows a demo preset runs by default.
+ABLATION = {
+    "title": "ADD", "rows": "Rows as in the paper's Table 4 and the PE rows of Table 5",
+    "labels": {"teacher": "Teacher (object-wise depth GT)", "baseline": "MonoDETR (baseline)", "F": "(a) F",
+               "F+SA": "(b) F +SA", "R": "(c) R", "R+CA": "(d) R +CA", "F+R": "(e) F, R",
+               "F+SA+R": "(f) F +SA, R", "F+R+CA": "(g) F, R +CA", "F+SA+R+CA": "(h) F +SA, R +CA",
+               "SA-PE-none": "+SA w/o PE", "SA-PE-estimated": "+SA w/ estimated PE", "SA-PE-gt": "+SA w/ GT PE"},
+    "frozen_paper_ap3d": {"teacher": (41.43, 28.15, 22.84)},
+    "default_rows": {"quick": ["baseline", "F+SA+R+CA"]},
 }
 

@@ -212,4 +212,11 @@ PRESETS: dict[str, list[str]] = {
     "full+GT": _row(True, True, True, True, True, True),
 }
 TABLES = {"table4": ["student", "+IMD", "+CMRD", "+SAM", "+FFM", "full"]}
+# What `monokd ablate --method takd` reports of these rows (monokd.pipeline.ablate).
+ABLATION = {
+    "title": "MonoTAKD",
+    "rows": "Rows: the paper's component ablation (camera student alone, +IMD, +CMRD, +SAM, +FFM, full) and the "
+            "LiDAR teacher and the TA",
+    "labels": {}, "frozen_paper_ap3d": {}, "default_rows": {"quick": ["student", "full+GT"]},
+}
 

@@ -21,9 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from monokd.config import merge
 from monokd.errors import ConfigError
 from monokd.models.backbones.resnet import build_resnet
 from monokd.schema import Section
+from monokd.models.depth.losses import silog_loss, valid_depth
+from monokd.models.depth.metrics import average, image_metrics
 
 DEFAULTS = {
     "name": "depth_resnet",
@@ -32,10 +35,15 @@ DEFAULTS = {
     "min_depth": 1.0,
     "max_depth": 80.0,
 }
+LOSS_DEFAULTS = {"silog_lambda": 0.85, "silog_alpha": 10.0}  # the config's ``loss`` section
+# The data the front-end trains and validates on: its target, the depth_2 maps; no scale or
+# crop augmentation, which would make objects look nearer or farther than their depth (flip
+# and photometric noise stay on).
+TRAIN_DATA = {"depth_maps": "depth_2", "augment": {"scale_prob": 0.0, "shift": 0.0}}
 
 
 SECTION = Section("model", DEFAULTS, typed=True, paths=("backbone.weights",))
-LOSS_SECTION = Section("loss", {"silog_lambda": 0.85, "silog_alpha": 10.0})  # monokd.models.depth.losses
+LOSS_SECTION = Section("loss", LOSS_DEFAULTS)  # monokd.models.depth.losses
 
 
 def model_config(cfg: dict | None) -> dict:
@@ -68,13 +76,17 @@ class UpBlock(nn.Module):
 
 
 class DepthNet(nn.Module):
-    """See the module docstring. ``forward(images) -> (B, 1, H, W)`` depth in metres."""
+    """See the module docstring. Trained like a detector (``monokd.training.fit``):
+    ``forward(batch)``, ``losses(outputs, batch)``; validated by its depth metrics
+    (``score_batch`` per frame, ``summarise_scores`` over the split) instead of detection AP."""
 
-    def __init__(self, cfg: dict | None = None):
+    def __init__(self, cfg: dict | None = None, loss: dict | None = None):
         super().__init__()
         cfg = model_config(cfg)
         self.cfg = cfg
         self.min_depth, self.max_depth = float(cfg["min_depth"]), float(cfg["max_depth"])
+        loss = {**LOSS_DEFAULTS, **(loss or {})}
+        self.silog_lambda, self.silog_alpha = float(loss["silog_lambda"]), float(loss["silog_alpha"])
         self.encoder = build_resnet(cfg["backbone"])
         c3, c4, c5 = self.encoder.num_channels
         c2 = c3 // 2
@@ -93,7 +105,8 @@ class DepthNet(nn.Module):
         c4 = e.layer3(c3)
         return [c2, c3, c4, e.layer4(c4)]
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) images -> (B, 1, H, W) depth in metres, in [min_depth, max_depth]."""
         c2, c3, c4, c5 = self.encode(images)
         x = self.up1(self.up2(self.up3(self.up4(c5, c4), c3), c2))
         s = torch.sigmoid(self.head(x))
@@ -101,7 +114,43 @@ class DepthNet(nn.Module):
         depth = torch.exp(log_min + s * (log_max - log_min))
         return F.interpolate(depth, size=images.shape[-2:], mode="bilinear", align_corners=False)
 
+    def forward(self, batch: dict) -> dict:
+        """``{"depth": (B, 1, H, W)}`` of ``batch["images"]`` (metres)."""
+        return {"depth": self.predict(batch["images"])}
+
+    def losses(self, outputs: dict, batch: dict) -> dict:
+        """``{"loss": SILog}`` against ``batch["depth_maps"]`` (B, 1, H, W) over its valid
+        pixels (:func:`valid_depth`); a batch without depth maps is a ConfigError."""
+        gt = batch.get("depth_maps")
+        if gt is None:
+            raise ConfigError("data.depth_maps: the depth front-end trains on ground-truth depth maps "
+                              f"(`monokd depth train` sets {TRAIN_DATA['depth_maps']!r}); the batch has none")
+        pred = outputs["depth"]
+        return {"loss": silog_loss(pred, gt, valid_depth(gt, self.min_depth, self.max_depth),
+                                   self.silog_lambda, self.silog_alpha)}
+
+    @torch.no_grad()
+    def score_batch(self, batch: dict) -> dict[str, dict]:
+        """Validation: {frame id: its AbsRel / RMSE / delta1} (frames without a valid GT pixel
+        are left out), at the input size."""
+        per_frame = {}
+        for frame, pred, gt in zip(batch["frame_ids"], self(batch)["depth"], batch["depth_maps"]):
+            scores = image_metrics(pred[None], gt[None], self.min_depth, self.max_depth)
+            if scores:
+                per_frame[frame] = scores[0]
+        return per_frame
+
+    @staticmethod
+    def summarise_scores(per_frame: dict[str, dict]) -> dict[str, float]:
+        """The validation's flat metrics: each metric's mean over frames, and ``images``."""
+        return {k: float(v) for k, v in average([per_frame[f] for f in sorted(per_frame)]).items()}
+
 
 def build_depth_net(cfg: dict) -> DepthNet:
-    """From the whole config (reads ``model``)."""
-    return DepthNet(cfg.get("model"))
+    """From the whole config (reads ``model`` and ``loss``)."""
+    return DepthNet(cfg.get("model"), cfg.get("loss"))
+
+
+def training_config(cfg: dict) -> dict:
+    """``cfg`` with the data the depth front-end trains and validates on (:data:`TRAIN_DATA`)."""
+    return {**cfg, "data": merge(cfg.get("data") or {}, TRAIN_DATA)}
