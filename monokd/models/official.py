@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 import torch
 
 from monokd.errors import CheckpointMismatchError
@@ -23,3 +25,13 @@ def check_official_state(model: torch.nn.Module, state: dict[str, torch.Tensor],
              if keys]
     if parts:
         raise CheckpointMismatchError(f"{source}: not {what}: " + "; ".join(parts))
+
+
+def rename(key: str, rules) -> str:
+    """An official key in monokd's names: the first of ``rules`` ((regex, replacement) pairs)
+    that matches, applied once; the key unchanged when none matches."""
+    for pattern, replacement in rules:
+        new, count = re.subn(pattern, replacement, key, count=1)
+        if count:
+            return new
+    return key

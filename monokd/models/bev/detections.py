@@ -69,3 +69,10 @@ def to_objects(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, 
                      box2d=boxes_2d[k].numpy().copy(), h=float(dims[k, 0]), w=float(dims[k, 1]), l=float(dims[k, 2]),
                      location=location[k].numpy().copy(), rotation_y=float(rotation_y[k]), score=float(scores[k]))
             for k in range(len(scores))]
+
+
+def decode_head(head, outputs: dict, class_names, batch: dict) -> list[list[Object3D]]:
+    """The anchor head's decoded boxes of every frame of ``batch`` as KITTI objects in the
+    original image (:func:`to_objects`); ``head`` a monokd.models.bev.anchor_head.AnchorHead."""
+    return [to_objects(boxes, scores, labels, class_names, batch, b)
+            for b, (boxes, scores, labels) in enumerate(head.decode(outputs))]

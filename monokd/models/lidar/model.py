@@ -115,10 +115,9 @@ class LidarPillars(Detector):
         return terms
 
     def decode(self, outputs: dict, batch: dict) -> list:
-        from monokd.models.bev.detections import to_objects
+        from monokd.models.bev.detections import decode_head
 
-        return [to_objects(boxes, scores, labels, self.classes, batch, b)
-                for b, (boxes, scores, labels) in enumerate(self.head.decode(outputs))]
+        return decode_head(self.head, outputs, self.classes, batch)
 
     @classmethod
     def from_config(cls, cfg: dict) -> "LidarPillars":

@@ -45,9 +45,9 @@ import re
 import torch
 
 from monokd.errors import CheckpointMismatchError
-from monokd.models.official import check_official_state
-
 from monokd.geometry.depth import lid_bin_centers
+from monokd.models.official import check_official_state
+from monokd.models.official import rename as official_rename
 
 _TRANSFORMER = r"^depthaware_transformer\."
 RULES = (
@@ -82,12 +82,8 @@ BIN_VALUES = "depth_predictor.depth_bin_values"
 
 
 def rename(key: str) -> str:
-    """An official key in monokd's names (the first rule that matches; unchanged if none)."""
-    for pattern, replacement in RULES:
-        new, count = re.subn(pattern, replacement, key, count=1)
-        if count:
-            return new
-    return key
+    """An official key in monokd's names (the first of RULES that matches; unchanged if none)."""
+    return official_rename(key, RULES)
 
 
 def _redundant(key: str, state: dict[str, torch.Tensor], depth: dict) -> bool:

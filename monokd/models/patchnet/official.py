@@ -19,12 +19,12 @@ A key no rule names keeps its name, so that the strict load reports it as unexpe
 
 from __future__ import annotations
 
-import re
 
 import torch
 
 from monokd.errors import CheckpointMismatchError
 from monokd.models.official import check_official_state
+from monokd.models.official import rename as official_rename
 
 RULES = (
     (r"^center_reg_backbone\.features\.", "center_regressor.convs."),
@@ -39,12 +39,8 @@ RULES = (
 
 
 def rename(key: str) -> str:
-    """An official key in monokd's names (the first rule that matches; unchanged if none)."""
-    for pattern, replacement in RULES:
-        new, count = re.subn(pattern, replacement, key, count=1)
-        if count:
-            return new
-    return key
+    """An official key in monokd's names (the first of RULES that matches; unchanged if none)."""
+    return official_rename(key, RULES)
 
 
 def from_official(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
