@@ -1,0 +1,73 @@
+"""MonoTAKD's released-code variants next to the paper's: IMD without gradient, the released
+CMRD target, the logit class term summed over the batch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from monokd.distill.takd.cmrd import residual_target
+from monokd.distill.takd.features import batch_minmax
+from monokd.distill.takd.imd import imd_loss
+from monokd.distill.takd.logit import logit_losses
+
+
+def _pair(a, b):
+    return torch.tensor(a, dtype=torch.float32).view(1, 1, 1, 2), torch.tensor(b, dtype=torch.float32).view(1, 1, 1, 2)
+
+
+def test_batch_minmax_spans_the_whole_batch():
+    x = torch.cat(_pair([0.0, 4.0], [2.0, 8.0]))
+    assert batch_minmax(x).flatten().tolist() == [0.0, 0.5, 0.25, 1.0]
+
+
+def test_released_imd_value_by_hand_and_zero_gradient():
+    student = torch.cat(_pair([0.0, 4.0], [2.0, 8.0])).requires_grad_(True)
+    ta = torch.cat(_pair([1.0, 3.0], [5.0, 9.0]))
+    # batch min-max: student [0, .5, .25, 1], TA [0, .25, .5, 1]: squared differences 0, 1/16, 1/16, 0
+    loss = imd_loss(student, ta, variant="released")
+    assert loss.item() == pytest.approx(1 / 32)
+    loss.backward()
+    assert student.grad is not None and torch.count_nonzero(student.grad) == 0
+
+
+def test_paper_imd_carries_the_gradient():
+    student = torch.cat(_pair([0.0, 4.0], [2.0, 8.0])).requires_grad_(True)
+    ta = torch.cat(_pair([1.0, 3.0], [5.0, 9.0]))
+    imd_loss(student, ta, variant="paper").backward()
+    assert torch.count_nonzero(student.grad) == 4
+
+
+def test_imd_unknown_variant():
+    with pytest.raises(ValueError, match="variant"):
+        imd_loss(torch.zeros(1, 1, 1, 1), torch.zeros(1, 1, 1, 1), variant="cmkd")
+
+
+def test_released_cmrd_target_on_a_hand_made_pair():
+    teacher = torch.cat(_pair([0.0, 3.0], [1.0, 0.2]))
+    ta = torch.cat(_pair([2.0, 4.0], [0.0, 6.0]))
+    # TA min-max over the batch (0..6): [1/3, 2/3], [0, 1]; the teacher stays raw:
+    # D = |TA' - T| = [1/3, 7/3], [1, 0.8]; kept where D >= 0.6 * 7/3 = 1.4 (the batch maximum)
+    target = residual_target(teacher, ta, residual="released", threshold=0.6)
+    assert torch.allclose(target.flatten(), torch.tensor([0.0, 7 / 3, 0.0, 0.0]))
+    # abs_threshold: nothing normalised, |TA - T| = [2, 1], [1, 5.8], each sample against its own maximum
+    per_sample = residual_target(teacher, ta, residual="abs_threshold", threshold=0.6)
+    assert torch.allclose(per_sample.flatten(), torch.tensor([2.0, 0.0, 0.0, 5.8]))
+    # the signed paper target
+    assert torch.allclose(residual_target(teacher, ta).flatten(), torch.tensor([-2.0, -1.0, 1.0, -5.8]))
+
+
+def test_released_logit_class_term_is_summed_over_the_batch():
+    torch.manual_seed(0)
+    anchors, classes = 2, 3
+
+    def head():
+        return {"cls_preds": torch.randn(2, 2, 2, anchors * classes), "box_preds": torch.randn(2, 2, 2, anchors * 7),
+                "dir_cls_preds": torch.randn(2, 2, 2, anchors * 2)}
+
+    student, teacher = head(), head()
+    mean = logit_losses(student, teacher, classes)
+    summed = logit_losses(student, teacher, classes, cls_batch_mean=False)
+    assert summed["cls"].item() == pytest.approx(2 * mean["cls"].item())
+    assert summed["box"].item() == pytest.approx(mean["box"].item())
+    assert summed["dir"].item() == pytest.approx(mean["dir"].item())
