@@ -10,6 +10,8 @@ from monokd.distill.takd.cmrd import residual_target
 from monokd.distill.takd.features import batch_minmax
 from monokd.distill.takd.imd import imd_loss
 from monokd.distill.takd.logit import logit_losses
+from monokd.models.ops.deform_conv import DeformConv2d
+from monokd.models.takd.sam import SAM
 
 
 def _pair(a, b):
@@ -71,3 +73,44 @@ def test_released_logit_class_term_is_summed_over_the_batch():
     assert summed["cls"].item() == pytest.approx(2 * mean["cls"].item())
     assert summed["box"].item() == pytest.approx(mean["box"].item())
     assert summed["dir"].item() == pytest.approx(mean["dir"].item())
+
+
+def _released_sam_by_hand(channels: int = 2) -> SAM:
+    """Released SAM whose attention MLP outputs 0 (weights 1/2), whose one DCN doubles its input
+    with zero offsets and whose refine passes the channels through its ReLUs."""
+    sam = SAM(channels, mode="released", dilations=(1, 2)).eval()
+    eye = torch.eye(channels)
+    with torch.no_grad():
+        sam.attention.fc[4].weight.zero_()
+        sam.deform.offset_conv.weight.zero_()
+        sam.deform.weight.zero_()
+        sam.deform.weight[:, :, 1, 1] = 2 * eye
+        sam.refine[0].weight.zero_()
+        sam.refine[0].weight[:channels, :, 1, 1] = eye
+        sam.refine[2].weight.zero_()
+        sam.refine[2].weight[:, :channels, 1, 1] = eye
+    return sam
+
+
+def test_released_sam_attention_on_x_and_one_dcn_twice_by_hand():
+    sam = _released_sam_by_hand()
+    x = torch.arange(18, dtype=torch.float32).view(1, 2, 3, 3) - 9
+    # x * sigmoid(0) + D(D(x)) = x / 2 + 2 * 2 x, then ReLU(conv) twice
+    assert torch.allclose(sam(x), torch.relu(4.5 * x), atol=1e-5)
+    deforms = [m for m in sam.modules() if isinstance(m, DeformConv2d)]
+    assert len(deforms) == 1 and deforms[0].bias is None and deforms[0].offset_conv.bias is None
+    assert not deforms[0].modulated
+
+
+def test_released_sam_layers():
+    torch.manual_seed(0)
+    sam = SAM(8, mode="released")
+    assert [tuple(m.weight.shape) for m in sam.attention.fc if isinstance(m, torch.nn.Linear)] == [(8, 8)] * 3
+    assert all(m.bias is None for m in sam.attention.fc if isinstance(m, torch.nn.Linear))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in sam.refine)
+    assert sam.deform.offset_conv.weight.abs().sum() > 0  # nn.Conv2d's initialisation, not zero
+    x = torch.randn(1, 8, 6, 5)  # batch 1 in training mode (the released image-pool BatchNorm fails here)
+    out = sam(x)
+    assert out.shape == x.shape and (out >= 0).all()
+    out.sum().backward()
+    assert sam.attention.fc[0].weight.grad.abs().sum() > 0 and sam.deform.offset_conv.weight.grad.abs().sum() > 0
