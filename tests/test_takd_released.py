@@ -12,6 +12,7 @@ from monokd.distill.takd.imd import imd_loss
 from monokd.distill.takd.logit import logit_losses
 from monokd.models.ops.deform_conv import DeformConv2d
 from monokd.models.takd.sam import SAM
+from monokd.models.takd.scnet import SCBottleneck, SCNet
 
 
 def _pair(a, b):
@@ -114,3 +115,23 @@ def test_released_sam_layers():
     assert out.shape == x.shape and (out >= 0).all()
     out.sum().backward()
     assert sam.attention.fc[0].weight.grad.abs().sum() > 0 and sam.deform.offset_conv.weight.grad.abs().sum() > 0
+
+
+def test_scnet_released_widths_parameters_and_gradient():
+    assert sum(p.numel() for p in SCNet(128, blocks=4).parameters()) == 726_016
+    torch.manual_seed(0)
+    net = SCNet(8, blocks=2)
+    x = torch.randn(2, 8, 9, 7, requires_grad=True)  # 9 x 7 is not a multiple of the pooling
+    out = net(x)
+    assert out.shape == x.shape and (out >= 0).all()
+    out.sum().backward()
+    assert x.grad.abs().sum() > 0 and net.layers[0].calibrated.k2[0].weight.grad.abs().sum() > 0
+
+
+def test_scnet_block_is_residual():
+    block = SCBottleneck(4).eval()
+    with torch.no_grad():
+        block.expand[1].weight.zero_()  # the last BatchNorm scales the branch to zero: y = ReLU(x)
+        block.expand[1].bias.zero_()
+    x = torch.randn(1, 4, 5, 5)
+    assert torch.allclose(block(x), torch.relu(x))
