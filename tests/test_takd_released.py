@@ -135,3 +135,21 @@ def test_scnet_block_is_residual():
         block.expand[1].bias.zero_()
     x = torch.randn(1, 4, 5, 5)
     assert torch.allclose(block(x), torch.relu(x))
+
+
+def test_kitti_recipe_trains_the_released_variants_and_synth_keeps_the_papers():
+    from monokd.config import load_config
+    from monokd.distill.takd.distiller import parse_options
+
+    kitti, synth = load_config("configs/takd_kitti.yaml"), load_config("configs/takd_synth.yaml")
+    released, paper = parse_options(kitti["distill"]), parse_options(synth["distill"])
+    assert (released["imd"]["variant"], released["cmrd"]["residual"], released["cmrd"]["weight"],
+            released["logit"]["cls_batch_mean"]) == ("released", "released", 0.2, False)
+    assert (paper["imd"]["variant"], paper["cmrd"]["residual"], paper["cmrd"]["weight"],
+            paper["logit"]["cls_batch_mean"]) == ("paper", "difference", 1.0, True)
+    assert kitti["model"]["takd"]["sam"]["mode"] == "released" and kitti["model"]["takd"]["ffm"] is False
+    assert synth["model"]["takd"]["sam"]["mode"] == "cascade" and synth["model"]["takd"]["ffm"] is True
+    teacher = load_config("configs/takd_lidar_kitti.yaml")
+    # the teacher runs on the student's batch: both see the camera's field of view only
+    assert teacher["data"]["fov_points_only"] and kitti["data"]["fov_points_only"]
+    assert not load_config("configs/takd_lidar_synth.yaml")["data"].get("fov_points_only")
