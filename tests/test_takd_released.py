@@ -153,3 +153,24 @@ def test_kitti_recipe_trains_the_released_variants_and_synth_keeps_the_papers():
     # the teacher runs on the student's batch: both see the camera's field of view only
     assert teacher["data"]["fov_points_only"] and kitti["data"]["fov_points_only"]
     assert not load_config("configs/takd_lidar_synth.yaml")["data"].get("fov_points_only")
+
+
+def test_student_scnet_sits_between_lifting_and_head_and_feeds_imd(synth_root):
+    pytest.importorskip("monokd.models.bev.anchor_head")
+    from monokd.config import load_config
+    from monokd.data.dataset import KittiDataset, collate
+    from monokd.models import build_detector
+
+    small = ["model.backbone.depth=18", "model.image_channels=8", "model.depth_head.channels=8",
+             "model.takd.ffm=false", "model.takd.scnet=true", f"data.root={synth_root}"]
+    cfg = load_config("configs/takd_synth.yaml", small)
+    torch.manual_seed(0)
+    student = build_detector(cfg).eval()
+    assert isinstance(student.scnet, SCNet) and len(student.scnet.layers) == 4
+    batch = collate([KittiDataset(synth_root, "train", cfg)[0]])
+    with torch.no_grad():
+        lifted = student.bev_features(batch)["bev"]
+        outputs = student(batch)
+        assert torch.allclose(outputs["distill"]["bev"], student.scnet(lifted), atol=1e-6)
+        assert torch.allclose(outputs["pred_cls"], student.camera.detect_from_bev(student.scnet(lifted), batch)["pred_cls"],
+                              atol=1e-6)
