@@ -62,7 +62,8 @@ def test_pasting_never_overlaps_and_moves_the_points(kitti_root):
     # a record sitting on the frame's own object overlaps it and must never be pasted
     assert any(r["frame"] == "000003" for r in records)
     for seed in range(5):
-        chosen = sample(records, boxes, names, {"Car": 20, "Pedestrian": 15, "Cyclist": 15}, np.random.default_rng(seed))
+        groups = {"Car": 20, "Pedestrian": 15, "Cyclist": 15}
+        chosen = sample(records, boxes, names, groups, np.random.default_rng(seed))
         assert all(r["frame"] != "000003" for r in chosen)
         new_points, new_boxes, new_names = paste(points, boxes, names, chosen)
         assert len(new_boxes) == len(boxes) + len(chosen) == len(new_names)

@@ -172,5 +172,5 @@ def test_student_scnet_sits_between_lifting_and_head_and_feeds_imd(synth_root):
         lifted = student.bev_features(batch)["bev"]
         outputs = student(batch)
         assert torch.allclose(outputs["distill"]["bev"], student.scnet(lifted), atol=1e-6)
-        assert torch.allclose(outputs["pred_cls"], student.camera.detect_from_bev(student.scnet(lifted), batch)["pred_cls"],
-                              atol=1e-6)
+        head = student.camera.detect_from_bev(student.scnet(lifted), batch)
+        assert torch.allclose(outputs["pred_cls"], head["pred_cls"], atol=1e-6)

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from monokd.data.kitti import KittiFormatError, KittiPaths, difficulty, read_calib, read_label, read_split, read_velodyne, write_velodyne
+from monokd.data.kitti import (KittiFormatError, KittiPaths, difficulty, read_calib, read_label, read_split,
+                               read_velodyne, write_velodyne)
 from monokd.geometry.boxes import points_in_lidar_boxes, rect_to_lidar_boxes
 from monokd.geometry.calib import velo_to_rect_matrix
 from monokd.geometry.iou import iou_bev_lidar

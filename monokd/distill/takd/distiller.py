@@ -57,7 +57,8 @@ DEFAULTS = {
               "score_threshold": 0.1, "beta": 2.0, "cls_batch_mean": True},  # released: false
     "gt_loss": {"enabled": False, "weight": 1.0},
 }
-CHOICES = {("imd", "normalize"): NORMALIZE, ("imd", "variant"): IMD_VARIANTS, ("cmrd", "normalize"): NORMALIZE, ("cmrd", "residual"): RESIDUALS}
+CHOICES = {("imd", "normalize"): NORMALIZE, ("imd", "variant"): IMD_VARIANTS, ("cmrd", "normalize"): NORMALIZE,
+           ("cmrd", "residual"): RESIDUALS}
 
 
 def parse_options(section: dict) -> dict:

@@ -106,13 +106,15 @@ class SAM(nn.Module):
             self.attention = ContextAttention(channels, dilations)
             self.deform = DeformConv2d(channels, channels, 3, padding=1, bias=False, modulated=modulated,
                                        zero_offsets=False, offset_bias=False)
-            self.refine = nn.Sequential(nn.Conv2d(channels, 2 * channels, 3, padding=1, bias=False), nn.ReLU(inplace=True),
-                                        nn.Conv2d(2 * channels, channels, 3, padding=1, bias=False), nn.ReLU(inplace=True))
+            self.refine = nn.Sequential(
+                nn.Conv2d(channels, 2 * channels, 3, padding=1, bias=False), nn.ReLU(inplace=True),
+                nn.Conv2d(2 * channels, channels, 3, padding=1, bias=False), nn.ReLU(inplace=True))
             return
         self.aspp = ASPP(channels, dilations)
         self.se = SqueezeExcitation(channels, se_reduction)
         self.deform = DeformConv2d(channels, channels, 3, padding=1, bias=False, modulated=modulated)
-        self.refine = nn.Sequential(conv_bn_relu(channels, 2 * channels, 3), nn.Conv2d(2 * channels, channels, 3, padding=1))
+        self.refine = nn.Sequential(conv_bn_relu(channels, 2 * channels, 3),
+                                    nn.Conv2d(2 * channels, channels, 3, padding=1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "released":
