@@ -27,6 +27,7 @@ COMMANDS = {
     "train": ("monokd.commands.train", "train a detector, a teacher or a distilled student"),
     "predict": ("monokd.commands.predict", "run a checkpoint on images; results and pictures"),
     "export": ("monokd.commands.export", "write the student alone (safetensors, ONNX)"),
+    "convert": ("monokd.commands.convert", "an official implementation's checkpoint -> a monokd checkpoint"),
     "demo": ("monokd.commands.demo", "SynthKITTI -> teacher, baseline, distilled student -> report "
              "(students monodetr, caddn, patchnet; methods add, takd)"),
     "ablate": ("monokd.commands.ablate", "the ablation tables over seeds (ADD, or MonoTAKD with --method takd)"),

@@ -22,7 +22,11 @@ KITTI.)
 Resize (``data.resize``): ``stretch`` maps the (cropped) image edge to edge onto the input,
 x and y scaled separately; ``keep_aspect`` (MonoDETR's) scales both axes by input W / crop W
 about the crop centre, so rows above and below the input are cut (KITTI 1242x375 -> 1280x386.5,
-1.25 rows off the top and the bottom at 1280x384) or, for a taller input, padded with 0.
+1.25 rows off the top and the bottom at 1280x384) or, for a taller input, padded with 0;
+``pad`` (OpenPCDet's CaDDN) keeps the native scale: the image sits at the input's top-left
+corner (a crop of s x the input size offset by t x the image size with scale and shift) and
+the rest of the input is padding (the image's padding value is the normalisation mean, so
+it is 0 after normalisation, as in CaDDN).
 
 Random scale and shift (MonoDETR's): with probability p a crop of s times the image size
 centred at an offset of t times the image size is resized to the input size. ``sampling:
@@ -63,7 +67,7 @@ class Augmentation:
 
 
 SAMPLINGS = ("uniform", "gaussian")
-RESIZES = ("stretch", "keep_aspect")
+RESIZES = ("stretch", "keep_aspect", "pad")
 
 
 def sample_augmentation(rng: np.random.Generator, cfg: dict) -> Augmentation:
@@ -117,10 +121,15 @@ def _to3x3(affine):
 
 def input_affine(aug: Augmentation, image_size, input_size, resize: str = "stretch") -> np.ndarray:
     """(2, 3) original pixels -> input pixels for the choices ``aug`` (flip, then crop+resize);
-    ``resize`` is ``stretch`` or ``keep_aspect`` (see the module docstring)."""
+    ``resize`` is ``stretch``, ``keep_aspect`` or ``pad`` (see the module docstring)."""
     if resize not in RESIZES:
         raise ValueError(f"data.resize: {resize!r} is not one of {RESIZES}")
     width, height = image_size
+    if resize == "pad":
+        crop_w, crop_h = input_size[0] * aug.scale, input_size[1] * aug.scale
+        center = (crop_w / 2 + width * aug.shift[0], crop_h / 2 + height * aug.shift[1])
+        crop = crop_affine(center, (crop_w, crop_h), input_size)
+        return compose(crop, flip_affine(width)) if aug.flip else crop
     center = (width * (0.5 + aug.shift[0]), height * (0.5 + aug.shift[1]))  # edge coordinates
     crop_w = width * aug.scale
     # keep_aspect: the crop as tall as the input's aspect makes it, so that sx = sy.
@@ -150,13 +159,14 @@ def transform_boxes_2d(boxes: np.ndarray, affine: np.ndarray) -> np.ndarray:
     return np.stack([xs.min(1), ys.min(1), xs.max(1), ys.max(1)], axis=1)
 
 
-def warp(image: np.ndarray, affine: np.ndarray, output_size, nearest: bool = False) -> np.ndarray:
-    """Warp ``image`` (H, W[, C]) to ``output_size`` (W, H); outside the source is 0."""
+def warp(image: np.ndarray, affine: np.ndarray, output_size, nearest: bool = False, border=0) -> np.ndarray:
+    """Warp ``image`` (H, W[, C]) to ``output_size`` (W, H); outside the source is ``border``
+    (a number, or one per channel)."""
     import cv2
 
     flags = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
     return cv2.warpAffine(image, np.asarray(affine, dtype=np.float64), tuple(int(s) for s in output_size),
-                          flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                          flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=border)
 
 
 def photometric_distortion(image: np.ndarray, rng: np.random.Generator, brightness: float = 32.0,

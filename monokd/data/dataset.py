@@ -10,9 +10,10 @@ Configuration (``cfg["data"]``; every key optional, defaults in :data:`DEFAULTS`
   difficulty is assigned. ``auto`` = 1 for KITTI-sized images (360 to 390 rows, the drives'
   sizes) and image height / 375 otherwise, so that on a small render (e.g. a 128-row
   SynthKITTI) an object counts as the level it would have at KITTI's size.
-- ``resize``: ``stretch`` (x and y scaled separately to ``input_size``) or ``keep_aspect``
-  (MonoDETR's: one scale, input W / image W, rows cropped; see monokd.data.augment). P2 and
-  ``input_to_original`` follow either exactly.
+- ``resize``: ``stretch`` (x and y scaled separately to ``input_size``), ``keep_aspect``
+  (MonoDETR's: one scale, input W / image W, rows cropped) or ``pad`` (CaDDN's: native
+  scale, the image at the top-left, the rest padding; see monokd.data.augment). P2 and
+  ``input_to_original`` follow each exactly.
 - ``filter``: MonoDETR's target filter, applied in input pixels after augmentation: drop
   objects with depth outside [min_depth, max_depth] (2, 65 m), truncation above
   max_truncation (0.5), occlusion above max_occlusion (2), a projected 3-D centre outside the
@@ -216,7 +217,7 @@ class KittiDataset(Dataset):
         if choice.flip:
             objects = aug.mirror_objects(objects)
         item = {
-            "image": self._normalise(aug.warp(image, affine, self.input_size)),
+            "image": self._normalise(aug.warp(image, affine, self.input_size, border=self._padding())),
             "P2": torch.as_tensor(P2, dtype=torch.float32),
             "P2_original": torch.as_tensor(calib.P2, dtype=torch.float32),
             "input_to_original": torch.as_tensor(aug.invert(affine), dtype=torch.float32),
@@ -256,6 +257,13 @@ class KittiDataset(Dataset):
             boxes = P.from_targets(targets, rng if source == "gt_jitter" else None, float(cfg["jitter"]),
                                    int(cfg["copies"]))
         return P.clip_boxes(boxes, self.input_size)
+
+    def _padding(self):
+        """The image's value outside the source: 0, or with ``resize: pad`` the mean (0 once
+        normalised, CaDDN's padding)."""
+        if self.cfg["resize"] != "pad":
+            return 0
+        return tuple(float(m) * 255.0 for m in self.cfg["mean"])
 
     def _normalise(self, image: np.ndarray) -> torch.Tensor:
         mean = np.asarray(self.cfg["mean"], dtype=np.float32)

@@ -19,7 +19,7 @@ from monokd.config import get
 from monokd.training import validation as V
 from monokd.training.checkpoint import MODEL_PREFIX, build_model, check_state_dict
 from monokd.training.preflight import PROVENANCE_KEY
-from monokd.training.schedule import build_optimizer, lr_factor, set_lr
+from monokd.training.schedule import beta1, build_optimizer, lr_factor, set_beta1, set_lr
 from monokd.training.seeding import capture_rng, restore_rng
 from monokd.errors import MonokdError
 
@@ -64,6 +64,9 @@ class DetectorModule(L.LightningModule):
         lr = float(get(self.cfg, "train.lr", 2e-4)) * lr_factor(
             self.current_epoch, batch_idx, int(self.trainer.num_training_batches), self.cfg)
         set_lr(optimizer.optimizer, lr)
+        momentum = beta1(self.current_epoch, batch_idx, int(self.trainer.num_training_batches), self.cfg)
+        if momentum is not None:
+            set_beta1(optimizer.optimizer, momentum)
         outputs = self.model(batch)
         losses = self.model.losses(outputs, batch)
         loss = losses["loss"]

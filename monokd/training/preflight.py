@@ -71,7 +71,7 @@ NUMBERS = {
     "train.log_every": (int, 1), "train.ckpt_every_steps": (int, 0), "train.max_nonfinite": (int, 0),
     "train.lr": (float, 0.0), "train.weight_decay": (float, 0.0), "train.warmup_epochs": (float, 0.0),
     "train.lr_gamma": (float, 0.0), "train.grad_clip": (float, 0.0), "train.pct_start": (float, 0.0),
-    "train.div_factor": (float, 0.0), "eval.batch_size": (int, 1),
+    "train.div_factor": (float, 0.0), "train.adam_beta2": (float, 0.0), "eval.batch_size": (int, 1),
 }
 
 

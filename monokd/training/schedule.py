@@ -1,8 +1,12 @@
 """Optimiser and learning-rate schedule (``train.*``): AdamW, linear warm-up, then x gamma at
 each milestone epoch; or (``train.lr_schedule: onecycle``, CaDDN's / OpenPCDet's adam_onecycle)
 a cosine rise from lr / div_factor to lr over the first ``pct_start`` of training and a cosine
-fall to lr / (div_factor * 1e4) (momentum is not cycled). The rate is a pure function of the
-position in training, so a resumed run follows the same schedule without any scheduler state."""
+fall to lr / (div_factor * 1e4). With ``train.moms: [high, low]`` (OpenPCDet's MOMS, CaDDN's
+[0.95, 0.85]) the one-cycle also cycles Adam's beta1, a cosine fall from high to low while the
+rate rises and back while it falls; without it (the default) beta1 stays 0.9.
+``train.adam_beta2`` (default 0.999; OpenPCDet's adam_onecycle 0.99) is Adam's beta2. The rate
+and beta1 are pure functions of the position in training, so a resumed run follows the same
+schedule without any scheduler state."""
 
 from __future__ import annotations
 
@@ -19,12 +23,15 @@ def build_optimizer(model: nn.Module, cfg: dict) -> torch.optim.Optimizer:
     every parameter whose name contains "bias" (conv/linear biases, attention in_proj_bias,
     norm biases) is in a group without weight decay; otherwise all decay alike."""
     decay = float(get(cfg, "train.weight_decay", 1e-4))
+    moms = get(cfg, "train.moms")
+    betas = (float(moms[0]) if moms else 0.9, float(get(cfg, "train.adam_beta2", 0.999)))
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not get(cfg, "train.no_decay_bias", False):
-        return torch.optim.AdamW([p for _, p in named], lr=float(get(cfg, "train.lr", 2e-4)), weight_decay=decay)
+        return torch.optim.AdamW([p for _, p in named], lr=float(get(cfg, "train.lr", 2e-4)), weight_decay=decay,
+                                 betas=betas)
     groups = [{"params": [p for n, p in named if "bias" not in n], "weight_decay": decay},
               {"params": [p for n, p in named if "bias" in n], "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=float(get(cfg, "train.lr", 2e-4)))
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=float(get(cfg, "train.lr", 2e-4)), betas=betas)
 
 
 def lr_factor(epoch: int, batch_idx: int, batches_per_epoch: int, cfg: dict) -> float:
@@ -44,6 +51,29 @@ def lr_factor(epoch: int, batch_idx: int, batches_per_epoch: int, cfg: dict) -> 
     if warmup_steps > 0 and step < warmup_steps:
         factor *= (step + 1) / warmup_steps
     return factor
+
+
+def beta1(epoch: int, batch_idx: int, batches_per_epoch: int, cfg: dict) -> float | None:
+    """Adam's beta1 at this step with ``train.moms: [high, low]`` and the one-cycle schedule:
+    high -> low (cosine) over the first ``pct_start`` of the steps, then low -> high; None
+    without ``train.moms`` (beta1 is left as built)."""
+    moms = get(cfg, "train.moms")
+    if not moms or get(cfg, "train.lr_schedule", "multistep") != "onecycle":
+        return None
+    high, low = float(moms[0]), float(moms[1])
+    total = int(get(cfg, "train.epochs", 1)) * batches_per_epoch
+    step = epoch * batches_per_epoch + batch_idx
+    rise = max(int(round(float(get(cfg, "train.pct_start", 0.4)) * total)), 1)
+    if step < rise:
+        start, end, t = high, low, step / rise
+    else:
+        start, end, t = low, high, min((step - rise) / max(total - rise, 1), 1.0)
+    return end + (start - end) * (1 + math.cos(math.pi * t)) / 2
+
+
+def set_beta1(optimizer: torch.optim.Optimizer, value: float) -> None:
+    for group in optimizer.param_groups:
+        group["betas"] = (value, group["betas"][1])
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

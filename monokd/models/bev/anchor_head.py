@@ -36,10 +36,12 @@ from monokd.geometry.grid import BEVGrid
 from monokd.models.bev import box_coder
 from monokd.models.bev.anchors import anchor_config, make_anchors
 from monokd.models.bev.nms import rotated_nms
-from monokd.models.bev.target_assigner import assign_targets
+from monokd.models.bev.target_assigner import IOUS, assign_targets
 
 DEFAULTS = {
     "anchors": {},  # per class; see monokd.models.bev.anchors (CaDDN's KITTI anchors by default)
+    "align_center": True,  # anchors at cell centres; False: OpenPCDet's edge to edge (anchors.py)
+    "assign_iou": "rotated",  # or nearest_bev, OpenPCDet's MATCH_HEIGHT False (target_assigner.py)
     "loss_weights": {"cls": 1.0, "box": 2.0, "dir": 0.2},
     "focal_alpha": 0.25,
     "focal_gamma": 2.0,
@@ -64,6 +66,8 @@ def head_config(cfg: dict | None, key: str) -> dict:
     bad = sorted(set(out["loss_weights"]) - {"cls", "box", "dir"})
     if bad:
         raise ConfigError(f"{key}.loss_weights: unknown terms {bad} (known: cls, box, dir)")
+    if out["assign_iou"] not in IOUS:
+        raise ConfigError(f"{key}.assign_iou: {out['assign_iou']!r} is not one of {IOUS}")
     if len(out["code_weights"]) != box_coder.CODE_SIZE:
         raise ConfigError(f"{key}.code_weights: {len(out['code_weights'])} weights for a {box_coder.CODE_SIZE}-D code")
     return out
@@ -118,7 +122,8 @@ class AnchorHead(nn.Module):
         """Flattened anchors (N, 7) and their class indices (N,) for a (H, W) feature map."""
         key = (tuple(map_size), str(device))
         if key not in self._anchor_cache:
-            anchors, classes = make_anchors(self.grid, self.stride_of(map_size), self.specs, device)
+            anchors, classes = make_anchors(self.grid, self.stride_of(map_size), self.specs, device,
+                                            bool(self.cfg["align_center"]))
             self._anchor_cache[key] = (anchors.reshape(-1, box_coder.CODE_SIZE),
                                        classes.repeat(anchors.shape[0] * anchors.shape[1]))
         return self._anchor_cache[key]
@@ -144,7 +149,8 @@ class AnchorHead(nn.Module):
         matched = [s["matched_threshold"] for s in self.specs]
         unmatched = [s["unmatched_threshold"] for s in self.specs]
         per_image = [assign_targets(anchors, classes, boxes.to(anchors).reshape(-1, 7), labels.reshape(-1),
-                                    matched, unmatched) for boxes, labels in zip(gt_boxes_lidar, gt_labels)]
+                                    matched, unmatched, self.cfg["assign_iou"])
+                      for boxes, labels in zip(gt_boxes_lidar, gt_labels)]
         out = {k: torch.stack([t[k] for t in per_image]) for k in per_image[0]}
         # the matched GT's heading (code + anchor; the anchor's own where not positive, unweighted)
         out["dir_targets"] = box_coder.direction_target(out["box_targets"][..., 6] + anchors[:, 6],

@@ -10,12 +10,19 @@ places one anchor per (size, bottom height, rotation):
     anchor_classes (A,)               the class index of each of the A slots
 
 The flattened order (y, x, a) is the order of the head's channels-last outputs reshaped to
-(B, NY * NX * A, ·). Anchors sit at cell centres (OpenPCDet's ``align_center: True``; its
-default puts the first and last anchors on the range's edges instead, which shifts every
-anchor by up to half a cell and depends on the map size).
+(B, NY * NX * A, ·). Placement (``align_center``):
+
+    True  (OpenPCDet's ``align_center: True``)   x_i = x_min + (i + 0.5) (x_max - x_min) / n
+    False (OpenPCDet's default, CaDDN.yaml)      x_i = x_min + i (x_max - x_min) / (n - 1)
+
+for the n cells along x of the stride-s map, and the same along y: edge to edge, the first
+and the last anchors on the range's borders, so each anchor is up to half a cell (0.16 m at
+CaDDN's stride-2 map) from its cell's centre, depending on the map size.
 
 Configuration (``model.anchor_head.anchors``, one entry per class of ``data.classes``;
-CaDDN's KITTI values are the defaults in :data:`DEFAULT_ANCHORS`)::
+CaDDN's KITTI values are the defaults in :data:`DEFAULT_ANCHORS`, with rotation pi / 2 where
+OpenPCDet writes 1.57; an entry set to null is dropped, so a recipe can remove a class its
+base configures)::
 
     Car: {sizes: [[3.9, 1.6, 1.56]], bottom_heights: [-1.78], rotations: [0, 1.5708],
           matched_threshold: 0.6, unmatched_threshold: 0.45}
@@ -46,7 +53,7 @@ ANCHOR_KEYS = ("sizes", "bottom_heights", "rotations", "matched_threshold", "unm
 
 def anchor_config(section: dict | None, class_names, key: str) -> list[dict]:
     """One validated anchor dict per class of ``class_names`` (defaults: :data:`DEFAULT_ANCHORS`)."""
-    section = section or {}
+    section = {name: spec for name, spec in (section or {}).items() if spec is not None}
     unknown = sorted(set(section) - set(class_names))
     if unknown:
         raise ConfigError(f"{key}: anchors for {unknown}, which are not in data.classes {list(class_names)}")
@@ -84,11 +91,26 @@ def anchors_per_location(specs: list[dict]) -> tuple[torch.Tensor, torch.Tensor]
     return torch.tensor(rows, dtype=torch.float32), torch.tensor(classes, dtype=torch.long)
 
 
-def make_anchors(grid: BEVGrid, stride: int, specs: list[dict], device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Anchors (NY / s, NX / s, A, 7) at the cell centres of a stride-``stride`` BEV map, and
-    anchor_classes (A,)."""
+def edge_to_edge_positions(grid: BEVGrid, stride: int, device=None) -> torch.Tensor:
+    """(NY / s, NX / s, 2) LiDAR (x, y) of OpenPCDet's ``align_center: False`` anchors: n
+    positions from the range's low edge to its high edge inclusive, step extent / (n - 1)."""
+    ny, nx = grid.bev_shape(stride)
+    pcr = grid.point_cloud_range
+    axes = []
+    for low, high, count in ((pcr[0], pcr[3], nx), (pcr[1], pcr[4], ny)):
+        step = (high - low) / max(count - 1, 1)
+        axes.append((low + torch.arange(count, dtype=torch.float64, device=device) * step).float())
+    ys, xs = torch.meshgrid(axes[1], axes[0], indexing="ij")
+    return torch.stack([xs, ys], dim=-1)
+
+
+def make_anchors(grid: BEVGrid, stride: int, specs: list[dict], device=None,
+                 align_center: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Anchors (NY / s, NX / s, A, 7) of a stride-``stride`` BEV map (at the cell centres, or
+    edge to edge without ``align_center``; see the module docstring), and anchor_classes (A,)."""
     slots, classes = anchors_per_location(specs)
-    centres = grid.cell_centres(stride, device=device)  # (ny, nx, 2)
+    centres = (grid.cell_centres(stride, device=device) if align_center
+               else edge_to_edge_positions(grid, stride, device))  # (ny, nx, 2)
     ny, nx = centres.shape[:2]
     slots = slots.to(device)
     anchors = torch.cat([centres[:, :, None, :].expand(ny, nx, len(slots), 2),

@@ -30,24 +30,32 @@ import copy
 import torch
 from torch import nn
 
-from monokd.errors import ConfigError
+from monokd.errors import CheckpointMismatchError, ConfigError
 from monokd.geometry.grid import BEVGrid
 from monokd.models.backbones.resnet import build_resnet
+from monokd.models.bev.frustum_to_voxel import CONVENTIONS
 from monokd.models.caddn.depth_head import DepthHead
 from monokd.models.caddn.frustum import frustum_features, gt_pixel_distribution
 from monokd.models.caddn.losses import DEFAULTS as DEPTH_LOSS_DEFAULTS
 from monokd.models.caddn.losses import depth_loss
+from monokd.models.caddn.weights import is_deeplabv3, load_deeplabv3, openpcdet_state, read_state
 
 DEFAULTS = {
     "name": "caddn",
     "backbone": {"depth": 101, "weights": None, "frozen_stages": -1, "norm": "auto",
                  "dilation": [False, True, True]},
     "image_channels": 64,  # the 1x1 reduction of C2
-    "depth_head": {"channels": 256, "rates": [12, 24, 36], "dropout": 0.5},
+    # pooling_norm: the ASPP image-pooling branch as torchvision's (conv, BN), so DeepLabV3 loads
+    "depth_head": {"channels": 256, "rates": [12, 24, 36], "dropout": 0.5, "pooling_norm": False},
     "depth": {"num_bins": 80, "min": 2.0, "max": 46.8},
     "depth_input": None,
     "grid": {"point_cloud_range": [2, -30.08, -3, 46.8, 30.08, 1], "voxel_size": [0.16, 0.16, 0.16]},
+    # where the frustum's bins and pixels are sampled (monokd.models.bev.frustum_to_voxel): monokd,
+    # openpcdet (OpenPCDet's CaDDN) or trailab (TRAILab/CaDDN)
+    "frustum_sampling": "monokd",
     "bev_channels": 64,  # the collapse's output
+    # the collapse's batch norm; OpenPCDet's Conv2DCollapse: PyTorch's defaults (1e-5, 0.1)
+    "collapse_bn": {"eps": 1e-3, "momentum": 0.01},
     # momentum of the batch norms after the lifting (collapse, BEV backbone); None keeps theirs
     # (OpenPCDet's 0.01, a 100-step memory: fine over 80 KITTI epochs, stale in a short run)
     "bev_bn_momentum": None,
@@ -74,6 +82,8 @@ def model_config(cfg: dict) -> dict:
             out[key].update(value or {})
         else:
             out[key] = value if value is not None or not isinstance(DEFAULTS[key], dict) else DEFAULTS[key]
+    if out["frustum_sampling"] not in CONVENTIONS:
+        raise ConfigError(f"model.frustum_sampling: {out['frustum_sampling']!r} is not one of {CONVENTIONS}")
     if out["depth_input"] not in DEPTH_INPUTS:
         raise ConfigError(f"model.depth_input: {out['depth_input']!r} is not one of {DEPTH_INPUTS}")
     depth = out["depth"]
@@ -112,7 +122,8 @@ class CaDDN(nn.Module):
         self.depth_loss_cfg = {**DEPTH_LOSS_DEFAULTS, **(loss_cfg.get("depth") or {})}
         self.grid = BEVGrid.from_config(cfg["grid"], "model.grid")
 
-        self.backbone = build_resnet(cfg["backbone"])
+        backbone_cfg, deeplab = self._backbone_weights(cfg["backbone"])
+        self.backbone = build_resnet(backbone_cfg)
         if self.backbone.stage_strides[0] != FEATURE_STRIDE:
             raise ConfigError("model.backbone: CaDDN reads C2 at stride 4")
         channels = int(cfg["image_channels"])
@@ -120,10 +131,14 @@ class CaDDN(nn.Module):
                                     nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
         head = cfg["depth_head"]
         self.depth_head = DepthHead(self.backbone.stage_channels[-1], self.depth_bins["num_bins"],
-                                    int(head["channels"]), tuple(head["rates"]), float(head["dropout"]))
+                                    int(head["channels"]), tuple(head["rates"]), float(head["dropout"]),
+                                    bool(head["pooling_norm"]))
+        if deeplab is not None:
+            load_deeplabv3(self, deeplab, str(cfg["backbone"]["weights"]))
         self.lift = FrustumToVoxel(self.grid, (self.depth_bins["min"], self.depth_bins["max"],
-                                               self.depth_bins["num_bins"]))
-        self.collapse = BEVCollapse(channels, self.grid.grid_size[2], int(cfg["bev_channels"]))
+                                               self.depth_bins["num_bins"]), cfg["frustum_sampling"])
+        self.collapse = BEVCollapse(channels, self.grid.grid_size[2], int(cfg["bev_channels"]),
+                                    float(cfg["collapse_bn"]["eps"]), float(cfg["collapse_bn"]["momentum"]))
         self.bev_backbone = BEVBackbone(cfg["bev_backbone"], int(cfg["bev_channels"]), self.grid,
                                         "model.bev_backbone")
         self.head = AnchorHead(cfg["anchor_head"], self.grid, self.bev_backbone.out_channels, self.classes)
@@ -131,6 +146,30 @@ class CaDDN(nn.Module):
             for module in (*self.collapse.modules(), *self.bev_backbone.modules()):
                 if isinstance(module, nn.BatchNorm2d):
                     module.momentum = float(cfg["bev_bn_momentum"])
+
+    @staticmethod
+    def _backbone_weights(section: dict) -> tuple[dict, dict | None]:
+        """(backbone section for build_resnet, torchvision DeepLabV3 state or None). A DeepLabV3
+        file (trunk and head, monokd.models.caddn.weights) is loaded after the depth head is
+        built; any other file goes to build_resnet (a torchvision ResNet, trunk only)."""
+        section = dict(section)
+        if not section.get("weights"):
+            return section, None
+        state = read_state(section["weights"])
+        if not is_deeplabv3(state):
+            return section, None
+        if section.get("norm", "auto") == "auto":
+            section["norm"] = "frozen"
+        section["weights"] = None
+        return section, state
+
+    def official_state_dict(self, checkpoint: dict, source: str = "checkpoint") -> dict:
+        """This model's state dict from an official checkpoint's contents: OpenPCDet's CaDDN
+        (``{"model_state": ...}``; monokd.models.caddn.weights). Raises
+        CheckpointMismatchError (one line) on another layout or a missing / extra key."""
+        if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model_state"), dict):
+            raise CheckpointMismatchError(f"{source}: not an OpenPCDet checkpoint (no model_state)")
+        return openpcdet_state(self, checkpoint["model_state"], source)
 
     # ----------------------------------------------------------------------------------------
 
