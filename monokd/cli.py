@@ -20,6 +20,8 @@ import os
 import sys
 import warnings
 
+from monokd.errors import MonokdError, MonokdWarning
+
 COMMANDS = {
     "synth": ("monokd.commands.synth", "write a synthetic dataset in the KITTI layout"),
     "show": ("monokd.commands.show", "draw frames with 3-D boxes and a bird's-eye view"),
@@ -55,8 +57,6 @@ def error_text(err: BaseException) -> str:
 
 
 def _show_warning(command: str, fallback):
-    from monokd.errors import MonokdWarning
-
     def show(message, category, filename, lineno, file=None, line=None):
         if issubclass(category, MonokdWarning):
             print(f"monokd {command}: warning: {one_line(message)}", file=sys.stderr, flush=True)
@@ -102,8 +102,6 @@ def command_name(args: argparse.Namespace) -> str:
 
 def run_command(command: str, run, args, debug: bool = False) -> int:
     """``run(args)`` with monokd's one error path (see the module docstring)."""
-    from monokd.errors import MonokdError, MonokdWarning
-
     with warnings.catch_warnings():
         warnings.simplefilter("always", MonokdWarning)
         warnings.showwarning = _show_warning(command, warnings.showwarning)

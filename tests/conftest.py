@@ -29,3 +29,11 @@ def synth_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("synth")
     generate(root, num_train=4, num_val=4, seed=0, width=416, height=128)
     return root
+
+
+@pytest.fixture()
+def tiny_root(tmp_path) -> Path:
+    """Three 220x64 frames: two cars and a pedestrian; only a DontCare; a car too near to supervise."""
+    from tests.helpers import write_tiny_root
+
+    return write_tiny_root(tmp_path)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from monokd.models import build_detector
-from tests._bench import benchmark_module
+from tests.helpers import benchmark_module
 
 TINY = {"model": {"name": "monodetr", "backbone": {"depth": 18}, "hidden_dim": 32, "dim_feedforward": 32,
                   "num_queries": 12, "enc_layers": 1, "dec_layers": 2, "num_feature_levels": 3},

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests._bench import benchmark_module
+from tests.helpers import benchmark_module
 
 
 @pytest.fixture(scope="module")

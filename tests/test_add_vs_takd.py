@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests._bench import benchmark_module
+from tests.helpers import benchmark_module
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from monokd.models.bev.anchors import make_anchors
 from monokd.models.bev.detections import gt_boxes_lidar, to_objects
 from monokd.models.bev.nms import rotated_nms
 from monokd.models.bev.target_assigner import assign_targets
-from tests.test_dataset import kitti_symlink_root
+from tests.helpers import kitti_symlink_root
 
 # LiDAR x forward = rect z, LiDAR y left = -rect x, LiDAR z up = -rect y (KITTI's axes, no offsets)
 PERMUTATION = np.array([[0, -1, 0, 0], [0, 0, -1, 0], [1, 0, 0, 0], [0, 0, 0, 1.0]])

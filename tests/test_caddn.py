@@ -12,6 +12,7 @@ from monokd.geometry.depth import depth_to_lid_bin
 from monokd.models.caddn.depth_head import DepthHead
 from monokd.models.caddn.frustum import block_mean_depth, frustum_features, gt_pixel_distribution
 from monokd.models.caddn.losses import depth_loss, focal_loss
+from tests.helpers import caddn_model as _model
 
 torch.set_num_threads(1)
 BINS = {"num_bins": 8, "min": 2.0, "max": 46.8}
@@ -71,24 +72,7 @@ def test_depth_head_shapes_and_batch_of_one():
 
 
 # --- the whole detector (needs monokd.models.bev) -------------------------------------------
-TINY_MODEL = {
-    "name": "caddn", "backbone": {"depth": 18, "norm": "batch", "dilation": [False, False, True]},
-    "image_channels": 8, "depth_head": {"channels": 8, "rates": [1, 2, 3], "dropout": 0.0},
-    "depth": {"num_bins": 12, "min": 2.0, "max": 22.48},
-    "grid": {"point_cloud_range": [2, -10.24, -3, 22.48, 10.24, 1], "voxel_size": [0.64, 0.64, 1.0]},
-    "bev_channels": 16, "bev_bn_momentum": 0.1,
-    "bev_backbone": {"layer_nums": [1, 1], "layer_strides": [1, 2], "num_filters": [16, 32],
-                     "upsample_strides": [1, 2], "num_upsample_filters": [16, 16]},
-}
 LIDAR_TO_RECT = torch.tensor([[0.0, -1, 0, 0], [0, 0, -1, -0.08], [1, 0, 0, -0.27], [0, 0, 0, 1]])
-
-
-def _model(depth_input=None, **cfg):
-    pytest.importorskip("monokd.models.bev.anchor_head")
-    from monokd.models import build_detector
-
-    model = {**TINY_MODEL, "depth_input": depth_input, **cfg}
-    return build_detector({"data": {"classes": ["Car"], "depth_maps": "depth_2"}, "model": model})
 
 
 def _batch(batch_size=2, seed=0):

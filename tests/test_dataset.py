@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,58 +11,11 @@ import torch
 from monokd.data import augment as aug
 from monokd.data import kitti
 from monokd.data.dataset import TARGET_KEYS, KittiDataset, collate
-from monokd.geometry.boxes import alpha_from_rotation_y, project_boxes, wrap_angle
+from monokd.geometry.boxes import project_boxes, wrap_angle
 from monokd.geometry.calib import transform_intrinsics, unproject
+from tests.helpers import DATASET_P2 as P2, FLIP_AND_ZOOM, kitti_symlink_root, write_frame
 
-P2 = np.array([[200.0, 0, 90.0, 12.0], [0, 200, 30, 0.2], [0, 0, 1, 0.003]])  # cu != (W-1)/2
-FLIP_AND_ZOOM = {"augment": {"photometric": False, "flip_prob": 1.0, "scale_prob": 1.0}}
 NO_AUGMENT = {"augment": {"enabled": False}}
-
-
-def label(kind, dims, loc, ry, P=P2, truncated=0.0, occluded=0, size=(220, 64)) -> kitti.Object3D:
-    """An object whose 2-D box is the projection of its 3-D box (as KITTI's labels nearly are)."""
-    box = project_boxes(np.array([dims]), np.array([loc]), np.array([ry]), P, image_size=size)[0]
-    return kitti.Object3D(kind, truncated, occluded, float(alpha_from_rotation_y(ry, loc[0], loc[2])), box,
-                          *dims, np.array(loc, dtype=float), ry)
-
-
-def write_frame(root: Path, frame: str, objects, size=(220, 64), points=None, depth=None, part="training"):
-    rng = np.random.default_rng(int(frame))
-    kitti.write_image(root / part / "image_2" / f"{frame}.png", rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
-    kitti.write_calib(root / part / "calib" / f"{frame}.txt",
-                      kitti.Calibration(P0=P2, P1=P2, P2=P2, P3=P2, R0_rect=np.eye(3),
-                                        Tr_velo_to_cam=np.array([[0, -1, 0, 0], [0, 0, -1, 0], [1, 0, 0, 0.0]])))
-    if objects is not None:
-        kitti.write_label(root / part / "label_2" / f"{frame}.txt", objects)
-    if points is not None:
-        kitti.write_velodyne(root / part / "velodyne" / f"{frame}.bin", points)
-    if depth is not None:
-        kitti.write_depth(root / part / "depth_2" / f"{frame}.png", depth)
-
-
-@pytest.fixture()
-def tiny_root(tmp_path) -> Path:
-    """Three frames: two cars and a pedestrian; only a DontCare; a car too near to supervise."""
-    write_frame(tmp_path, "000000", [label("Car", (1.5, 1.6, 3.9), (-2.0, 1.6, 12.0), 0.3),
-                                     label("Pedestrian", (1.7, 0.6, 0.8), (1.5, 1.4, 10.0), -1.2, occluded=1),
-                                     label("Car", (1.5, 1.6, 3.9), (3.0, 1.6, 25.0), -2.0)])
-    write_frame(tmp_path, "000001", [kitti.parse_label_line(
-        "DontCare -1 -1 -10 5.00 10.00 30.00 40.00 -1 -1 -1 -1000 -1000 -1000 -10")])
-    write_frame(tmp_path, "000002", [label("Car", (1.5, 1.6, 3.9), (0.0, 1.6, 1.5), 0.0)])
-    kitti.write_split(tmp_path / "ImageSets" / "train.txt", ["000000", "000001", "000002"])
-    return tmp_path
-
-
-def kitti_symlink_root(samples: Path, dest: Path, frames) -> Path:
-    """A KITTI root of links to the real frames (never copies) with an ImageSets/val.txt."""
-    for kind, ext in (("image_2", "png"), ("calib", "txt"), ("label_2", "txt"), ("velodyne", "bin")):
-        (dest / "training" / kind).mkdir(parents=True, exist_ok=True)
-        for frame in frames:
-            src = samples / "training" / kind / f"{frame}.{ext}"
-            if src.is_file():
-                (dest / "training" / kind / f"{frame}.{ext}").symlink_to(src)
-    kitti.write_split(dest / "ImageSets" / "val.txt", list(frames))
-    return dest
 
 
 def box_errors(item) -> np.ndarray:

@@ -15,7 +15,7 @@ from monokd.data.dataset import KittiDataset
 from monokd.errors import ConfigError
 from monokd.geometry.boxes import box_center, wrap_angle
 from monokd.geometry.calib import project
-from tests.test_dataset import FLIP_AND_ZOOM, kitti_symlink_root, tiny_root  # noqa: F401 (fixture)
+from tests.helpers import FLIP_AND_ZOOM, kitti_symlink_root
 
 SIZES = {"000000": (1224, 370), "000003": (1242, 375), "000006": (1238, 374)}  # all three in the samples
 
@@ -37,15 +37,20 @@ def test_keep_aspect_scales_both_axes_by_input_width_and_crops_rows(kitti_sample
     assert P2_in[0, 0] / P2_in[1, 1] == pytest.approx(P2[0, 0] / P2[1, 1], rel=1e-6)  # one scale
     # Projection is exact: a 3-D point projected with the input P2 and mapped back to original
     # pixels is where the original P2 projects it.
-    t = item["targets"]
-    assert len(t["labels"]) > 0 or frame == "000000"
     points = np.array([[-4.0, 1.5, 8.0], [3.0, 1.0, 25.0], [0.5, -0.5, 50.0]])
     uv_in, _ = project(points, P2_in)
     back = uv_in @ item["input_to_original"].double().numpy()[:, :2].T + item["input_to_original"].double().numpy()[:, 2]
     np.testing.assert_allclose(back, project(points, P2)[0], atol=1e-4)
-    if len(t["labels"]):
-        centres, _ = project(box_center(t["dims"].double().numpy(), t["location"].double().numpy()), P2_in)
-        np.testing.assert_allclose(centres, t["centers_3d_proj"].double().numpy(), atol=1e-3)
+    # The targets are the frame's objects of the default classes, their 2-D boxes mapped back exactly.
+    t = item["targets"]
+    kept = [o for o in kitti.read_label(root / "training" / "label_2" / f"{frame}.txt")
+            if o.type in ("Car", "Pedestrian", "Cyclist")]
+    affine = item["input_to_original"].double().numpy()
+    boxes = t["boxes_2d"].double().numpy().reshape(-1, 2, 2) @ affine[:, :2].T + affine[:, 2]
+    assert len(kept) > 0 and len(t["labels"]) == len(kept)
+    np.testing.assert_allclose(boxes.reshape(-1, 4), np.array([o.box2d for o in kept]), atol=1e-3)
+    centres, _ = project(box_center(t["dims"].double().numpy(), t["location"].double().numpy()), P2_in)
+    np.testing.assert_allclose(centres, t["centers_3d_proj"].double().numpy(), atol=1e-3)
 
 
 def test_keep_aspect_image_shows_what_input_to_original_points_at(kitti_samples, tmp_path):
@@ -99,7 +104,7 @@ def test_channel_swap_permutes_the_distorted_image_with_probability_p():
     assert len(drawn) == 6
 
 
-def test_drop_unknown_removes_objects_of_no_difficulty(tiny_root):  # noqa: F811
+def test_drop_unknown_removes_objects_of_no_difficulty(tiny_root):
     base = {"input_size": [220, 64], "min_height_scale": 1.0, "augment": {"enabled": False}}
     kept = KittiDataset(tiny_root, "train", {"data": base})[0]["targets"]
     dropped = KittiDataset(tiny_root, "train", {"data": {**base, "filter": {"drop_unknown": True}}})[0]["targets"]
@@ -108,7 +113,7 @@ def test_drop_unknown_removes_objects_of_no_difficulty(tiny_root):  # noqa: F811
     assert dropped["depth"].tolist() == kept["depth"][~unknown].tolist()
 
 
-def test_unclipped_boxes_keep_their_extent_beyond_the_input(tiny_root):  # noqa: F811
+def test_unclipped_boxes_keep_their_extent_beyond_the_input(tiny_root):
     """keep_aspect onto a 220x40 input cuts 12 rows off each side of the 220x64 frame."""
     base = {"input_size": [220, 40], "resize": "keep_aspect", "augment": {"enabled": False},
             "filter": {"center_in_image": False}}
@@ -118,7 +123,7 @@ def test_unclipped_boxes_keep_their_extent_beyond_the_input(tiny_root):  # noqa:
     affine = aug.input_affine(aug.Augmentation(), (220, 64), (220, 40), "keep_aspect")
     expected = aug.transform_boxes_2d(np.stack([o.box2d for o in labels]), affine)
     np.testing.assert_allclose(raw.double().numpy(), expected[: len(raw)], atol=1e-4)
-    assert (raw[:, 1] < 0).any() or (raw[:, 3] > 39).any()
+    assert (raw[:, 3] > 39).tolist() == [True, True, False]  # the two near objects reach below the cut
     np.testing.assert_allclose(clipped[:, 1::2].numpy(), raw[:, 1::2].clamp(0, 39).numpy(), atol=1e-5)
 
 

@@ -16,19 +16,7 @@ import pytest
 
 from monokd.pipeline import demo
 from monokd.viz import report
-
-KEY = "Car/{}/{}/R40@{}"
-
-
-def flat(base: float) -> dict[str, float]:
-    """Fake evaluation metrics: AP = base + offsets that differ per key."""
-    out = {}
-    for i, iou in enumerate(("0.70", "0.50")):
-        for j, metric in enumerate(("3d", "bev")):
-            for k, level in enumerate(report.LEVELS):
-                out[KEY.format(metric, level, iou)] = base + 10 * i + 5 * j - k
-    return out
-
+from tests.helpers import car, colour_mask, fake_root, flat, read_png, tallest_run
 
 def test_metric_key_and_cells():
     assert report.metric_key("bev", "hard", 0.5) == "Car/bev/hard/R40@0.50"
@@ -49,21 +37,50 @@ def test_metric_table_rows_and_columns():
     assert loose == "| teacher | 30.00 | 29.00 | 28.00 | 35.00 | 34.00 | 33.00 |"
 
 
-def test_bar_chart_writes_a_png(tmp_path):
+def test_bar_chart_draws_each_models_bars_to_scale(tmp_path):
     path = report.bar_chart({"teacher": flat(20.0), "baseline": flat(5.0), "ADD": {}}, tmp_path / "c" / "chart.png")
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    import matplotlib.image
+    chart = read_png(path)
+    assert chart.shape == (374, 924, 3)  # (2 x 4.2) x 3.4 inches at 110 dpi: a panel per IoU
+    for panel, teacher, baseline in ((chart[:, :462], 24.0, 9.0), (chart[:, 462:], 34.0, 19.0)):
+        # the tallest bars are the moderate AP_BEV: flat(base) gives base + 10 (IoU 0.5) + 5 - 1
+        grey, blue = tallest_run(colour_mask(panel, "#8c8c8c")), tallest_run(colour_mask(panel, "#1f77b4"))
+        assert grey / blue == pytest.approx(teacher / baseline, rel=0.03)
+        axes = tallest_run(colour_mask(panel, (0, 0, 0)))  # the y axis: 1.2 x the tallest value
+        assert grey / axes == pytest.approx(1 / 1.2, rel=0.03)
+    # ADD without metrics: no bar (its red only in the legend, drawn in the right panel)
+    assert tallest_run(colour_mask(chart[:, :462], "#d62728")) == 0
+    assert 0 < tallest_run(colour_mask(chart[:, 462:], "#d62728")) < 20
 
-    image = matplotlib.image.imread(path)
-    assert image.shape[1] > image.shape[0] > 100  # two panels side by side
+
+def solid_box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) of ``mask``'s pixels, which must fill that box."""
+    rows, cols = np.nonzero(mask)
+    top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    assert mask.sum() == (bottom - top) * (right - left), "not one solid rectangle"
+    return int(top), int(bottom), int(left), int(right)
 
 
-def test_prediction_grid_and_report(tmp_path):
+def test_prediction_grid_puts_each_models_image_over_its_bev(tmp_path):
+    red, green, blue = (220, 30, 30), (30, 200, 30), (30, 30, 220)
+    image_a, image_b = np.full((40, 130, 3), red, np.uint8), np.full((40, 130, 3), green, np.uint8)
+    bev = np.full((60, 60, 3), blue, np.uint8)
+    grid = report.prediction_grid({"a": (image_a, bev), "b": (image_b, bev)}, tmp_path / "fig" / "frame_000001.png")
+    picture = read_png(grid)
+    assert picture.shape == (583, 800, 3)  # 4 in a column, 4 x (40/130 + 60/60) + 0.6 in high, 100 dpi
+    for column, own, other in ((picture[:, :400], red, green), (picture[:, 400:], green, red)):
+        assert not colour_mask(column, other, 3).any()
+        top, bottom, left, right = solid_box(colour_mask(column, own, 3))
+        assert (right - left) / (bottom - top) == pytest.approx(130 / 40, rel=0.02)
+        bev_top, bev_bottom, bev_left, bev_right = solid_box(colour_mask(column, blue, 3))
+        assert bev_right - bev_left == pytest.approx(bev_bottom - bev_top, abs=1)  # the BEV stays square
+        assert bottom < bev_top  # the image above its BEV, as wide
+        assert (left, right) == (bev_left, bev_right)
+
+
+def test_report_links_the_chart_and_the_frames(tmp_path):
     image = np.zeros((40, 130, 3), np.uint8)
     bev = np.full((60, 60, 3), 255, np.uint8)
     grid = report.prediction_grid({"a": (image, bev), "b": (image, bev)}, tmp_path / "fig" / "frame_000001.png")
-    assert grid.read_bytes()[:4] == b"\x89PNG"
     chart = report.bar_chart({"teacher": flat(20.0)}, tmp_path / "fig" / "chart.png")
     path = report.write_report(tmp_path / "report.md", {"Teacher": flat(20.0), "Baseline": flat(3.0)}, chart,
                                [grid], {"train teacher": 65.0, "report": 2.0}, notes=["Preset `quick`."])
@@ -215,30 +232,6 @@ def test_a_new_story_is_one_registry_entry(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- pipeline, faked
 
 
-P2 = np.array([[200.0, 0, 208, 0], [0, 200.0, 64, 0], [0, 0, 1, 0]])
-
-
-def car(x: float, z: float, score: float | None = None):
-    from monokd.data.kitti import Object3D
-
-    return Object3D("Car", 0.0, 0, 0.0, np.array([100.0, 40, 160, 90]), 1.5, 1.6, 3.9,
-                    np.array([x, 1.6, z]), 0.3, score)
-
-
-def fake_root(root, frames=("000000", "000001", "000002")):
-    """A KITTI-layout root of blank 416x128 frames; frame k holds k cars."""
-    from monokd.data import kitti
-
-    calib = kitti.Calibration(P2, P2, P2, P2)
-    for k, frame in enumerate(frames):
-        kitti.write_image(root / "training" / "image_2" / f"{frame}.png", np.full((128, 416, 3), 90, np.uint8))
-        kitti.write_calib(root / "training" / "calib" / f"{frame}.txt", calib)
-        kitti.write_label(root / "training" / "label_2" / f"{frame}.txt", [car(2.0 * i, 15.0 + 5 * i) for i in range(k)])
-    kitti.write_split(root / "ImageSets" / "train.txt", list(frames))
-    kitti.write_split(root / "ImageSets" / "val.txt", list(frames))
-    return root
-
-
 def fake_commands(calls):
     """A stand-in for ``monokd train`` / ``monokd evaluate`` writing their documented outputs."""
     from monokd.data import kitti
@@ -298,8 +291,14 @@ def test_demo_pipeline_with_faked_commands(tmp_path, monkeypatch):
             "MonoDETR + ADD)") in text
     assert "Teacher (object-wise GT depth) ahead of MonoDETR (baseline) and MonoDETR + ADD" in text
     assert "README's longer 3-seed runs" in text and "docs/add.md" in text
-    for name in ("moderate_ap.png", "learning_curves.png"):
-        assert (tmp_path / "out" / "figures" / name).read_bytes()[:4] == b"\x89PNG"
+    # the chart's bars in the roles' colours, to scale: IoU 0.7's moderate AP_BEV is base + 4
+    chart = read_png(tmp_path / "out" / "figures" / "moderate_ap.png")
+    left = chart[:, :chart.shape[1] // 2]
+    teacher, add, baseline = (tallest_run(colour_mask(left, demo.ROLE_COLORS[role]))
+                              for role in ("teacher", "distilled", "baseline"))
+    assert (teacher / baseline, add / baseline) == pytest.approx((34 / 14, 19 / 14), rel=0.03)
+    curves = read_png(tmp_path / "out" / "figures" / "learning_curves.png")
+    assert all(colour_mask(curves, colour, 8).sum() > 50 for colour in demo.ROLE_COLORS.values())
     # the end of the run says where the report is and how long each stage took
     end = printed.getvalue()
     assert f"report: {path}" in end
@@ -350,10 +349,12 @@ def test_read_curve_and_learning_curve_figure(tmp_path):
     assert [step for step, _ in curve] == [10, 20]
     assert curve[1][1][report.metric_key("bev", "moderate", 0.5)] == 4.0 + 10 + 5 - 1
     path = report.learning_curves({"teacher": curve, "empty": []}, tmp_path / "f" / "curves.png")
-    import matplotlib.image
-
-    image = matplotlib.image.imread(path)
-    assert image.shape[1] > image.shape[0] > 100  # two panels side by side
+    picture = read_png(path)
+    assert picture.shape == (374, 1012, 3)  # (2 x 4.6) x 3.4 inches at 110 dpi: a panel per key
+    # the teacher's line in the first colour of the cycle in both panels; "empty" draws no line
+    for panel in (picture[:, :506], picture[:, 506:]):
+        assert colour_mask(panel, "C0", 8).sum() > 50
+        assert not colour_mask(panel, "C1", 8).any()
 
 
 def test_pictures_show_the_top_k_by_score_whatever_the_threshold():
@@ -382,9 +383,11 @@ def test_quick_demo_end_to_end(tmp_path, monkeypatch):
     text = path.read_text()
     for label in demo.LABELS.values():
         assert f"| {label} |" in text
-    for name in ("moderate_ap.png", "learning_curves.png"):
-        assert (tmp_path / "demo" / "figures" / name).read_bytes()[:4] == b"\x89PNG"
-        assert f"(figures/{name})" in text
+    for name, size in (("moderate_ap.png", (374, 924, 3)), ("learning_curves.png", (374, 1012, 3))):
+        picture = read_png(tmp_path / "demo" / "figures" / name)
+        assert picture.shape == size and f"(figures/{name})" in text
+        # every model in its role's colour (at least its legend entry: an AP may be 0)
+        assert all(colour_mask(picture, colour, 8).any() for colour in demo.ROLE_COLORS.values())
     for model in demo.MODELS:  # two validations a run: the learning curve has two points
         assert len(demo.read_curve(tmp_path / "demo" / model)) == 2
         log = (tmp_path / "demo" / "logs" / f"{model}.log").read_text()

@@ -9,7 +9,7 @@ import os
 import sys
 
 from monokd.pipeline import demo
-from tests.test_demo import car, fake_root, flat
+from tests.helpers import car, fake_root, flat
 
 SCORES = {"lidar_teacher": 40.0, "ta": 30.0, "camera": 10.0, "takd": 14.0}
 

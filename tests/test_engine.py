@@ -11,98 +11,19 @@ import json
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import pytest
 import torch
+import yaml
 from torch import nn
 
-from monokd.data.kitti import Object3D, write_label
 from monokd.training.checkpoint import CheckpointMismatchError, load_weights, read_checkpoint
-from monokd.training.datamodule import KittiDataModule
 from monokd.training.module import NonFiniteLossError
 from monokd.training.sampling import EpochBatchSampler, shard
 from monokd.training.schedule import lr_factor
-from monokd.training.fit import fit
+from tests.helpers import FakeRegressor as FakeDetector, engine_cfg as tiny_cfg, run_fake
 
 
-# --------------------------------------------------------------------------- fakes
-class FakeDetector(nn.Module):
-    """Regresses each frame's first object depth from the image; dropout exercises the RNG."""
-
-    def __init__(self, width: int = 4, sqrt_loss: bool = False):
-        super().__init__()
-        self.conv = nn.Conv2d(3, width, 3, padding=1)
-        self.drop = nn.Dropout(0.5)
-        self.head = nn.Linear(width, 1)
-        self.sqrt_loss = sqrt_loss
-
-    def forward(self, batch: dict) -> dict:
-        features = self.drop(self.conv(batch["images"]).relu().mean((2, 3)))
-        return {"depth": self.head(features).squeeze(1) + 10.0}
-
-    def losses(self, outputs: dict, batch: dict) -> dict:
-        target = torch.stack([t["depth"][0] for t in batch["targets"]])
-        error = (outputs["depth"] - target).abs().mean()
-        if self.sqrt_loss:  # finite loss, infinite gradient (d sqrt(x)/dx at 0)
-            error = (error - error.detach()).sqrt()
-        return {"loss": error, "depth": error.detach()}
-
-    def decode(self, outputs: dict, batch: dict) -> list[list[Object3D]]:
-        return [[Object3D("Car", 0.0, 0, 0.0, np.array([10.0, 10.0, 60.0, 50.0]), 1.5, 1.6, 3.9,
-                          np.array([0.0, 1.6, float(z)]), 0.0, 0.9)]
-                for z in outputs["depth"].detach().double()]
-
-
-class FakeFrames(torch.utils.data.Dataset):
-    """Frames with one Car each; train-time noise drawn from the global torch and NumPy
-    generators, as an augmentation would. Labels are written under ``root``."""
-
-    def __init__(self, root: Path, n: int, offset: int = 0, augment: bool = True, nan=False):
-        self.ids = [f"{i + offset:06d}" for i in range(n)]
-        self.augment = augment
-        self.nan = set(range(n)) if nan is True else set(nan or ())  # frames with a NaN image
-        for i, frame in enumerate(self.ids):
-            write_label(Path(root) / "training" / "label_2" / f"{frame}.txt",
-                        [Object3D("Car", 0.0, 0, 0.0, np.array([10.0, 10.0, 60.0, 50.0]), 1.5, 1.6, 3.9,
-                                  np.array([0.0, 1.6, 10.0 + i]), 0.0)])
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, index: int) -> dict:
-        image = torch.full((3, 8, 8), float(index) / len(self))
-        if self.augment:
-            image = image + 0.1 * torch.rand(3, 8, 8) + float(np.random.rand())
-        if index in self.nan:
-            image = torch.full_like(image, float("nan"))
-        return {"image": image, "frame_id": self.ids[index],
-                "targets": {"depth": torch.tensor([10.0 + index])}}
-
-
-def fake_collate(items: list[dict]) -> dict:
-    return {"images": torch.stack([i["image"] for i in items]), "frame_ids": [i["frame_id"] for i in items],
-            "targets": [i["targets"] for i in items]}
-
-
-def tiny_cfg(root: Path, **train) -> dict:
-    base = {"epochs": 2, "batch_size": 2, "lr": 0.05, "weight_decay": 1e-4, "lr_milestones": [1],
-            "lr_gamma": 0.1, "warmup_epochs": 0.5, "grad_clip": 1.0, "num_workers": 0, "seed": 7,
-            "val_every": 1, "ckpt_every_steps": 2, "max_nonfinite": 20, "log_every": 1}
-    return {"data": {"root": str(root), "classes": ["Car"]}, "eval": {"classes": ["Car"]},
-            "train": {**base, **train}}
-
-
-def fake_data(root: Path, cfg: dict, n_train: int = 6, n_val: int = 2, **kw) -> KittiDataModule:
-    return KittiDataModule(cfg, FakeFrames(root, n_train, **kw), FakeFrames(root, n_val, offset=100, augment=False),
-                           fake_collate)
-
-
-def run_fake(root: Path, out: Path, cfg: dict, model=None, **kw):
-    torch.manual_seed(0)  # the config's seed must override whatever state the caller left
-    return fit(cfg, out, model=model or FakeDetector(), datamodule=fake_data(root, cfg, **kw.pop("data", {})),
-               progress_bar=False, **kw)
-
-
+# --------------------------------------------------------------------------- weights (fakes: tests/helpers.py)
 def weights(module) -> dict:
     return {k: v.clone() for k, v in module.model.state_dict().items()}
 
@@ -181,7 +102,11 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert [v["epoch"] for v in metrics["validations"]] == [0, 1]
     assert "Car/3d/moderate/R40@0.70" in metrics["final"]["metrics"]
-    assert (out / "best.ckpt").is_file() and (out / "config.yaml").is_file()
+    # best.ckpt is the validation with the highest monitor (the first of equals)
+    scores = [v["monitor"] for v in metrics["validations"]]
+    assert None not in scores and metrics["best"]["epoch"] == scores.index(max(scores))
+    assert read_checkpoint(out / "best.ckpt")["epoch"] == metrics["best"]["epoch"]
+    assert yaml.safe_load((out / "config.yaml").read_text())["train"] == cfg["train"]
 
 
 def test_nonfinite_batches_are_skipped_counted_and_abort_after_limit(tmp_path):

@@ -12,7 +12,7 @@ import torch
 
 from monokd.cli import main
 from monokd.config import load_config
-from tests.test_train_overfit import TINY
+from tests.helpers import TINY_MONODETR as TINY, read_png
 
 pytestmark = pytest.mark.slow
 
@@ -89,6 +89,12 @@ def test_predict_on_images_with_one_calib_file(trained, kitti_root, tmp_path):
                  "--calib", str(calib), "--out", str(out)]) == 0  # the config comes from the checkpoint
     assert sorted(p.stem for p in (out / "data").glob("*.txt")) == frames
     assert sorted(p.stem for p in (out / "pictures").glob("*.png")) == frames
+    for frame in frames:  # each picture shows its frame (boxes drawn over it), a legend row, the BEV beside
+        picture = read_png(out / "pictures" / f"{frame}.png")
+        image = read_png(images / f"{frame}.png")
+        height, width = image.shape[:2]
+        assert picture.shape[0] == height + 40 and picture.shape[1] > width
+        assert (picture[:height, :width] == image).all(axis=-1).mean() > 0.5
     # per-image calib directory, missing file named
     assert main(["predict", "--ckpt", str(trained / "last.ckpt"), "--images", str(images),
                  "--calib", str(tmp_path), "--out", str(out), "--no-pictures"]) == 1

@@ -20,8 +20,7 @@ from monokd.data.kitti import read_split, write_split
 from monokd.training import fit as train_module
 from monokd.training.preflight import PROVENANCE_KEY, check_teacher, split_record
 from monokd.errors import ConfigError, MonokdWarning
-from tests.test_engine import fake_data, run_fake, tiny_cfg
-from tests.test_train_overfit import TINY
+from tests.helpers import TINY_MONODETR as TINY, engine_cfg as tiny_cfg, fake_data, run_fake
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from monokd.distill import build_distiller
 from monokd.commands import export as export_command
 from monokd.serving import export
-from monokd.training.checkpoint import model_state, read_checkpoint
+from monokd.training.checkpoint import model_state, read_checkpoint, student_state
 from tests.test_distill_fake import FakeDetector
 
 torch.set_num_threads(1)
@@ -66,8 +66,8 @@ def test_onnx_matches_pytorch(exported):
 
 
 def test_student_state_and_cli(tmp_path, monkeypatch):
-    assert export.student_state({"student.a": 1, "feature_adapters.0.b": 2}) == {"a": 1}
-    assert export.student_state({"a": 1}) == {"a": 1}  # a baseline checkpoint
+    assert student_state({"student.a": 1, "feature_adapters.0.b": 2}) == {"a": 1}
+    assert student_state({"a": 1}) == {"a": 1}  # a baseline checkpoint
     torch.manual_seed(1)
     model = FakeDetector()
     ckpt = tmp_path / "baseline.ckpt"

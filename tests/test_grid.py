@@ -11,7 +11,7 @@ from monokd.data.dataset import KittiDataset, collate
 from monokd.errors import ConfigError
 from monokd.geometry.calib import lidar_to_image, velo_to_rect_matrix
 from monokd.geometry.grid import BEVGrid
-from tests.test_dataset import kitti_symlink_root
+from tests.helpers import kitti_symlink_root
 
 CADDN = {"point_cloud_range": [2, -30.08, -3, 46.8, 30.08, 1], "voxel_size": [0.16, 0.16, 0.16]}
 

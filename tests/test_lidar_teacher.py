@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -29,10 +31,47 @@ def test_lidar_teacher_trains_and_decodes(teacher_and_batch):
     assert {"loss", "loss_cls", "loss_box"} <= set(terms) and torch.isfinite(terms["loss"])
     terms["loss"].backward()
     assert teacher.pillars.linear.weight.grad.abs().sum() > 0
+
+
+def test_lidar_teacher_decodes_a_hand_placed_anchor(teacher_and_batch):
+    """One confident anchor a frame with zero box residuals decodes to that anchor's box in
+    the camera frame: the cell centred 19.6 m ahead and 0.32 m left, KITTI's car anchor
+    (3.9 x 1.6 x 1.56 m, centre 1.0 m below the LiDAR, heading 0); direction bin 1 keeps the heading,
+    bin 0 turns it by pi (sector [pi/4, 5pi/4) of the 0.785 rad offset)."""
+    teacher, batch, _ = teacher_and_batch
     teacher.eval()
     with torch.no_grad():
-        detections = teacher.decode(teacher(batch), batch)
-    assert len(detections) == 2
+        outputs = teacher(batch)
+    # channels-last on the (y, x) cells of the 0.64 m grid from (2, -30.08): 94 x 70 cells
+    assert outputs["pred_cls"].shape == (2, 94, 70, 2)  # 2 anchors (0, pi/2) x 1 class
+    j, i = 47, 27  # y = -30.08 + 47.5 * 0.64 = 0.32 m, x = 2 + 27.5 * 0.64 = 19.6 m
+    outputs["pred_cls"] = torch.full_like(outputs["pred_cls"], -10.0)  # sigmoid 4.5e-5: dropped
+    outputs["pred_cls"][:, j, i, 0] = 3.0  # anchor 0 of that cell, both frames
+    outputs["pred_boxes"] = torch.zeros_like(outputs["pred_boxes"])
+    outputs["pred_dir"] = torch.zeros_like(outputs["pred_dir"])
+    outputs["pred_dir"][0, j, i, 1] = 5.0  # anchor 0's bins are channels 0, 1
+    outputs["pred_dir"][1, j, i, 0] = 5.0
+    detections = teacher.decode(outputs, batch)
+    assert [len(found) for found in detections] == [1, 1]
+    for b, heading in ((0, 0.0), (1, math.pi)):
+        car = detections[b][0]
+        # KITTI's location: the box centre in the camera frame, lowered by h / 2 along its y (down)
+        centre = batch["lidar_to_rect"][b].double() @ torch.tensor([19.6, 0.32, -1.0, 1.0], dtype=torch.float64)
+        bottom = centre[:3] + torch.tensor([0.0, 1.56 / 2, 0.0], dtype=torch.float64)
+        assert car.type == "Car" and car.score == pytest.approx(1 / (1 + math.exp(-3.0)))
+        assert (car.h, car.w, car.l) == pytest.approx((1.56, 1.6, 3.9))
+        assert car.location == pytest.approx(bottom.numpy(), abs=1e-5)
+        # the heading's direction in the camera frame, (cos ry, ., -sin ry): ry = -heading - pi/2
+        # for a camera exactly along the LiDAR's axes
+        dx, _, dz = (batch["lidar_to_rect"][b, :3, :3].double()
+                     @ torch.tensor([math.cos(heading), math.sin(heading), 0.0], dtype=torch.float64)).tolist()
+        assert math.remainder(car.rotation_y - math.atan2(-dz, dx), 2 * math.pi) == pytest.approx(0, abs=1e-6)
+        assert math.remainder(car.rotation_y + heading + math.pi / 2, 2 * math.pi) == pytest.approx(0, abs=0.01)
+        viewing = math.atan2(bottom[0].item(), bottom[2].item())  # alpha = ry - the ray's angle
+        assert math.remainder(car.alpha - car.rotation_y + viewing, 2 * math.pi) == pytest.approx(0, abs=1e-6)
+        u, v, w = (batch["P2"][b].double() @ torch.cat([bottom, bottom.new_ones(1)])).tolist()
+        x1, y1, x2, y2 = car.box2d
+        assert x1 < u / w < x2 and y1 < v / w <= y2 + 1e-6  # the bottom centre lies in the 2-D box
 
 
 def test_lidar_teacher_needs_points(teacher_and_batch):

@@ -4,56 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from monokd.geometry.boxes import alpha_from_rotation_y, box_center, project_boxes
-from monokd.geometry.calib import project, transform_intrinsics
-from monokd.models.monodetr.box_coding import angle_to_bin, encode_boxes
+from monokd.geometry.boxes import alpha_from_rotation_y, project_boxes
 from monokd.models.monodetr.decode import decode_detections
-
-# KITTI training frame 000000's P2 and image size.
-P2_ORIGINAL = np.array([[721.5377, 0.0, 609.5593, 44.85728],
-                        [0.0, 721.5377, 172.854, 0.2163791],
-                        [0.0, 0.0, 1.0, 0.002745884]])
-ORIGINAL_SIZE = (1242, 375)
-W, H = 1280, 384
-RESIZE = np.array([[W / ORIGINAL_SIZE[0], 0.0, 0.0], [0.0, H / ORIGINAL_SIZE[1], 0.0]])
-P2_INPUT = transform_intrinsics(P2_ORIGINAL, RESIZE)
-CLASSES = ("Car", "Pedestrian")
-
-# Ground truth: bottom centre location, dims h w l, rotation_y.
-GT = [((-3.2, 1.65, 14.0), (1.52, 1.63, 3.88), 1.57, "Car"),
-      ((4.1, 1.70, 33.5), (1.48, 1.60, 4.10), -3.1, "Car"),
-      ((-8.0, 1.60, 45.0), (1.75, 0.60, 0.80), 3.13, "Pedestrian")]
-
-
-def _batch(flipped=False):
-    to_original = np.array([[ORIGINAL_SIZE[0] / W, 0.0, 0.0], [0.0, ORIGINAL_SIZE[1] / H, 0.0]])
-    return {"images": torch.zeros(1, 3, H, W),
-            "P2": torch.tensor(P2_INPUT, dtype=torch.float32)[None],
-            "input_to_original": torch.tensor(to_original, dtype=torch.float32)[None],
-            "image_sizes": torch.tensor([ORIGINAL_SIZE]),
-            "flipped": torch.tensor([flipped])}
-
-
-def _perfect_outputs(logvar=0.0):
-    """Float32 outputs that encode GT exactly (query 3 is a low-scoring extra)."""
-    queries = len(GT) + 1
-    out = {"pred_logits": torch.full((1, queries, 2), -5.0), "pred_boxes": torch.full((1, queries, 6), 0.1),
-           "pred_dims": torch.ones(1, queries, 3), "pred_angle": torch.zeros(1, queries, 24),
-           "pred_depth": torch.tensor([[[20.0, logvar]] * queries])}
-    for q, (location, dims, ry, kind) in enumerate(GT):
-        location, dims = np.array(location), np.array(dims)
-        centre = box_center(dims, location)
-        uv, depth = project(centre[None], P2_INPUT)
-        box = project_boxes(dims[None], location[None], np.array([ry]), P2_INPUT)
-        alpha = alpha_from_rotation_y(ry, centre[0], centre[2])
-        heading_bin, residual = angle_to_bin(torch.tensor([alpha], dtype=torch.float64))
-        out["pred_logits"][0, q, CLASSES.index(kind)] = 3.0
-        out["pred_boxes"][0, q] = encode_boxes(torch.tensor(box), torch.tensor(uv), (W, H)).float()[0]
-        out["pred_dims"][0, q] = torch.tensor(dims)
-        out["pred_angle"][0, q, heading_bin] = 10.0
-        out["pred_angle"][0, q, 12 + heading_bin] = residual.float()
-        out["pred_depth"][0, q, 0] = float(depth[0])
-    return out
+from tests.helpers import (DECODE_CLASSES as CLASSES, DECODE_GT as GT, DECODE_ORIGINAL_SIZE as ORIGINAL_SIZE,
+                           DECODE_P2_ORIGINAL as P2_ORIGINAL, decode_batch as _batch,
+                           perfect_outputs as _perfect_outputs)
 
 
 def _angle_diff(a, b):
@@ -93,7 +48,7 @@ def test_topk_over_queries_and_classes_and_threshold():
     assert [o.score for o in objects] == pytest.approx(probs, rel=1e-6)
     assert sorted(o.type for o in objects[:3]) == ["Car", "Pedestrian", "Pedestrian"]
     (few,) = decode_detections(outputs, _batch(), CLASSES, topk=2, threshold=0.2)
-    assert len(few) == 2
+    assert [o.score for o in few] == pytest.approx(probs[:2], rel=1e-6)  # the two best of all
     (strict,) = decode_detections(outputs, _batch(), CLASSES, topk=50, threshold=0.96)
     assert strict == []
 

@@ -13,35 +13,7 @@ from monokd.models.monodetr.heads import fuse_depth
 from monokd.models.monodetr.model import MonoDETR
 from monokd.models.monodetr.position_encoding import DepthPositionalEncoding, sine_position_encoding
 from monokd.models.ops.deform_attn import MSDeformAttn
-
-H, W = 96, 320
-CLASSES = ["Car", "Pedestrian"]
-
-
-def tiny_cfg(**model) -> dict:
-    cfg = {"name": "monodetr", "backbone": {"depth": 18, "weights": None, "frozen_stages": 1, "norm": "frozen"},
-           "hidden_dim": 32, "nheads": 4, "enc_layers": 1, "dec_layers": 2, "dim_feedforward": 64,
-           "num_queries": 8, "enc_n_points": 2, "dec_n_points": 2, "depth": {"num_bins": 20, "min": 1e-3, "max": 60}}
-    cfg.update(model)
-    return {"model": cfg, "data": {"classes": CLASSES}}
-
-
-def make_batch(batch_size: int = 2, depths=(12.0, 25.0)) -> dict:
-    torch.manual_seed(0)
-    P2 = torch.tensor([[250.0, 0, 160, 4.5], [0, 250.0, 48, 0.2], [0, 0, 1, 0.003]])
-    target = {"labels": torch.tensor([0, 1]),
-              "boxes_2d": torch.tensor([[10.0, 20, 90, 70], [150, 30, 200, 90]]),
-              "centers_3d_proj": torch.tensor([[50.0, 45], [175, 60]]),
-              "depth": torch.tensor(depths), "dims": torch.tensor([[1.5, 1.6, 3.9], [1.7, 0.6, 0.8]]),
-              "alpha": torch.tensor([0.3, -1.0]), "rotation_y": torch.tensor([0.5, -0.8])}
-    empty = {k: v[:0] for k, v in target.items()}
-    return {"images": torch.randn(batch_size, 3, H, W),
-            "P2": P2.expand(batch_size, 3, 4).clone(), "P2_original": P2.expand(batch_size, 3, 4).clone(),
-            "input_to_original": torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]).expand(batch_size, 2, 3).clone(),
-            "image_sizes": torch.tensor([[W, H]] * batch_size), "frame_ids": [f"{i:06d}" for i in range(batch_size)],
-            "flipped": torch.zeros(batch_size, dtype=torch.bool),
-            "targets": [target] + [empty] * (batch_size - 1)}
-
+from tests.helpers import MONODETR_CLASSES as CLASSES, MONODETR_H as H, MONODETR_W as W, monodetr_batch as make_batch, monodetr_cfg as tiny_cfg
 
 @pytest.fixture(scope="module")
 def student():

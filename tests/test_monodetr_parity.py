@@ -19,7 +19,7 @@ from monokd.models.monodetr.depth_predictor import DepthPredictor
 from monokd.models.monodetr.heads import fuse_depth
 from monokd.models.monodetr.model import MonoDETR
 from monokd.models.monodetr.position_encoding import sine_position_encoding
-from tests.test_monodetr_model import make_batch, tiny_cfg
+from tests.helpers import monodetr_batch as make_batch, monodetr_cfg as tiny_cfg
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 OFFICIAL = ["Pedestrian", "Car", "Cyclist"]  # MonoDETR's cls2id order
@@ -185,7 +185,7 @@ def test_box_2d_heading_ray_inverts_the_box_center_target():
     """heading_ray box_2d: rotation_y = alpha + atan2(u - cu, fu) at the 2-D box centre column
     (input pixels, input P2), the exact inverse of data.heading_target box_center."""
     from monokd.models.monodetr.decode import decode_detections
-    from tests.test_monodetr_decode import CLASSES as DECODE_CLASSES, GT, P2_INPUT, _batch, _perfect_outputs
+    from tests.helpers import DECODE_CLASSES, DECODE_GT as GT, DECODE_P2_INPUT as P2_INPUT, decode_batch as _batch, perfect_outputs as _perfect_outputs
 
     outputs, batch = _perfect_outputs(), _batch()
     exact = decode_detections(outputs, batch, DECODE_CLASSES)[0]

@@ -17,10 +17,7 @@ from monokd.models.patchnet import patches as P
 from monokd.models.patchnet.coding import (angle_to_class, class_to_angle, class_to_size, mean_sizes,
                                            size_to_class)
 from monokd.models.patchnet.losses import corner_loss
-
-SMALL = {"name": "patchnet", "patch_size": 16, "center_channels": [32, 32, 64], "center_hidden": [64, 32],
-         "backbone": {"widths": [16, 32, 64, 128], "blocks": [1, 1, 1, 1]}, "head_hidden": [128, 64], "dropout": 0.0}
-
+from tests.helpers import PATCHNET_SMALL as SMALL
 
 def _hand_xyz(P2: np.ndarray, u: float, v: float, z: float) -> np.ndarray:
     """Solve P2 [X, Y, z, 1] = w [u, v, 1] for X, Y by hand (two linear equations)."""
@@ -273,7 +270,7 @@ def test_demo_story_prepares_depth_and_boxes_first(tmp_path, monkeypatch):
     import os
 
     from monokd.pipeline import demo
-    from tests.test_demo import fake_root, flat
+    from tests.helpers import fake_root, flat
 
     root = fake_root(tmp_path / "data")
     (root / demo.SYNTH_MARKER).write_text("{}")
@@ -393,7 +390,7 @@ def test_demo_prepare_is_a_counted_logged_stage(tmp_path, monkeypatch, capsys):
 
     from monokd.data import kitti
     from monokd.pipeline import demo
-    from tests.test_demo import car, fake_root, flat
+    from tests.helpers import car, fake_root, flat
 
     root = fake_root(tmp_path / "data")
     (root / demo.SYNTH_MARKER).write_text("{}")

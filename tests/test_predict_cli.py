@@ -18,7 +18,7 @@ from monokd.commands import predict
 from monokd.serving.servable import decode_threshold, extra_inputs, unserved
 from monokd.viz import draw
 from monokd.viz.bev import GT_COLOR, PRED_COLOR
-from tests.test_patchnet import SMALL
+from tests.helpers import CADDN_TINY, PATCHNET_SMALL as SMALL, TINY_MONODETR, caddn_model
 
 torch.set_num_threads(1)
 
@@ -96,7 +96,7 @@ def test_default_score_threshold_is_the_models(kitti_samples, tmp_path, monkeypa
     # every decoded box is drawn by default (0.15: above CaDDN's 0.1, below the old hidden 0.2)
     decoded = [car(0.9), car(0.15), car(0.05)]
     drawn = []
-    monkeypatch.setattr(draw, "render_frame_picture",
+    monkeypatch.setattr(predict, "render_frame_picture",
                         lambda image, P2, gt, preds, **kw: drawn.append((gt, preds)) or image)
     image = kitti_samples / "training" / "image_2" / "000000.png"
     dataset = SimpleNamespace(paths=[image], calib_files=["c"], _P2={"c": None})
@@ -116,14 +116,12 @@ def test_legend_shows_ground_truth_only_when_drawn():
 def test_each_family_declares_its_decode_threshold():
     from monokd.config import load_config
     from monokd.models import build_detector
-    from tests.test_caddn import TINY_MODEL, _model
-    from tests.test_train_overfit import TINY
 
-    monodetr = build_detector(load_config("configs/monodetr_synth.yaml", TINY + ["model.decode.threshold=0.3"]))
+    monodetr = build_detector(load_config("configs/monodetr_synth.yaml", TINY_MONODETR + ["model.decode.threshold=0.3"]))
     assert decode_threshold(monodetr) == ("model.decode.threshold", 0.3)
-    assert decode_threshold(_model()) == ("model.anchor_head.score_threshold", 0.1)  # the head's default
+    assert decode_threshold(caddn_model()) == ("model.anchor_head.score_threshold", 0.1)  # the head's default
     student = build_detector({"data": {"classes": ["Car"]}, "model": {
-        **TINY_MODEL, "name": "takd_student", "camera": "caddn", "anchor_head": {"score_threshold": 0.05}}})
+        **CADDN_TINY, "name": "takd_student", "camera": "caddn", "anchor_head": {"score_threshold": 0.05}}})
     assert decode_threshold(student) == ("model.anchor_head.score_threshold", 0.05)
     assert decode_threshold(build_detector(patchnet_cfg())) == ("model.decode.min_score", 0.0)
     assert decode_threshold(torch.nn.Linear(2, 2)) is None

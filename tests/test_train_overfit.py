@@ -13,13 +13,7 @@ from torch.utils.data import Subset
 from monokd.config import load_config
 from monokd.training.datamodule import KittiDataModule
 from monokd.training.fit import fit
-
-TINY = ["data.input_size=[256, 80]", "model.hidden_dim=32", "model.nheads=4", "model.enc_layers=1",
-        "model.dec_layers=2", "model.dim_feedforward=64", "model.num_queries=10", "model.dropout=0.0",
-        "model.decode.topk=10", "data.augment.enabled=false", "train.batch_size=4", "train.lr=1.0e-3",
-        "train.warmup_epochs=0", "train.lr_milestones=[]", "train.grad_clip=1.0", "train.num_workers=0",
-        "train.ckpt_every_steps=0", "train.log_every=1", "train.seed=0"]
-
+from tests.helpers import TINY_MONODETR as TINY
 
 @pytest.fixture(scope="module")
 def frames_root(request):
@@ -55,5 +49,13 @@ def test_monodetr_overfits_four_frames(frames_root, tmp_path):
     first, last = sum(trace.losses[:2]) / 2, sum(trace.losses[-2:]) / 2
     assert last < 0.5 * first, trace.losses
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert "Car/3d/moderate/R40@0.70" in metrics["final"]["metrics"]
-    assert (tmp_path / "best.ckpt").is_file() or metrics["final"]["monitor"] is not None
+    final, key = metrics["final"], cfg["train"]["monitor"]
+    assert "Car/3d/moderate/R40@0.70" in final["metrics"]
+    assert metrics["monitor"] == key and final["monitor"] == final["metrics"][key]
+    # One validation, after the last step: it is the best, and best.ckpt holds its weights.
+    assert final["epoch"] == 15 and metrics["best"] == final
+    best = torch.load(tmp_path / "best.ckpt", map_location="cpu", weights_only=False)
+    assert (best["epoch"], best["global_step"]) == (final["epoch"], final["step"])
+    trained = module.state_dict()
+    assert best["state_dict"].keys() == trained.keys()
+    assert all(torch.equal(best["state_dict"][k], trained[k].cpu()) for k in trained)

@@ -13,6 +13,7 @@ from monokd.geometry.calib import project
 from monokd.commands import show
 from monokd.viz.bev import BACKGROUND, GT_COLOR, PRED_COLOR, BevCanvas, draw_bev
 from monokd.viz.draw import draw_boxes_3d, render_frame_picture
+from tests.helpers import read_png
 
 P = np.array([[100.0, 0, 200, 0], [0, 100, 100, 0], [0, 0, 1, 0]])  # a 400 x 200 image
 
@@ -97,7 +98,11 @@ def test_show_command_writes_one_png_a_frame(kitti_samples, tmp_path):
     # The car of 000003 (2-D box 614-727 x 182-285) is outlined in green.
     green = (picture[170:300, 600:740] == GT_COLOR).all(axis=-1)
     assert green.sum() > 200
-    assert (tmp_path / "out" / "000036.png").is_file()
+    # 000036 has no result file: its ground truth alone (the near car at 553-694 x 179-312)
+    other = read_png(tmp_path / "out" / "000036.png")
+    assert other.shape[0] == 415 and other.shape[1] > 1242
+    assert not (other[:375, :1242] == PRED_COLOR).all(axis=-1).any()
+    assert (other[165:325, 540:710] == GT_COLOR).all(axis=-1).sum() > 200
 
 
 def test_docs_pictures_stay_small(kitti_samples, tmp_path):

@@ -16,6 +16,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from monokd.data.checks import require_frames
+from monokd.data.kitti import read_split
+from monokd.evaluation.results import evaluate_dirs, frames_of_dir, locate_results
+
 _FILES = ("gt_dir", "det_dir")
 _CHECKPOINT = ("config", "ckpt")
 
@@ -69,10 +73,6 @@ def _run_checkpoint(args) -> int:
 
 
 def _run_files(args) -> int:
-    from monokd.data.checks import require_frames
-    from monokd.data.kitti import read_split
-    from monokd.evaluation.results import evaluate_dirs, frames_of_dir, locate_results
-
     split_ids = read_split(args.split) if args.split else None
     if split_ids is not None:
         require_frames(split_ids, args.split)

@@ -39,6 +39,7 @@ from monokd.training.inference import detect
 from monokd.serving.servable import decode_threshold, unserved
 from monokd.errors import ConfigError, MonokdWarning
 from monokd.evaluation import write_results
+from monokd.viz.draw import render_frame_picture
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -163,8 +164,6 @@ def pictures_note(model, score_threshold: float | None = None) -> str:
 
 
 def draw_pictures(dataset: ImageFolder, detections: dict, out: Path, score_threshold: float | None = None) -> int:
-    from monokd.viz.draw import render_frame_picture
-
     out.mkdir(parents=True, exist_ok=True)
     for path, calib in zip(dataset.paths, dataset.calib_files):
         preds = shown(detections.get(path.stem, []), score_threshold)

@@ -9,11 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
-from monokd.data.kitti import KittiPaths, read_calib, read_image, read_label, read_split, read_velodyne, write_image
-from monokd.geometry.calib import lidar_to_rect
-from monokd.viz.draw import render_frame_picture
+from monokd.data.kitti import KittiPaths, read_split, write_image
+from monokd.viz.draw import frame_picture
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,23 +21,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pred-dir", default=None, help="a directory of result label files to draw in red")
     parser.add_argument("--score-threshold", type=float, default=0.0, help="hide predictions scoring below")
     parser.add_argument("--max-frames", type=int, default=50, help="draw at most this many frames")
-
-
-def frame_picture(paths: KittiPaths, frame: str, pred_dir: Path | None = None,
-                  score_threshold: float = 0.0) -> np.ndarray:
-    """The picture of one frame (image + BEV), with predictions when ``pred_dir`` is given."""
-    image = read_image(paths.file("image_2", frame))
-    calib = read_calib(paths.file("calib", frame))
-    label = paths.file("label_2", frame)
-    gt = read_label(label) if label.is_file() else []
-    preds = None
-    if pred_dir is not None:
-        found = Path(pred_dir) / f"{frame}.txt"
-        preds = [o for o in (read_label(found) if found.is_file() else [])
-                 if o.score is None or o.score >= score_threshold]
-    velo = paths.file("velodyne", frame)
-    points = lidar_to_rect(read_velodyne(velo)[:, :3], calib) if velo.is_file() else None
-    return render_frame_picture(image, calib.P2, gt, preds, points, title=f"{paths.part} {frame}")
 
 
 def frame_ids(paths: KittiPaths, split: str, ids: str | None) -> list[str]:

@@ -30,6 +30,7 @@ import numpy as np
 from monokd.data.kitti import (CLASSES, Calibration, KittiPaths, check_image_complete, check_rotation,
                                check_velodyne_size, find_image, parse_label_line, read_calib, read_lines)
 from monokd.errors import ConfigError, KittiFormatError
+from monokd.geometry.boxes import project_boxes
 
 # A 2-D box may reach this far past the image border (KITTI clips boxes to [0, W-1] and
 # prints 2 decimals); farther, the label belongs to another image size.
@@ -141,8 +142,6 @@ MIN_PROJECTED_DEPTH = 1.0  # metres: nearer objects may project anywhere
 
 
 def _check_projection(obj, P2: np.ndarray, size, path: Path, number: int) -> None:
-    from monokd.geometry.boxes import project_boxes
-
     px1, py1, px2, py2 = project_boxes(obj.dims[None], obj.location[None], np.array([obj.rotation_y]), P2, size)[0]
     x1, y1, x2, y2 = obj.box2d
     if min(px2, x2) < max(px1, x1) or min(py2, y2) < max(py1, y1):

@@ -71,6 +71,7 @@ from torch.utils.data import Dataset
 
 from monokd.config import merge
 from monokd.data import augment as aug
+from monokd.data import proposals as P
 from monokd.data.checks import check_data_options, check_depth_size, check_frames
 from monokd.data.kitti import (IMAGE_SUFFIXES, Calibration, KittiFormatError, KittiPaths, Object3D, difficulty,
                                read_calib, read_depth, read_image, read_label, read_split,
@@ -246,8 +247,6 @@ class KittiDataset(Dataset):
         return item
 
     def _proposals(self, frame: str, targets: dict, affine, image_size, rng) -> dict:
-        from monokd.data import proposals as P
-
         cfg = P.proposal_config(self.cfg["proposals"])
         source = cfg["train"] if self.split == self.cfg.get("train_split", "train") else cfg["eval"]
         if source == "results":

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from monokd.data.kitti import Calibration, KittiPaths, read_calib, read_image, read_split, read_velodyne, write_depth
+from monokd.data.raw import RawPaths, list_raw_frames, read_raw_calib, read_raw_split
 from monokd.geometry.depth import lidar_depth_map
 
 INVERT = 100.0  # metres; inverted depth = INVERT - d (returns beyond it keep their value, unfilled)
@@ -118,8 +119,6 @@ def write_raw_depth_maps(root: str | Path, split: str | None = None, overwrite: 
     """The same for KITTI raw frames (monokd.data.raw): ``<date>/<drive>/depth_02/data/<frame>.png``
     for every frame of the raw split ``<root>/ImageSets/<split>.txt`` (None: every frame under
     ``root``) that has a sweep; each date's calibration is read once."""
-    from monokd.data.raw import RawPaths, list_raw_frames, read_raw_calib, read_raw_split
-
     paths = RawPaths(Path(root))
     frames = read_raw_split(paths.split(split), root) if split else list_raw_frames(root)
     calibs: dict[str, Calibration] = {}

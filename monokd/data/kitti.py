@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from monokd.errors import KittiFormatError
+from monokd.geometry.calib import Calibration
 
 CLASSES = ("Car", "Van", "Truck", "Pedestrian", "Person_sitting", "Cyclist", "Tram", "Misc", "DontCare")
 LABEL_FIELDS = ("type", "truncated", "occluded", "alpha", "x1", "y1", "x2", "y2",
@@ -200,27 +201,13 @@ def difficulty(height_2d, occluded, truncated, min_height_scale: float = 1.0) ->
     return level
 
 
-@dataclass
-class Calibration:
-    """The matrices of one calib file (float64). R0_rect is 3x3, the Tr_* are 3x4."""
-
-    P0: np.ndarray
-    P1: np.ndarray
-    P2: np.ndarray
-    P3: np.ndarray
-    R0_rect: np.ndarray = field(default_factory=lambda: np.eye(3))
-    Tr_velo_to_cam: np.ndarray = field(default_factory=lambda: np.eye(3, 4))
-    Tr_imu_to_velo: np.ndarray = field(default_factory=lambda: np.eye(3, 4))
-
-    def copy(self) -> "Calibration":
-        return Calibration(**{k: getattr(self, k).copy() for k in CALIB_KEYS})
-
-
-def read_calib(path: str | Path) -> Calibration:
-    """Parse a KITTI calib file. All seven keys are required (P0..P3, R0_rect,
-    Tr_velo_to_cam, Tr_imu_to_velo). P2 must be a camera matrix (fx, fy > 0, third row
-    (0, 0, 1, t)) and R0_rect a rotation; the LiDAR transform is checked where a sweep is
-    read (monokd.data.checks), since image-only datasets may leave it empty."""
+def read_calib_keys(path: str | Path, wanted: dict[str, tuple[int, int]],
+                    aliases: dict[str, str] | None = None) -> dict[str, np.ndarray]:
+    """The float64 (rows, cols) matrices of the ``wanted`` keys (key -> (rows, cols)) found in a
+    calib file of ``KEY: v v v`` lines, ``aliases`` mapping other spellings to a key. Other keys
+    (raw-data extras such as calib_time, S_xx) are skipped; a missing one is the caller's to
+    refuse. Raises KittiFormatError (file, line, key): no file, a line without ``:``, a wrong
+    count of numbers, a key given twice, a value that is not a number."""
     path = Path(path)
     if not path.is_file():
         raise KittiFormatError(path, None, None, "calib file not found")
@@ -231,18 +218,27 @@ def read_calib(path: str | Path) -> Calibration:
         if ":" not in text:
             raise KittiFormatError(path, number, None, f"expected 'KEY: values', got {text[:40]!r}")
         key, _, rest = text.partition(":")
-        key = _CALIB_ALIASES.get(key.strip(), key.strip())
-        if key not in CALIB_KEYS:
-            continue  # unknown keys (e.g. raw-data extras) are harmless
-        shape = CALIB_KEYS[key]
+        key = (aliases or {}).get(key.strip(), key.strip())
+        if key not in wanted:
+            continue
+        rows, cols = wanted[key]
         tokens = rest.split()
-        if len(tokens) != shape[0] * shape[1]:
-            raise KittiFormatError(path, number, key,
-                                   f"expected {shape[0] * shape[1]} numbers, found {len(tokens)}")
+        if len(tokens) != rows * cols:
+            raise KittiFormatError(path, number, key, f"expected {rows * cols} numbers, found {len(tokens)}")
         if key in found:
             raise KittiFormatError(path, number, key, "given twice")
         values = [parse_number(t, path, number, key) for t in tokens]
-        found[key] = np.array(values, dtype=np.float64).reshape(shape)
+        found[key] = np.array(values, dtype=np.float64).reshape(rows, cols)
+    return found
+
+
+def read_calib(path: str | Path) -> Calibration:
+    """Parse a KITTI calib file. All seven keys are required (P0..P3, R0_rect,
+    Tr_velo_to_cam, Tr_imu_to_velo). P2 must be a camera matrix (fx, fy > 0, third row
+    (0, 0, 1, t)) and R0_rect a rotation; the LiDAR transform is checked where a sweep is
+    read (monokd.data.checks), since image-only datasets may leave it empty."""
+    path = Path(path)
+    found = read_calib_keys(path, CALIB_KEYS, _CALIB_ALIASES)
     for key in CALIB_KEYS:
         if key not in found:
             raise KittiFormatError(path, None, key, "missing calib key")

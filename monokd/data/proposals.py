@@ -34,7 +34,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from monokd.data.augment import transform_boxes_2d
 from monokd.errors import ConfigError, KittiFormatError, MonokdWarning
+from monokd.evaluation.results import read_results
 
 DEFAULTS = {"train": "gt_jitter", "eval": "gt", "jitter": 0.1, "copies": 1, "results_dir": None,
             "min_height": 25.0, "min_score": 0.0}
@@ -83,9 +85,6 @@ def from_targets(targets: dict, rng: np.random.Generator | None, jitter: float, 
 def from_results(path: str | Path, classes: list[str], affine: np.ndarray, min_height: float,
                  min_score: float) -> dict:
     """Proposals from one KITTI result file (original pixels -> input pixels by ``affine``)."""
-    from monokd.data.augment import transform_boxes_2d
-    from monokd.evaluation.results import read_results
-
     if not Path(path).parent.is_dir():  # a missing file is a frame without box; a missing folder a mistake
         raise KittiFormatError(Path(path).parent, None, None, "result directory not found (data.proposals.results_dir)")
     warn_if_no_box(Path(path).parent)

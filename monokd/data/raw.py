@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from monokd.data.kitti import (Calibration, KittiFormatError, check_camera_matrix, check_rotation, parse_number,
+from monokd.data.kitti import (Calibration, KittiFormatError, check_camera_matrix, check_rotation, read_calib_keys,
                                read_lines)
 
 DRIVE = re.compile(r"(?P<date>\d{4}_\d{2}_\d{2})_drive_(?P<number>\d{4})_sync")
@@ -90,32 +90,6 @@ def frame_from_id(frame_id: str) -> RawFrame:
 
 # --- calibration ---------------------------------------------------------------------------
 
-def _read_keys(path: Path, wanted: dict) -> dict[str, np.ndarray]:
-    """The numeric values of ``wanted`` (key -> shape) in a devkit calib file (``key: v v v``);
-    other keys (calib_time, S_xx, K_xx, D_xx ...) are skipped."""
-    if not path.is_file():
-        raise KittiFormatError(path, None, None, "calib file not found")
-    found: dict[str, np.ndarray] = {}
-    for number, text in enumerate(read_lines(path), start=1):
-        if not text.strip():
-            continue
-        if ":" not in text:
-            raise KittiFormatError(path, number, None, f"expected 'KEY: values', got {text[:40]!r}")
-        key, _, rest = text.partition(":")
-        key = key.strip()
-        if key not in wanted:
-            continue
-        rows, cols = wanted[key]
-        tokens = rest.split()
-        if len(tokens) != rows * cols:
-            raise KittiFormatError(path, number, key, f"expected {rows * cols} numbers, found {len(tokens)}")
-        if key in found:
-            raise KittiFormatError(path, number, key, "given twice")
-        values = [parse_number(t, path, number, key) for t in tokens]
-        found[key] = np.array(values, dtype=np.float64).reshape(rows, cols)
-    return found
-
-
 def _require(found: dict, keys, path: Path) -> None:
     for key in keys:
         if key not in found:
@@ -124,7 +98,7 @@ def _require(found: dict, keys, path: Path) -> None:
 
 def _rigid(path: Path) -> np.ndarray:
     """(3, 4) [R | T] of a calib_velo_to_cam / calib_imu_to_velo file (R a rotation)."""
-    found = _read_keys(path, RIGID_KEYS)
+    found = read_calib_keys(path, RIGID_KEYS)
     _require(found, RIGID_KEYS, path)
     check_rotation(found["R"], path, "R")
     return np.concatenate([found["R"], found["T"]], axis=1)
@@ -139,7 +113,7 @@ def read_raw_calib(date_dir: str | Path) -> Calibration:
     """
     date_dir = Path(date_dir)
     cam_path = date_dir / CAM_TO_CAM
-    found = _read_keys(cam_path, {key: shape for key, (_, shape) in CAM_KEYS.items()})
+    found = read_calib_keys(cam_path, {key: shape for key, (_, shape) in CAM_KEYS.items()})
     _require(found, CAM_KEYS, cam_path)
     mats = {field: found[key] for key, (field, _) in CAM_KEYS.items()}
     check_camera_matrix(mats["P2"], cam_path, "P_rect_02")

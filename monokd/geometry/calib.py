@@ -8,9 +8,10 @@ P2 carries an offset (P2[:, 3] != 0), so these formulas keep all of its terms, w
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, fields
+
 import numpy as np
 
-from monokd.data.kitti import Calibration
 from monokd.geometry._backend import cat, ones_like, swap_last
 
 
@@ -19,6 +20,24 @@ from monokd.geometry._backend import cat, ones_like, swap_last
 # Tr_velo_to_cam (images only), so that a BEV grid still means forward / left / up. KITTI's
 # real Tr_velo_to_cam differs from it by a few centimetres and a fraction of a degree.
 AXES_VELO_TO_CAM = np.array([[0.0, -1.0, 0.0, 0.0], [0.0, 0.0, -1.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
+
+
+@dataclass
+class Calibration:
+    """The matrices of one KITTI calib file (float64). R0_rect is 3x3, the Tr_* are 3x4.
+
+    monokd.data.kitti reads and writes them (``read_calib``, ``write_calib``)."""
+
+    P0: np.ndarray
+    P1: np.ndarray
+    P2: np.ndarray
+    P3: np.ndarray
+    R0_rect: np.ndarray = field(default_factory=lambda: np.eye(3))
+    Tr_velo_to_cam: np.ndarray = field(default_factory=lambda: np.eye(3, 4))
+    Tr_imu_to_velo: np.ndarray = field(default_factory=lambda: np.eye(3, 4))
+
+    def copy(self) -> "Calibration":
+        return Calibration(**{f.name: getattr(self, f.name).copy() for f in fields(self)})
 
 
 def _homogeneous(points):

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from monokd.errors import ConfigError
@@ -151,6 +152,4 @@ class BEVGrid:
 def _pair(like, a, b):
     if isinstance(like, torch.Tensor):
         return torch.stack([a, b], dim=-1)
-    import numpy as np
-
     return np.stack([a, b], axis=-1)

@@ -42,11 +42,12 @@ import torch
 from torch import nn
 
 from monokd.config import save_config
-from monokd.training.checkpoint import MODEL_PREFIX, check_state_dict, checkpoint_config, model_state, read_checkpoint
+from monokd.data.dataset import data_config
+from monokd.training.checkpoint import (MODEL_PREFIX, check_state_dict, checkpoint_config, model_state, read_checkpoint,
+                                       student_state)
 from monokd.serving.servable import unserved
 from monokd.errors import ConfigError
-
-STUDENT_PREFIX = "student."
+from monokd.models import build_detector
 
 
 def student_config(cfg: dict) -> dict:
@@ -56,16 +57,7 @@ def student_config(cfg: dict) -> dict:
     return out
 
 
-def student_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The student's entries of a distiller's state dict (``student.`` prefix removed); a
-    baseline detector's state dict is returned as is."""
-    student = {k[len(STUDENT_PREFIX):]: v for k, v in state.items() if k.startswith(STUDENT_PREFIX)}
-    return student if student else dict(state)
-
-
 def _default_build(cfg: dict) -> nn.Module:
-    from monokd.models import build_detector
-
     return build_detector(cfg)
 
 
@@ -187,8 +179,6 @@ def head_names(outputs: dict) -> list[str]:
 
 def example_inputs(cfg: dict, batch_size: int = 1, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Random normalised images (B, 3, H, W) at the recipe's input size and a KITTI-like P2."""
-    from monokd.data.dataset import data_config
-
     width, height = (int(s) for s in data_config(cfg)["input_size"])
     gen = torch.Generator().manual_seed(seed)
     images = torch.randn(batch_size, 3, height, width, generator=gen)

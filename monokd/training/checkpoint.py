@@ -12,12 +12,19 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from monokd.config import get, set_key
+from monokd.config import get, load_config, set_key
 from monokd.errors import CheckpointMismatchError, ConfigError
 
 MODEL_PREFIX = "model."
 STUDENT_PREFIX = "student."  # a distiller's student inside its state dict
 _SHOWN = 5  # names listed per kind of mismatch
+
+
+def student_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The student's entries of a distiller's state dict (``student.`` prefix removed); a
+    baseline detector's state dict is returned as is."""
+    student = {k[len(STUDENT_PREFIX):]: v for k, v in state.items() if k.startswith(STUDENT_PREFIX)}
+    return student if student else dict(state)
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -107,7 +114,6 @@ def teacher_paths(cfg: dict, role: str = "teacher") -> tuple[str | None, str | N
 def build_teacher(cfg: dict, role: str = "teacher") -> nn.Module:
     """The frozen teacher of a distillation config: its checkpoint's weights, built from
     the teacher config given, else from the config stored in that checkpoint."""
-    from monokd.config import load_config
     from monokd.models import build_detector
 
     ckpt_path, teacher_cfg_path = teacher_paths(cfg, role)
@@ -141,7 +147,7 @@ def load_detector(ckpt_path: str | Path, cfg: dict | None = None, overrides: lis
     model = build_detector(cfg)
     state = model_state(checkpoint)
     if get(cfg, "distill"):
-        state = {k[len(STUDENT_PREFIX):]: v for k, v in state.items() if k.startswith(STUDENT_PREFIX)}
+        state = student_state(state)
     check_state_dict(model, state, str(ckpt_path))
     model.load_state_dict(state)
     return model.eval(), cfg

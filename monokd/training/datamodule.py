@@ -9,20 +9,17 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from monokd.config import get
+from monokd.data.dataset import KittiDataset, collate
 from monokd.training.sampling import EpochBatchSampler, SeededDataset, ShardSampler
 
 
 def build_dataset(cfg: dict, split: str, train: bool) -> Dataset:
     """The KITTI-layout dataset of ``split`` (augmented when ``train``)."""
-    from monokd.data.dataset import KittiDataset
-
     # Training follows data.augment; evaluation is never augmented.
     return KittiDataset(get(cfg, "data.root"), split, cfg, augment=None if train else False)
 
 
 def default_collate() -> Callable:
-    from monokd.data.dataset import collate
-
     return collate
 
 

@@ -32,7 +32,9 @@ import hashlib
 import warnings
 from pathlib import Path
 
-from monokd.config import get
+from monokd.config import get, load_config
+from monokd.data.checks import check_classes
+from monokd.data.kitti import KittiFormatError, read_split
 from monokd.errors import ConfigError, MonokdWarning
 
 PROVENANCE_KEY = "provenance"  # the checkpoint's entry (see the module docstring)
@@ -90,8 +92,6 @@ def check_numbers(cfg: dict) -> None:
             what = "an integer" if kind is int else "a number"
             raise ConfigError(f"{key}: expected {what} >= {low}, got {value!r}")
     if get(cfg, "eval.classes") is not None:
-        from monokd.data.checks import check_classes
-
         check_classes(get(cfg, "eval.classes"), "eval.classes")
     size = get(cfg, "data.input_size")
     if size is not None and not (isinstance(size, (list, tuple)) and len(size) == 2
@@ -160,7 +160,6 @@ TEACHER_ROLES = ("teacher", "ta")
 def check_teacher(cfg: dict, student_val: dict | None, role: str = "teacher") -> list[str]:
     """Refuse a plain teacher or one trained on the student's validation frames (see the
     module docstring); returns the notes of the overrides used."""
-    from monokd.config import load_config
     from monokd.training.checkpoint import checkpoint_config, read_checkpoint, teacher_paths
 
     ckpt_path, config_path = teacher_paths(cfg, role)
@@ -219,7 +218,6 @@ def _teacher_train_ids(recorded: dict, teacher_cfg: dict) -> list[str] | None:
     root = get(teacher_cfg, "data.root")
     if root is None:
         return None
-    from monokd.data.kitti import KittiFormatError, read_split
 
     path = Path(root) / "ImageSets" / f"{get(teacher_cfg, 'data.train_split', 'train')}.txt"
     try:

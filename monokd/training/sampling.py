@@ -14,6 +14,7 @@ import math
 import numpy as np
 from torch.utils.data import Dataset, Sampler
 
+from monokd.data.unlabeled import unlabeled_per_batch
 from monokd.training.seeding import sample_seed, seeded
 
 
@@ -129,8 +130,6 @@ class MixedEpochBatchSampler(EpochBatchSampler):
 
     def batches(self, epoch: int) -> list[list[int]]:
         """The index lists of every batch of ``epoch`` on this rank."""
-        from monokd.data.unlabeled import unlabeled_per_batch
-
         labeled = self.order(epoch)
         drawn: list[int] = []
         out, start, passes = [], 0, 0

@@ -10,6 +10,7 @@ import torch.distributed as dist
 
 from monokd.config import get
 from monokd.data.kitti import KittiPaths, Object3D, read_label
+from monokd.evaluation import evaluate
 
 DEFAULT_MONITOR = "Car/3d/moderate/R40@0.70"
 
@@ -47,8 +48,6 @@ def read_ground_truth(cfg: dict, frames, part: str = "training") -> dict[str, li
 
 def score_detections(cfg: dict, gt: dict, detections: dict):
     """:func:`monokd.evaluation.evaluate` with the options of ``cfg["eval"]`` it accepts."""
-    from monokd.evaluation import evaluate
-
     accepted = inspect.signature(evaluate).parameters
     options = {k: v for k, v in (get(cfg, "eval") or {}).items()
                if k in accepted and k not in ("gt_annos", "dt_annos", "classes")}

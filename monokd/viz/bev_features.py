@@ -16,6 +16,8 @@ from typing import Mapping
 
 import numpy as np
 
+from monokd.viz.report import _save
+
 
 def feature_energy(feature) -> np.ndarray:
     """(C, NY, NX) tensor or array -> (NY, NX) float mean |F| over channels (NaN/inf count as 0)."""
@@ -43,8 +45,6 @@ def feature_panel(maps: Mapping[str, object], path: str | Path, title: str = "",
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from monokd.viz.report import _save
 
     pictures = {name: feature_picture(feature, scale) for name, feature in maps.items()}
     height, width = next(iter(pictures.values())).shape[:2]

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from monokd.data.kitti import KittiPaths, read_split
-from monokd.commands.show import frame_picture
+from monokd.viz.draw import frame_picture
 
 KITTI_SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "kitti_samples"
 REAL_FRAMES = ("000003", "000001")

@@ -8,13 +8,14 @@ heading) filled translucent and crossed.
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
-from monokd.data.kitti import Object3D
-from monokd.geometry.boxes import EDGES, FRONT_FACE, corners_3d
 from monokd.data.augment import crop_affine
-from monokd.geometry.calib import project, transform_intrinsics
+from monokd.data.kitti import KittiPaths, Object3D, read_calib, read_image, read_label, read_velodyne
+from monokd.geometry.boxes import EDGES, FRONT_FACE, corners_3d
+from monokd.geometry.calib import lidar_to_rect, project, transform_intrinsics
 from monokd.viz.bev import GT_COLOR, PRED_COLOR, draw_bev
 
 NEAR = 0.1  # m: edges are clipped to z >= NEAR before projection
@@ -154,3 +155,20 @@ def render_frame_picture(image: np.ndarray, P2: np.ndarray, gt: list[Object3D] |
     if x + 8 * len(hint) < drawn.shape[1]:
         cv2.putText(canvas, hint, (x, row), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (90, 90, 90), 1, cv2.LINE_AA)
     return canvas
+
+
+def frame_picture(paths: KittiPaths, frame: str, pred_dir: Path | None = None,
+                  score_threshold: float = 0.0) -> np.ndarray:
+    """The picture of one frame (image + BEV), with predictions when ``pred_dir`` is given."""
+    image = read_image(paths.file("image_2", frame))
+    calib = read_calib(paths.file("calib", frame))
+    label = paths.file("label_2", frame)
+    gt = read_label(label) if label.is_file() else []
+    preds = None
+    if pred_dir is not None:
+        found = Path(pred_dir) / f"{frame}.txt"
+        preds = [o for o in (read_label(found) if found.is_file() else [])
+                 if o.score is None or o.score >= score_threshold]
+    velo = paths.file("velodyne", frame)
+    points = lidar_to_rect(read_velodyne(velo)[:, :3], calib) if velo.is_file() else None
+    return render_frame_picture(image, calib.P2, gt, preds, points, title=f"{paths.part} {frame}")

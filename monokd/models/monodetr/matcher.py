@@ -10,6 +10,8 @@ with the boxes in MonoDETR's normalised (cx, cy, l, r, t, b) form. Queries left 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from scipy.optimize import linear_sum_assignment
 
@@ -19,15 +21,16 @@ from monokd.models.monodetr.box_coding import cxcylrtb_to_xyxy, encode_boxes, ge
 _INVALID_COST = 1e8
 
 
+@dataclass(eq=False)
 class HungarianMatcher:
-    def __init__(self, cost_class: float = 2.0, cost_center: float = 10.0, cost_box: float = 5.0,
-                 cost_giou: float = 2.0, focal_alpha: float = 0.25, focal_gamma: float = 2.0):
-        self.cost_class = cost_class
-        self.cost_center = cost_center
-        self.cost_box = cost_box
-        self.cost_giou = cost_giou
-        self.focal_alpha = focal_alpha
-        self.focal_gamma = focal_gamma
+    """The weights of the cost terms (see the module docstring) and the focal cost's alpha, gamma."""
+
+    cost_class: float = 2.0
+    cost_center: float = 10.0
+    cost_box: float = 5.0
+    cost_giou: float = 2.0
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
 
     @torch.no_grad()
     def __call__(self, outputs: dict, targets: list[dict], input_size: tuple[float, float]

@@ -21,6 +21,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from monokd.errors import ConfigError
 from monokd.geometry.boxes import box_center, corners_3d
 from monokd.models.patchnet.coding import (NUM_HEADING_BIN, angle_to_class, class_to_angle, class_to_size,
                                            mean_sizes, size_to_class)
@@ -77,8 +78,6 @@ class PatchNetLoss:
     def __init__(self, weights: dict | None, size_cluster: torch.Tensor):
         unknown = set(weights or {}) - set(DEFAULT_WEIGHTS)
         if unknown:
-            from monokd.errors import ConfigError
-
             raise ConfigError(f"loss: unknown PatchNet term(s) {sorted(unknown)}; known: {sorted(DEFAULT_WEIGHTS)}")
         self.weights = {**DEFAULT_WEIGHTS, **(weights or {})}
         self.size_cluster = size_cluster
