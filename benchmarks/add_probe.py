@@ -6,7 +6,7 @@
 For every checkpoint (teacher, baseline, ADD students; with ``--runs``, every ``RUN/*/last.ckpt``):
 
 1. *Feature probes.* At the foreground cells of each distilled map (every
-   ``outputs["distill"]["features"]`` level, T^k / F^k of Eq. 4, and every source of
+   ``features`` signal level, T^k / F^k of Eq. 4, and every source of
    ``distill_spec.sources``, e.g. MonoDETR's ``depth_memory``), a ridge regression of the
    log-depth of the object owning the cell (the object-wise GT depth map of ADD's PE, nearer
    over farther) from the C feature values, fitted on train frames, scored on val frames:
@@ -44,6 +44,7 @@ sys.path.insert(0, str(REPO))
 from monokd.config import get  # noqa: E402
 from monokd.data.dataset import KittiDataset, collate  # noqa: E402
 from monokd.distill.add.masks import gt_depth_maps  # noqa: E402
+from monokd.models.contract import SIGNALS  # noqa: E402
 from monokd.pipeline import demo  # noqa: E402
 from monokd.training.checkpoint import load_detector  # noqa: E402
 from _results import write_report  # noqa: E402  (benchmarks/_results.py)
@@ -91,14 +92,18 @@ def ridge_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_v
 
 
 # --- what one checkpoint shows on one split ------------------------------------------------------
+def wanted_signals(model) -> set[str]:
+    """The signals :func:`_maps` and the query probes read: features, every source, queries."""
+    return {"features", "queries", *model.distill_spec.sources}
+
+
 def _maps(model, outputs: dict) -> dict[str, tuple[torch.Tensor, int]]:
     """name -> ((B, C, h, w) map, stride) of every distilled map the detector exposes."""
-    spec, distill = model.distill_spec, outputs["distill"]
-    spaces = spec.spaces if hasattr(spec, "spaces") else ["image"] * len(spec.feature_strides)
+    spec, signals = model.distill_spec, outputs[SIGNALS]
     maps = {f"encoder_input/{k}": (f, s) for k, (f, s, space) in
-            enumerate(zip(distill["features"], spec.feature_strides, spaces)) if space == "image"}
-    for name, (_, strides) in (getattr(spec, "sources", None) or {}).items():
-        for k, (f, s) in enumerate(zip(distill["sources"][name], strides)):
+            enumerate(zip(signals.features, spec.feature_strides, spec.spaces)) if space == "image"}
+    for name, (_, strides) in spec.sources.items():
+        for k, (f, s) in enumerate(zip(getattr(signals, name), strides)):
             maps[name if len(strides) == 1 else f"{name}/{k}"] = (f, s)
     return maps
 
@@ -111,7 +116,7 @@ def collect(model, data, batch_size: int = 8, seed: int = 0) -> dict:
     matched: list[dict[int, int]] = []
     for start in range(0, len(data), batch_size):
         batch = collate([data[i] for i in range(start, min(start + batch_size, len(data)))])
-        outputs = model(batch)
+        outputs = model(batch, signals=wanted_signals(model))
         for name, (fmap, stride) in _maps(model, outputs).items():
             depth = gt_depth_maps(batch["targets"], tuple(fmap.shape[-2:]), stride, fmap.device)[:, 0]
             xs, ys = samples.setdefault(name, ([], []))
@@ -120,7 +125,7 @@ def collect(model, data, batch_size: int = 8, seed: int = 0) -> dict:
                 cells = cells[torch.randperm(len(cells), generator=gen)[:CELLS_PER_IMAGE]]
                 xs.append(fmap[b].flatten(1)[:, cells].T.double().numpy())
                 ys.append(depth[b].flatten()[cells].log().double().numpy())
-        queries = outputs["distill"]["queries"]  # (L, B, Q, C)
+        queries = outputs[SIGNALS].queries  # (L, B, Q, C)
         for b, (q, t) in enumerate(model.match_foreground(outputs, batch)):
             q, t = torch.as_tensor(q, dtype=torch.long), torch.as_tensor(t, dtype=torch.long)
             matched.append({int(j): int(i) for i, j in zip(q, t)})

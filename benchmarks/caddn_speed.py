@@ -61,7 +61,7 @@ def _build(config: str, root: str, teacher: bool):
     from monokd.distill.add.distiller import ADDDistiller, parse_options
 
     student_cfg = {k: v for k, v in cfg.items() if k != "distill"}
-    teacher_cfg = load_config(REPO / cfg["distill"]["teacher"]["config"])
+    teacher_cfg = load_config(REPO / config.replace("add_caddn", "caddn_teacher"))  # an untrained teacher
     set_key(teacher_cfg, f"data.root={root}")
     return cfg, ADDDistiller(build_detector(student_cfg), build_detector(teacher_cfg), parse_options(cfg["distill"]))
 

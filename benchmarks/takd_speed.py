@@ -37,7 +37,7 @@ from train_speed import batches  # noqa: E402
 from monokd.config import load_config, set_key  # noqa: E402
 from monokd.data.synth import generate  # noqa: E402
 from monokd.distill import build_distiller  # noqa: E402
-from monokd.distill.takd.distiller import preset_overrides  # noqa: E402
+from monokd.distill import preset_overrides  # noqa: E402
 from monokd.training.schedule import build_optimizer  # noqa: E402
 from monokd.models import build_detector  # noqa: E402
 from _results import write_json  # noqa: E402  (benchmarks/_results.py)
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     frozen = {name: build_detector(cfgs[name]).to(device).eval().requires_grad_(False)
               for name in ("lidar_teacher", "ta")}  # weights do not change timing
     models["takd"] = build_distiller(cfgs["takd"], build_detector(cfgs["takd"]), frozen["lidar_teacher"],
-                                     frozen["ta"]).to(device)
+                                     ta=frozen["ta"]).to(device)
     steps = {name: synced(training_step(model, build_optimizer(model, cfgs[name]), train_batch), device)
              for name, model in models.items()}
     step_s = interleaved_median(steps, args.steps)

@@ -1,6 +1,6 @@
 """Tiny stand-ins for MonoTAKD's three models (camera BEV detector, LiDAR teacher), with the
 interfaces monokd/models/takd and monokd/distill/takd rely on: ``bev_features`` /
-``detect_from_bev`` (camera), ``outputs["distill"]["bev"]`` and channels-last anchor-head
+``detect_from_bev`` (camera), the ``bev`` distillation signal and channels-last anchor-head
 outputs (both). BEV grid 6 x 5 cells, 8 channels, 2 anchors x 2 classes per cell."""
 
 from __future__ import annotations
@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from monokd.models.contract import Detector, attach_signals, signal_set
 
 C, NY, NX, A, K = 8, 6, 5, 2, 2
 
@@ -26,7 +28,7 @@ class FakeHead(nn.Module):
                 "pred_dir": self.dir(x).permute(0, 2, 3, 1)}
 
 
-class FakeCamera(nn.Module):
+class FakeCamera(Detector):
     """images (+ depth_maps when ``gt_pixel``) -> BEV (B, C, NY, NX) -> head."""
 
     bev_channels = C
@@ -46,14 +48,13 @@ class FakeCamera(nn.Module):
         f = F.relu(self.norm(self.stem(x)))
         return {"bev": F.adaptive_avg_pool2d(f, (NY, NX)), "depth_logits": self.depth(f)}
 
-    def detect_from_bev(self, bev, batch):
-        return self.head(bev)
+    def detect_from_bev(self, bev, batch, signals=()):
+        return attach_signals(self.head(bev), signal_set(signals), bev=bev)
 
-    def forward(self, batch):
+    def forward(self, batch, signals=()):
         features = self.bev_features(batch)
-        outputs = self.detect_from_bev(features["bev"], batch)
+        outputs = self.detect_from_bev(features["bev"], batch, signals)
         outputs["pred_depth_logits"] = features["depth_logits"]
-        outputs["distill"] = {"bev": features["bev"]}
         return outputs
 
     def losses(self, outputs, batch):
@@ -67,7 +68,7 @@ class FakeCamera(nn.Module):
         return [[] for _ in batch["frame_ids"]]
 
 
-class FakeLidar(nn.Module):
+class FakeLidar(Detector):
     """``points`` -> occupancy-like BEV -> head (the teacher)."""
 
     def __init__(self):
@@ -75,11 +76,11 @@ class FakeLidar(nn.Module):
         self.encode = nn.Sequential(nn.Conv2d(1, C, 3, padding=1), nn.BatchNorm2d(C), nn.ReLU())
         self.head = FakeHead()
 
-    def forward(self, batch):
+    def forward(self, batch, signals=()):
         occupancy = torch.stack([torch.histc(p[:, 0], bins=NY * NX, min=-1, max=1).view(1, NY, NX)
                                  for p in batch["points"]])
         bev = self.encode(occupancy)
-        return {**self.head(bev), "distill": {"bev": bev}}
+        return attach_signals(self.head(bev), signal_set(signals), bev=bev)
 
 
 def build_fake_camera(cfg):

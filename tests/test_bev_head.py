@@ -224,8 +224,8 @@ def test_anchor_head_learns_a_box_and_decodes_it():
     gt = [torch.tensor([[8.3, 0.7, -1.0, 4.2, 1.8, 1.5, 2.8]])]
     labels = [torch.tensor([0])]
     preds = head(features)
-    assert preds["cls_preds"].shape == (1, 5, 10, 2) and preds["box_preds"].shape == (1, 5, 10, 14)
-    assert preds["dir_cls_preds"].shape == (1, 5, 10, 4)
+    assert preds["pred_cls"].shape == (1, 5, 10, 2) and preds["pred_boxes"].shape == (1, 5, 10, 14)
+    assert preds["pred_dir"].shape == (1, 5, 10, 4)
     optimiser = torch.optim.Adam(head.parameters(), lr=0.05)
     first = None
     for _ in range(150):
@@ -243,7 +243,7 @@ def test_anchor_head_learns_a_box_and_decodes_it():
 
 
 def test_anchor_head_config_errors():
-    with pytest.raises(ConfigError, match="unknown keys"):
+    with pytest.raises(ConfigError, match="model.anchor_head.nms_thresh: unknown key"):
         AnchorHead({"nms_thresh": 0.1}, SCENE_GRID, 8, ["Car"])
     with pytest.raises(ConfigError, match="not in data.classes"):
         AnchorHead({"anchors": {"Truck": SPECS[0]}}, SCENE_GRID, 8, ["Car"])

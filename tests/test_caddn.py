@@ -12,6 +12,7 @@ from monokd.geometry.depth import depth_to_lid_bin
 from monokd.models.caddn.depth_head import DepthHead
 from monokd.models.caddn.frustum import block_mean_depth, frustum_features, gt_pixel_distribution
 from monokd.models.caddn.losses import depth_loss, focal_loss
+from monokd.models.contract import SIGNALS
 from tests.helpers import caddn_model as _model
 
 torch.set_num_threads(1)
@@ -92,13 +93,26 @@ def _batch(batch_size=2, seed=0):
             "image_sizes": torch.tensor([[192, 64]] * batch_size), "flipped": torch.zeros(batch_size, dtype=torch.bool)}
 
 
+def test_caddn_lifts_a_second_time_only_when_estimated_bev_depth_is_asked_for():
+    model = _model().train()
+    lifts = []
+    lift = model.lift.forward
+    model.lift.forward = lambda *args: lifts.append(1) or lift(*args)
+    model(_batch())
+    assert len(lifts) == 1
+    outputs = model(_batch(), signals={"estimated_bev_depth"})
+    assert len(lifts) == 3 and outputs[SIGNALS].estimated_bev_depth.shape == (2, 1, 32, 32)
+    assert outputs[SIGNALS].features is None  # not asked for
+
+
 def test_forward_shapes_spec_and_losses():
     model = _model().train()
     batch = _batch()
-    outputs = model(batch)
+    assert SIGNALS not in model(batch)  # nothing asked, no second lift
+    outputs = model(batch, signals={"features", "estimated_bev_depth"})
     assert outputs["pred_depth_logits"].shape == (2, 13, 16, 48)
-    assert [tuple(f.shape) for f in outputs["distill"]["features"]] == [(2, 16, 32, 32), (2, 32, 16, 16)]
-    assert outputs["distill"]["bev_depth_map"].shape == (2, 1, 32, 32)
+    assert [tuple(f.shape) for f in outputs[SIGNALS].features] == [(2, 16, 32, 32), (2, 32, 16, 16)]
+    assert outputs[SIGNALS].estimated_bev_depth.shape == (2, 1, 32, 32)
     spec = model.distill_spec
     assert spec.feature_spaces == ["bev", "bev"] and spec.feature_strides == [1, 2] and spec.query_dim is None
     terms = model.losses(outputs, batch)

@@ -13,6 +13,7 @@ from monokd.data import kitti
 from monokd.data.dataset import TARGET_KEYS, KittiDataset, collate
 from monokd.geometry.boxes import project_boxes, wrap_angle
 from monokd.geometry.calib import transform_intrinsics, unproject
+from monokd.models.contract import BATCH_KEYS
 from tests.helpers import DATASET_P2 as P2, FLIP_AND_ZOOM, kitti_symlink_root, write_frame
 
 NO_AUGMENT = {"augment": {"enabled": False}}
@@ -39,6 +40,7 @@ def test_item_and_batch_follow_the_contract(tiny_root):
     assert batch["image_sizes"].tolist() == [[220, 64]] * 3 and batch["image_sizes"].dtype == torch.long
     assert batch["frame_ids"] == ["000000", "000001", "000002"] and batch["flipped"].tolist() == [False] * 3
     assert "depth_maps" not in batch and "points" not in batch
+    assert set(batch) <= set(BATCH_KEYS)  # every key is one the detector contract describes
     # Several objects; none (only DontCare); none left after filtering (z = 1.5 m < 2 m).
     counts = [len(t["labels"]) for t in batch["targets"]]
     assert counts == [3, 0, 0]

@@ -328,10 +328,13 @@ def test_anchor_head_story_pictures_lower_the_score_threshold(tmp_path, monkeypa
 
 
 def test_table_threshold_and_colours_per_model():
-    assert demo.table_threshold({"model": {"decode": {"topk": 30, "threshold": 0.2}}}) == 0.2
-    assert demo.table_threshold({"model": {"decode": {"min_score": 0.0}}}) == 0.0
-    assert demo.table_threshold({"model": {"anchor_head": {"score_threshold": 0.3}}}) == 0.3
-    assert demo.table_threshold({"model": {"anchor_head": {}}}) == 0.1
+    # each detector class declares its key: its value, else the class's default
+    assert demo.table_threshold({"model": {"name": "monodetr", "decode": {"topk": 30, "threshold": 0.3}}}) == 0.3
+    assert demo.table_threshold({"model": {"name": "monodetr"}}) == 0.2
+    assert demo.table_threshold({"model": {"name": "patchnet", "decode": {"min_score": 0.05}}}) == 0.05
+    assert demo.table_threshold({"model": {"name": "caddn", "anchor_head": {"score_threshold": 0.3}}}) == 0.3
+    assert demo.table_threshold({"model": {"name": "caddn", "anchor_head": {}}}) == 0.1
+    assert demo.table_threshold({"model": {"name": "takd_student", "anchor_head": {"score_threshold": 0.4}}}) == 0.4
     assert demo.table_threshold({}) is None
     config = demo.run_config(demo.load_preset("quick", "caddn", "takd"), "lidar_teacher", Path("/nonexistent"))
     assert demo.table_threshold(config) == 0.1

@@ -53,7 +53,7 @@ def test_method_takd_picks_the_caddn_story_and_wires_teacher_and_ta(tmp_path, mo
     assert takd[takd.index("--config") + 1].endswith("takd_synth.yaml")
     out = tmp_path / "out"
     for item in (f"distill.teacher.ckpt={out / 'lidar_teacher' / 'last.ckpt'}",
-                 f"distill.ta.config={out / 'ta' / 'config.yaml'}", f"distill.ta.ckpt={out / 'ta' / 'last.ckpt'}",
+                 f"distill.ta.ckpt={out / 'ta' / 'last.ckpt'}",
                  "model.image_channels=8"):
         assert item in takd
     lidar = next(c for c in calls if c[0] == "train" and c[c.index("--out") + 1].endswith("lidar_teacher"))

@@ -12,9 +12,10 @@ from monokd.distill.add.cross_attention import CrossAttentionAdapter
 from monokd.distill.add.losses import balanced_mse
 from monokd.distill.add.masks import gt_depth_maps
 from monokd.distill.add.pairing import gt_matched_targets, gt_pairs
-from monokd.distill.add.distiller import DEFAULTS, PAPER_AP3D, PRESETS, TABLES, preset_overrides
+from monokd.distill import preset_overrides
+from monokd.distill.add.distiller import DEFAULTS, PAPER_AP3D, PRESETS, TABLES
 from monokd.distill.add.self_attention import SelfAttentionAdapter
-from monokd.distill.interface import DistillSpec
+from monokd.models.contract import SIGNALS, DistillSpec, attach_signals, signal_set
 from monokd.errors import ConfigError
 from tests.test_distill_fake import FakeDetector, make_batch
 
@@ -150,7 +151,7 @@ def test_estimated_positional_encoding_uses_the_students_depth():
     distiller = build_distiller(_cfg(pos_encoding="estimated", levels=[0]), student, teacher)
     outputs = distiller(batch)
     first = distiller.losses(outputs, batch)["distill_feat"]
-    outputs["depth_map"] = outputs["depth_map"] * 0 + 55.0  # a different estimate
+    outputs[SIGNALS].estimated_depth = outputs[SIGNALS].estimated_depth * 0 + 55.0  # a different estimate
     assert not torch.isclose(distiller.losses(outputs, batch)["distill_feat"], first)
     # a student exposing no estimated depth fails with the option's name
     student, teacher = _pair(estimated_depth=False)
@@ -163,7 +164,7 @@ def test_gt_positional_encoding_depends_on_gt_depth():
     student, teacher = _pair()
     distiller = build_distiller(_cfg(levels=[0]), student, teacher)
     batch = make_batch()
-    feature = distiller(batch)["distill"]["features"][0].detach()
+    feature = distiller(batch)[SIGNALS].features[0].detach()
     adapter = distiller.feature_adapters["0"]
     near = adapter(feature, gt_depth_maps(batch["targets"], feature.shape[-2:], 4))
     for target in batch["targets"]:
@@ -240,7 +241,7 @@ def test_gt_matched_response_loss_pulls_each_student_query_to_its_objects_teache
     outputs = distiller(batch)
     terms = distiller.losses(outputs, batch)
     assert set(terms) == set(student.losses(outputs, batch)) | {"distill_resp"}
-    s_q, t_q = outputs["distill"]["queries"], teacher(batch)["distill"]["queries"]
+    s_q, t_q = outputs[SIGNALS].queries, teacher(batch, signals={"queries"})[SIGNALS].queries
     pairs = [(0, 3, 1), (1, 0, 4), (1, 2, 5)]  # (image, student query, teacher query) via the GT
     expected = 0.0
     for layer, adapter in enumerate(distiller.response_adapters):
@@ -293,13 +294,12 @@ class _GivenLevelDetector(FakeDetector):
         super().__init__()
         self.distill_spec = DistillSpec([16, 16], [4, 8], 16, 2, feature_spaces=["image", "given"])
 
-    def forward(self, batch):
-        outputs = super().forward(batch)
-        f8 = outputs["distill"]["features"][1]
+    def forward(self, batch, signals=()):
+        outputs = super().forward(batch, signals={"features"} | set(signals))
+        f8 = outputs[SIGNALS].features[1]
         mask = self.given_mask.expand(f8.shape[0], *f8.shape[-2:])
-        outputs["distill"]["masks"] = [None, mask]
-        outputs["distill"]["pe_depth"] = [None, torch.full((f8.shape[0], 1, *f8.shape[-2:]), 20.0)]
-        return outputs
+        return attach_signals(outputs, signal_set(signals), masks=[None, mask],
+                              pe_depth=[None, torch.full((f8.shape[0], 1, *f8.shape[-2:]), 20.0)])
 
 
 def test_given_level_uses_the_detectors_masks():

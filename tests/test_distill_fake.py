@@ -1,4 +1,4 @@
-"""A tiny detector that satisfies monokd.distill.interface, for the distillation tests.
+"""A tiny detector that implements monokd.models.contract, for the distillation tests.
 
 Two feature levels (strides 4 and 8, 16 channels), a 2-layer "decoder" over 6 queries, heads
 that sample the stride-8 map with grid_sample (as MonoDETR's depth does), and an optional
@@ -11,13 +11,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from monokd.distill.interface import DistillableDetector, DistillSpec
 from monokd.geometry.depth import object_depth_map
+from monokd.models.contract import SIGNALS, Detector, DistillSpec, attach_signals, signal_set
 
 CHANNELS, QUERIES, LAYERS = 16, 6, 2
 
 
-class FakeDetector(nn.Module):
+class FakeDetector(Detector):
     def __init__(self, depth_input: bool = False, estimated_depth: bool = True):
         super().__init__()
         self.depth_input = depth_input
@@ -28,11 +28,18 @@ class FakeDetector(nn.Module):
         self.cls_head = nn.Linear(CHANNELS, 3)
         self.box_head = nn.Linear(CHANNELS, 6)
         self.depth_head = nn.Conv2d(CHANNELS, 1, 1)
-        self.distill_spec = DistillSpec([CHANNELS, CHANNELS], [4, 8], CHANNELS, LAYERS)
-        if estimated_depth:
-            self.estimated_depth_map = lambda outputs: outputs["depth_map"]
+        self.spec = DistillSpec([CHANNELS, CHANNELS], [4, 8], CHANNELS, LAYERS)
+        self.estimated_depth = estimated_depth
 
-    def forward(self, batch: dict) -> dict:
+    @property
+    def distill_spec(self) -> DistillSpec:
+        return self.spec
+
+    @distill_spec.setter
+    def distill_spec(self, spec: DistillSpec) -> None:
+        self.spec = spec
+
+    def forward(self, batch: dict, signals=()) -> dict:
         images = batch["images"]
         if self.depth_input:
             height, width = images.shape[-2:]
@@ -52,13 +59,13 @@ class FakeDetector(nn.Module):
         depth_map = F.softplus(self.depth_head(f8)) * 10
         sampled = F.grid_sample(depth_map, grid, align_corners=False)[:, 0, :, 0]  # (B, Q)
         sampled = sampled * batch["P2"][:, 1, 1, None] / 50.0  # reads the focal length, as MonoDETR does
-        return {
+        outputs = {
             "pred_logits": self.cls_head(query),
             "pred_boxes": boxes,
             "pred_depth": torch.stack([sampled, torch.zeros_like(sampled)], dim=-1),
-            "depth_map": depth_map,
-            "distill": {"features": [f4, f8], "queries": torch.stack(states)},
         }
+        return attach_signals(outputs, signal_set(signals), features=[f4, f8], queries=torch.stack(states),
+                              estimated_depth=depth_map.detach() if self.estimated_depth else None)
 
     def losses(self, outputs: dict, batch: dict) -> dict:
         terms = {"loss_cls": outputs["pred_logits"].pow(2).mean(),
@@ -89,10 +96,12 @@ def make_batch(batch_size: int = 2, height: int = 32, width: int = 64, seed: int
     return {"images": torch.randn(batch_size, 3, height, width, generator=gen), "P2": P2, "targets": targets}
 
 
-def test_fake_detector_satisfies_the_interface():
+def test_forward_gives_exactly_the_signals_asked_for():
     model = FakeDetector()
-    assert isinstance(model, DistillableDetector)
-    outputs = model(make_batch())
-    features = outputs["distill"]["features"]
-    assert [tuple(f.shape) for f in features] == [(2, CHANNELS, 8, 16), (2, CHANNELS, 4, 8)]
-    assert outputs["distill"]["queries"].shape == (LAYERS, 2, QUERIES, CHANNELS)
+    batch = make_batch()
+    assert SIGNALS not in model(batch)  # nothing asked, nothing computed
+    signals = model(batch, signals={"features", "queries"})[SIGNALS]
+    assert [tuple(f.shape) for f in signals.features] == [(2, CHANNELS, 8, 16), (2, CHANNELS, 4, 8)]
+    assert signals.queries.shape == (LAYERS, 2, QUERIES, CHANNELS)
+    assert signals.estimated_depth is None and signals.bev is None  # not asked for
+    assert model(batch, signals={"estimated_depth"})[SIGNALS].estimated_depth.shape == (2, 1, 4, 8)

@@ -119,7 +119,7 @@ def test_balanced_mse_hand_computed():
 
 # --- BEV and "given" levels ------------------------------------------------------------------
 from monokd.distill.add.masks import bev_feature_masks, bev_gt_depth_maps, level_mask_and_depth  # noqa: E402
-from monokd.distill.interface import DistillSpec  # noqa: E402
+from monokd.models.contract import DistillSignals, DistillSpec  # noqa: E402
 from monokd.geometry.grid import BEVGrid  # noqa: E402
 
 # LiDAR x forward, y left, z up -> rect x right, y down, z forward
@@ -183,7 +183,7 @@ def test_level_dispatch_image_bev_given():
     targets[0]["boxes_2d"] = torch.tensor([[0.0, 0.0, 16.0, 8.0]])
     batch = {"targets": targets, "lidar_to_rect": LIDAR_TO_RECT[None]}
     given_mask, given_depth = torch.rand(1, 3, 5) > 0.5, torch.rand(1, 1, 3, 5) * 50
-    outputs = {"distill": {"masks": [None, None, given_mask], "pe_depth": [None, None, given_depth]}}
+    outputs = DistillSignals(masks=[None, None, given_mask], pe_depth=[None, None, given_depth])
     mask, depth = level_mask_and_depth(spec, 0, batch, outputs, (2, 4))
     assert mask[0].tolist() == [[True, True, False, False], [False] * 4] and depth[0, 0, 0, 0] == 3.0
     mask, depth = level_mask_and_depth(spec, 1, batch, outputs, (8, 8))
@@ -192,13 +192,15 @@ def test_level_dispatch_image_bev_given():
     assert torch.equal(mask, given_mask) and torch.equal(depth, given_depth)
     with pytest.raises(ValueError, match="does not match|do not match"):
         level_mask_and_depth(spec, 2, batch, outputs, (3, 6))
-    with pytest.raises(ValueError, match=r"'given' but outputs\['distill'\]\['masks'\]\[2\]"):
-        level_mask_and_depth(spec, 2, batch, {"distill": {}}, (3, 5))
+    with pytest.raises(ValueError, match=r"'given' but the detector's masks\[2\]"):
+        level_mask_and_depth(spec, 2, batch, DistillSignals(), (3, 5))
     with pytest.raises(ValueError, match="no lidar_to_rect"):
         level_mask_and_depth(spec, 1, {"targets": targets}, outputs, (8, 8))
     with pytest.raises(ValueError, match="needs bev_grid"):
         DistillSpec([4], [1], None, 0, feature_spaces=["bev"])
     with pytest.raises(ValueError, match="feature_spaces"):
         DistillSpec([4], [1], None, 0, feature_spaces=["pixels"])
-    with pytest.raises(ValueError, match="source 'memory' has 2 channels but 1 strides"):
-        DistillSpec([4], [1], None, 0, sources={"memory": ([4, 4], [8])})
+    with pytest.raises(ValueError, match="source 'depth_memory' has 2 channels but 1 strides"):
+        DistillSpec([4], [1], None, 0, sources={"depth_memory": ([4, 4], [8])})
+    with pytest.raises(ValueError, match="'memory' is not a DistillSignals source"):
+        DistillSpec([4], [1], None, 0, sources={"memory": ([4], [8])})

@@ -11,7 +11,7 @@ from monokd.distill import build_distiller
 from monokd.distill.add.distiller import parse_options
 from monokd.distill.add.losses import balanced_mse
 from monokd.distill.add.masks import feature_masks, gt_depth_maps
-from monokd.distill.interface import distill_source
+from monokd.models.contract import SIGNALS
 from monokd.models import build_detector
 
 torch.set_num_threads(1)
@@ -91,10 +91,11 @@ def test_depth_memory_carries_the_teachers_gt_depth_and_encoder_input_does_not()
     _, teacher = _teacher_and_student()
     batch = _batch()
     scaled = {**batch, "targets": [{**t, "depth": t["depth"] * 2.5} for t in batch["targets"]]}
-    before, after = teacher(batch), teacher(scaled)
-    for k, (a, b) in enumerate(zip(distill_source(before, "encoder_input"), distill_source(after, "encoder_input"))):
+    wanted = {"features", "depth_memory"}
+    before, after = teacher(batch, signals=wanted)[SIGNALS], teacher(scaled, signals=wanted)[SIGNALS]
+    for k, (a, b) in enumerate(zip(before.source("encoder_input", "teacher"), after.source("encoder_input", "teacher"))):
         assert torch.equal(a, b), k  # the paper-literal T^k: computed before the GT depth enters
-    memory, memory_scaled = distill_source(before, "depth_memory")[0], distill_source(after, "depth_memory")[0]
+    memory, memory_scaled = before.source("depth_memory", "teacher")[0], after.source("depth_memory", "teacher")[0]
     assert memory.shape == (2, 32, H // 16, W // 16)
     spec = teacher.distill_spec.source("depth_memory")
     assert (spec.feature_channels, spec.feature_strides, spec.spaces) == ([32], [16], ["image"])
@@ -109,12 +110,12 @@ def test_depth_memory_source_distils_one_stride_16_map():
     assert list(distiller.feature_adapters) == ["0"]
     batch = _batch()
     distiller.eval()  # no dropout: the loss can be recomputed by hand
-    outputs = distiller(batch)
+    outputs = distiller(batch, signals=distiller.student_signals)  # eval mode asks for none by itself
     terms = distiller.losses(outputs, batch)
     assert set(terms) == set(student.losses(outputs, batch)) | {"distill_feat"}
-    s_map = outputs["distill"]["sources"]["depth_memory"][0]
+    s_map = outputs[SIGNALS].depth_memory[0]
     with torch.no_grad():
-        t_map = teacher(batch)["distill"]["sources"]["depth_memory"][0]
+        t_map = teacher(batch, signals={"depth_memory"})[SIGNALS].depth_memory[0]
     size = tuple(s_map.shape[-2:])
     adapted = distiller.feature_adapters["0"](s_map, gt_depth_maps(batch["targets"], size, 16))
     expected = balanced_mse(adapted, t_map, feature_masks(batch["targets"], size, 16), 1.0, 0.1)

@@ -11,6 +11,7 @@ import torch
 from monokd.distill.takd.distiller import PRESETS, TAKDDistiller, parse_options
 from monokd.errors import ConfigError
 from monokd.models import REGISTRY, build_detector
+from monokd.models.contract import SIGNALS
 from monokd.models.takd.model import TAKDStudent, takd_options
 from tests.takd_fakes import FakeCamera, FakeLidar, fake_batch
 
@@ -139,9 +140,9 @@ def test_student_without_branches_is_its_camera_detector():
 def test_residual_branch_runs_at_inference_only_with_ffm():
     batch = fake_batch()
     without_ffm = _student(ffm=False).eval()
-    assert without_ffm(batch)["distill"]["residual"] is None
-    assert without_ffm.train()(batch)["distill"]["residual"].shape == (2, 8, 6, 5)
-    assert _student().eval()(batch)["distill"]["residual"] is not None
+    assert without_ffm(batch, signals={"residual"})[SIGNALS].residual is None
+    assert without_ffm.train()(batch, signals={"residual"})[SIGNALS].residual.shape == (2, 8, 6, 5)
+    assert _student().eval()(batch, signals={"residual"})[SIGNALS].residual is not None
 
 
 def test_student_builds_from_the_registry_and_rows_pin_every_switch():

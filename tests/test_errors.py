@@ -153,13 +153,14 @@ def test_malformed_setting_names_the_key(root, tmp_path, capsys, no_model, item,
 
 
 def test_model_setting_of_the_wrong_kind_names_the_key(root, tmp_path, capsys):
-    """Checked against the model's DEFAULTS where every command builds a model
-    (monokd.models.build_detector), here through predict."""
+    """Checked against the model's declared section wherever a config is read, here an
+    override of a checkpoint's stored config through predict (the override is named)."""
     ckpt = tiny_checkpoint(root, tmp_path / "c.ckpt")
     line = one_error(capsys, ["predict", "--ckpt", str(ckpt), "--images", str(root / "training" / "image_2"),
                               "--calib", str(root / "training" / "calib" / "000000.txt"), "--out", str(tmp_path / "p"),
                               "--set", "model.hidden_dim=abc"])
-    assert line == "monokd predict: error: model.hidden_dim: expected an integer (like the default 256), got 'abc'"
+    assert line == ("monokd predict: error: --set model.hidden_dim=abc: model.hidden_dim: expected an integer "
+                    "(like the default 256), got 'abc'")
 
 
 def test_subprocess_train_with_a_frame_without_image(root, tmp_path):
@@ -315,7 +316,7 @@ def test_allowed_overlap_is_noted_in_metrics_and_checkpoint_records_splits(tmp_p
     saved = torch.load(tmp_path / "run" / "last.ckpt", weights_only=True)[PROVENANCE_KEY]
     assert saved["train"]["ids"] == [f"{i:06d}" for i in range(6)] and saved["val"]["ids"] == val_ids
     assert saved["train"]["sha256"] == split_record(saved["train"]["ids"][::-1], "", "")["sha256"]
-    assert saved["role"] == {"depth_input": None, "lidar_input": False}
+    assert saved["role"] == {"depth_input": None, "lidar_input": False, "privileged_inputs": []}
 
 
 def test_cli_run_whose_train_and_val_overlap_warns_before_the_model(root, tmp_path, capsys, no_model):

@@ -11,6 +11,7 @@ from monokd.config import load_config
 from monokd.data.dataset import KittiDataset, collate
 from monokd.errors import ConfigError
 from monokd.models import build_detector
+from monokd.models.contract import SIGNALS
 
 
 @pytest.fixture(scope="module")
@@ -24,9 +25,9 @@ def teacher_and_batch(synth_root):
 def test_lidar_teacher_trains_and_decodes(teacher_and_batch):
     teacher, batch, _ = teacher_and_batch
     teacher.train()
-    outputs = teacher(batch)
-    assert outputs["distill"]["bev"].shape == (2, 32, *teacher.grid.bev_shape())
-    assert outputs["distill"]["bev"].abs().sum() > 0  # the sweep is in range
+    outputs = teacher(batch, signals={"bev"})
+    assert outputs[SIGNALS].bev.shape == (2, 32, *teacher.grid.bev_shape())
+    assert outputs[SIGNALS].bev.abs().sum() > 0  # the sweep is in range
     terms = teacher.losses(outputs, batch)
     assert {"loss", "loss_cls", "loss_box"} <= set(terms) and torch.isfinite(terms["loss"])
     terms["loss"].backward()

@@ -9,6 +9,7 @@ import torch
 
 from monokd.errors import ConfigError
 from monokd.models import build_detector
+from monokd.models.contract import SIGNALS
 from monokd.models.monodetr.heads import fuse_depth
 from monokd.models.monodetr.model import MonoDETR
 from monokd.models.monodetr.position_encoding import DepthPositionalEncoding, sine_position_encoding
@@ -33,10 +34,13 @@ def test_output_contract(student):
     assert len(out["aux_outputs"]) == layers - 1
     assert set(out["aux_outputs"][0]) == {"pred_logits", "pred_boxes", "pred_dims", "pred_angle", "pred_depth"}
     assert ((out["pred_boxes"] > 0) & (out["pred_boxes"] < 1)).all()
-    feats = out["distill"]["features"]
+    assert SIGNALS not in out
+    signals = student(make_batch(), signals={"features", "queries", "estimated_depth"})[SIGNALS]
+    feats = signals.features
     assert [tuple(f.shape) for f in feats] == [(2, 32, math.ceil(H / s), math.ceil(W / s)) for s in (8, 16, 32, 64)]
-    assert out["distill"]["queries"].shape == (layers, 2, q, 32)
-    assert out["distill"]["depth_map"].shape == (2, 1, H // 16, W // 16)
+    assert signals.queries.shape == (layers, 2, q, 32)
+    assert signals.estimated_depth.shape == (2, 1, H // 16, W // 16)
+    assert signals.depth_memory is None  # not asked for
     spec = student.distill_spec
     assert spec.feature_channels == [32] * 4 and spec.feature_strides == [8, 16, 32, 64]
     assert spec.query_dim == 32 and spec.num_decoder_layers == layers
@@ -90,18 +94,19 @@ def test_student_ignores_gt_depth_teacher_uses_it(student):
         model.eval()
     with torch.no_grad():
         s_near, s_far = student(near), student(far)
-        t_near, t_far = teacher(near), teacher(far)
+        wanted = {"queries", "estimated_depth"}
+        t_near, t_far = teacher(near, signals=wanted), teacher(far, signals=wanted)
     for key in ("pred_logits", "pred_boxes", "pred_depth"):
         assert torch.equal(s_near[key], s_far[key])
     assert not torch.allclose(t_near["pred_depth"], t_far["pred_depth"])
-    assert not torch.allclose(t_near["distill"]["queries"], t_far["distill"]["queries"])
+    assert not torch.allclose(t_near[SIGNALS].queries, t_far[SIGNALS].queries)
     # Image 1 has no object: the teacher's input there is all background, whatever image 0 holds.
     assert torch.equal(t_near["pred_depth"][1], t_far["pred_depth"][1])
     # The teacher's depth map is the GT object-wise map: box 0 (x 10..90, y 20..70) at stride 16
     # covers cells x 0..5, y 1..4; background is the max depth.
-    depth_map = t_near["distill"]["depth_map"][0, 0]
+    depth_map = t_near[SIGNALS].estimated_depth[0, 0]
     assert depth_map[2, 3].item() == 12.0 and depth_map[0, 0].item() == 60.0
-    assert t_far["distill"]["depth_map"][0, 0, 2, 3].item() == 40.0
+    assert t_far[SIGNALS].estimated_depth[0, 0, 2, 3].item() == 40.0
     # The depth predictor still runs (and is supervised) in the teacher.
     assert t_near["pred_depth_map_logits"].shape == (2, 21, H // 16, W // 16)
     student.train()

@@ -13,6 +13,7 @@ import torch
 from monokd.data.kitti import read_calib, read_depth, write_depth
 from monokd.errors import KittiFormatError
 from monokd.geometry.calib import project
+from monokd.models.contract import SIGNALS
 from monokd.models.patchnet import patches as P
 from monokd.models.patchnet.coding import (angle_to_class, class_to_angle, class_to_size, mean_sizes,
                                            size_to_class)
@@ -145,19 +146,26 @@ def test_paired_batch_same_boxes_same_jitter(synth_root, tmp_path):
     student = build_detector(cfg).eval()
     teacher = build_detector(_paired_cfg(synth_root, pred, "gt_pixel")).eval()
     teacher.load_state_dict(student.state_dict())
+    wanted = {"features", "masks", "pe_depth"}
+    crops = []
+    make_patches = student.make_patches
+    student.make_patches = lambda depth, b: crops.append(depth) or make_patches(depth, b)
     with torch.no_grad():
-        s, t = student(batch), teacher(batch)
+        assert student(batch, signals={"features"})[SIGNALS].masks is None
+        assert [d is batch["depth_pred"] for d in crops] == [True]  # no GT crop unless masks are asked for
+        s, t = student(batch, signals=wanted), teacher(batch, signals=wanted)
+        assert [d is batch["depth_maps"] for d in crops[1:]] == [False, True]
     assert torch.allclose(s["frustum_angle"], t["frustum_angle"])
-    for a, b in zip(s["distill"]["features"], t["distill"]["features"]):
+    for a, b in zip(s[SIGNALS].features, t[SIGNALS].features):
         assert a.shape == b.shape and torch.allclose(a, b, atol=1e-5)
     for key in ("masks", "pe_depth"):  # ADD's M^k and PE depth: from depth_2 in both
-        for a, b in zip(s["distill"][key], t["distill"][key]):
+        for a, b in zip(getattr(s[SIGNALS], key), getattr(t[SIGNALS], key)):
             assert torch.equal(a, b)
     batch["depth_pred"] = batch["depth_pred"] * 1.2
     with torch.no_grad():
-        s2 = student(batch)
+        s2 = student(batch, signals=wanted)
     assert not torch.allclose(s2["center"], t["center"])
-    assert torch.equal(s2["distill"]["masks"][0], t["distill"]["masks"][0])
+    assert torch.equal(s2[SIGNALS].masks[0], t[SIGNALS].masks[0])
 
 
 @pytest.mark.slow

@@ -130,8 +130,7 @@ def test_each_family_declares_its_decode_threshold():
 def test_pictures_note_names_the_threshold_and_warns_below_it(recwarn):
     from monokd.errors import MonokdWarning
 
-    head = SimpleNamespace(decode_threshold=("model.anchor_head.score_threshold", 0.1))
-    model = SimpleNamespace(modules=lambda: [SimpleNamespace(), head])
+    model = SimpleNamespace(decode_threshold=("model.anchor_head.score_threshold", 0.1))
     assert predict.pictures_note(model) == "every box the model decoded (model.anchor_head.score_threshold = 0.1)"
     assert predict.pictures_note(model, 0.3) == "boxes scoring at least 0.3 (--score-threshold)"
     assert not recwarn.list

@@ -71,9 +71,9 @@ def test_cmrd_residual_definitions():
 
 def _head(batch=2, h=3, w=4, anchors=2, classes=3, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return {"cls_preds": torch.randn(batch, h, w, anchors * classes, generator=g),
-            "box_preds": torch.randn(batch, h, w, anchors * 7, generator=g),
-            "dir_cls_preds": torch.randn(batch, h, w, anchors * 2, generator=g)}
+    return {"pred_cls": torch.randn(batch, h, w, anchors * classes, generator=g),
+            "pred_boxes": torch.randn(batch, h, w, anchors * 7, generator=g),
+            "pred_dir": torch.randn(batch, h, w, anchors * 2, generator=g)}
 
 
 def test_quality_focal_loss_and_sin_difference_by_hand():
@@ -106,8 +106,8 @@ def test_logit_losses_terms_zero_at_agreement_and_gradient():
 
 def test_logit_losses_below_threshold_give_no_box_or_dir_signal():
     teacher = _head()
-    teacher["cls_preds"] = torch.full_like(teacher["cls_preds"], -20.0)  # sigmoid ~ 0 everywhere
-    teacher["box_preds"][0, 0, 0, 0] = float("nan")
+    teacher["pred_cls"] = torch.full_like(teacher["pred_cls"], -20.0)  # sigmoid ~ 0 everywhere
+    teacher["pred_boxes"][0, 0, 0, 0] = float("nan")
     losses = logit_losses(_head(seed=1), teacher, num_classes=3)
     assert losses["box"].item() == 0 and losses["dir"].item() == 0
     assert all(torch.isfinite(v) for v in losses.values())
@@ -119,9 +119,9 @@ def test_logit_cls_is_normalised_per_class_by_the_teachers_positives():
     logit = lambda p: math.log(p / (1 - p))  # noqa: E731
     # 1 image, 3 anchors (1 x 3 cells, 1 anchor each), 2 classes; teacher positives: class 0 x2, class 1 x1
     teacher_cls = torch.tensor([[logit(0.5), logit(0.8)], [logit(0.5), -20.0], [-20.0, -20.0]]).view(1, 1, 3, 2)
-    zeros = {"cls_preds": torch.zeros(1, 1, 3, 2), "box_preds": torch.zeros(1, 1, 3, 7),
-             "dir_cls_preds": torch.zeros(1, 1, 3, 2)}
-    teacher = {**zeros, "cls_preds": teacher_cls}
+    zeros = {"pred_cls": torch.zeros(1, 1, 3, 2), "pred_boxes": torch.zeros(1, 1, 3, 7),
+             "pred_dir": torch.zeros(1, 1, 3, 2)}
+    teacher = {**zeros, "pred_cls": teacher_cls}
     loss = logit_losses(zeros, teacher, num_classes=2, terms=("cls",), weights={"cls": 1.0})["cls"]
     ln2, background = math.log(2), math.log(2) * 0.25  # sigmoid(0) = 0.5 against t ~ 0
     class0 = (0 + 0 + background) / 2

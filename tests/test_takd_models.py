@@ -80,7 +80,7 @@ def test_student_without_branches_equals_caddn(synth_root, models, batch):
 
 def test_one_distillation_step_on_real_models(models, batch):
     cfg, teacher, ta, student = models
-    distiller = build_distiller(cfg, student, teacher, ta).train()
+    distiller = build_distiller(cfg, student, teacher, ta=ta).train()
     frozen = [copy.deepcopy(m.state_dict()) for m in (teacher, ta)]
     nan_batch = {**batch, "depth_maps": batch["depth_maps"].clone()}
     nan_batch["depth_maps"][:, :, :10] = float("nan")
@@ -101,8 +101,8 @@ def test_recipes_share_grid_channels_and_anchors(dataset):
         values = [cfg["model"].get(key) for cfg in cfgs.values()]
         assert values[0] is not None and all(v == values[0] for v in values), (key, values)
     assert cfgs["takd_ta"]["model"]["depth_input"] == "gt_pixel" and not cfgs["takd"]["model"].get("depth_input")
-    assert cfgs["takd"]["distill"]["teacher"]["config"] == f"configs/takd_lidar_{dataset}.yaml"
-    assert cfgs["takd"]["distill"]["ta"]["config"] == f"configs/takd_ta_{dataset}.yaml"
+    for role, run in (("teacher", "takd_lidar"), ("ta", "takd_ta")):  # built from their checkpoints' configs
+        assert cfgs["takd"]["distill"][role] == {"ckpt": f"runs/{run}_{dataset}/last.ckpt"}
     assert cfgs["takd"]["data"]["load_points"] and cfgs["takd"]["data"]["depth_maps"]
 
 

@@ -65,8 +65,8 @@ def test_released_logit_class_term_is_summed_over_the_batch():
     anchors, classes = 2, 3
 
     def head():
-        return {"cls_preds": torch.randn(2, 2, 2, anchors * classes), "box_preds": torch.randn(2, 2, 2, anchors * 7),
-                "dir_cls_preds": torch.randn(2, 2, 2, anchors * 2)}
+        return {"pred_cls": torch.randn(2, 2, 2, anchors * classes), "pred_boxes": torch.randn(2, 2, 2, anchors * 7),
+                "pred_dir": torch.randn(2, 2, 2, anchors * 2)}
 
     student, teacher = head(), head()
     mean = logit_losses(student, teacher, classes)
@@ -160,6 +160,7 @@ def test_student_scnet_sits_between_lifting_and_head_and_feeds_imd(synth_root):
     from monokd.config import load_config
     from monokd.data.dataset import KittiDataset, collate
     from monokd.models import build_detector
+    from monokd.models.contract import signals_of
 
     small = ["model.backbone.depth=18", "model.image_channels=8", "model.depth_head.channels=8",
              "model.takd.ffm=false", "model.takd.scnet=true", f"data.root={synth_root}"]
@@ -170,7 +171,7 @@ def test_student_scnet_sits_between_lifting_and_head_and_feeds_imd(synth_root):
     batch = collate([KittiDataset(synth_root, "train", cfg)[0]])
     with torch.no_grad():
         lifted = student.bev_features(batch)["bev"]
-        outputs = student(batch)
-        assert torch.allclose(outputs["distill"]["bev"], student.scnet(lifted), atol=1e-6)
+        outputs = student(batch, signals={"bev"})
+        assert torch.allclose(signals_of(outputs, "student").bev, student.scnet(lifted), atol=1e-6)
         head = student.camera.detect_from_bev(student.scnet(lifted), batch)
         assert torch.allclose(outputs["pred_cls"], head["pred_cls"], atol=1e-6)

@@ -128,7 +128,7 @@ def test_construction_checks_the_frames(synth, tmp_path):
 
 
 @pytest.mark.parametrize("section, message", [
-    ({"root": "r", "shares": 0.5}, r"data.unlabeled.shares: unknown option"),
+    ({"root": "r", "shares": 0.5}, r"data.unlabeled.shares: unknown key"),
     ({"root": "r", "share": 1.0}, r"data.unlabeled.share: 1.0 is not in \[0, 1\)"),
     ({"root": "r", "share": -0.1}, r"data.unlabeled.share: -0.1 is not in"),
     ({"root": "r", "share": "half"}, r"data.unlabeled.share: expected a number"),

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from monokd.config import get, load_config, merge
+from monokd.config import load_config, merge, setting
 from monokd.errors import CheckpointMismatchError, KittiFormatError
 
 # Depth training sees the frame as it is: a scale/crop augmentation would make objects look
@@ -83,18 +83,19 @@ def train(cfg: dict, out: str | Path, resume: bool = False, log=print) -> dict:
     from monokd.training.schedule import build_optimizer, lr_factor, set_lr
     from monokd.training.seeding import seed_everything
     from monokd.models.depth.losses import silog_loss, valid_depth
-    from monokd.models.depth.model import build_depth_net
+    from monokd.models.depth.model import LOSS_SECTION, build_depth_net
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    seed = int(get(cfg, "train.seed", 0))
+    seed = int(setting(cfg, "train.seed"))
     seed_everything(seed)
     model = build_depth_net(cfg)
     optimizer = build_optimizer(model, cfg)
-    train_split = str(get(cfg, "data.train_split", "train"))
+    train_split = str(setting(cfg, "data.train_split"))
     dataset = depth_dataset(cfg, train_split, train=True)
-    epochs, val_every = int(get(cfg, "train.epochs", 10)), int(get(cfg, "train.val_every", 1) or 0)
-    lam, alpha = float(get(cfg, "loss.silog_lambda", 0.85)), float(get(cfg, "loss.silog_alpha", 10.0))
+    epochs, val_every = int(setting(cfg, "train.epochs")), int(setting(cfg, "train.val_every") or 0)
+    loss_cfg = LOSS_SECTION.resolve(cfg.get("loss"))
+    lam, alpha = float(loss_cfg["silog_lambda"]), float(loss_cfg["silog_alpha"])
     history, start = [], 0
     last = out / "last.ckpt"
     if resume and last.is_file():
@@ -103,7 +104,7 @@ def train(cfg: dict, out: str | Path, resume: bool = False, log=print) -> dict:
         optimizer.load_state_dict(state["optimizer"])
         start, history = int(state["epoch"]), list(state["history"])
         log(f"depth train: resumed from {last} at epoch {start}")
-    sampler = EpochBatchSampler(len(dataset), int(get(cfg, "train.batch_size", 4)), seed)
+    sampler = EpochBatchSampler(len(dataset), int(setting(cfg, "train.batch_size")), seed)
     loader = _loader(SeededDataset(dataset, seed), batch_sampler=sampler)
     metrics: dict = {}
     for epoch in range(start, epochs):
@@ -111,7 +112,7 @@ def train(cfg: dict, out: str | Path, resume: bool = False, log=print) -> dict:
         model.train()
         losses, began = [], time.time()
         for step, batch in enumerate(loader):
-            set_lr(optimizer, float(get(cfg, "train.lr", 1e-3)) * lr_factor(epoch, step, len(sampler), cfg))
+            set_lr(optimizer, float(setting(cfg, "train.lr")) * lr_factor(epoch, step, len(sampler), cfg))
             pred = model(batch["images"])
             gt = batch["depth_maps"]
             loss = silog_loss(pred, gt, valid_depth(gt, model.min_depth, model.max_depth), lam, alpha)
@@ -137,12 +138,13 @@ def train(cfg: dict, out: str | Path, resume: bool = False, log=print) -> dict:
 def validate(model, cfg: dict, split: str | None = None) -> dict:
     """Average AbsRel / RMSE / delta1 over ``split`` (default ``data.val_split``), at input size."""
     from monokd.models.depth.metrics import average, image_metrics
+    from monokd.training.validation import eval_batch_size
 
-    dataset = depth_dataset(cfg, split or str(get(cfg, "data.val_split", "val")), train=False)
+    dataset = depth_dataset(cfg, split or str(setting(cfg, "data.val_split")), train=False)
     was_training = model.training
     model.eval()
     per_image = []
-    for batch in _loader(dataset, int(get(cfg, "eval.batch_size", 4))):
+    for batch in _loader(dataset, eval_batch_size(cfg)):
         per_image += image_metrics(model(batch["images"]), batch["depth_maps"], model.min_depth, model.max_depth)
     model.train(was_training)
     return average(per_image)

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from monokd.config import get, load_config, set_key
+from monokd.config import load_config, set_key, setting
 from monokd.distill import preset_overrides
 from monokd.training.callbacks import PlainProgress
 from monokd.training.fit import PRECISIONS, fit, resolve_resume
@@ -45,6 +45,6 @@ def run(args: argparse.Namespace) -> int:
     resume = resolve_resume(args.resume, out)
     # A terminal gets Lightning's live bar; a file or a pipe plain lines (no carriage returns).
     live = sys.stdout.isatty()
-    plain = None if live else [PlainProgress(int(get(cfg, "train.log_every", 10) or 10))]
+    plain = None if live else [PlainProgress(int(setting(cfg, "train.log_every") or 10))]
     fit(cfg, out, resume, args.devices, args.num_nodes, args.precision, callbacks=plain, progress_bar=live)
     return 0

@@ -69,20 +69,22 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from monokd.config import merge
 from monokd.data import augment as aug
 from monokd.data import proposals as P
 from monokd.data.checks import check_data_options, check_depth_size, check_frames
+from monokd.data.proposals import SECTION as PROPOSALS
 from monokd.data.kitti import (IMAGE_SUFFIXES, Calibration, KittiFormatError, KittiPaths, Object3D, difficulty,
                                read_calib, read_depth, read_image, read_label, read_split,
                                read_velodyne)
-from monokd.errors import ConfigError
 from monokd.geometry.boxes import alpha_from_rotation_y, box_center
 from monokd.geometry.calib import AXES_VELO_TO_CAM, in_camera_view, lidar_to_rect, project, velo_to_rect_matrix
 from monokd.geometry.depth import lidar_depth_map
+from monokd.schema import Section
 
 DEFAULTS = {
     "root": None,
+    "train_split": "train",
+    "val_split": "val",
     "classes": ["Car", "Pedestrian", "Cyclist"],
     "input_size": [1280, 384],
     "mean": [0.485, 0.456, 0.406],
@@ -112,16 +114,16 @@ TARGET_KEYS = ("labels", "boxes_2d", "centers_3d_proj", "depth", "dims", "locati
 
 
 HEADING_TARGETS = ("label", "box_center")
+SECTION = Section("data", DEFAULTS, sections={"proposals": PROPOSALS, "unlabeled": "monokd.data.unlabeled:SECTION"},
+                  paths=("root", "depth_pred_dir"),
+                  choices={"resize": aug.RESIZES, "heading_target": HEADING_TARGETS,
+                           "augment.sampling": aug.SAMPLINGS})
 
 
 def data_config(cfg: dict | None) -> dict:
-    """``cfg["data"]`` over :data:`DEFAULTS`; the choice-valued keys are checked (ConfigError)."""
-    out = merge(DEFAULTS, (cfg or {}).get("data", {}) or {})
-    for key, value, allowed in (("data.resize", out["resize"], aug.RESIZES),
-                                ("data.heading_target", out["heading_target"], HEADING_TARGETS),
-                                ("data.augment.sampling", out["augment"]["sampling"], aug.SAMPLINGS)):
-        if value not in allowed:
-            raise ConfigError(f"{key}: {value!r} is not one of {allowed}")
+    """``cfg["data"]`` over :data:`DEFAULTS`; unknown keys and values outside their choices
+    raise ConfigError naming the key."""
+    out = SECTION.resolve((cfg or {}).get("data"))
     if out["unlabeled"] is not None:
         from monokd.data.unlabeled import unlabeled_options
 

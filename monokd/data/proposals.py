@@ -37,23 +37,18 @@ import torch
 from monokd.data.augment import transform_boxes_2d
 from monokd.errors import ConfigError, KittiFormatError, MonokdWarning
 from monokd.evaluation.results import read_results
+from monokd.schema import Section
 
 DEFAULTS = {"train": "gt_jitter", "eval": "gt", "jitter": 0.1, "copies": 1, "results_dir": None,
             "min_height": 25.0, "min_score": 0.0}
 SOURCES = ("gt_jitter", "gt", "results")
+SECTION = Section("data.proposals", DEFAULTS, choices={"train": SOURCES, "eval": SOURCES}, paths=("results_dir",))
 _CHECKED: set[str] = set()  # the results folders this process has looked at for a box
 
 
 def proposal_config(section: dict | None) -> dict:
     """``data.proposals`` over DEFAULTS (ConfigError names a bad key or value)."""
-    section = dict(section or {})
-    unknown = set(section) - set(DEFAULTS)
-    if unknown:
-        raise ConfigError(f"data.proposals: unknown key(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    out = {**DEFAULTS, **section}
-    for key in ("train", "eval"):
-        if out[key] not in SOURCES:
-            raise ConfigError(f"data.proposals.{key}: {out[key]!r} is not one of {SOURCES}")
+    out = SECTION.resolve(section)
     if "results" in (out["train"], out["eval"]) and not out["results_dir"]:
         raise ConfigError("data.proposals.results_dir: the 'results' source needs a folder of KITTI result files")
     if not 0 <= float(out["jitter"]) < 1:

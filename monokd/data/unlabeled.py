@@ -35,7 +35,6 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from monokd.config import check_types, section_options
 from monokd.data.checks import (check_data_options, check_depth_size, check_principal_point, image_size,
                                 require_frames)
 from monokd.data.dataset import KittiDataset, data_config
@@ -44,15 +43,16 @@ from monokd.data.kitti import (Calibration, KittiFormatError, KittiPaths, check_
 from monokd.data.leakage import check_leakage, find_mapping_dir
 from monokd.data.raw import RawFrame, RawPaths, frame_from_id, list_raw_frames, read_raw_calib, read_raw_split
 from monokd.errors import ConfigError
+from monokd.schema import Section
 
 DEFAULTS = {"root": None, "split": None, "share": 0.5, "allow_overlap": False, "mapping": None}
+SECTION = Section("data.unlabeled", DEFAULTS, typed=True, paths=("root", "mapping"))
 
 
 def unlabeled_options(section) -> dict:
     """``data.unlabeled`` over :data:`DEFAULTS`: unknown keys, wrong kinds, a missing root
     and a share outside [0, 1) are ConfigErrors naming the key."""
-    options = section_options(section, DEFAULTS, {}, "data.unlabeled")
-    check_types(options, DEFAULTS, "data.unlabeled")
+    options = SECTION.resolve(section)
     for key in ("root", "split", "mapping"):
         if options[key] is not None and not isinstance(options[key], str):
             raise ConfigError(f"data.unlabeled.{key}: expected a path or a name, got {options[key]!r}")

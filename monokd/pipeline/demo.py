@@ -169,20 +169,15 @@ def model_colors(models) -> dict[str, str]:
 
 
 def table_threshold(config: dict) -> float | None:
-    """The score threshold a model's table evaluation decodes with: MonoDETR's
-    ``model.decode.threshold``, PatchNet's ``model.decode.min_score``, else (CaDDN, the
-    MonoTAKD student, the LiDAR teacher) ``model.anchor_head.score_threshold`` (default 0.1);
-    None when the config names none of them."""
-    model = config.get("model") or {}
-    decode = model.get("decode") or {}
-    for key in ("threshold", "min_score"):
-        if decode.get(key) is not None:
-            return float(decode[key])
-    if "anchor_head" in model:
-        from monokd.models.bev.anchor_head import DEFAULTS
+    """The score threshold a model's table evaluation decodes with: the one its detector class
+    declares from the config (monokd.models.contract); None when it declares none or the config
+    names no model."""
+    from monokd.models import detector_class
 
-        return float((model["anchor_head"] or {}).get("score_threshold", DEFAULTS["score_threshold"]))
-    return None
+    if not (config.get("model") or {}).get("name"):
+        return None
+    threshold = detector_class(config).decode_threshold_of(config["model"])
+    return None if threshold is None else float(threshold[1])
 
 
 # --------------------------------------------------------------------------- stages
@@ -397,17 +392,15 @@ def stage_overrides(preset: dict, model: str, data_root: str | Path) -> list[str
 
 
 def ta_overrides(ta_dir: str | Path, ckpt: str | Path) -> list[str]:
-    """Point a MonoTAKD student at its trained teaching assistant (saved config + checkpoint)."""
-    return [f"distill.ta.config={Path(ta_dir) / 'config.yaml'}", f"distill.ta.ckpt={ckpt}"]
+    """Point a MonoTAKD student at its trained teaching assistant (built from the config
+    stored in its checkpoint)."""
+    return [f"distill.ta.ckpt={ckpt}"]
 
 
 def teacher_overrides(teacher_dir: str | Path, ckpt: str | Path) -> list[str]:
-    """Point a distilled student at its trained teacher (saved config + checkpoint)."""
-    config = Path(teacher_dir) / "config.yaml"
-    # Both spellings: distill.teacher.{config, ckpt} (the recipes' and the distiller's) and
-    # distill.teacher_{config, ckpt} (what monokd.training.checkpoint.build_teacher reads).
-    return [f"distill.teacher.config={config}", f"distill.teacher.ckpt={ckpt}",
-            f"distill.teacher_config={config}", f"distill.teacher_ckpt={ckpt}"]
+    """Point a distilled student at its trained teacher (built from the config stored in its
+    checkpoint)."""
+    return [f"distill.teacher.ckpt={ckpt}"]
 
 
 # --------------------------------------------------------------------------- pictures
@@ -738,14 +731,16 @@ def takd_bev_maps(student, teacher, ta, batch: dict) -> dict:
     student's F_S and (if it has the branch) its predicted residual, each (C, NY, NX)."""
     import torch
 
+    from monokd.models.contract import SIGNALS
+
     with torch.no_grad():
         f_t = teacher.bev_features(batch)["bev"][0]
         f_ta = ta.bev_features(batch)["bev"][0]
-        outputs = student(batch)
+        signals = student(batch, signals={"bev", "residual"})[SIGNALS]
     maps = {"LiDAR teacher F_T": f_t, "TA F_TA": f_ta, "residual F_T - F_TA": f_t - f_ta,
-            "student F_S": outputs["distill"]["bev"][0]}
-    if outputs["distill"].get("residual") is not None:
-        maps["student's residual F_res'"] = outputs["distill"]["residual"][0]
+            "student F_S": signals.bev[0]}
+    if signals.residual is not None:
+        maps["student's residual F_res'"] = signals.residual[0]
     return maps
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from monokd.config import get, load_config, set_key
+from monokd.config import apply_overrides, get, load_config
 from monokd.errors import CheckpointMismatchError, ConfigError
 
 MODEL_PREFIX = "model."
@@ -45,10 +45,29 @@ def checkpoint_config(checkpoint: dict, path: str | Path = "<checkpoint>", overr
     cfg = (checkpoint.get("hyper_parameters") or {}).get("cfg")
     if not isinstance(cfg, dict):
         raise ConfigError(f"{path}: the checkpoint stores no config; pass --config")
-    if overrides:
-        cfg = copy.deepcopy(cfg)
-        for item in overrides:
-            set_key(cfg, item, source=f"--set (on the config of {path})")
+    cfg = stored_spelling(cfg)
+    return apply_overrides(cfg, overrides, str(path)) if overrides else cfg
+
+
+def stored_spelling(cfg: dict) -> dict:
+    """A stored config in today's spelling: the flat ``distill.<role>_{config, ckpt}`` that
+    older runs stored beside (or instead of) ``distill.<role>.{config, ckpt}`` moved into the
+    nested form (a copy when anything moves)."""
+    distill = cfg.get("distill")
+    if not isinstance(distill, dict):
+        return cfg
+    from monokd.distill import frozen_roles  # the distillers import the training-free models only
+
+    roles = {role.name for role in frozen_roles(cfg)}
+    flat = [k for k in distill if k.rpartition("_")[0] in roles and k.rpartition("_")[2] in ("config", "ckpt")]
+    if not flat:
+        return cfg
+    cfg = copy.deepcopy(cfg)
+    for key in flat:
+        role, _, what = key.rpartition("_")
+        value = cfg["distill"].pop(key)
+        nested = cfg["distill"].get(role) if isinstance(cfg["distill"].get(role), dict) else {}
+        cfg["distill"][role] = {**nested, what: nested.get(what) or value}
     return cfg
 
 
@@ -93,27 +112,32 @@ def build_model(cfg: dict) -> nn.Module:
 
     if not get(cfg, "distill"):
         return build_detector(cfg)
-    from monokd.distill import build_distiller
+    from monokd.distill import build_distiller, frozen_roles
 
-    if get(cfg, "distill.method") == "takd":
-        # MonoTAKD: a LiDAR teacher and a camera teaching assistant, each only if configured
-        # (the distiller says which of its losses needs which)
-        frozen = {role: build_teacher(cfg, role) if any(teacher_paths(cfg, role)) else None for role in ("teacher", "ta")}
-        return build_distiller(cfg, build_detector(cfg), frozen["teacher"], frozen["ta"])
-    return build_distiller(cfg, build_detector(cfg), build_teacher(cfg))
+    # Each frozen model the method declares; an optional one only if configured (the distiller
+    # says which of its losses needs which). The build order draws the random initialisations
+    # a seed reproduces: optional frozen models, then the student, then the required ones.
+    roles = frozen_roles(cfg)
+    frozen = {role.name: build_teacher(cfg, role.name) if any(teacher_paths(cfg, role.name)) else None
+              for role in roles if not role.required}
+    student = build_detector(cfg)
+    frozen.update({role.name: build_teacher(cfg, role.name) for role in roles if role.required})
+    return build_distiller(cfg, student, **frozen)
 
 
 def teacher_paths(cfg: dict, role: str = "teacher") -> tuple[str | None, str | None]:
-    """(checkpoint, config) of a distillation's teacher: ``distill.teacher.{ckpt, config}``
-    or the flat ``distill.teacher_{ckpt, config}`` (``role`` "ta": MonoTAKD's teaching assistant)."""
-    nested = get(cfg, f"distill.{role}") if isinstance(get(cfg, f"distill.{role}"), dict) else {}
-    return (nested.get("ckpt") or get(cfg, f"distill.{role}_ckpt"),
-            nested.get("config") or get(cfg, f"distill.{role}_config"))
+    """(checkpoint, config) of a distillation's frozen model: ``distill.<role>.{ckpt, config}``
+    (``role`` "ta": MonoTAKD's teaching assistant)."""
+    nested = get(cfg, f"distill.{role}")
+    nested = nested if isinstance(nested, dict) else {}
+    return nested.get("ckpt"), nested.get("config")
 
 
 def build_teacher(cfg: dict, role: str = "teacher") -> nn.Module:
-    """The frozen teacher of a distillation config: its checkpoint's weights, built from
-    the teacher config given, else from the config stored in that checkpoint."""
+    """The frozen teacher (or TA) of a distillation config: its checkpoint's weights, in the
+    model of the config stored in that checkpoint, unless ``distill.<role>.config`` names
+    one (then a checkpoint that does not fit it is a CheckpointMismatchError naming that key
+    and the model keys where the two configs differ)."""
     from monokd.models import build_detector
 
     ckpt_path, teacher_cfg_path = teacher_paths(cfg, role)
@@ -123,14 +147,45 @@ def build_teacher(cfg: dict, role: str = "teacher") -> nn.Module:
     elif checkpoint is not None:
         teacher_cfg = checkpoint_config(checkpoint, ckpt_path)
     else:
-        raise ConfigError(f"distill.{role}: give distill.{role}.ckpt (and/or distill.{role}.config)")
+        raise ConfigError(f"distill.{role}: give distill.{role}.ckpt (or distill.{role}.config for an untrained one)")
     teacher = build_detector(teacher_cfg)
     if checkpoint is not None:
-        load_weights(teacher, checkpoint, source=str(ckpt_path))
+        try:
+            load_weights(teacher, checkpoint, source=str(ckpt_path))
+        except CheckpointMismatchError as err:
+            if not teacher_cfg_path:
+                raise
+            where = _differences(teacher_cfg, checkpoint) or f" ({err})"
+            raise CheckpointMismatchError(
+                f"distill.{role}.config: {teacher_cfg_path} does not describe the model in {ckpt_path}{where}; "
+                f"drop distill.{role}.config to build it from the config stored in the checkpoint") from None
     teacher.eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
     return teacher
+
+
+def _differences(given: dict, checkpoint: dict) -> str:
+    """`` (they differ at model.a, model.b)``: the model keys where ``given`` and the config
+    stored in ``checkpoint`` differ; empty when it stores none or they agree."""
+    stored = (checkpoint.get("hyper_parameters") or {}).get("cfg")
+    if not isinstance(stored, dict):
+        return ""
+    keys = sorted(_changed(given.get("model") or {}, stored.get("model") or {}, "model"))
+    if not keys:
+        return ""
+    return f" (they differ at {', '.join(keys[:_SHOWN])}{', ...' if len(keys) > _SHOWN else ''})"
+
+
+def _changed(a: dict, b: dict, prefix: str) -> list[str]:
+    out = []
+    for key in sorted(set(a) | set(b), key=str):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += _changed(x, y, f"{prefix}.{key}")
+        elif x != y:
+            out.append(f"{prefix}.{key}")
+    return out
 
 
 def load_detector(ckpt_path: str | Path, cfg: dict | None = None, overrides: list[str] | None = None,

@@ -8,9 +8,10 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from monokd.config import get
+from monokd.config import get, setting
 from monokd.data.dataset import KittiDataset, collate
 from monokd.training.sampling import EpochBatchSampler, SeededDataset, ShardSampler
+from monokd.training.validation import eval_batch_size
 
 
 def build_dataset(cfg: dict, split: str, train: bool) -> Dataset:
@@ -51,13 +52,13 @@ class KittiDataModule(L.LightningDataModule):
     @property
     def train_set(self) -> Dataset:
         if self._train_set is None:
-            self._train_set = build_dataset(self.cfg, get(self.cfg, "data.train_split", "train"), train=True)
+            self._train_set = build_dataset(self.cfg, setting(self.cfg, "data.train_split"), train=True)
         return self._train_set
 
     @property
     def val_set(self) -> Dataset:
         if self._val_set is None:
-            self._val_set = build_dataset(self.cfg, get(self.cfg, "data.val_split", "val"), train=False)
+            self._val_set = build_dataset(self.cfg, setting(self.cfg, "data.val_split"), train=False)
         return self._val_set
 
     def _rank_world(self) -> tuple[int, int]:
@@ -66,15 +67,15 @@ class KittiDataModule(L.LightningDataModule):
         return self.trainer.global_rank, self.trainer.world_size
 
     def _workers(self) -> dict:
-        workers = int(get(self.cfg, "train.num_workers", 0))
+        workers = int(setting(self.cfg, "train.num_workers"))
         return {"num_workers": workers, "persistent_workers": False,
                 "pin_memory": torch.cuda.is_available()} if workers else {"num_workers": 0}
 
     # -- loaders ----------------------------------------------------------------------------
     def train_dataloader(self) -> DataLoader:
-        seed = int(get(self.cfg, "train.seed", 0))
+        seed = int(setting(self.cfg, "train.seed"))
         rank, world = self._rank_world()
-        sampler = EpochBatchSampler(len(self.train_set), int(get(self.cfg, "train.batch_size", 1)),
+        sampler = EpochBatchSampler(len(self.train_set), int(setting(self.cfg, "train.batch_size")),
                                     seed, rank, world)
         if self._resume is not None:
             epoch, done = self._resume["epoch"], self._resume["batches_done"]
@@ -90,7 +91,7 @@ class KittiDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         rank, world = self._rank_world()
-        batch = int(get(self.cfg, "eval.batch_size", get(self.cfg, "train.batch_size", 1)))
+        batch = eval_batch_size(self.cfg)
         return DataLoader(self.val_set, batch_size=batch, sampler=ShardSampler(len(self.val_set), rank, world),
                           collate_fn=self.collate_fn, **self._workers())
 

@@ -10,12 +10,12 @@ from pathlib import Path
 
 from torch.utils.data import DataLoader
 
-from monokd.config import get, load_config
+from monokd.config import load_config, setting
 from monokd.training.checkpoint import checkpoint_config, load_detector, read_checkpoint
 from monokd.training.datamodule import build_dataset, default_collate
 from monokd.training.inference import detect
 from monokd.training.preflight import warn_seen_frames
-from monokd.training.validation import read_ground_truth, score_detections
+from monokd.training.validation import eval_batch_size, read_ground_truth, score_detections
 from monokd.evaluation import write_results
 
 
@@ -28,13 +28,13 @@ def evaluate_checkpoint(args) -> int:
     # --set: on --config, else on the checkpoint's own config
     cfg = (load_config(args.config, overrides) if getattr(args, "config", None)
            else checkpoint_config(checkpoint, args.ckpt, overrides))
-    split = getattr(args, "split", None) or get(cfg, "data.val_split", "val")
+    split = getattr(args, "split", None) or setting(cfg, "data.val_split")
     out = Path(getattr(args, "out", None) or Path(args.ckpt).parent / f"eval_{split}")
     dataset = build_dataset(cfg, split, train=False)  # the data checked before the model is built
     warn_seen_frames(checkpoint, getattr(dataset, "ids", None), split, args.ckpt)
     model, cfg = load_detector(args.ckpt, cfg, checkpoint=checkpoint)
-    loader = DataLoader(dataset, batch_size=int(get(cfg, "eval.batch_size", 1) or 1), shuffle=False,
-                        num_workers=int(get(cfg, "train.num_workers", 0) or 0), collate_fn=default_collate())
+    loader = DataLoader(dataset, batch_size=eval_batch_size(cfg), shuffle=False,
+                        num_workers=int(setting(cfg, "train.num_workers") or 0), collate_fn=default_collate())
     print(f"evaluating {args.ckpt} on {split} ({len(dataset)} frames)", flush=True)
     detections = detect(model, loader, progress=sys.stdout.isatty())
     write_results(out / "data", detections)

@@ -18,7 +18,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy
 
-from monokd.config import get, save_config
+from monokd.config import save_config, setting
 from monokd.training.callbacks import BestCheckpoint, LastCheckpoint, MetricsJson
 from monokd.training.datamodule import KittiDataModule
 from monokd.training.module import DetectorModule
@@ -63,24 +63,24 @@ def build_trainer(cfg: dict, out: Path, devices=None, num_nodes=None, precision:
     accelerator, devices, num_nodes = _launch_topology(devices, num_nodes)
     distributed = devices * num_nodes > 1
     # train.start_method: "popen" (re-run the command, the default), "spawn" or "fork"
-    strategy = DDPStrategy(find_unused_parameters=bool(get(cfg, "train.find_unused_parameters", False)),
+    strategy = DDPStrategy(find_unused_parameters=bool(setting(cfg, "train.find_unused_parameters")),
                            process_group_backend="nccl" if accelerator == "gpu" else "gloo",
-                           start_method=str(get(cfg, "train.start_method", "popen"))) \
+                           start_method=str(setting(cfg, "train.start_method"))) \
         if distributed else "auto"
-    monitor = str(get(cfg, "train.monitor", "Car/3d/moderate/R40@0.70"))
-    own = [LastCheckpoint(out, int(get(cfg, "train.ckpt_every_steps", 0) or 0)),
+    monitor = str(setting(cfg, "train.monitor"))
+    own = [LastCheckpoint(out, int(setting(cfg, "train.ckpt_every_steps") or 0)),
            BestCheckpoint(out), MetricsJson(out, monitor)]
     return L.Trainer(
         default_root_dir=str(out), accelerator=accelerator, devices=devices, num_nodes=num_nodes,
         strategy=strategy, precision=PRECISIONS.get(str(precision), precision),
-        max_epochs=int(get(cfg, "train.epochs", 1)), max_steps=int(get(cfg, "train.max_steps", -1) or -1),
-        check_val_every_n_epoch=int(get(cfg, "train.val_every", 1) or 1),
-        limit_val_batches=get(cfg, "train.limit_val_batches", None),
+        max_epochs=int(setting(cfg, "train.epochs")), max_steps=int(setting(cfg, "train.max_steps") or -1),
+        check_val_every_n_epoch=int(setting(cfg, "train.val_every") or 1),
+        limit_val_batches=setting(cfg, "train.limit_val_batches"),
         num_sanity_val_steps=0, enable_checkpointing=False, use_distributed_sampler=False,
         logger=TensorBoardLogger(str(out), name="tensorboard", version="", default_hp_metric=False),
-        log_every_n_steps=int(get(cfg, "train.log_every", 10)),
+        log_every_n_steps=int(setting(cfg, "train.log_every")),
         callbacks=own + list(callbacks or []), enable_progress_bar=progress_bar,
-        deterministic=bool(get(cfg, "train.deterministic", False)),
+        deterministic=bool(setting(cfg, "train.deterministic")),
         benchmark=False)
 
 
@@ -91,7 +91,7 @@ def fit(cfg: dict, out: str | Path, resume: str | Path | None = None, devices=No
     to the ones the config describes."""
     out = Path(out)
     check_numbers(cfg)
-    seed_everything(int(get(cfg, "train.seed", 0)))
+    seed_everything(int(setting(cfg, "train.seed")))
     datamodule = datamodule or KittiDataModule(cfg)
     provenance = check_run(cfg, datamodule)  # bad data fails here, before the model exists
     module = DetectorModule(cfg, model)

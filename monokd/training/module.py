@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from monokd.config import get
+from monokd.config import setting
 from monokd.training import validation as V
 from monokd.training.checkpoint import MODEL_PREFIX, build_model, check_state_dict
 from monokd.training.preflight import PROVENANCE_KEY
@@ -37,9 +37,9 @@ class DetectorModule(L.LightningModule):
         self.cfg = cfg
         self.model = model if model is not None else build_model(cfg)
         self.automatic_optimization = False
-        self.max_nonfinite = int(get(cfg, "train.max_nonfinite", 20))
-        self.grad_clip = float(get(cfg, "train.grad_clip", 0) or 0)
-        self.monitor_key = str(get(cfg, "train.monitor", V.DEFAULT_MONITOR))
+        self.max_nonfinite = int(setting(cfg, "train.max_nonfinite"))
+        self.grad_clip = float(setting(cfg, "train.grad_clip") or 0)
+        self.monitor_key = str(setting(cfg, "train.monitor"))
         self.nonfinite_in_a_row = 0
         self.nonfinite_total = 0
         self.batches_done = 0  # in the current epoch (the data position of a resume)
@@ -61,7 +61,7 @@ class DetectorModule(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int):
         optimizer = self.optimizers()
-        lr = float(get(self.cfg, "train.lr", 2e-4)) * lr_factor(
+        lr = float(setting(self.cfg, "train.lr")) * lr_factor(
             self.current_epoch, batch_idx, int(self.trainer.num_training_batches), self.cfg)
         set_lr(optimizer.optimizer, lr)
         momentum = beta1(self.current_epoch, batch_idx, int(self.trainer.num_training_batches), self.cfg)

@@ -9,21 +9,22 @@ records about the data it was trained on.
         -> for a distillation: the teacher checked (see check_teacher)
         -> provenance, stored in every checkpoint:
            {"train": {"split", "root", "count", "sha256", "ids"}, "val": {...},
-            "role": {"depth_input", "lidar_input"}, "notes": [...]}
+            "role": {"depth_input", "lidar_input", "privileged_inputs"}, "notes": [...]}
 
 The teacher check (one place, for every distillation method: it reads only
 ``distill.teacher`` and the teacher's checkpoint):
 
-- the teacher must take privileged input: a model whose ``model.depth_input`` is not None
-  (ADD's GT-depth MonoDETR, CaDDN/PatchNet teachers and MonoTAKD's TA with ``depth_input:
-  gt_pixel``) or a LiDAR model (MonoTAKD's teacher), unless ``distill.teacher.allow_plain: true``;
+- the teacher must take privileged input (what its detector class declares from its config,
+  monokd.models.contract: ground truth such as ADD's GT-depth MonoDETR, the CaDDN/PatchNet
+  teachers and MonoTAKD's TA with ``depth_input: gt_pixel``, or a LiDAR sweep such as
+  MonoTAKD's teacher), unless ``distill.teacher.allow_plain: true``;
 - the teacher's training frames (recorded in its checkpoint, else read from its config's
   train split) must not include any of the student's validation frames, unless
   ``distill.teacher.allow_overlap: true`` (CMKD #18: a teacher trained on trainval inflates
   the student's val AP).
 
-The same holds for MonoTAKD's teaching assistant (``distill.ta``). An override lets the run go
-on; the run's log and metrics.json say so (``notes``).
+The same holds for every frozen model the distiller declares (MonoTAKD's teaching assistant,
+``distill.ta``). An override lets the run go on; the run's log and metrics.json say so (``notes``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import hashlib
 import warnings
 from pathlib import Path
 
-from monokd.config import get, load_config
+from monokd.config import get, load_config, setting
 from monokd.data.checks import check_classes
 from monokd.data.kitti import KittiFormatError, read_split
 from monokd.errors import ConfigError, MonokdWarning
@@ -52,18 +53,25 @@ def split_record(ids, split: str | None, root) -> dict | None:
             "sha256": digest, "ids": ordered}
 
 
-# Detectors whose input is the LiDAR sweep (batch["points"]) rather than the image.
-LIDAR_MODELS = ("lidar_pillars",)
-
-
 def model_role(cfg: dict) -> dict:
-    """{"depth_input", "lidar_input"}: the privileged input a model takes (ground-truth depth
-    ``model.depth_input``, or the LiDAR sweep); neither = a plain monocular model."""
-    return {"depth_input": get(cfg, "model.depth_input"), "lidar_input": get(cfg, "model.name") in LIDAR_MODELS}
+    """{"depth_input", "lidar_input", "privileged_inputs"}: the privileged input a model takes
+    (``model.depth_input``; whether it reads the LiDAR sweep; the batch keys its detector class
+    declares privileged, none for a name the registry does not know); none = a plain
+    monocular model."""
+    from monokd.models import REGISTRY, detector_class
+    from monokd.models.contract import POINTS
+
+    known = get(cfg, "model.name") in REGISTRY
+    privileged = list(detector_class(cfg).privileged_inputs_of(get(cfg, "model") or {})) if known else []
+    return {"depth_input": get(cfg, "model.depth_input"), "lidar_input": POINTS in privileged,
+            "privileged_inputs": privileged}
 
 
 def is_privileged(role: dict | None) -> bool:
-    return bool(role) and (role.get("depth_input") is not None or bool(role.get("lidar_input")))
+    """Whether a recorded role takes privileged input (roles recorded before
+    ``privileged_inputs`` existed are read from their other two keys)."""
+    return bool(role) and (role.get("depth_input") is not None or bool(role.get("lidar_input"))
+                           or bool(role.get("privileged_inputs")))
 
 
 # The numeric settings the engine reads: key -> (type, smallest allowed value).
@@ -107,8 +115,8 @@ def check_run(cfg: dict, datamodule) -> dict:
         # Refused rather than ignored: its frames' empty targets would read as "no object".
         raise ConfigError("data.unlabeled: training on unlabeled frames is not part of the engine yet (the data "
                           "side is: docs/unlabeled.md); remove the section")
-    train_split = get(cfg, "data.train_split", "train")
-    val_split = get(cfg, "data.val_split", "val")
+    train_split = setting(cfg, "data.train_split")
+    val_split = setting(cfg, "data.val_split")
     train_set, val_set = datamodule.train_set, datamodule.val_set
     for key, split, dataset in (("data.train_split", train_split, train_set), ("data.val_split", val_split, val_set)):
         if len(dataset) == 0:
@@ -128,8 +136,10 @@ def check_run(cfg: dict, datamodule) -> dict:
                               f"{provenance['val']['count']} validation frames ({_examples(shared)}): the "
                               "validation AP is not a held-out figure"))
     if get(cfg, "distill"):
-        for role in TEACHER_ROLES:
-            notes.extend(check_teacher(cfg, provenance["val"], role))
+        from monokd.distill import frozen_roles
+
+        for role in frozen_roles(cfg):
+            notes.extend(check_teacher(cfg, provenance["val"], role.name))
     return provenance
 
 
@@ -144,17 +154,12 @@ def _check_objects(cfg: dict, train_split, train_set, val_split, val_set) -> lis
             raise ConfigError(f"data.train_split: {train_split!r} holds no object of data.classes {classes} "
                               f"(it holds {dict(train_counts) or 'none'})")
     val_counts = getattr(val_set, "class_counts", None)
-    monitor = str(get(cfg, "train.monitor", "Car/3d/moderate/R40@0.70"))
+    monitor = str(setting(cfg, "train.monitor"))
     monitored = monitor.split("/")[0]
     if getattr(val_set, "has_labels", False) and val_counts is not None and not val_counts.get(monitored):
         return [note(f"data.val_split: {val_split!r} holds no {monitored!r} object: the monitored AP "
                      f"({monitor}) stays 0 and no best.ckpt is written")]
     return []
-
-
-# The frozen models of a distillation: ``distill.<role>.{ckpt, config, allow_plain, allow_overlap}``
-# (``ta``: MonoTAKD's teaching assistant).
-TEACHER_ROLES = ("teacher", "ta")
 
 
 def check_teacher(cfg: dict, student_val: dict | None, role: str = "teacher") -> list[str]:
@@ -219,7 +224,7 @@ def _teacher_train_ids(recorded: dict, teacher_cfg: dict) -> list[str] | None:
     if root is None:
         return None
 
-    path = Path(root) / "ImageSets" / f"{get(teacher_cfg, 'data.train_split', 'train')}.txt"
+    path = Path(root) / "ImageSets" / f"{setting(teacher_cfg, 'data.train_split')}.txt"
     try:
         return read_split(path)
     except KittiFormatError:

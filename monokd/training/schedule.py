@@ -15,23 +15,23 @@ import math
 import torch
 from torch import nn
 
-from monokd.config import get
+from monokd.config import get, setting
 
 
 def build_optimizer(model: nn.Module, cfg: dict) -> torch.optim.Optimizer:
     """AdamW over the trainable parameters. With ``train.no_decay_bias`` (MonoDETR's optimiser)
     every parameter whose name contains "bias" (conv/linear biases, attention in_proj_bias,
     norm biases) is in a group without weight decay; otherwise all decay alike."""
-    decay = float(get(cfg, "train.weight_decay", 1e-4))
-    moms = get(cfg, "train.moms")
-    betas = (float(moms[0]) if moms else 0.9, float(get(cfg, "train.adam_beta2", 0.999)))
+    decay = float(setting(cfg, "train.weight_decay"))
+    moms = setting(cfg, "train.moms")
+    betas = (float(moms[0]) if moms else 0.9, float(setting(cfg, "train.adam_beta2")))
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if not get(cfg, "train.no_decay_bias", False):
-        return torch.optim.AdamW([p for _, p in named], lr=float(get(cfg, "train.lr", 2e-4)), weight_decay=decay,
+    if not setting(cfg, "train.no_decay_bias"):
+        return torch.optim.AdamW([p for _, p in named], lr=float(setting(cfg, "train.lr")), weight_decay=decay,
                                  betas=betas)
     groups = [{"params": [p for n, p in named if "bias" not in n], "weight_decay": decay},
               {"params": [p for n, p in named if "bias" in n], "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=float(get(cfg, "train.lr", 2e-4)), betas=betas)
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=float(setting(cfg, "train.lr")), betas=betas)
 
 
 def lr_factor(epoch: int, batch_idx: int, batches_per_epoch: int, cfg: dict) -> float:
@@ -41,12 +41,12 @@ def lr_factor(epoch: int, batch_idx: int, batches_per_epoch: int, cfg: dict) -> 
     the first ``warmup_epochs`` (may be fractional) epochs' n batches. One-cycle: see the
     module docstring (``train.epochs``, ``train.div_factor`` 10, ``train.pct_start`` 0.4).
     """
-    if get(cfg, "train.lr_schedule", "multistep") == "onecycle":
-        return _one_cycle(epoch * batches_per_epoch + batch_idx, int(get(cfg, "train.epochs", 1)) * batches_per_epoch,
-                          float(get(cfg, "train.div_factor", 10.0)), float(get(cfg, "train.pct_start", 0.4)))
+    if setting(cfg, "train.lr_schedule") == "onecycle":
+        return _one_cycle(epoch * batches_per_epoch + batch_idx, int(setting(cfg, "train.epochs")) * batches_per_epoch,
+                          float(setting(cfg, "train.div_factor")), float(setting(cfg, "train.pct_start")))
     milestones = get(cfg, "train.lr_milestones") or []
-    factor = float(get(cfg, "train.lr_gamma", 0.1)) ** sum(epoch >= int(m) for m in milestones)
-    warmup_steps = int(round(float(get(cfg, "train.warmup_epochs", 0) or 0) * batches_per_epoch))
+    factor = float(setting(cfg, "train.lr_gamma")) ** sum(epoch >= int(m) for m in milestones)
+    warmup_steps = int(round(float(setting(cfg, "train.warmup_epochs") or 0) * batches_per_epoch))
     step = epoch * batches_per_epoch + batch_idx
     if warmup_steps > 0 and step < warmup_steps:
         factor *= (step + 1) / warmup_steps
@@ -57,13 +57,13 @@ def beta1(epoch: int, batch_idx: int, batches_per_epoch: int, cfg: dict) -> floa
     """Adam's beta1 at this step with ``train.moms: [high, low]`` and the one-cycle schedule:
     high -> low (cosine) over the first ``pct_start`` of the steps, then low -> high; None
     without ``train.moms`` (beta1 is left as built)."""
-    moms = get(cfg, "train.moms")
-    if not moms or get(cfg, "train.lr_schedule", "multistep") != "onecycle":
+    moms = setting(cfg, "train.moms")
+    if not moms or setting(cfg, "train.lr_schedule") != "onecycle":
         return None
     high, low = float(moms[0]), float(moms[1])
-    total = int(get(cfg, "train.epochs", 1)) * batches_per_epoch
+    total = int(setting(cfg, "train.epochs")) * batches_per_epoch
     step = epoch * batches_per_epoch + batch_idx
-    rise = max(int(round(float(get(cfg, "train.pct_start", 0.4)) * total)), 1)
+    rise = max(int(round(float(setting(cfg, "train.pct_start")) * total)), 1)
     if step < rise:
         start, end, t = high, low, step / rise
     else:

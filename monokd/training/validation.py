@@ -8,11 +8,10 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from monokd.config import get
+from monokd.config import get, setting
 from monokd.data.kitti import KittiPaths, Object3D, read_label
 from monokd.evaluation import evaluate
 
-DEFAULT_MONITOR = "Car/3d/moderate/R40@0.70"
 
 
 def gather_detections(detections: dict[str, list[Object3D]]) -> dict[str, list[Object3D]]:
@@ -34,6 +33,11 @@ def broadcast_object(value, src: int = 0):
     box = [value]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def eval_batch_size(cfg: dict) -> int:
+    """``eval.batch_size``, else ``train.batch_size``."""
+    return int(setting(cfg, "eval.batch_size") or setting(cfg, "train.batch_size"))
 
 
 def eval_classes(cfg: dict) -> list[str]:

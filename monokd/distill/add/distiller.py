@@ -5,16 +5,11 @@
 L_feat (Eq. 4) compares adapted student features with the teacher's on every distilled level,
 L_ed (Eq. 5) adapted student decoder queries with the teacher's on every decoder layer.
 
-The distiller is itself a detector (forward / losses / decode / distill_spec /
-match_foreground), so the engine trains it like any model. ``forward`` is the student's
-forward, so decoding and inference never pay for the teacher; the teacher runs inside
-``losses``, without gradients.
-
-The teacher is held outside the module tree: it is not in ``parameters()`` (so never in the
-optimizer), not in ``state_dict()`` (so a distilled checkpoint holds the student and the
-adapters only), yet ``.to()`` / ``.half()`` reach it and ``train()`` keeps it in eval mode.
-Resuming rebuilds the teacher from ``distill.teacher.{config, ckpt}``, which must therefore
-stay available for as long as the run may be resumed.
+The distiller is itself a detector (monokd.distill.base), so the engine trains it like any
+model. ``forward`` is the student's forward asking for the signals these losses read
+(monokd/models/contract.py: the distilled features or source, the queries, the masks or
+estimated depths of the PE), so decoding and inference never pay for the teacher; the teacher
+runs inside ``losses``, without gradients, held frozen outside the module tree.
 
 Beyond the paper (docs/add.md, "Options beyond the paper"): ``feature.source`` picks the
 distilled maps (``encoder_input``, the paper's CNN levels, or a source the teacher's GT depth
@@ -29,7 +24,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from monokd.config import section_options
 from monokd.distill.add.adapters import ConvAdapter, MLPAdapter
 from monokd.distill.add.cross_attention import CrossAttentionAdapter
 from monokd.distill.add.losses import balanced_mse
@@ -37,8 +31,10 @@ from monokd.distill.add.masks import level_mask_and_depth, query_mask
 from monokd.distill.add.pairing import gt_matched_targets
 from monokd.distill.add.pos_encoding import DepthPositionalEncoding
 from monokd.distill.add.self_attention import SelfAttentionAdapter
-from monokd.distill.interface import DistillableDetector, distill_queries, distill_source, estimated_depth_map
+from monokd.distill.base import Distiller
 from monokd.errors import ConfigError
+from monokd.models.contract import ENCODER_INPUT, Detector, signal_set, signals_of
+from monokd.schema import Section
 
 # The paper's settings (Implementation Details); C_d / C_dim are not given: 60 one-metre
 # bins over MonoDETR's 60 m range, embedded at the feature width.
@@ -46,16 +42,14 @@ DEFAULTS = {
     "method": "add",
     # allow_*: overrides of monokd.training.preflight.check_teacher (a plain teacher, a teacher
     # trained on the student's validation frames); the run's notes say when they were used
+    # config: None builds the teacher from the config stored in its checkpoint
     "teacher": {"config": None, "ckpt": None, "allow_plain": False, "allow_overlap": False},
-    # the flat spelling monokd.training.checkpoint.build_teacher reads (same meaning)
-    "teacher_config": None,
-    "teacher_ckpt": None,
     "feature": {
         "enabled": True,
         "source": "encoder_input",  # paper-literal: the CNN levels; or a detector's distill_spec.sources name
         "adapter": "self_attention",  # self_attention (+SA) | conv (plain F)
         "pos_encoding": "gt",  # gt | estimated | none
-        "levels": None,  # indices into outputs["distill"]["features"]; None = all
+        "levels": None,  # indices into the distilled feature levels; None = all
         "weight": 1.0,  # alpha
         "fg_weight": 1.0,  # alpha_I
         "bg_weight": 0.1,  # beta_I
@@ -76,19 +70,24 @@ DEFAULTS = {
         "normalization": "region_mean",  # region_mean | sum (the literal Eq. 5)
     },
 }
+# the signal holding the estimated PE depth of a level, by the level's space
+ESTIMATED = {"image": "estimated_depth", "bev": "estimated_bev_depth", "given": "estimated_pe_depth"}
 CHOICES = {
-    ("feature", "adapter"): ("self_attention", "conv"),
-    ("feature", "pos_encoding"): ("gt", "estimated", "none"),
-    ("response", "adapter"): ("cross_attention", "mlp"),
-    ("response", "pairing"): ("index", "gt_matched"),
-    ("feature", "normalization"): ("region_mean", "sum"),
-    ("response", "normalization"): ("region_mean", "sum"),
+    "feature.adapter": ("self_attention", "conv"),
+    "feature.pos_encoding": ("gt", "estimated", "none"),
+    "response.adapter": ("cross_attention", "mlp"),
+    "response.pairing": ("index", "gt_matched"),
+    "feature.normalization": ("region_mean", "sum"),
+    "response.normalization": ("region_mean", "sum"),
 }
+SECTION = Section("distill", DEFAULTS, choices=CHOICES,
+                  paths=("teacher.config", "teacher.ckpt"),
+                  renamed={"teacher_config": "teacher.config", "teacher_ckpt": "teacher.ckpt"})
 
 
 def parse_options(section: dict) -> dict:
     """``cfg["distill"]`` merged over DEFAULTS; unknown keys or values raise ConfigError."""
-    options = section_options(section, DEFAULTS, CHOICES, "distill")
+    options = SECTION.resolve(section)
     if not isinstance(options["feature"]["source"], str):
         raise ConfigError(f"distill.feature.source: expected a name, got {options['feature']['source']!r}")
     if options["method"] != "add":
@@ -96,24 +95,21 @@ def parse_options(section: dict) -> dict:
     return options
 
 
-class ADDDistiller(nn.Module):
+class ADDDistiller(Distiller):
     """Student + (hidden, frozen) teacher + ADD's training-only adapters."""
 
     def __init__(self, student: nn.Module, teacher: nn.Module, options: dict):
-        super().__init__()
         for who, model in (("student", student), ("teacher", teacher)):
-            if not isinstance(model, DistillableDetector):
-                raise ConfigError(f"distill: the {who} ({type(model).__name__}) does not implement "
-                                  "monokd.distill.interface.DistillableDetector")
+            if not isinstance(model, Detector):
+                raise ConfigError(f"distill: the {who} ({type(model).__name__}) is not a "
+                                  "monokd.models.contract.Detector")
         spec = student.distill_spec
         if teacher.distill_spec != spec:
             raise ConfigError(f"distill.teacher: its distill_spec {teacher.distill_spec} differs from the "
                               f"student's {spec}; ADD needs a teacher of the same architecture")
+        super().__init__(student)
         self.options = options
-        self.student = student
-        object.__setattr__(self, "teacher", teacher)  # deliberately not a registered submodule
-        teacher.requires_grad_(False)
-        teacher.eval()
+        self.hold_frozen("teacher", teacher)
 
         feat, resp = options["feature"], options["response"]
         # the spec of the distilled maps: the detector's features, or the source named
@@ -128,6 +124,34 @@ class ADDDistiller(nn.Module):
         n_layers = spec.num_decoder_layers if resp["enabled"] else 0
         self.response_adapters = nn.ModuleList(
             [self._response_adapter(spec.query_dim, resp) for _ in range(n_layers)])
+        self.teacher_signals = self._teacher_signals()
+        self.student_signals = self.teacher_signals | self._pe_signals()
+
+    @classmethod
+    def from_section(cls, section: dict, student: nn.Module, frozen: dict) -> "ADDDistiller":
+        if frozen.get("teacher") is None:
+            raise ConfigError("distill.teacher: no teacher model given (load it from distill.teacher.{config, ckpt})")
+        return cls(student, frozen["teacher"], parse_options(section))
+
+    def _teacher_signals(self) -> frozenset[str]:
+        """What both models' forwards give these losses: the distilled maps and the queries."""
+        feat = self.options["feature"]
+        wanted = set()
+        if self.feature_levels:
+            wanted.add("features" if feat["source"] == ENCODER_INPUT else feat["source"])
+        if len(self.response_adapters):
+            wanted.add("queries")
+        return signal_set(wanted)
+
+    def _pe_signals(self) -> frozenset[str]:
+        """What the student's forward gives the PE of the distilled levels: the masks and GT
+        depths of "given" levels, the estimated depth of each level's space."""
+        feat = self.options["feature"]
+        spaces = {self.feature_spec.spaces[k] for k in self.feature_levels}
+        wanted = {"masks", "pe_depth"} if "given" in spaces else set()
+        if feat["adapter"] == "self_attention" and feat["pos_encoding"] == "estimated":
+            wanted |= {ESTIMATED[space] for space in spaces}
+        return signal_set(wanted)
 
     @staticmethod
     def _levels(levels, n_levels: int) -> list[int]:
@@ -152,30 +176,6 @@ class ADDDistiller(nn.Module):
             return MLPAdapter(dim)
         return CrossAttentionAdapter(dim, resp["heads"])
 
-    # --- the detector interface, delegated to the student ---------------------------------
-    @property
-    def distill_spec(self):
-        return self.student.distill_spec
-
-    def forward(self, batch: dict) -> dict:
-        return self.student(batch)
-
-    def decode(self, outputs: dict, batch: dict) -> list:
-        return self.student.decode(outputs, batch)
-
-    def match_foreground(self, outputs: dict, batch: dict):
-        return self.student.match_foreground(outputs, batch)
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self.teacher.eval()  # dropout off, normalisation statistics frozen, always
-        return self
-
-    def _apply(self, fn, recurse=True):
-        super()._apply(fn, recurse)
-        self.teacher._apply(fn, recurse)  # device / dtype moves must reach the hidden teacher
-        return self
-
     # --- losses ----------------------------------------------------------------------------
     def losses(self, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:
         """The student's terms, plus ``distill_feat`` = alpha * L_feat and ``distill_resp`` =
@@ -184,7 +184,7 @@ class ADDDistiller(nn.Module):
         if not self.feature_levels and not len(self.response_adapters):
             return terms
         with torch.no_grad():
-            teacher_outputs = self.teacher(batch)
+            teacher_outputs = self.teacher(batch, signals=self.teacher_signals)
         extra = {}
         if self.feature_levels:
             extra["distill_feat"] = self.options["feature"]["weight"] * self.feature_loss(outputs, teacher_outputs, batch)
@@ -200,13 +200,11 @@ class ADDDistiller(nn.Module):
     def feature_loss(self, outputs: dict, teacher_outputs: dict, batch: dict) -> torch.Tensor:
         """L_feat of Eq. 4, summed over the distilled levels of ``feature.source``."""
         feat = self.options["feature"]
-        student_features = distill_source(outputs, feat["source"], "student")
-        teacher_features = distill_source(teacher_outputs, feat["source"], "teacher")
+        signals = signals_of(outputs, "student")
+        student_features = signals.source(feat["source"], "student")
+        teacher_features = signals_of(teacher_outputs, "teacher").source(feat["source"], "teacher")
         uses_pe = feat["adapter"] == "self_attention" and feat["pos_encoding"] != "none"
-        estimated = None
-        if uses_pe and feat["pos_encoding"] == "estimated":
-            image_levels = [k for k in self.feature_levels if self.feature_spec.spaces[k] == "image"]
-            estimated = estimated_depth_map(self.student, outputs) if image_levels else torch.zeros(0)
+        estimated = uses_pe and feat["pos_encoding"] == "estimated"
         spec = self.feature_spec
         total = 0.0
         for k in self.feature_levels:
@@ -215,34 +213,29 @@ class ADDDistiller(nn.Module):
                 raise ConfigError(f"distill: level {k}: student feature {tuple(student.shape)} vs teacher "
                                   f"{tuple(teacher.shape)}")
             try:
-                mask, gt_depth = level_mask_and_depth(spec, k, batch, outputs, tuple(student.shape[-2:]), student.device)
+                mask, gt_depth = level_mask_and_depth(spec, k, batch, signals, tuple(student.shape[-2:]), student.device)
             except ValueError as err:
                 raise ConfigError(str(err)) from None
             depth = None
             if uses_pe:
-                depth = gt_depth if estimated is None else self._estimated_depth(estimated, outputs, spec.spaces[k], k)
+                depth = self._estimated_depth(signals, spec.spaces[k], k) if estimated else gt_depth
             adapted = self.feature_adapters[str(k)](student, depth)
             total = total + balanced_mse(adapted, teacher, mask, feat["fg_weight"], feat["bg_weight"],
                                          feat["normalization"])
         return total
 
-    def _estimated_depth(self, image_depth, outputs: dict, space: str, k: int) -> torch.Tensor:
-        """The estimated PE depth of a level: the image-plane map for image levels, the
-        detector's ``outputs["distill"]["bev_depth_map"]`` (B, 1, h, w) for BEV levels and
-        ``outputs["distill"]["estimated_pe_depth"][k]`` for given levels."""
-        if space == "image":
-            return image_depth
+    @staticmethod
+    def _estimated_depth(signals, space: str, k: int) -> torch.Tensor:
+        """The estimated PE depth of level k, from the student's signal of the level's space:
+        ``estimated_depth`` (B, 1, h, w) for image levels, ``estimated_bev_depth`` for BEV
+        levels, ``estimated_pe_depth[k]`` for given levels; detached."""
+        hint = f"distill.feature.pos_encoding=estimated needs it for level {k} ({space!r} space; use gt or none)"
+        depth = signals.require(ESTIMATED[space], "student", hint)
         if space == "given":
-            given = (outputs.get("distill") or {}).get("estimated_pe_depth")
-            if given is None:
-                raise ConfigError(f"distill.feature.pos_encoding=estimated: level {k} is 'given' and the student "
-                                  "gives no outputs['distill']['estimated_pe_depth']")
-            return given[k].detach()
-        bev = (outputs.get("distill") or {}).get("bev_depth_map") if space == "bev" else None
-        if bev is None:
-            raise ConfigError(f"distill.feature.pos_encoding=estimated: level {k} lives in {space!r} space and the "
-                              "student gives no estimated depth there (outputs['distill']['bev_depth_map'])")
-        return bev.detach()
+            depth = depth[k]
+        if depth is None or depth.dim() != 4 or depth.shape[1] != 1:
+            raise ConfigError(f"distill: the student's {ESTIMATED[space]} must be (B, 1, h, w); {hint}")
+        return depth.detach()
 
     def response_loss(self, outputs: dict, teacher_outputs: dict, batch: dict) -> torch.Tensor:
         """L_ed of Eq. 5, summed over the decoder layers; M_f from the teacher's matching.
@@ -252,8 +245,9 @@ class ADDDistiller(nn.Module):
         same GT object (both final-layer matchings); only those pairs, so no bg term.
         """
         resp = self.options["response"]
-        student_queries = distill_queries(outputs, "student")
-        teacher_queries = distill_queries(teacher_outputs, "teacher")
+        no_decoder = "a detector without a decoder: set distill.response.enabled=false"
+        student_queries = signals_of(outputs, "student").require("queries", "student", no_decoder)
+        teacher_queries = signals_of(teacher_outputs, "teacher").require("queries", "teacher", no_decoder)
         if student_queries.shape != teacher_queries.shape:
             raise ConfigError(f"distill: student queries {tuple(student_queries.shape)} vs teacher "
                               f"{tuple(teacher_queries.shape)} (same number of layers and queries needed)")
@@ -270,10 +264,6 @@ class ADDDistiller(nn.Module):
                 bg_weight = 0.0
             total = total + balanced_mse(adapted, target, mask, resp["fg_weight"], bg_weight, resp["normalization"])
         return total
-
-    def student_state_dict(self) -> dict[str, torch.Tensor]:
-        """The student's own state dict (what `monokd export` writes)."""
-        return self.student.state_dict()
 
 
 # --- named ablation rows -----------------------------------------------------------------
@@ -343,9 +333,3 @@ PAPER_AP3D = {
     "resp-bg-0.50": (29.41, 21.18, 17.77), "resp-bg-1.00": (28.85, 20.65, 17.32),
 }
 
-
-def preset_overrides(name: str) -> list[str]:
-    """The ``key=value`` overrides of a named row (raises ConfigError for an unknown name)."""
-    if name not in PRESETS:
-        raise ConfigError(f"distill preset {name!r} unknown (known: {', '.join(PRESETS)})")
-    return list(PRESETS[name])

@@ -123,11 +123,11 @@ def bev_gt_depth_maps(targets: list[dict], lidar_to_rect: torch.Tensor, grid, st
     return torch.stack(maps).unsqueeze(1).to(device)
 
 
-def level_mask_and_depth(spec, k: int, batch: dict, outputs: dict, map_size: tuple[int, int],
+def level_mask_and_depth(spec, k: int, batch: dict, signals, map_size: tuple[int, int],
                          device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """M^k (B, H_k, W_k) bool and the object-wise GT depth (B, 1, H_k, W_k) of level k, built
     from the level's space in ``spec`` (a DistillSpec): image boxes, BEV footprints, or given
-    by the detector in ``outputs["distill"]["masks" | "pe_depth"][k]``."""
+    by the detector in ``signals`` (its DistillSignals' ``masks[k]`` and ``pe_depth[k]``)."""
     space, stride = spec.spaces[k], spec.feature_strides[k]
     if space == "image":
         return (feature_masks(batch["targets"], map_size, stride, device),
@@ -137,14 +137,13 @@ def level_mask_and_depth(spec, k: int, batch: dict, outputs: dict, map_size: tup
             raise ValueError(f"distill: level {k} lives in BEV but the batch has no lidar_to_rect")
         maps = bev_gt_depth_maps(batch["targets"], batch["lidar_to_rect"], spec.bev_grid, stride, map_size, device)
         return maps[:, 0] > 0, maps
-    given = outputs.get("distill") or {}
     try:
-        mask, depth = given["masks"][k], given["pe_depth"][k]
-    except (KeyError, IndexError, TypeError):
+        mask, depth = signals.masks[k], signals.pe_depth[k]
+    except (AttributeError, IndexError, TypeError):
         mask = depth = None
     if mask is None or depth is None:
-        raise ValueError(f"distill: level {k} is 'given' but outputs['distill']['masks'][{k}] or "
-                         f"['pe_depth'][{k}] is missing")
+        raise ValueError(f"distill: level {k} is 'given' but the detector's masks[{k}] or pe_depth[{k}] "
+                         "signal is missing")
     if tuple(mask.shape[-2:]) != tuple(map_size) or tuple(depth.shape[-2:]) != tuple(map_size) or depth.dim() != 4:
         raise ValueError(f"distill: level {k}: given mask {tuple(mask.shape)} / pe_depth {tuple(depth.shape)} "
                          f"do not match the feature's (B, [1,] {map_size[0]}, {map_size[1]})")

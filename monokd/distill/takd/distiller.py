@@ -7,18 +7,17 @@ assistant (Liu et al., CVPR 2025).
     CMRD  (Eq. 5)  F_res' imitates F_res = F_T - F_TA                 monokd/distill/takd/cmrd.py
     logit          the student's anchor head imitates the teacher's   monokd/distill/takd/logit.py
 
-F_T, F_TA, F_S, F_res' are (B, C, NY, NX) BEV features on one BEV grid: the teacher's
-``outputs["distill"]["bev"]`` (pillar scatter + BEV encoder, monokd/models/lidar), the TA's
-``bev_features(batch)["bev"]`` (the camera pipeline lifting with the frame's dense depth,
-``model.depth_input: gt_pixel``) and the student's ``outputs["distill"]["bev"]`` /
-``["residual"]`` (monokd/models/takd/model.py). The paper's total has no GT term and the released
+F_T, F_TA, F_S, F_res' are (B, C, NY, NX) BEV features on one BEV grid: the teacher's ``bev``
+signal (pillar scatter + BEV encoder, monokd/models/lidar), the TA's ``bev_features(batch)["bev"]``
+(the camera pipeline lifting with the frame's dense depth, ``model.depth_input: gt_pixel``) and
+the student's ``bev`` / ``residual`` signals (monokd/models/takd/model.py). The paper's total has no GT term and the released
 code trains on the teacher's outputs only; ``distill.gt_loss.enabled`` adds the student's own
 losses (its anchor-head and depth terms) as a documented switch.
 
-Like ADD's distiller this is itself a detector whose ``forward`` is the student's. The teacher
-and the TA are held outside the module tree (not in ``parameters()`` or ``state_dict()``, so
-never optimised and never checkpointed with the student), ``.to()`` reaches them and
-``train()`` keeps them in eval mode; they run under ``torch.no_grad`` inside ``losses``.
+Like ADD's distiller this is itself a detector whose ``forward`` is the student's
+(monokd.distill.base). The teacher and the TA are frozen roles held outside the module tree
+(never optimised, never checkpointed with the student), each built only when a loss needs it;
+they run under ``torch.no_grad`` inside ``losses``.
 
 Depth maps: a non-finite value in ``batch["depth_maps"]`` (NaN-padded maps, MonoTAKD #7)
 becomes 0 (= no depth) before any model sees the batch, and the feature losses compare finite
@@ -30,25 +29,24 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from monokd.config import section_options
+from monokd.distill.base import Distiller
 from monokd.distill.takd.cmrd import RESIDUALS, cmrd_loss, residual_target
 from monokd.distill.takd.features import NORMALIZE
 from monokd.distill.takd.imd import VARIANTS as IMD_VARIANTS
 from monokd.distill.takd.imd import imd_loss
 from monokd.distill.takd.logit import logit_losses
 from monokd.errors import ConfigError
+from monokd.models.bev.anchor_head import HEAD_OUTPUTS, PRED_BOXES, PRED_CLS, PRED_DIR
+from monokd.models.bev.box_coder import CODE_SIZE
+from monokd.models.contract import FrozenRole, signal_set, signals_of
+from monokd.schema import Section
 
-# the anchor head's outputs in a BEV detector's outputs (caddn, lidar_pillars) -> logit.py's names
-HEAD_KEYS = {"pred_cls": "cls_preds", "pred_boxes": "box_preds", "pred_dir": "dir_cls_preds"}
 DEFAULTS = {
     "method": "takd",
     # allow_*: overrides of monokd.training.preflight.check_teacher (noted in the run's log)
+    # config: None builds the model from the config stored in its checkpoint
     "teacher": {"config": None, "ckpt": None, "allow_plain": False, "allow_overlap": False},
-    "teacher_config": None,  # the flat spelling monokd.training.checkpoint.build_teacher also reads
-    "teacher_ckpt": None,
     "ta": {"config": None, "ckpt": None, "allow_plain": False, "allow_overlap": False},
-    "ta_config": None,
-    "ta_ckpt": None,
     # variant: paper (MSE with gradient) or released (batch min-max, detached: zero gradient)
     "imd": {"enabled": True, "weight": 1.0, "normalize": "none", "variant": "paper"},
     # the released code: residual released (|batch min-max F_TA - F_T| >= 0.6 x batch max), weight 0.2
@@ -57,13 +55,16 @@ DEFAULTS = {
               "score_threshold": 0.1, "beta": 2.0, "cls_batch_mean": True},  # released: false
     "gt_loss": {"enabled": False, "weight": 1.0},
 }
-CHOICES = {("imd", "normalize"): NORMALIZE, ("imd", "variant"): IMD_VARIANTS, ("cmrd", "normalize"): NORMALIZE,
-           ("cmrd", "residual"): RESIDUALS}
+CHOICES = {"imd.normalize": NORMALIZE, "imd.variant": IMD_VARIANTS, "cmrd.normalize": NORMALIZE,
+           "cmrd.residual": RESIDUALS}
+SECTION = Section("distill", DEFAULTS, choices=CHOICES,
+                  paths=("teacher.config", "teacher.ckpt", "ta.config", "ta.ckpt"),
+                  renamed={f"{role}_{what}": f"{role}.{what}" for role in ("teacher", "ta") for what in ("config", "ckpt")})
 
 
 def parse_options(section: dict) -> dict:
     """``cfg["distill"]`` merged over DEFAULTS; unknown keys or values raise ConfigError."""
-    options = section_options(section, DEFAULTS, CHOICES, "distill")
+    options = SECTION.resolve(section)
     if options["method"] != "takd":
         raise ConfigError(f"distill.method: {options['method']!r} is not 'takd'")
     if not any(options[part]["enabled"] for part in ("imd", "cmrd", "logit", "gt_loss")):
@@ -80,13 +81,14 @@ def clean_depth(batch: dict) -> dict:
     return {**batch, "depth_maps": torch.nan_to_num(depth, nan=0.0, posinf=0.0, neginf=0.0)}
 
 
-class TAKDDistiller(nn.Module):
+class TAKDDistiller(Distiller):
     """Student + (hidden, frozen) LiDAR teacher and camera TA; see the module docstring."""
 
+    frozen_roles = (FrozenRole("teacher", required=False), FrozenRole("ta", required=False))
+
     def __init__(self, student: nn.Module, teacher: nn.Module | None, ta: nn.Module | None, options: dict):
-        super().__init__()
+        super().__init__(student)
         self.options = options
-        self.student = student
         needs_teacher = options["cmrd"]["enabled"] or options["logit"]["enabled"]
         needs_ta = options["imd"]["enabled"] or options["cmrd"]["enabled"]
         if needs_teacher and teacher is None:
@@ -106,34 +108,18 @@ class TAKDDistiller(nn.Module):
                               "branch (its parameters would get no gradient); set model.takd.residual=false")
         if options["imd"]["enabled"] and not callable(getattr(student, "bev_features", None)):
             raise ConfigError(f"distill.imd.enabled: the student ({type(student).__name__}) exposes no BEV feature")
-        frozen = {"teacher": teacher if needs_teacher else None, "ta": ta if needs_ta else None}
-        for name, model in frozen.items():
-            object.__setattr__(self, name, model)  # deliberately not registered submodules
-            if model is not None:
-                model.requires_grad_(False)
-                model.eval()
+        self.hold_frozen("teacher", teacher if needs_teacher else None)
+        self.hold_frozen("ta", ta if needs_ta else None)
+        self.student_signals = signal_set(name for name, part in (("bev", "imd"), ("residual", "cmrd"))
+                                          if options[part]["enabled"])
+        self.teacher_signals = signal_set({"bev"} if options["cmrd"]["enabled"] else ())
 
-    def _frozen(self) -> list[nn.Module]:
-        return [m for m in (self.teacher, self.ta) if m is not None]
+    @classmethod
+    def from_section(cls, section: dict, student: nn.Module, frozen: dict) -> "TAKDDistiller":
+        return cls(student, frozen.get("teacher"), frozen.get("ta"), parse_options(section))
 
-    # --- the detector interface, delegated to the student ---------------------------------
-    def forward(self, batch: dict) -> dict:
-        return self.student(clean_depth(batch))
-
-    def decode(self, outputs: dict, batch: dict) -> list:
-        return self.student.decode(outputs, batch)
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        for model in self._frozen():
-            model.eval()  # normalisation statistics frozen, always
-        return self
-
-    def _apply(self, fn, recurse=True):
-        super()._apply(fn, recurse)
-        for model in self._frozen():
-            model._apply(fn, recurse)  # device / dtype moves must reach the hidden models
-        return self
+    def forward(self, batch: dict, signals=()) -> dict:
+        return super().forward(clean_depth(batch), signals)
 
     # --- losses ----------------------------------------------------------------------------
     def losses(self, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:
@@ -147,11 +133,11 @@ class TAKDDistiller(nn.Module):
             own_total = own.pop("loss")
             terms.update(own)
         with torch.no_grad():
-            teacher_out = self.teacher(batch) if self.teacher is not None else None
+            teacher_out = self.teacher(batch, signals=self.teacher_signals) if self.teacher is not None else None
             ta_bev = self.ta.bev_features(batch)["bev"] if self.ta is not None else None
         extra = {}
-        student_bev = _bev(outputs, "bev", "student")
         if opts["imd"]["enabled"]:
+            student_bev = _bev(outputs, "bev", "student")
             _same_grid(student_bev, ta_bev, "the student", "the TA")
             extra["distill_imd"] = opts["imd"]["weight"] * imd_loss(student_bev, ta_bev, opts["imd"]["normalize"],
                                                                    opts["imd"]["variant"])
@@ -166,11 +152,11 @@ class TAKDDistiller(nn.Module):
         if opts["logit"]["enabled"]:
             logit = opts["logit"]
             student_head, teacher_head = _head(outputs, "student"), _head(teacher_out, "teacher")
-            num_classes, code_size, num_dir_bins = _head_sizes(student_head)
-            parts = logit_losses(student_head, teacher_head, num_classes, code_size, num_dir_bins,
+            num_classes, num_dir_bins = _head_sizes(student_head)
+            parts = logit_losses(student_head, teacher_head, num_classes, CODE_SIZE, num_dir_bins,
                                  logit["score_threshold"], logit["beta"],
                                  {"cls": logit["cls_weight"], "box": logit["box_weight"], "dir": logit["dir_weight"]},
-                                 terms=("cls", "box", "dir") if student_head.get("dir_cls_preds") is not None
+                                 terms=("cls", "box", "dir") if student_head.get(PRED_DIR) is not None
                                  else ("cls", "box"), cls_batch_mean=logit["cls_batch_mean"])
             extra.update({f"distill_logit_{k}": logit["weight"] * v for k, v in parts.items()})
         clash = set(extra) & set(terms)
@@ -183,17 +169,10 @@ class TAKDDistiller(nn.Module):
         terms["loss"] = total
         return terms
 
-    def student_state_dict(self) -> dict[str, torch.Tensor]:
-        """The student's own state dict (what `monokd export` writes)."""
-        return self.student.state_dict()
-
 
 def _bev(outputs: dict | None, key: str, who: str) -> torch.Tensor:
-    value = ((outputs or {}).get("distill") or {}).get(key)
-    if value is None:
-        raise ConfigError(f"distill: the {who}'s outputs['distill'][{key!r}] is missing; MonoTAKD needs BEV "
-                          "detectors (takd_student, lidar_pillars)")
-    return value
+    """The ``key`` signal (``bev`` or ``residual``) of ``outputs``."""
+    return signals_of(outputs, who).require(key, who, "MonoTAKD needs BEV detectors (takd_student, lidar_pillars)")
 
 
 def _same_grid(a: torch.Tensor, b: torch.Tensor, who_a: str, who_b: str) -> None:
@@ -204,18 +183,18 @@ def _same_grid(a: torch.Tensor, b: torch.Tensor, who_a: str, who_b: str) -> None
 
 def _head(outputs: dict | None, who: str) -> dict:
     outputs = outputs or {}
-    missing = [k for k in ("pred_cls", "pred_boxes") if outputs.get(k) is None]
+    missing = [k for k in (PRED_CLS, PRED_BOXES) if outputs.get(k) is None]
     if missing:
         raise ConfigError(f"distill.logit: the {who}'s outputs lack {missing} (an anchor head's outputs)")
-    return {ours: outputs.get(theirs) for theirs, ours in HEAD_KEYS.items()}
+    return {key: outputs.get(key) for key in HEAD_OUTPUTS}
 
 
-def _head_sizes(head: dict) -> tuple[int, int, int]:
-    """(classes, code size, direction bins) from channels-last head outputs with A anchors per
-    cell and a 7-D code: box channels = 7 A."""
-    anchors = head["box_preds"].shape[-1] // 7
-    num_dir_bins = head["dir_cls_preds"].shape[-1] // anchors if head.get("dir_cls_preds") is not None else 0
-    return head["cls_preds"].shape[-1] // anchors, 7, num_dir_bins
+def _head_sizes(head: dict) -> tuple[int, int]:
+    """(classes, direction bins) from channels-last head outputs with A anchors per cell and a
+    CODE_SIZE-D code: box channels = CODE_SIZE * A."""
+    anchors = head[PRED_BOXES].shape[-1] // CODE_SIZE
+    num_dir_bins = head[PRED_DIR].shape[-1] // anchors if head.get(PRED_DIR) is not None else 0
+    return head[PRED_CLS].shape[-1] // anchors, num_dir_bins
 
 
 # --- named ablation rows (the paper's Table 4 switches), as overrides of configs/takd_*.yaml ----
@@ -238,9 +217,3 @@ PRESETS: dict[str, list[str]] = {
 }
 TABLES = {"table4": ["student", "+IMD", "+CMRD", "+SAM", "+FFM", "full"]}
 
-
-def preset_overrides(name: str) -> list[str]:
-    """The ``key=value`` overrides of a named row (raises ConfigError for an unknown name)."""
-    if name not in PRESETS:
-        raise ConfigError(f"distill preset {name!r} unknown (known: {', '.join(PRESETS)})")
-    return list(PRESETS[name])

@@ -24,6 +24,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from monokd.models.bev.anchor_head import PRED_BOXES, PRED_CLS, PRED_DIR
+from monokd.models.bev.box_coder import CODE_SIZE
+
 HEADING = 6  # index of the heading in the 7-D residual code (x, y, z, dx, dy, dz, heading)
 _SMOOTH_L1_BETA = 1.0 / 9.0  # OpenPCDet's WeightedSmoothL1Loss for anchor heads
 
@@ -47,38 +50,38 @@ def sin_difference(student_boxes: torch.Tensor, teacher_boxes: torch.Tensor) -> 
     return student, teacher
 
 
-def logit_losses(student: dict, teacher: dict, num_classes: int, code_size: int = 7, num_dir_bins: int = 2,
+def logit_losses(student: dict, teacher: dict, num_classes: int, code_size: int = CODE_SIZE, num_dir_bins: int = 2,
                  score_threshold: float = 0.1, beta: float = 2.0, weights: dict | None = None,
                  terms=("cls", "box", "dir"), cls_batch_mean: bool = True) -> dict[str, torch.Tensor]:
     """``{"cls", "box", "dir"}`` (weighted, those named in ``terms``) from two anchor-head outputs
-    ``dict(cls_preds, box_preds, dir_cls_preds)`` of the same shapes; ``cls_batch_mean=False``
-    sums the class term over the batch (the released code)."""
+    (``pred_cls``, ``pred_boxes``, ``pred_dir``, monokd.models.bev.anchor_head) of the same shapes;
+    ``cls_batch_mean=False`` sums the class term over the batch (the released code)."""
     weights = {"cls": 2.0, "box": 2.0, "dir": 0.4, **(weights or {})}
-    for key in ("cls_preds", "box_preds") + (("dir_cls_preds",) if "dir" in terms else ()):
+    for key in (PRED_CLS, PRED_BOXES) + ((PRED_DIR,) if "dir" in terms else ()):
         if student.get(key) is None or teacher.get(key) is None or student[key].shape != teacher[key].shape:
             raise ValueError(f"logit distillation: {key} missing or of different shapes in the student "
                              f"and the teacher; they must share the BEV grid and the anchor head")
     with torch.no_grad():
-        scores = per_anchor(teacher["cls_preds"].detach(), num_classes).float().sigmoid().nan_to_num(0.0)
+        scores = per_anchor(teacher[PRED_CLS].detach(), num_classes).float().sigmoid().nan_to_num(0.0)
         anchor_score = scores.sum(-1)  # (B, N)
         positive = anchor_score > score_threshold
         anchor_weight = positive.float() * anchor_score / positive.sum(1, keepdim=True).clamp_min(1)
     batch = scores.shape[0]
     out = {}
     if "cls" in terms:
-        logits = per_anchor(student["cls_preds"], num_classes)
+        logits = per_anchor(student[PRED_CLS], num_classes)
         normaliser = (scores > score_threshold).sum(1, keepdim=True).clamp_min(1)  # (B, 1, C)
         cls = (quality_focal_loss(logits, scores, beta) / normaliser).sum()
         out["cls"] = weights["cls"] * (cls / batch if cls_batch_mean else cls)
     if "box" in terms:
-        boxes = per_anchor(student["box_preds"], code_size)
-        target = per_anchor(teacher["box_preds"].detach(), code_size).nan_to_num(0.0)
+        boxes = per_anchor(student[PRED_BOXES], code_size)
+        target = per_anchor(teacher[PRED_BOXES].detach(), code_size).nan_to_num(0.0)
         boxes, target = sin_difference(boxes, target)
         per_box = F.smooth_l1_loss(boxes, target, reduction="none", beta=_SMOOTH_L1_BETA).sum(-1)
         out["box"] = weights["box"] * (anchor_weight * per_box).sum() / batch
     if "dir" in terms:
-        logits = per_anchor(student["dir_cls_preds"], num_dir_bins)
-        target = per_anchor(teacher["dir_cls_preds"].detach(), num_dir_bins).argmax(-1)
+        logits = per_anchor(student[PRED_DIR], num_dir_bins)
+        target = per_anchor(teacher[PRED_DIR].detach(), num_dir_bins).argmax(-1)
         ce = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none").view_as(anchor_weight)
         out["dir"] = weights["dir"] * (anchor_weight * ce).sum() / batch
     return out

@@ -2,9 +2,9 @@
 PointPillars; OpenPCDet's AnchorHeadSingle + AnchorHeadTemplate), on one BEV feature map.
 
     BEV features (B, C_in, NY / s, NX / s)
-      -> 1x1 conv -> cls_preds      (B, NY / s, NX / s, A * C)   class logits (sigmoid, no background)
-      -> 1x1 conv -> box_preds      (B, NY / s, NX / s, A * 7)   residual codes (box_coder)
-      -> 1x1 conv -> dir_cls_preds  (B, NY / s, NX / s, A * K)   direction bins
+      -> 1x1 conv -> pred_cls    (B, NY / s, NX / s, A * C)   class logits (sigmoid, no background)
+      -> 1x1 conv -> pred_boxes  (B, NY / s, NX / s, A * 7)   residual codes (box_coder)
+      -> 1x1 conv -> pred_dir    (B, NY / s, NX / s, A * K)   direction bins
     channels-last, anchor slot a of cell (y, x) at flattened index (y * NX / s + x) * A + a, the
     order of :func:`monokd.models.bev.anchors.make_anchors`; s is read from the feature map.
 
@@ -30,13 +30,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from monokd.config import merge
 from monokd.errors import ConfigError
 from monokd.geometry.grid import BEVGrid
 from monokd.models.bev import box_coder
 from monokd.models.bev.anchors import anchor_config, make_anchors
 from monokd.models.bev.nms import rotated_nms
 from monokd.models.bev.target_assigner import IOUS, assign_targets
+from monokd.schema import Section
 
 DEFAULTS = {
     "anchors": {},  # per class; see monokd.models.bev.anchors (CaDDN's KITTI anchors by default)
@@ -54,23 +54,26 @@ DEFAULTS = {
     "nms_pre_max": 4096,
     "nms_post_max": 500,
 }
+# the head's outputs, under these names in every BEV detector's outputs (and its ONNX outputs)
+PRED_CLS, PRED_BOXES, PRED_DIR = "pred_cls", "pred_boxes", "pred_dir"
+HEAD_OUTPUTS = (PRED_CLS, PRED_BOXES, PRED_DIR)
 _PRIOR = 0.01  # initial foreground probability of every anchor (RetinaNet's prior)
 
 
+SECTION = Section("model.anchor_head", DEFAULTS, free=("anchors",), choices={"assign_iou": IOUS})
+
+
 def head_config(cfg: dict | None, key: str) -> dict:
-    cfg = cfg or {}
-    unknown = sorted(set(cfg) - set(DEFAULTS))
-    if unknown:
-        raise ConfigError(f"{key}: unknown keys {unknown} (known: {', '.join(DEFAULTS)})")
-    out = merge(DEFAULTS, cfg)
-    bad = sorted(set(out["loss_weights"]) - {"cls", "box", "dir"})
-    if bad:
-        raise ConfigError(f"{key}.loss_weights: unknown terms {bad} (known: cls, box, dir)")
-    if out["assign_iou"] not in IOUS:
-        raise ConfigError(f"{key}.assign_iou: {out['assign_iou']!r} is not one of {IOUS}")
+    out = SECTION.resolve(cfg, key)
     if len(out["code_weights"]) != box_coder.CODE_SIZE:
         raise ConfigError(f"{key}.code_weights: {len(out['code_weights'])} weights for a {box_coder.CODE_SIZE}-D code")
     return out
+
+
+def score_threshold(cfg: dict | None, key: str = "model.anchor_head") -> tuple[str, float]:
+    """(config key, value) of the score below which decode drops an anchor, from the head's
+    section ``cfg`` (None = the defaults)."""
+    return f"{key}.score_threshold", float(head_config(cfg, key)["score_threshold"])
 
 
 def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float, gamma: float) -> torch.Tensor:
@@ -131,21 +134,21 @@ class AnchorHead(nn.Module):
     # --- forward, losses, decoding -----------------------------------------------------------
 
     def forward(self, bev_features: torch.Tensor) -> dict:
-        """(B, C_in, H, W) -> ``cls_preds``, ``box_preds``, ``dir_cls_preds`` channels-last."""
-        return {"cls_preds": self.conv_cls(bev_features).permute(0, 2, 3, 1).contiguous(),
-                "box_preds": self.conv_box(bev_features).permute(0, 2, 3, 1).contiguous(),
-                "dir_cls_preds": self.conv_dir(bev_features).permute(0, 2, 3, 1).contiguous()}
+        """(B, C_in, H, W) -> ``pred_cls``, ``pred_boxes``, ``pred_dir`` channels-last."""
+        return {PRED_CLS: self.conv_cls(bev_features).permute(0, 2, 3, 1).contiguous(),
+                PRED_BOXES: self.conv_box(bev_features).permute(0, 2, 3, 1).contiguous(),
+                PRED_DIR: self.conv_dir(bev_features).permute(0, 2, 3, 1).contiguous()}
 
     def _flat(self, preds: dict):
-        batch = preds["cls_preds"].shape[0]
-        return (preds["cls_preds"].reshape(batch, -1, self.num_classes),
-                preds["box_preds"].reshape(batch, -1, box_coder.CODE_SIZE),
-                preds["dir_cls_preds"].reshape(batch, -1, self.num_dir_bins))
+        batch = preds[PRED_CLS].shape[0]
+        return (preds[PRED_CLS].reshape(batch, -1, self.num_classes),
+                preds[PRED_BOXES].reshape(batch, -1, box_coder.CODE_SIZE),
+                preds[PRED_DIR].reshape(batch, -1, self.num_dir_bins))
 
     def targets(self, preds: dict, gt_boxes_lidar: list, gt_labels: list) -> dict:
         """Stacked per-image targets (see monokd.models.bev.target_assigner) for ``preds``."""
-        map_size = preds["cls_preds"].shape[1:3]
-        anchors, classes = self.anchors(map_size, preds["cls_preds"].device)
+        map_size = preds[PRED_CLS].shape[1:3]
+        anchors, classes = self.anchors(map_size, preds[PRED_CLS].device)
         matched = [s["matched_threshold"] for s in self.specs]
         unmatched = [s["unmatched_threshold"] for s in self.specs]
         per_image = [assign_targets(anchors, classes, boxes.to(anchors).reshape(-1, 7), labels.reshape(-1),
@@ -161,7 +164,7 @@ class AnchorHead(nn.Module):
         """Weighted ``loss_cls``, ``loss_box``, ``loss_dir`` and their sum ``loss``.
 
         Args:
-            preds: the output of :meth:`forward`.
+            preds: the output of :meth:`forward` (a detector's outputs holding those keys).
             gt_boxes_lidar: B tensors (M_b, 7) LiDAR boxes.  gt_labels: B tensors (M_b,) class indices.
         """
         cls_preds, box_preds, dir_preds = self._flat(preds)
@@ -187,16 +190,11 @@ class AnchorHead(nn.Module):
         terms["loss"] = sum(terms.values())
         return terms
 
-    @property
-    def decode_threshold(self) -> tuple[str, float]:
-        """(config key, value) of the score below which decode drops an anchor."""
-        return f"{self.key}.score_threshold", float(self.cfg["score_threshold"])
-
     @torch.no_grad()
     def decode_boxes(self, preds: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """All anchors' boxes (B, N, 7), class probabilities (B, N, C), before any selection."""
         cls_preds, box_preds, dir_preds = self._flat(preds)
-        anchors, _ = self.anchors(preds["cls_preds"].shape[1:3], cls_preds.device)
+        anchors, _ = self.anchors(preds[PRED_CLS].shape[1:3], cls_preds.device)
         boxes = box_coder.decode(box_preds, anchors.to(box_preds)[None])
         heading = box_coder.apply_direction(boxes[..., 6], dir_preds.argmax(dim=-1), self.num_dir_bins,
                                             self.cfg["dir_offset"])

@@ -17,7 +17,9 @@ Detection", CVPR 2021), and ADD's CaDDN teacher that lifts the pixel-wise GT dep
 The voxel grid, lifting, collapse, BEV backbone and anchor head are monokd.models.bev's (shared
 with MonoTAKD's teaching assistant and student, which reuse this class through
 ``bev_features(batch)`` and ``detect_from_bev(bev, batch)``). ADD distils the BEV backbone's
-stage outputs (``outputs["distill"]["features"]``, levels in the "bev" space of the grid).
+stage outputs (the ``features`` signal, levels in the "bev" space of the grid); the
+``estimated_bev_depth`` signal (ADD's "estimated" PE) lifts the predicted distribution a second
+time, only when asked for.
 
 ``model.depth_input: gt_pixel`` (the teacher) needs ``batch["depth_maps"]`` (data.depth_maps) at
 training and at inference; ``monokd predict`` refuses it.
@@ -25,20 +27,22 @@ training and at inference; ``monokd predict`` refuses it.
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 
 from monokd.errors import CheckpointMismatchError, ConfigError
 from monokd.geometry.grid import BEVGrid
 from monokd.models.backbones.resnet import build_resnet
+from monokd.models.bev.anchor_head import SECTION as ANCHOR_HEAD
+from monokd.models.bev.anchor_head import score_threshold
 from monokd.models.bev.frustum_to_voxel import CONVENTIONS
 from monokd.models.caddn.depth_head import DepthHead
 from monokd.models.caddn.frustum import frustum_features, gt_pixel_distribution
 from monokd.models.caddn.losses import DEFAULTS as DEPTH_LOSS_DEFAULTS
 from monokd.models.caddn.losses import depth_loss
 from monokd.models.caddn.weights import is_deeplabv3, load_deeplabv3, openpcdet_state, read_state
+from monokd.models.contract import DEPTH_MAPS, Detector, DistillSpec, attach_signals, signal_set
+from monokd.schema import Section
 
 DEFAULTS = {
     "name": "caddn",
@@ -64,36 +68,25 @@ DEFAULTS = {
     "anchor_head": {},  # monokd.models.bev.anchor_head's section
 }
 DEPTH_INPUTS = (None, "gt_pixel")
+SECTION = Section("model", DEFAULTS, typed=True, paths=("backbone.weights",), whole=("bev_backbone", "grid"),
+                  sections={"anchor_head": ANCHOR_HEAD},
+                  choices={"depth_input": DEPTH_INPUTS, "frustum_sampling": CONVENTIONS})
+LOSS_SECTION = Section("loss", {"depth": DEPTH_LOSS_DEFAULTS})  # the depth distribution loss's weights
 FEATURE_STRIDE = 4  # C2
 ONNX_OPSET = 20  # the first opset whose GridSample takes the 5-D (volumetric) frustum
 
 
 def model_config(cfg: dict) -> dict:
     """The ``model`` section over DEFAULTS (sub-sections merged); unknown keys raise ConfigError."""
-    unknown = set(cfg) - set(DEFAULTS)
-    if unknown:
-        raise ConfigError(f"model: unknown key(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    out = copy.deepcopy(DEFAULTS)
-    for key, value in cfg.items():
-        if isinstance(DEFAULTS[key], dict) and key not in ("bev_backbone", "anchor_head", "grid"):
-            extra = set(value or {}) - set(DEFAULTS[key])
-            if extra:
-                raise ConfigError(f"model.{key}: unknown key(s) {sorted(extra)}; known: {sorted(DEFAULTS[key])}")
-            out[key].update(value or {})
-        else:
-            out[key] = value if value is not None or not isinstance(DEFAULTS[key], dict) else DEFAULTS[key]
-    if out["frustum_sampling"] not in CONVENTIONS:
-        raise ConfigError(f"model.frustum_sampling: {out['frustum_sampling']!r} is not one of {CONVENTIONS}")
-    if out["depth_input"] not in DEPTH_INPUTS:
-        raise ConfigError(f"model.depth_input: {out['depth_input']!r} is not one of {DEPTH_INPUTS}")
+    out = SECTION.resolve(cfg)
     depth = out["depth"]
     if not 0 < float(depth["min"]) < float(depth["max"]) or int(depth["num_bins"]) < 1:
         raise ConfigError(f"model.depth: need 0 < min < max and num_bins >= 1; got {depth}")
     return out
 
 
-class CaDDN(nn.Module):
-    """See the module docstring; ``forward(batch) -> outputs`` per docs/architecture.md.
+class CaDDN(Detector):
+    """See the module docstring; ``forward(batch, signals) -> outputs`` per docs/architecture.md.
 
     Args:
         cfg: the ``model`` section (see DEFAULTS).
@@ -115,11 +108,7 @@ class CaDDN(nn.Module):
         self.depth_input = cfg["depth_input"]
         self.depth_bins = {k: float(cfg["depth"][k]) for k in ("min", "max")}
         self.depth_bins["num_bins"] = int(cfg["depth"]["num_bins"])
-        loss_cfg = dict(loss_cfg or {})
-        extra = set(loss_cfg.get("depth") or {}) - set(DEPTH_LOSS_DEFAULTS)
-        if extra:
-            raise ConfigError(f"loss.depth: unknown key(s) {sorted(extra)}; known: {sorted(DEPTH_LOSS_DEFAULTS)}")
-        self.depth_loss_cfg = {**DEPTH_LOSS_DEFAULTS, **(loss_cfg.get("depth") or {})}
+        self.depth_loss_cfg = LOSS_SECTION.resolve(loss_cfg)["depth"]
         self.grid = BEVGrid.from_config(cfg["grid"], "model.grid")
 
         backbone_cfg, deeplab = self._backbone_weights(cfg["backbone"])
@@ -200,22 +189,22 @@ class CaDDN(nn.Module):
         return {"bev": self.collapse(voxels), "depth_logits": logits, "depth_distribution": distribution,
                 "image_features": features}
 
-    def detect_from_bev(self, bev: torch.Tensor, batch: dict) -> dict:
+    def detect_from_bev(self, bev: torch.Tensor, batch: dict, signals=()) -> dict:
         """BEV (B, C_bev, NY, NX) -> BEV backbone -> anchor head: ``pred_cls``, ``pred_boxes``,
-        ``pred_dir`` and ``outputs["distill"]["features"]`` (the stage outputs)."""
+        ``pred_dir``; the signals ``features`` (the stage outputs) and ``bev`` (the input) when
+        asked for."""
         features, stages = self.bev_backbone(bev)
-        preds = self.head(features)
-        outputs = {"pred_cls": preds["cls_preds"], "pred_boxes": preds["box_preds"], "pred_dir": preds["dir_cls_preds"]}
-        outputs["distill"] = {"features": list(stages)}
-        return outputs
+        outputs = self.head(features)
+        return attach_signals(outputs, signal_set(signals), features=list(stages), bev=bev)
 
-    def forward(self, batch: dict) -> dict:
+    def forward(self, batch: dict, signals=()) -> dict:
+        signals = signal_set(signals)
         lifted = self.bev_features(batch)
-        outputs = self.detect_from_bev(lifted["bev"], batch)
+        outputs = self.detect_from_bev(lifted["bev"], batch, signals)
         if lifted["depth_logits"] is not None:
             outputs["pred_depth_logits"] = lifted["depth_logits"]
-            if self.training:  # for ADD's "estimated" PE of the BEV levels
-                outputs["distill"]["bev_depth_map"] = self.bev_depth_map(lifted["depth_distribution"], batch)
+            attach_signals(outputs, signals, estimated_bev_depth=lambda: self.bev_depth_map(
+                lifted["depth_distribution"], batch))
         return outputs
 
     @torch.no_grad()
@@ -237,9 +226,7 @@ class CaDDN(nn.Module):
         from monokd.models.bev.detections import gt_boxes_lidar
 
         boxes, labels = gt_boxes_lidar(batch)
-        preds = {"cls_preds": outputs["pred_cls"], "box_preds": outputs["pred_boxes"],
-                 "dir_cls_preds": outputs["pred_dir"]}
-        terms = dict(self.head.losses(preds, boxes, labels))
+        terms = dict(self.head.losses(outputs, boxes, labels))
         terms.pop("loss", None)
         if "pred_depth_logits" in outputs:
             if batch.get("depth_maps") is None:
@@ -253,24 +240,28 @@ class CaDDN(nn.Module):
     def decode(self, outputs: dict, batch: dict) -> list:
         from monokd.models.bev.detections import to_objects
 
-        preds = {"cls_preds": outputs["pred_cls"], "box_preds": outputs["pred_boxes"],
-                 "dir_cls_preds": outputs["pred_dir"]}
         return [to_objects(boxes, scores, labels, self.classes, batch, b)
-                for b, (boxes, scores, labels) in enumerate(self.head.decode(preds))]
+                for b, (boxes, scores, labels) in enumerate(self.head.decode(outputs))]
 
-    def match_foreground(self, outputs: dict, batch: dict) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """No queries: every image has no matched query (ADD's response branch is off for CaDDN)."""
-        empty = torch.zeros(0, dtype=torch.long)
-        return [(empty, empty) for _ in batch["targets"]]
+    @classmethod
+    def privileged_inputs_of(cls, model_cfg: dict) -> tuple[str, ...]:
+        """The teacher (``depth_input: gt_pixel``) lifts the frame's depth_2 map."""
+        return (DEPTH_MAPS,) if model_cfg.get("depth_input") == "gt_pixel" else ()
+
+    @classmethod
+    def decode_threshold_of(cls, model_cfg: dict) -> tuple[str, float]:
+        return score_threshold(model_cfg.get("anchor_head"))
 
     @property
-    def distill_spec(self):
-        from monokd.distill.interface import DistillSpec
-
+    def distill_spec(self) -> DistillSpec:
         levels = len(self.bev_backbone.stage_channels)
         return DistillSpec(feature_channels=list(self.bev_backbone.stage_channels),
                            feature_strides=list(self.bev_backbone.stage_strides), query_dim=None,
                            num_decoder_layers=0, feature_spaces=["bev"] * levels, bev_grid=self.grid)
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "CaDDN":
+        return build_caddn(cfg)
 
 
 def build_caddn(cfg: dict) -> CaDDN:

@@ -23,6 +23,7 @@ from torch import nn
 
 from monokd.errors import ConfigError
 from monokd.models.backbones.resnet import build_resnet
+from monokd.schema import Section
 
 DEFAULTS = {
     "name": "depth_resnet",
@@ -33,13 +34,13 @@ DEFAULTS = {
 }
 
 
+SECTION = Section("model", DEFAULTS, typed=True, paths=("backbone.weights",))
+LOSS_SECTION = Section("loss", {"silog_lambda": 0.85, "silog_alpha": 10.0})  # monokd.models.depth.losses
+
+
 def model_config(cfg: dict | None) -> dict:
     """``cfg["model"]`` over DEFAULTS; unknown keys raise ConfigError naming them."""
-    cfg = dict(cfg or {})
-    unknown = set(cfg) - set(DEFAULTS)
-    if unknown:
-        raise ConfigError(f"model: unknown key(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    out = {**DEFAULTS, **cfg, "backbone": {**DEFAULTS["backbone"], **(cfg.get("backbone") or {})}}
+    out = SECTION.resolve(cfg)
     if out["name"] != "depth_resnet":
         raise ConfigError(f"model.name: {out['name']!r}: the depth front-end is 'depth_resnet'")
     if not 0 < float(out["min_depth"]) < float(out["max_depth"]):

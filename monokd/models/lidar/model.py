@@ -10,7 +10,7 @@
 
 F_T plays the role of the released code's ``spatial_features`` (a SECOND teacher's height
 compression): the BEV feature MonoTAKD's residual F_T - F_TA is taken from, so C_bev and the
-grid must equal the TA's and the student's (``outputs["distill"]["bev"]``). Sparse 3-D
+grid must equal the TA's and the student's (the ``bev`` signal). Sparse 3-D
 convolution (SECOND) needs CUDA kernels; the dense pillar scatter runs anywhere.
 
 The outputs, losses and decoding are those of the camera BEV detector (monokd.models.caddn):
@@ -19,14 +19,16 @@ the same anchor head, the same GT conversion to LiDAR boxes, the same decoding t
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 
 from monokd.errors import ConfigError
 from monokd.geometry.grid import BEVGrid
+from monokd.models.bev.anchor_head import SECTION as ANCHOR_HEAD
+from monokd.models.bev.anchor_head import score_threshold
+from monokd.models.contract import LIDAR_TO_RECT, POINTS, Detector, attach_signals, signal_set
 from monokd.models.lidar.pillars import PillarEncoder
+from monokd.schema import Section
 
 DEFAULTS = {
     "name": "lidar_pillars",
@@ -41,20 +43,19 @@ DEFAULTS = {
 }
 
 
+# sub-sections are taken whole (a grid or a backbone's lists go together); null keeps a default
+SECTION = Section("model", DEFAULTS, typed=True, whole=("grid", "bev_backbone"), sections={"anchor_head": ANCHOR_HEAD},
+                  none_is_default=True)
+LOSS_SECTION = Section("loss", {})  # the anchor head's loss weights are model.anchor_head.loss_weights
+
+
 def model_config(cfg: dict) -> dict:
     """The ``model`` section over DEFAULTS; unknown keys raise ConfigError."""
-    unknown = set(cfg) - set(DEFAULTS)
-    if unknown:
-        raise ConfigError(f"model: unknown key(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    out = copy.deepcopy(DEFAULTS)
-    out.update({k: v for k, v in cfg.items() if v is not None or k == "bev_bn_momentum"})
-    return out
+    return SECTION.resolve(cfg)
 
 
-class LidarPillars(nn.Module):
+class LidarPillars(Detector):
     """See the module docstring. Args: cfg the ``model`` section, classes ``data.classes``."""
-
-    batch_inputs = ("points", "lidar_to_rect")  # what forward reads (no image)
 
     def __init__(self, cfg: dict, classes: list[str]):
         super().__init__()
@@ -83,26 +84,32 @@ class LidarPillars(nn.Module):
                               "(data.load_points: true; a LiDAR sweep per frame)")
         return {"bev": self.bev_encoder(self.pillars(batch["points"], batch["lidar_to_rect"]))}
 
-    def detect_from_bev(self, bev: torch.Tensor, batch: dict) -> dict:
+    def detect_from_bev(self, bev: torch.Tensor, batch: dict, signals=()) -> dict:
+        """F_T -> BEV backbone -> anchor head; the signals ``features`` (the stage outputs) and
+        ``bev`` (F_T) when asked for."""
         features, stages = self.bev_backbone(bev)
-        preds = self.head(features)
-        outputs = {"pred_cls": preds["cls_preds"], "pred_boxes": preds["box_preds"]}
-        if preds.get("dir_cls_preds") is not None:
-            outputs["pred_dir"] = preds["dir_cls_preds"]
-        outputs["distill"] = {"features": list(stages)}
-        return outputs
+        return attach_signals(self.head(features), signal_set(signals), features=list(stages), bev=bev)
 
-    def forward(self, batch: dict) -> dict:
-        bev = self.bev_features(batch)["bev"]
-        outputs = self.detect_from_bev(bev, batch)
-        outputs["distill"]["bev"] = bev
-        return outputs
+    def forward(self, batch: dict, signals=()) -> dict:
+        return self.detect_from_bev(self.bev_features(batch)["bev"], batch, signals)
+
+    @classmethod
+    def inputs_of(cls, model_cfg: dict) -> tuple[str, ...]:
+        return (POINTS, LIDAR_TO_RECT)  # no image
+
+    @classmethod
+    def privileged_inputs_of(cls, model_cfg: dict) -> tuple[str, ...]:
+        return (POINTS,)
+
+    @classmethod
+    def decode_threshold_of(cls, model_cfg: dict) -> tuple[str, float]:
+        return score_threshold(model_cfg.get("anchor_head"))
 
     def losses(self, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:
         from monokd.models.bev.detections import gt_boxes_lidar
 
         boxes, labels = gt_boxes_lidar(batch)
-        terms = dict(self.head.losses(_head_preds(outputs), boxes, labels))
+        terms = dict(self.head.losses(outputs, boxes, labels))
         terms.pop("loss", None)
         terms["loss"] = sum(terms.values())
         return terms
@@ -111,12 +118,11 @@ class LidarPillars(nn.Module):
         from monokd.models.bev.detections import to_objects
 
         return [to_objects(boxes, scores, labels, self.classes, batch, b)
-                for b, (boxes, scores, labels) in enumerate(self.head.decode(_head_preds(outputs)))]
+                for b, (boxes, scores, labels) in enumerate(self.head.decode(outputs))]
 
-
-def _head_preds(outputs: dict) -> dict:
-    return {"cls_preds": outputs["pred_cls"], "box_preds": outputs["pred_boxes"],
-            "dir_cls_preds": outputs.get("pred_dir")}
+    @classmethod
+    def from_config(cls, cfg: dict) -> "LidarPillars":
+        return build_lidar_pillars(cfg)
 
 
 def build_lidar_pillars(cfg: dict) -> LidarPillars:

@@ -20,10 +20,11 @@ KITTI recipe and the official code"): ``position_encoding`` (official | centred)
 ``logit_classes`` (the class of each logit, e.g. MonoDETR's [Pedestrian, Car, Cyclist] while
 training on Car alone; ``data.classes`` by default).
 
-What a distiller reads (``outputs["distill"]``, monokd/distill/interface.py): ``features``, the
-maps entering the visual encoder (before any depth input); ``queries`` (L, B, Q, C);
-``depth_map``; ``sources["depth_memory"]``, the depth memory as a (B, C, H/16, W/16) map,
-which carries the teacher's GT depth through the depth positional encoding.
+What a distiller may ask for (``forward(batch, signals=...)``, monokd/models/contract.py):
+``features``, the maps entering the visual encoder (before any depth input); ``queries``
+(L, B, Q, C); ``estimated_depth``, the depth map that feeds the depth positional encoding;
+``depth_memory``, the depth memory as a (B, C, H/16, W/16) map, which carries the teacher's
+GT depth through the depth positional encoding.
 """
 
 from __future__ import annotations
@@ -34,11 +35,13 @@ from torch import nn
 from monokd.errors import ConfigError
 from monokd.geometry.depth import object_depth_map
 from monokd.models.backbones.resnet import build_resnet
+from monokd.models.contract import TARGETS, Detector, DistillSpec, attach_signals, signal_set
 from monokd.models.monodetr.decode import HEADING_RAYS
 from monokd.models.monodetr.depth_predictor import UPSAMPLE_MODES, DepthPredictor
 from monokd.models.monodetr.heads import MAP_SAMPLING_DEFAULT, PADDING_MODES, PredictionHeads
 from monokd.models.monodetr.position_encoding import (POSITION_ENCODINGS, DepthPositionalEncoding,
                                                       sine_position_encoding)
+from monokd.schema import Section
 from monokd.models.monodetr.transformer import (DepthAwareDecoder, DepthAwareDecoderLayer, DepthEncoderLayer,
                                                 VisualEncoder, VisualEncoderLayer, reset_transformer_parameters)
 
@@ -56,20 +59,19 @@ DEFAULTS = {
     "depth_map_sampling": dict(MAP_SAMPLING_DEFAULT),
 }
 DEPTH_INPUTS = (None, "gt_object")
+SECTION = Section("model", DEFAULTS, typed=True, paths=("backbone.weights",), free=("logit_classes",),
+                  choices={"depth_input": DEPTH_INPUTS, "position_encoding": POSITION_ENCODINGS,
+                           "depth_upsample": UPSAMPLE_MODES, "decode.heading_ray": HEADING_RAYS,
+                           "depth_map_sampling.padding": PADDING_MODES})
+# ``loss``: monokd.models.monodetr.losses.build_criterion's (weights per term, the matcher's costs)
+LOSS_SECTION = Section("loss", {"weights": {}, "matcher": {}, "aux": True, "depth_bins": None},
+                       free=("weights", "matcher", "depth_bins"))
 PER_QUERY_KEYS = ("pred_logits", "pred_boxes", "pred_dims", "pred_angle", "pred_depth")
 
 
 def model_config(cfg: dict) -> dict:
     """The ``model`` section with defaults filled in and checked (ConfigError names the key)."""
-    unknown = set(cfg) - set(DEFAULTS)
-    if unknown:
-        raise ConfigError(f"model: unknown key(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    out = {**DEFAULTS, **cfg}
-    for section in ("backbone", "depth", "decode", "depth_map_sampling"):
-        extra = set(cfg.get(section) or {}) - set(DEFAULTS[section])
-        if extra:
-            raise ConfigError(f"model.{section}: unknown key(s) {sorted(extra)}; known: {sorted(DEFAULTS[section])}")
-        out[section] = {**DEFAULTS[section], **(cfg.get(section) or {})}
+    out = SECTION.resolve(cfg)
     dim = out["hidden_dim"]
     if dim % 32:
         raise ConfigError(f"model.hidden_dim: {dim} must be a multiple of 32 (GroupNorm with 32 groups)")
@@ -77,16 +79,6 @@ def model_config(cfg: dict) -> dict:
         raise ConfigError(f"model.nheads: hidden_dim {dim} is not divisible by {out['nheads']} heads")
     if out["num_feature_levels"] < 3:
         raise ConfigError("model.num_feature_levels: at least 3 (the depth predictor reads strides 8, 16, 32)")
-    if out["depth_input"] not in DEPTH_INPUTS:
-        raise ConfigError(f"model.depth_input: {out['depth_input']!r} is not one of {DEPTH_INPUTS}")
-    for key, value, allowed in (("position_encoding", out["position_encoding"], POSITION_ENCODINGS),
-                                ("depth_upsample", out["depth_upsample"], UPSAMPLE_MODES),
-                                ("decode.heading_ray", out["decode"]["heading_ray"], HEADING_RAYS)):
-        if value not in allowed:
-            raise ConfigError(f"model.{key}: {value!r} is not one of {allowed}")
-    if out["depth_map_sampling"]["padding"] not in PADDING_MODES:
-        raise ConfigError(f"model.depth_map_sampling.padding: {out['depth_map_sampling']['padding']!r} "
-                          f"is not one of {PADDING_MODES}")
     return out
 
 
@@ -109,8 +101,8 @@ def logit_classes(cfg: dict, classes: list[str]) -> list[str]:
     return names
 
 
-class MonoDETR(nn.Module):
-    """See the module docstring; ``forward(batch) -> outputs`` per docs/architecture.md.
+class MonoDETR(Detector):
+    """See the module docstring; ``forward(batch, signals) -> outputs`` per docs/architecture.md.
 
     Args:
         cfg: the ``model`` section (see DEFAULTS).
@@ -163,7 +155,7 @@ class MonoDETR(nn.Module):
 
     # ----------------------------------------------------------------------------------------
 
-    def forward(self, batch: dict) -> dict:
+    def forward(self, batch: dict, signals=()) -> dict:
         images = batch["images"]
         input_h, input_w = images.shape[-2:]
         srcs = self.multi_scale_features(images)
@@ -197,11 +189,11 @@ class MonoDETR(nn.Module):
         outputs["pred_depth_map_logits"] = depth_logits
         # depth_memory as a map: the one distilled signal the teacher's GT depth enters (ADD's
         # distill.feature.source=depth_memory); srcs are computed before any depth input.
-        depth_map_size = tuple(depth.shape[-2:])
-        memory_map = depth_memory.transpose(1, 2).reshape(batch_size, self.hidden_dim, *depth_map_size)
-        outputs["distill"] = {"features": srcs, "queries": hs, "depth_map": depth[:, None].detach(),
-                              "sources": {"depth_memory": [memory_map]}}
-        return outputs
+        def memory_map() -> list[torch.Tensor]:
+            return [depth_memory.transpose(1, 2).reshape(batch_size, self.hidden_dim, *depth.shape[-2:])]
+
+        return attach_signals(outputs, signal_set(signals), features=srcs, queries=hs,
+                              estimated_depth=depth[:, None].detach(), depth_memory=memory_map)
 
     def multi_scale_features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """[(B, C, H/8, W/8), (H/16), (H/32), (H/64), ...]: the maps entering the encoder."""
@@ -235,10 +227,15 @@ class MonoDETR(nn.Module):
     def losses(self, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:
         return self.criterion(outputs, self.logit_targets(batch))
 
-    @property
-    def decode_threshold(self) -> tuple[str, float]:
+    @classmethod
+    def privileged_inputs_of(cls, model_cfg: dict) -> tuple[str, ...]:
+        """The teacher (``depth_input: gt_object``) reads the targets' boxes and depths."""
+        return (TARGETS,) if model_config(model_cfg)["depth_input"] == "gt_object" else ()
+
+    @classmethod
+    def decode_threshold_of(cls, model_cfg: dict) -> tuple[str, float]:
         """(config key, value) of the score below which decode drops a query's box."""
-        return "model.decode.threshold", float(self.cfg["decode"]["threshold"])
+        return "model.decode.threshold", float(model_config(model_cfg)["decode"]["threshold"])
 
     def decode(self, outputs: dict, batch: dict) -> list:
         """Top-k over all logits (as MonoDETR's pool), then only the trained classes are kept."""
@@ -265,13 +262,15 @@ class MonoDETR(nn.Module):
         return {**batch, "targets": targets}
 
     @property
-    def distill_spec(self):
-        from monokd.distill.interface import DistillSpec
-
+    def distill_spec(self) -> DistillSpec:
         return DistillSpec(feature_channels=[self.hidden_dim] * self.num_feature_levels,
                            feature_strides=[8 * 2 ** i for i in range(self.num_feature_levels)],
                            query_dim=self.hidden_dim, num_decoder_layers=self.num_decoder_layers,
                            sources={"depth_memory": ([self.hidden_dim], [16])})
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "MonoDETR":
+        return build_monodetr(cfg)
 
 
 def _input_projections(channels: list[int], dim: int, levels: int) -> nn.ModuleList:

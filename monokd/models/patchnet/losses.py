@@ -85,7 +85,7 @@ class PatchNetLoss:
     def __call__(self, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:
         anchor = outputs["center"]
         if anchor.shape[0] == 0 or not any(bool((p["target_index"] >= 0).any()) for p in batch["proposals"]):
-            zero = anchor.sum() * 0.0 + sum(v.sum() * 0.0 for v in outputs["distill"]["features"])
+            zero = anchor.sum() * 0.0 + sum(v.sum() * 0.0 for v in outputs["box_features"])
             return {**{k: zero for k in self.weights}, "loss": zero}
         t = patch_targets(batch, outputs["frustum_angle"], self.size_cluster)
         keep = t["keep"]

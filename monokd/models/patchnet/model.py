@@ -17,26 +17,28 @@ location = bottom centre, 2-D box = the input box mapped to the original image, 
 2-D score x 3-D confidence, the confidence being the probability of the chosen heading bin
 times that of the chosen size cluster (PatchNet has no score head; a GT 2-D box scores 1).
 
-Distillation (monokd.distill.interface, no decoder): the features are the 4 stage outputs,
-in the "given" space (patch cells, one "image" per box): ``masks[k]`` (N, h_k, w_k) = the
-cells holding a pixel of PatchNet's object mask computed on the GT depth (depth_2 in the
-batch; the detector's own mask without it), ``pe_depth[k]`` (N, 1, h_k, w_k) = the mean GT
-depth of each cell (0 where none), and ``estimated_pe_depth[k]`` the same from the model's own
-input depth (ADD's "estimated" PE). Teacher and student of one batch crop the same boxes, so
-their cells are aligned.
+Distillation signals (monokd/models/contract.py, no decoder): the ``features`` are the 4 stage
+outputs, in the "given" space (patch cells, one "image" per box): ``masks[k]`` (N, h_k, w_k) =
+the cells holding a pixel of PatchNet's object mask computed on the GT depth (depth_2 in the
+batch, cropped a second time only when masks or pe_depth are asked for; the detector's own
+mask without it), ``pe_depth[k]`` (N, 1, h_k, w_k) = the mean GT depth of each cell (0 where
+none), and ``estimated_pe_depth[k]`` the same from the model's own input depth (ADD's
+"estimated" PE). Teacher and student of one batch crop the same boxes, so their cells are
+aligned.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from monokd.errors import ConfigError
+from monokd.models.contract import DEPTH_MAPS, P2, PROPOSALS, Detector, DistillSpec, attach_signals, signal_set
 from monokd.models.patchnet import patches as P
 from monokd.models.patchnet.coding import NUM_HEADING_BIN, SIZE_CLUSTERS, size_cluster_of
 from monokd.models.patchnet.heads import BoxBackbone, CenterRegressor, DistanceHeads, cell_mask, masked_max_pool
-from monokd.models.patchnet.losses import PatchNetLoss
+from monokd.models.patchnet.losses import DEFAULT_WEIGHTS, PatchNetLoss
+from monokd.schema import Section
 
 DEFAULTS = {
     "name": "patchnet", "num_classes": None,
@@ -52,24 +54,19 @@ BOX_KEYS = ("center", "stage1_center", "heading_scores", "heading_residuals_norm
             "size_residuals_normalized")
 
 
+SECTION = Section("model", DEFAULTS, typed=True, choices={"depth_input": tuple(DEPTH_INPUTS)})
+LOSS_SECTION = Section("loss", DEFAULT_WEIGHTS)  # a weight per term (monokd.models.patchnet.losses)
+
+
 def model_config(cfg: dict) -> dict:
-    unknown = set(cfg) - set(DEFAULTS)
-    if unknown:
-        raise ConfigError(f"model: unknown key(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    out = {**DEFAULTS, **cfg}
-    for section in ("backbone", "decode"):
-        extra = set(cfg.get(section) or {}) - set(DEFAULTS[section])
-        if extra:
-            raise ConfigError(f"model.{section}: unknown key(s) {sorted(extra)}; known: {sorted(DEFAULTS[section])}")
-        out[section] = {**DEFAULTS[section], **(cfg.get(section) or {})}
-    if out["depth_input"] not in DEPTH_INPUTS:
-        raise ConfigError(f"model.depth_input: {out['depth_input']!r} is not one of {list(DEPTH_INPUTS)}")
+    """The ``model`` section over DEFAULTS; unknown keys and values raise ConfigError naming the key."""
+    out = SECTION.resolve(cfg)
     if len(out["backbone"]["widths"]) != len(out["backbone"]["blocks"]):
         raise ConfigError("model.backbone: widths and blocks need one entry per stage")
     return out
 
 
-class PatchNet(nn.Module):
+class PatchNet(Detector):
     """See the module docstring; ``forward(batch) -> outputs`` (one row per 2-D box)."""
 
     def __init__(self, cfg: dict, classes: list[str], loss_cfg: dict | None = None):
@@ -79,7 +76,6 @@ class PatchNet(nn.Module):
             raise ConfigError(f"model.num_classes: {cfg['num_classes']} but data.classes has {len(classes)}")
         self.cfg, self.classes = cfg, list(classes)
         self.depth_key = DEPTH_INPUTS[cfg["depth_input"]]
-        self.batch_inputs = ("P2", self.depth_key, "proposals")  # what forward reads (no image)
         self.patch_size, self.offset = int(cfg["patch_size"]), float(cfg["threshold_offset"])
         self.num_size_cluster = len(SIZE_CLUSTERS)
         self.register_buffer("size_cluster", size_cluster_of(self.classes), persistent=False)
@@ -112,7 +108,8 @@ class PatchNet(nn.Module):
         angle = P.frustum_angle(torch.cat(boxes).to(depth.dtype), batch["P2"].to(depth.device)[image_index])
         return P.rotate_about_y(crops[:, :3], angle), P.patch_valid(crops[:, 2:4]), crops[:, 2:3], angle
 
-    def forward(self, batch: dict) -> dict:
+    def forward(self, batch: dict, signals=()) -> dict:
+        signals = signal_set(signals)
         xyz, valid, depth_patches, angle = self.make_patches(self.input_depth(batch), batch)
         labels = torch.cat([p["labels"] for p in batch["proposals"]]).to(xyz.device)
         one_hot = F.one_hot(labels, len(self.classes)).to(xyz.dtype)
@@ -130,7 +127,9 @@ class PatchNet(nn.Module):
         outputs["center"] = outputs["center_boxnet"] + stage1
         outputs.update({"frustum_angle": angle, "labels": labels, "mask": mask,
                         "scores_2d": torch.cat([p["scores"] for p in batch["proposals"]]).to(xyz.device)})
-        outputs["distill"] = {"features": features, **self.distill_maps(batch, features, mask, depth_patches, valid)}
+        outputs["box_features"] = features  # the losses tie their zero to them when no box has a target
+        if signals:
+            self.attach_distill_signals(outputs, signals, batch, features, mask, depth_patches, valid)
         return outputs
 
     def parse(self, raw: torch.Tensor) -> dict:
@@ -141,16 +140,21 @@ class PatchNet(nn.Module):
                 "size_residuals_normalized": raw[:, 3 + 2 * nh + ns:].reshape(-1, ns, 3)}
 
     @torch.no_grad()
-    def distill_maps(self, batch: dict, features, mask, depth_patches, valid) -> dict:
-        """ADD's M^k, GT PE depth and estimated PE depth per level (see the module docstring)."""
+    def attach_distill_signals(self, outputs: dict, signals: frozenset[str], batch: dict, features, mask,
+                               depth_patches, valid) -> None:
+        """The ``features`` and ADD's M^k, GT PE depth and estimated PE depth per level, those
+        asked for (see the module docstring); the GT depth is cropped only for masks / pe_depth."""
         sizes = [tuple(f.shape[-2:]) for f in features]
-        estimated = [_cell_depth(depth_patches, valid, size) for size in sizes]
-        if "depth_maps" in batch and self.depth_key != "depth_maps":
-            xyz, valid, depth_patches, _ = self.make_patches(batch["depth_maps"], batch)
-            mask = P.object_mask(xyz, valid, self.offset)
-        return {"masks": [cell_mask(mask, size) for size in sizes],
-                "pe_depth": [_cell_depth(depth_patches, valid, size) for size in sizes],
-                "estimated_pe_depth": estimated}
+        values = {"features": features}
+        if "estimated_pe_depth" in signals:
+            values["estimated_pe_depth"] = [_cell_depth(depth_patches, valid, size) for size in sizes]
+        if signals & {"masks", "pe_depth"}:
+            if DEPTH_MAPS in batch and self.depth_key != DEPTH_MAPS:
+                xyz, valid, depth_patches, _ = self.make_patches(batch[DEPTH_MAPS], batch)
+                mask = P.object_mask(xyz, valid, self.offset)
+            values["masks"] = [cell_mask(mask, size) for size in sizes]
+            values["pe_depth"] = [_cell_depth(depth_patches, valid, size) for size in sizes]
+        attach_signals(outputs, signals, **values)
 
     # ----------------------------------------------------------------------------------------
     # The detector interface (docs/architecture.md)
@@ -158,28 +162,36 @@ class PatchNet(nn.Module):
     def losses(self, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:
         return self.criterion(outputs, batch)
 
-    @property
-    def decode_threshold(self) -> tuple[str, float]:
+    @classmethod
+    def inputs_of(cls, model_cfg: dict) -> tuple[str, ...]:
+        """A depth map and 2-D boxes per image, no image."""
+        return (P2, DEPTH_INPUTS[model_config(model_cfg)["depth_input"]], PROPOSALS)
+
+    @classmethod
+    def privileged_inputs_of(cls, model_cfg: dict) -> tuple[str, ...]:
+        """The teacher (``depth_input: gt_pixel``) reads the frame's depth_2 map."""
+        depth_key = DEPTH_INPUTS[model_config(model_cfg)["depth_input"]]
+        return (depth_key,) if depth_key == DEPTH_MAPS else ()
+
+    @classmethod
+    def decode_threshold_of(cls, model_cfg: dict) -> tuple[str, float]:
         """(config key, value) of the score below which decode drops a box."""
-        return "model.decode.min_score", float(self.cfg["decode"]["min_score"])
+        return "model.decode.min_score", float(model_config(model_cfg)["decode"]["min_score"])
 
     def decode(self, outputs: dict, batch: dict) -> list:
         from monokd.models.patchnet.decode import decode_patches
 
         return decode_patches(outputs, batch, self.classes, float(self.cfg["decode"]["min_score"]))
 
-    def match_foreground(self, outputs: dict, batch: dict) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """No queries: nothing to match (response distillation does not apply)."""
-        empty = torch.zeros(0, dtype=torch.long)
-        return [(empty, empty) for _ in batch["frame_ids"]]
-
     @property
-    def distill_spec(self):
-        from monokd.distill.interface import DistillSpec
-
+    def distill_spec(self) -> DistillSpec:
         return DistillSpec(feature_channels=list(self.box_backbone.channels),
                            feature_strides=list(self.box_backbone.strides), query_dim=None, num_decoder_layers=0,
                            feature_spaces=["given"] * len(self.box_backbone.channels))
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "PatchNet":
+        return build_patchnet(cfg)
 
 
 def _cell_depth(depth_patches: torch.Tensor, valid: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

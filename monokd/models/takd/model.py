@@ -9,11 +9,10 @@ between its BEV feature and its detection backbone.
     FFM(F_S, F_res')                                                     F (B, C, NY, NX)
     F -> camera.detect_from_bev: BEV backbone -> anchor head             outputs
 
-``outputs["distill"]["bev"]`` = F_S (what IMD compares with the TA) and
-``outputs["distill"]["residual"]`` = F_res' (what CMRD compares with F_T - F_TA); both feed
-monokd/distill/takd. Kept at inference: the residual branch and FFM when ``ffm`` is on (they
-change the features the head reads); with ``ffm`` off the branch runs only in training (a
-CMRD auxiliary) and the student costs exactly its camera detector. With the residual branch
+The signals ``bev`` = F_S (what IMD compares with the TA) and ``residual`` = F_res' (what CMRD
+compares with F_T - F_TA) feed monokd/distill/takd. Kept at inference: the residual branch and
+FFM when ``ffm`` is on (they change the features the head reads); with ``ffm`` off the branch
+runs only in training (a CMRD auxiliary) and the student costs exactly its camera detector. With the residual branch
 and FFM both off the student *is* its camera detector (same outputs, ``camera.`` keys).
 
 Config: ``model.name: takd_student``, ``model.camera`` the wrapped detector's registry name
@@ -22,16 +21,18 @@ Config: ``model.name: takd_student``, ``model.camera`` the wrapped detector's re
 
 from __future__ import annotations
 
-import copy
+from dataclasses import replace
 
 import torch
 from torch import nn
 
 from monokd.errors import ConfigError
+from monokd.models.contract import Detector, attach_signals, signal_set
 from monokd.models.takd.ffm import FFM
 from monokd.models.takd.residual import ResidualBranch
 from monokd.models.takd.sam import MODES
 from monokd.models.takd.scnet import SCNet
+from monokd.schema import Section
 
 TAKD_DEFAULTS = {
     "channels": None,  # C of F_S; None: the camera detector's ``bev_channels``
@@ -40,34 +41,33 @@ TAKD_DEFAULTS = {
     "ffm": True,  # the paper's default; the released code leaves it out
     "scnet": False,  # the released code's four SCBottlenecks on F_S before the BEV backbone
 }
-# the ``model`` keys this module reads (the others are the camera's); build_detector checks kinds
+# the ``model`` keys this module reads (the others are the camera's)
 DEFAULTS = {"name": "takd_student", "camera": "caddn", "takd": TAKD_DEFAULTS}
+TAKD = Section("model.takd", TAKD_DEFAULTS, typed=True, choices={"sam.mode": MODES})
+
+
+def config_sections(model: dict) -> tuple[Section | None, Section | None]:
+    """The ``model`` and ``loss`` declarations of a student config: the camera's, plus
+    ``camera`` and ``takd``."""
+    from monokd.models import model_sections
+
+    name = model.get("camera", DEFAULTS["camera"])
+    camera, loss = model_sections({**model, "name": name}) if name != DEFAULTS["name"] else (None, None)
+    if camera is None:
+        return None, loss
+    return replace(camera, defaults={**camera.defaults, **DEFAULTS},
+                   sections={**camera.sections, "takd": TAKD}), loss
 
 
 def takd_options(section: dict | None) -> dict:
     """``model.takd`` over TAKD_DEFAULTS; unknown keys or inconsistent switches raise ConfigError."""
-    section = section or {}
-    unknown = set(section) - set(TAKD_DEFAULTS)
-    if unknown:
-        raise ConfigError(f"model.takd: unknown key(s) {sorted(unknown)}; known: {sorted(TAKD_DEFAULTS)}")
-    options = copy.deepcopy(TAKD_DEFAULTS)
-    for key, value in section.items():
-        if key == "sam":
-            extra = set(value or {}) - set(TAKD_DEFAULTS["sam"])
-            if extra:
-                raise ConfigError(f"model.takd.sam: unknown key(s) {sorted(extra)}; "
-                                  f"known: {sorted(TAKD_DEFAULTS['sam'])}")
-            options["sam"].update(value or {})
-        else:
-            options[key] = value
-    if options["sam"]["mode"] not in MODES:
-        raise ConfigError(f"model.takd.sam.mode: {options['sam']['mode']!r} is not one of {MODES}")
+    options = TAKD.resolve(section)
     if options["ffm"] and not options["residual"]:
         raise ConfigError("model.takd.ffm: the FFM fuses the predicted residual; it needs model.takd.residual=true")
     return options
 
 
-class TAKDStudent(nn.Module):
+class TAKDStudent(Detector):
     """See the module docstring. ``camera`` implements ``bev_features`` / ``detect_from_bev``."""
 
     def __init__(self, camera: nn.Module, options: dict):
@@ -92,15 +92,53 @@ class TAKDStudent(nn.Module):
         self.ffm = FFM(self.bev_channels) if options["ffm"] else None
         self.scnet = SCNet(self.bev_channels) if options["scnet"] else None
 
+    # the camera's declarations: the student reads what its camera reads and decodes as it does
     @property
     def onnx_opset(self) -> int:
-        """The camera's minimum ONNX opset (CaDDN's lifting needs a 5-D GridSample: 20)."""
+        """The camera's ONNX opset (CaDDN's lifting needs a 5-D GridSample: 20)."""
         return int(getattr(self.camera, "onnx_opset", 0))
+
+    @classmethod
+    def camera_section(cls, model_cfg: dict) -> tuple[type[Detector], dict]:
+        """(the camera's class, its ``model`` section) of the student's ``model`` section."""
+        from monokd.models import detector_class
+
+        camera = {k: v for k, v in model_cfg.items() if k != "takd"}
+        camera["name"] = camera.pop("camera", DEFAULTS["camera"])
+        return detector_class({"model": camera}), camera
+
+    @classmethod
+    def inputs_of(cls, model_cfg: dict) -> tuple[str, ...]:
+        camera, section = cls.camera_section(model_cfg)
+        return camera.inputs_of(section)
+
+    @classmethod
+    def privileged_inputs_of(cls, model_cfg: dict) -> tuple[str, ...]:
+        camera, section = cls.camera_section(model_cfg)
+        return camera.privileged_inputs_of(section)
+
+    @classmethod
+    def decode_threshold_of(cls, model_cfg: dict) -> tuple[str, float] | None:
+        camera, section = cls.camera_section(model_cfg)
+        return camera.decode_threshold_of(section)
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return tuple(getattr(self.camera, "inputs", Detector.inputs_of({})))
+
+    @property
+    def privileged_inputs(self) -> tuple[str, ...]:
+        return tuple(getattr(self.camera, "privileged_inputs", ()))
+
+    @property
+    def decode_threshold(self) -> tuple[str, float] | None:
+        return getattr(self.camera, "decode_threshold", None)
 
     def bev_features(self, batch: dict) -> dict:
         return self.camera.bev_features(batch)
 
-    def forward(self, batch: dict) -> dict:
+    def forward(self, batch: dict, signals=()) -> dict:
+        signals = signal_set(signals)
         features = self.camera.bev_features(batch)
         bev = features["bev"]
         residual = None
@@ -109,17 +147,20 @@ class TAKDStudent(nn.Module):
         if self.scnet is not None:
             bev = self.scnet(bev)
         fused = self.ffm(bev, residual) if self.ffm is not None else bev
-        outputs = self.camera.detect_from_bev(fused, batch)
+        outputs = self.camera.detect_from_bev(fused, batch, signals - {"bev"})
         if features.get("depth_logits") is not None:  # the camera's depth loss reads them (caddn's key)
             outputs["pred_depth_logits"] = features["depth_logits"]
-        outputs["distill"] = {**(outputs.get("distill") or {}), "bev": bev, "residual": residual}
-        return outputs
+        return attach_signals(outputs, signals, bev=bev, residual=residual)
 
     def losses(self, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:
         return self.camera.losses(outputs, batch)
 
     def decode(self, outputs: dict, batch: dict) -> list:
         return self.camera.decode(outputs, batch)
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "TAKDStudent":
+        return build_takd_student(cfg)
 
 
 def build_takd_student(cfg: dict) -> TAKDStudent:
