@@ -34,6 +34,7 @@ COMMANDS = {
              "(students monodetr, caddn, patchnet; methods add, takd)"),
     "ablate": ("monokd.commands.ablate", "the ablation tables over seeds (ADD, or MonoTAKD with --method takd)"),
     "depth-maps": ("monokd.commands.depth_maps", "KITTI depth_2 maps from the velodyne sweeps"),
+    "gt-database": ("monokd.commands.gt_database", "the GT-sampling database of a LiDAR teacher's training split"),
     "depth": ("monokd.commands.depth", "the monocular depth front-end: train | predict | evaluate"),
     "fpointnet-boxes": ("monokd.commands.fpointnet_boxes", "F-PointNet's 2-D detections -> KITTI result files "
                         "(PatchNet's data.proposals)"),

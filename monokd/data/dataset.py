@@ -40,6 +40,8 @@ Configuration (``cfg["data"]``; every key optional, defaults in :data:`DEFAULTS`
   ``min_score``), drawn here so that every model fed the batch sees the same boxes.
 - ``load_points``: add the LiDAR sweep as ``points``: (M, 4) x, y, z in the *rectified camera
   frame of the augmented frame* (mirrored with a flip, like the targets) and reflectance.
+- ``fov_points_only``: keep only the points of the sweep that project into the original image
+  (in front of the camera; OpenPCDet's FOV_POINTS_ONLY, on in KITTI's LiDAR recipes).
 - ``part``: ``training`` or ``testing`` (None = ``testing`` for the split ``test``).
 - ``default_P2``: a 3x4 matrix used for frames without a calib file (images only); their
   LiDAR frame is the camera's axes re-ordered (monokd.geometry.calib.AXES_VELO_TO_CAM).
@@ -75,7 +77,7 @@ from monokd.data.kitti import (IMAGE_SUFFIXES, Calibration, KittiFormatError, Ki
                                read_calib, read_depth, read_image, read_label, read_split,
                                read_velodyne)
 from monokd.geometry.boxes import alpha_from_rotation_y, box_center
-from monokd.geometry.calib import AXES_VELO_TO_CAM, lidar_to_rect, project, velo_to_rect_matrix
+from monokd.geometry.calib import AXES_VELO_TO_CAM, in_camera_view, lidar_to_rect, project, velo_to_rect_matrix
 from monokd.geometry.depth import lidar_depth_map
 from monokd.schema import Section
 
@@ -100,6 +102,7 @@ DEFAULTS = {
     "depth_pred_dir": None,
     "proposals": None,
     "load_points": False,
+    "fov_points_only": False,
     "part": None,
     "default_P2": None,
     "seed": 0,
@@ -231,6 +234,8 @@ class KittiDataset(Dataset):
         if self.cfg["load_points"]:
             velo = self.paths.file("velodyne", frame)
             points = read_velodyne(velo) if velo.is_file() else np.zeros((0, 4), np.float32)
+            if self.cfg["fov_points_only"]:
+                points = points[in_camera_view(lidar_to_rect(points[:, :3], calib), calib.P2, image_size)]
             rect = lidar_to_rect(points[:, :3], camera)
             item["points"] = torch.as_tensor(np.concatenate([rect, points[:, 3:4]], 1), dtype=torch.float32)
         return item

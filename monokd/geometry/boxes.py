@@ -189,6 +189,17 @@ def rect_to_lidar_boxes(dims, location, rotation_y, lidar_to_rect):
     return cat([centre, dims[..., 2:3], dims[..., 1:2], dims[..., 0:1], heading[..., None]], axis=-1)
 
 
+def points_in_lidar_boxes(points, boxes):
+    """Which LiDAR points (M, >=3) lie inside which LiDAR boxes (N, 7) (faces included): (M, N) bool."""
+    xp = lib(points)
+    offset = points[:, None, :3] - boxes[None, :, :3]  # (M, N, 3)
+    c, s = xp.cos(boxes[None, :, 6]), xp.sin(boxes[None, :, 6])
+    local_x = c * offset[..., 0] + s * offset[..., 1]  # the offset rotated by -heading
+    local_y = -s * offset[..., 0] + c * offset[..., 1]
+    return ((abs(local_x) <= boxes[None, :, 3] / 2) & (abs(local_y) <= boxes[None, :, 4] / 2)
+            & (abs(offset[..., 2]) <= boxes[None, :, 5] / 2))
+
+
 def lidar_to_rect_boxes(boxes, lidar_to_rect):
     """LiDAR 7-D boxes -> KITTI boxes; the inverse of :func:`rect_to_lidar_boxes`.
 

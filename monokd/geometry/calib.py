@@ -94,6 +94,18 @@ def lidar_to_image(points: np.ndarray, calib: Calibration):
     return project(lidar_to_rect(points, calib), calib.P2)
 
 
+def in_camera_view(points: np.ndarray, P: np.ndarray, image_size) -> np.ndarray:
+    """(N,) bool: the rectified points (N, 3) in front of the camera (z >= 0) whose image under
+    ``P`` (3, 4) lies in the image, 0 <= u < W and 0 <= v < H for ``image_size`` (W, H)
+    (OpenPCDet's ``get_fov_flag``, its FOV_POINTS_ONLY crop)."""
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    width, height = image_size
+    with np.errstate(divide="ignore", invalid="ignore"):
+        uv, depth = project(points, np.asarray(P, dtype=np.float64))
+    inside = (uv[:, 0] >= 0) & (uv[:, 0] < width) & (uv[:, 1] >= 0) & (uv[:, 1] < height)
+    return inside & (depth >= 0)
+
+
 def transform_intrinsics(P, affine):
     """P after an image-plane affine map ``affine`` (2, 3) (resize, crop, shift):
     new pixel = affine @ [u, v, 1]. Returns the new (3, 4) projection matrix."""

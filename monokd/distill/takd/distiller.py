@@ -32,6 +32,7 @@ from torch import nn
 from monokd.distill.base import Distiller
 from monokd.distill.takd.cmrd import RESIDUALS, cmrd_loss, residual_target
 from monokd.distill.takd.features import NORMALIZE
+from monokd.distill.takd.imd import VARIANTS as IMD_VARIANTS
 from monokd.distill.takd.imd import imd_loss
 from monokd.distill.takd.logit import logit_losses
 from monokd.errors import ConfigError
@@ -46,14 +47,16 @@ DEFAULTS = {
     # config: None builds the model from the config stored in its checkpoint
     "teacher": {"config": None, "ckpt": None, "allow_plain": False, "allow_overlap": False},
     "ta": {"config": None, "ckpt": None, "allow_plain": False, "allow_overlap": False},
-    "imd": {"enabled": True, "weight": 1.0, "normalize": "none"},
-    # the code: residual abs_threshold, threshold 0.6, weight 0.2, TA min-max normalised
+    # variant: paper (MSE with gradient) or released (batch min-max, detached: zero gradient)
+    "imd": {"enabled": True, "weight": 1.0, "normalize": "none", "variant": "paper"},
+    # the released code: residual released (|batch min-max F_TA - F_T| >= 0.6 x batch max), weight 0.2
     "cmrd": {"enabled": True, "weight": 1.0, "residual": "difference", "normalize": "none", "threshold": 0.6},
     "logit": {"enabled": True, "weight": 1.0, "cls_weight": 2.0, "box_weight": 2.0, "dir_weight": 0.4,
-              "score_threshold": 0.1, "beta": 2.0},
+              "score_threshold": 0.1, "beta": 2.0, "cls_batch_mean": True},  # released: false
     "gt_loss": {"enabled": False, "weight": 1.0},
 }
-CHOICES = {"imd.normalize": NORMALIZE, "cmrd.normalize": NORMALIZE, "cmrd.residual": RESIDUALS}
+CHOICES = {"imd.normalize": NORMALIZE, "imd.variant": IMD_VARIANTS, "cmrd.normalize": NORMALIZE,
+           "cmrd.residual": RESIDUALS}
 SECTION = Section("distill", DEFAULTS, choices=CHOICES,
                   paths=("teacher.config", "teacher.ckpt", "ta.config", "ta.ckpt"),
                   renamed={f"{role}_{what}": f"{role}.{what}" for role in ("teacher", "ta") for what in ("config", "ckpt")})
@@ -136,7 +139,8 @@ class TAKDDistiller(Distiller):
         if opts["imd"]["enabled"]:
             student_bev = _bev(outputs, "bev", "student")
             _same_grid(student_bev, ta_bev, "the student", "the TA")
-            extra["distill_imd"] = opts["imd"]["weight"] * imd_loss(student_bev, ta_bev, opts["imd"]["normalize"])
+            extra["distill_imd"] = opts["imd"]["weight"] * imd_loss(student_bev, ta_bev, opts["imd"]["normalize"],
+                                                                   opts["imd"]["variant"])
         if opts["cmrd"]["enabled"]:
             teacher_bev = _bev(teacher_out, "bev", "teacher")
             _same_grid(teacher_bev, ta_bev, "the LiDAR teacher", "the TA")
@@ -153,7 +157,7 @@ class TAKDDistiller(Distiller):
                                  logit["score_threshold"], logit["beta"],
                                  {"cls": logit["cls_weight"], "box": logit["box_weight"], "dir": logit["dir_weight"]},
                                  terms=("cls", "box", "dir") if student_head.get(PRED_DIR) is not None
-                                 else ("cls", "box"))
+                                 else ("cls", "box"), cls_batch_mean=logit["cls_batch_mean"])
             extra.update({f"distill_logit_{k}": logit["weight"] * v for k, v in parts.items()})
         clash = set(extra) & set(terms)
         if clash:

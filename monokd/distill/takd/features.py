@@ -25,6 +25,17 @@ def minmax(x: torch.Tensor) -> torch.Tensor:
     return torch.where(finite, (x - low) / (high - low).clamp_min(_EPS), x)
 
 
+def batch_minmax(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) scaled to [0, 1] by the minimum and maximum of its finite values over the
+    whole batch (the released code's ``normalize_``; it is taken per sample by ``minmax``)."""
+    finite = torch.isfinite(x)
+    if not bool(finite.any()):
+        return x
+    values = x[finite]
+    low, high = values.min(), values.max()
+    return torch.where(finite, (x - low) / (high - low).clamp_min(_EPS), x)
+
+
 def normalized(x: torch.Tensor, mode: str) -> torch.Tensor:
     """``x`` as is (``none``) or min-max normalised per sample (``minmax``)."""
     if mode not in NORMALIZE:

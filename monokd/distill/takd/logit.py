@@ -12,6 +12,9 @@ class logits), s = student class logits, w_n = [sum_c t_nc > tau] * sum_c t_nc /
     L_dir = sum_n w_n * CE(d_n, argmax d^T_n)
     L_logit = w_cls L_cls + w_box L_box + w_dir L_dir,   averaged over the batch
 
+(The released head sums L_cls over the batch without dividing by B, ``cls_batch_mean=False``:
+B times this L_cls, equal at the released batch of 1.)
+
 tau = 0.1 and (w_cls, w_box, w_dir) = (2, 2, 0.4) as in the released KITTI recipe. The
 teacher's outputs are targets: no gradient reaches the teacher.
 """
@@ -49,9 +52,10 @@ def sin_difference(student_boxes: torch.Tensor, teacher_boxes: torch.Tensor) -> 
 
 def logit_losses(student: dict, teacher: dict, num_classes: int, code_size: int = CODE_SIZE, num_dir_bins: int = 2,
                  score_threshold: float = 0.1, beta: float = 2.0, weights: dict | None = None,
-                 terms=("cls", "box", "dir")) -> dict[str, torch.Tensor]:
+                 terms=("cls", "box", "dir"), cls_batch_mean: bool = True) -> dict[str, torch.Tensor]:
     """``{"cls", "box", "dir"}`` (weighted, those named in ``terms``) from two anchor-head outputs
-    (``pred_cls``, ``pred_boxes``, ``pred_dir``, monokd.models.bev.anchor_head) of the same shapes."""
+    (``pred_cls``, ``pred_boxes``, ``pred_dir``, monokd.models.bev.anchor_head) of the same shapes;
+    ``cls_batch_mean=False`` sums the class term over the batch (the released code)."""
     weights = {"cls": 2.0, "box": 2.0, "dir": 0.4, **(weights or {})}
     for key in (PRED_CLS, PRED_BOXES) + ((PRED_DIR,) if "dir" in terms else ()):
         if student.get(key) is None or teacher.get(key) is None or student[key].shape != teacher[key].shape:
@@ -67,7 +71,8 @@ def logit_losses(student: dict, teacher: dict, num_classes: int, code_size: int 
     if "cls" in terms:
         logits = per_anchor(student[PRED_CLS], num_classes)
         normaliser = (scores > score_threshold).sum(1, keepdim=True).clamp_min(1)  # (B, 1, C)
-        out["cls"] = weights["cls"] * (quality_focal_loss(logits, scores, beta) / normaliser).sum() / batch
+        cls = (quality_focal_loss(logits, scores, beta) / normaliser).sum()
+        out["cls"] = weights["cls"] * (cls / batch if cls_batch_mean else cls)
     if "box" in terms:
         boxes = per_anchor(student[PRED_BOXES], code_size)
         target = per_anchor(teacher[PRED_BOXES].detach(), code_size).nan_to_num(0.0)

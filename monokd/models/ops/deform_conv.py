@@ -93,13 +93,16 @@ class DeformConv2d(nn.Module):
             ``nn.Conv2d``.
         offset_groups: G, input channel groups sharing one set of offsets.
         modulated: DCNv2 (a sigmoid mask per kernel point) instead of DCNv1.
+        zero_offsets: the offset convolution starts at zero (an untrained layer reads the regular
+            grid); False keeps ``nn.Conv2d``'s initialisation (MonoTAKD's released DConv).
+        offset_bias: the offset convolution has a bias.
     Forward:
         x (N, C_in, H, W) -> (N, C_out, H_out, W_out).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size=3, stride=1, padding=1,
                  dilation=1, groups: int = 1, offset_groups: int = 1, bias: bool = True,
-                 modulated: bool = True):
+                 modulated: bool = True, zero_offsets: bool = True, offset_bias: bool = True):
         super().__init__()
         if in_channels % groups or out_channels % groups or in_channels % offset_groups:
             raise ValueError(f"DeformConv2d: groups={groups} / offset_groups={offset_groups} must divide "
@@ -111,12 +114,14 @@ class DeformConv2d(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # nn.Conv2d's initialisation
         per_point = 3 if modulated else 2
-        # Offsets (and mask logits) from an ordinary conv with the same geometry, zero at init:
+        # Offsets (and mask logits) from an ordinary conv with the same geometry; zero at init,
         # an untrained layer reads the regular grid (and, modulated, at half weight).
         self.offset_conv = nn.Conv2d(in_channels, per_point * offset_groups * kh * kw, (kh, kw),
-                                     stride=stride, padding=padding, dilation=dilation)
-        nn.init.zeros_(self.offset_conv.weight)
-        nn.init.zeros_(self.offset_conv.bias)
+                                     stride=stride, padding=padding, dilation=dilation, bias=offset_bias)
+        if zero_offsets:
+            nn.init.zeros_(self.offset_conv.weight)
+            if offset_bias:
+                nn.init.zeros_(self.offset_conv.bias)
         self._offset_channels = 2 * offset_groups * kh * kw
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

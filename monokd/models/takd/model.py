@@ -3,8 +3,9 @@
 between its BEV feature and its detection backbone.
 
     images -> camera.bev_features: image features, LID depth distribution, frustum -> voxels
-           -> collapse                                                   F_S (B, C, NY, NX)
-    F_S -> residual branch (1x1 projection, SAM)                         F_res' (B, C, NY, NX)
+           -> collapse                                                   F_0 (B, C, NY, NX)
+    F_S = SCNET(F_0) with ``scnet`` (the released code's), else F_0     F_S (B, C, NY, NX)
+    F_0 -> residual branch (1x1 projection, SAM)                         F_res' (B, C, NY, NX)
     FFM(F_S, F_res')                                                     F (B, C, NY, NX)
     F -> camera.detect_from_bev: BEV backbone -> anchor head             outputs
 
@@ -30,6 +31,7 @@ from monokd.models.contract import Detector, attach_signals, signal_set
 from monokd.models.takd.ffm import FFM
 from monokd.models.takd.residual import ResidualBranch
 from monokd.models.takd.sam import MODES
+from monokd.models.takd.scnet import SCNet
 from monokd.schema import Section
 
 TAKD_DEFAULTS = {
@@ -37,6 +39,7 @@ TAKD_DEFAULTS = {
     "residual": True,  # the CMRD branch
     "sam": {"enabled": True, "mode": "cascade", "dilations": [6, 12], "se_reduction": 4, "modulated": False},
     "ffm": True,  # the paper's default; the released code leaves it out
+    "scnet": False,  # the released code's four SCBottlenecks on F_S before the BEV backbone
 }
 # the ``model`` keys this module reads (the others are the camera's)
 DEFAULTS = {"name": "takd_student", "camera": "caddn", "takd": TAKD_DEFAULTS}
@@ -87,6 +90,7 @@ class TAKDStudent(Detector):
                         "se_reduction": sam["se_reduction"], "modulated": sam["modulated"]}
         self.residual = ResidualBranch(self.bev_channels, self.bev_channels, sam_args) if options["residual"] else None
         self.ffm = FFM(self.bev_channels) if options["ffm"] else None
+        self.scnet = SCNet(self.bev_channels) if options["scnet"] else None
 
     # the camera's declarations: the student reads what its camera reads and decodes as it does
     @property
@@ -140,6 +144,8 @@ class TAKDStudent(Detector):
         residual = None
         if self.residual is not None and (self.training or self.ffm is not None):
             residual = self.residual(bev)
+        if self.scnet is not None:
+            bev = self.scnet(bev)
         fused = self.ffm(bev, residual) if self.ffm is not None else bev
         outputs = self.camera.detect_from_bev(fused, batch, signals - {"bev"})
         if features.get("depth_logits") is not None:  # the camera's depth loss reads them (caddn's key)

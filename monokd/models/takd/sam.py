@@ -1,20 +1,27 @@
 """SAM, MonoTAKD's spatial alignment module (Liu et al. 2025, Sec. 3.4, Fig. 3).
 
 The student's residual branch must predict the LiDAR-only cues F_res at the right BEV cells
-although its camera features are misplaced in depth; SAM widens and bends its receptive field:
+although its camera features are misplaced in depth; SAM widens and bends its receptive field.
+Three forms (``model.takd.sam.mode``):
 
-    cascade (the paper, Fig. 3):   x -> ASPP -> SE channel attention -> deformable 3x3 -> refine
-    parallel (the released code):  x -> SE(ASPP(x)) + deformable 3x3 (x)              -> refine
+    cascade (the paper, Fig. 3):  x -> ASPP -> SE -> deformable 3x3 -> refine
+    parallel:                     refine(SE(ASPP(x)) + deformable(x))
+    released (the released code): refine_r(x * sigmoid(MLP(avgpool(ASPP(x)))) + D(D(x)))
 
-    ASPP:   [1x1, 3x3 dil d1, 3x3 dil d2, image pooling] C -> C/2 each, concat -> 1x1 -> C
-    SE:     x * sigmoid(MLP(avgpool(x)))           (squeeze-and-excitation, Hu et al. 2018)
-    refine: 3x3 C -> 2C, BN, ReLU, 3x3 2C -> C     (linear output: a signed residual is allowed)
+    ASPP:     [1x1, 3x3 dil d1, 3x3 dil d2, image pooling] C -> C/2 each, concat -> 1x1 -> C
+    SE:       y * sigmoid(MLP(avgpool(y))), MLP C -> C/r -> C    (Hu et al. 2018)
+    refine:   3x3 C -> 2C, BN, ReLU, 3x3 2C -> C                 (linear: a signed residual is allowed)
 
-Shapes: (B, C, NY, NX) -> (B, C, NY, NX). The released code computes the SE attention but
-discards it and ends with a ReLU (it regresses an absolute difference); here SE is applied in
-both modes and the last convolution is linear, so the module can also predict the paper's
-signed difference F_T - F_TA. The deformable convolution is monokd.models.ops.deform_conv
-(pure PyTorch; DCNv1 like the code unless ``modulated``).
+released (GCnet.SAM of hoiliu-0801/MonoTAKD): the attention is computed from the ASPP's output
+but multiplies x itself; its MLP is three bias-free layers C -> C -> C -> C (ReLU, ReLU,
+sigmoid), no reduction; D is ONE DCNv1 3x3 (bias-free, its bias-free offset convolution keeps
+``nn.Conv2d``'s initialisation) applied twice; refine_r is 3x3 C -> 2C, ReLU, 3x3 2C -> C, ReLU,
+bias-free and without BatchNorm (a non-negative output, the released absolute-difference target).
+The released ASPP's image-pooling branch has a BatchNorm, which fails at batch 1 in training;
+monokd's has none, in every mode.
+
+Shapes: (B, C, NY, NX) -> (B, C, NY, NX). The deformable convolution is
+monokd.models.ops.deform_conv (pure PyTorch; DCNv1 unless ``modulated``).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from torch import nn
 
 from monokd.models.ops.deform_conv import DeformConv2d
 
-MODES = ("cascade", "parallel")
+MODES = ("cascade", "parallel", "released")
 
 
 def conv_bn_relu(cin: int, cout: int, kernel: int = 3, dilation: int = 1) -> nn.Sequential:
@@ -64,13 +71,29 @@ class SqueezeExcitation(nn.Module):
         return x * weights[:, :, None, None]
 
 
+class ContextAttention(nn.Module):
+    """The released channel attention: x * sigmoid(MLP(avgpool(ASPP(x)))), MLP C -> C -> C -> C
+    bias-free with ReLUs (no reduction)."""
+
+    def __init__(self, channels: int, dilations=(6, 12)):
+        super().__init__()
+        self.aspp = ASPP(channels, dilations)
+        self.fc = nn.Sequential(nn.Linear(channels, channels, bias=False), nn.ReLU(inplace=True),
+                                nn.Linear(channels, channels, bias=False), nn.ReLU(inplace=True),
+                                nn.Linear(channels, channels, bias=False), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weights = self.fc(F.adaptive_avg_pool2d(self.aspp(x), 1).flatten(1))
+        return x * weights[:, :, None, None]
+
+
 class SAM(nn.Module):
     """Spatial alignment module (see the module docstring).
 
     Args:
-        channels: C of the BEV feature. mode: "cascade" (paper) or "parallel" (code).
-        dilations: the ASPP's atrous rates (in BEV cells). se_reduction: SE bottleneck ratio.
-        modulated: DCNv2 instead of DCNv1.
+        channels: C of the BEV feature. mode: "cascade" (paper), "parallel" or "released".
+        dilations: the ASPP's atrous rates (in BEV cells). se_reduction: SE bottleneck ratio
+            (not read by "released", whose MLP keeps C). modulated: DCNv2 instead of DCNv1.
     """
 
     def __init__(self, channels: int, mode: str = "cascade", dilations=(6, 12), se_reduction: int = 4,
@@ -79,12 +102,23 @@ class SAM(nn.Module):
         if mode not in MODES:
             raise ValueError(f"SAM: mode {mode!r} is not one of {MODES}")
         self.mode = mode
+        if mode == "released":
+            self.attention = ContextAttention(channels, dilations)
+            self.deform = DeformConv2d(channels, channels, 3, padding=1, bias=False, modulated=modulated,
+                                       zero_offsets=False, offset_bias=False)
+            self.refine = nn.Sequential(
+                nn.Conv2d(channels, 2 * channels, 3, padding=1, bias=False), nn.ReLU(inplace=True),
+                nn.Conv2d(2 * channels, channels, 3, padding=1, bias=False), nn.ReLU(inplace=True))
+            return
         self.aspp = ASPP(channels, dilations)
         self.se = SqueezeExcitation(channels, se_reduction)
         self.deform = DeformConv2d(channels, channels, 3, padding=1, bias=False, modulated=modulated)
-        self.refine = nn.Sequential(conv_bn_relu(channels, 2 * channels, 3), nn.Conv2d(2 * channels, channels, 3, padding=1))
+        self.refine = nn.Sequential(conv_bn_relu(channels, 2 * channels, 3),
+                                    nn.Conv2d(2 * channels, channels, 3, padding=1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "released":
+            return self.refine(self.attention(x) + self.deform(self.deform(x)))
         context = self.se(self.aspp(x))
         if self.mode == "cascade":
             aligned = self.deform(context)
