@@ -113,6 +113,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.from_json:
         results = json.loads(Path(args.from_json).read_text())
+        for block in (results, results["gt_boxes"]):
+            with_paired_seeds(block)
         write_report(results, report_text(results), Path(args.out))
         return 0
     data, runs = stages.ensure_synth(Path(args.data), args.num_train, args.num_val, seed=0), Path(args.runs)
@@ -135,6 +137,15 @@ def main(argv=None) -> int:
     results["gt_boxes"] = summarise(by_boxes["gt"], list(RECIPES), seeds, {**meta, "boxes_2d": "GT"})
     write_report(results, report_text(results), Path(args.out))
     return 0
+
+
+def with_paired_seeds(results: dict) -> dict:
+    """A results block written before ``paired_seeds`` existed gets it (each paired arm over the
+    seeds it shares with the baseline, as summarise pairs them); a newer block is left as is."""
+    baseline = results["models"]["baseline"]["seeds"]
+    results.setdefault("paired_seeds", {arm: [s for s in results["models"][arm]["seeds"] if s in baseline]
+                                        for arm in results.get("paired", {})})
+    return results
 
 
 def report_text(results: dict) -> str:
