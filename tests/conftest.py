@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,21 @@ def tiny_root(tmp_path) -> Path:
     from tests.helpers import write_tiny_root
 
     return write_tiny_root(tmp_path)
+
+
+@pytest.fixture
+def root(synth_root, tmp_path) -> Path:
+    """A private copy of the tiny SynthKITTI (4 train + 4 val frames) to break."""
+    copy = tmp_path / "synth"
+    shutil.copytree(synth_root, copy)
+    return copy
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Building the model fails loudly: a data error must come before it."""
+    from monokd.training import fit as fit_module
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was built before the data was checked")
+    monkeypatch.setattr(fit_module, "DetectorModule", refuse)

@@ -359,3 +359,16 @@ def caddn_model(depth_input=None, **cfg):
 PATCHNET_SMALL = {"name": "patchnet", "patch_size": 16, "center_channels": [32, 32, 64], "center_hidden": [64, 32],
                   "backbone": {"widths": [16, 32, 64, 128], "blocks": [1, 1, 1, 1]}, "head_hidden": [128, 64],
                   "dropout": 0.0}
+
+
+def one_error(capsys, argv: list[str]) -> str:
+    """Run the CLI; assert exit 1 and exactly one stderr line ``monokd <cmd>: error: ...``."""
+    from monokd.cli import main
+
+    code = main(argv)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 1, err
+    assert "Traceback" not in err
+    assert len(lines) == 1 and lines[0].startswith(f"monokd {argv[0]}: error: "), err
+    return lines[0]

@@ -17,42 +17,14 @@ import torch
 from monokd.cli import main
 from monokd.config import load_config
 from monokd.data.kitti import read_split, write_split
-from monokd.training import fit as train_module
 from monokd.training.preflight import PROVENANCE_KEY, check_teacher, split_record
 from monokd.errors import ConfigError, MonokdWarning
-from tests.helpers import TINY_MONODETR as TINY, engine_cfg as tiny_cfg, fake_data, run_fake
+from tests.helpers import TINY_MONODETR as TINY, engine_cfg as tiny_cfg, fake_data, one_error, run_fake
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 # --------------------------------------------------------------------------- helpers
-@pytest.fixture
-def root(synth_root, tmp_path) -> Path:
-    """A private copy of the tiny SynthKITTI (4 train + 4 val frames) to break."""
-    copy = tmp_path / "synth"
-    shutil.copytree(synth_root, copy)
-    return copy
-
-
-@pytest.fixture
-def no_model(monkeypatch):
-    """Make building the model fail loudly: a data error must come before it."""
-    def refuse(*args, **kwargs):
-        raise AssertionError("the model was built before the data was checked")
-    monkeypatch.setattr(train_module, "DetectorModule", refuse)
-
-
-def one_error(capsys, argv: list[str]) -> str:
-    """Run the CLI; assert exit 1 and exactly one stderr line ``monokd <cmd>: error: ...``."""
-    code = main(argv)
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 1, err
-    assert "Traceback" not in err
-    assert len(lines) == 1 and lines[0].startswith(f"monokd {argv[0]}: error: "), err
-    return lines[0]
-
-
 def train_args(root: Path, out: Path, *extra: str, config: str = "configs/monodetr_synth.yaml") -> list[str]:
     items = TINY + [f"data.root={root}", "train.epochs=1", *extra]
     return ["train", "--config", config, "--out", str(out)] + [a for i in items for a in ("--set", i)]

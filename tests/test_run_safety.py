@@ -18,37 +18,9 @@ import torch
 from monokd import atomic
 from monokd.cli import main
 from monokd.config import load_config
-from monokd.training import fit as fit_module
-from tests.helpers import TINY_MONODETR
+from tests.helpers import TINY_MONODETR, one_error
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def root(synth_root, tmp_path) -> Path:
-    """A private copy of the tiny SynthKITTI (4 train + 4 val frames) to break."""
-    copy = tmp_path / "synth"
-    shutil.copytree(synth_root, copy)
-    return copy
-
-
-@pytest.fixture
-def no_model(monkeypatch):
-    """Building the model fails loudly: a data error must come before it."""
-    def refuse(*args, **kwargs):
-        raise AssertionError("the model was built before the data was checked")
-    monkeypatch.setattr(fit_module, "DetectorModule", refuse)
-
-
-def one_error(capsys, argv: list[str]) -> str:
-    """Run the CLI; assert exit 1 and exactly one stderr line ``monokd <cmd>: error: ...``."""
-    code = main(argv)
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 1, err
-    assert "Traceback" not in err
-    assert len(lines) == 1 and lines[0].startswith(f"monokd {argv[0]}: error: "), err
-    return lines[0]
 
 
 def train_args(root: Path, out: Path, *extra: str) -> list[str]:
