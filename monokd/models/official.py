@@ -1,5 +1,5 @@
 """The strict check of an official checkpoint's tensors after their renaming into monokd's names
-(``official_state_dict`` of PatchNet and MonoDETR; ``monokd convert``)."""
+(``official_state_dict`` of CaDDN, PatchNet and MonoDETR; ``monokd convert``), and that renaming."""
 
 from __future__ import annotations
 
@@ -9,22 +9,32 @@ import torch
 
 from monokd.errors import CheckpointMismatchError
 
-_SHOWN = 5  # names listed per kind of mismatch
+_SHOWN = 6  # names listed per kind of mismatch
+
+
+def _listing(kind: str, names) -> str:
+    names = sorted(names)
+    return f"{len(names)} {kind} ({', '.join(names[:_SHOWN])}{', ...' if len(names) > _SHOWN else ''})"
+
+
+def check_exact(expected: dict, state: dict, source: str, what: str, hint: str = "",
+                optional=lambda key: False) -> None:
+    """Raise one CheckpointMismatchError line, ``<source>: not <what>: ...`` (then ``hint``),
+    unless ``state`` has exactly ``expected``'s keys and shapes; a key for which ``optional``
+    is true may be absent on either side."""
+    missing = [k for k in expected if k not in state and not optional(k)]
+    unexpected = [k for k in state if k not in expected and not optional(k)]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
+              for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or shapes:
+        parts = [_listing(kind, names) for kind, names in
+                 (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)) if names]
+        raise CheckpointMismatchError(f"{source}: not {what}: " + "; ".join(parts) + hint)
 
 
 def check_official_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str, what: str) -> None:
-    """Raise one CheckpointMismatchError line, ``<source>: not <what>: ...``, naming the missing,
-    unexpected and mis-shaped keys of ``state`` against ``model.state_dict()``."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
-              if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    parts = [f"{len(keys)} {kind} ({', '.join(keys[:_SHOWN])}{', ...' if len(keys) > _SHOWN else ''})"
-             for kind, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes))
-             if keys]
-    if parts:
-        raise CheckpointMismatchError(f"{source}: not {what}: " + "; ".join(parts))
+    """:func:`check_exact` of ``state`` against ``model.state_dict()`` (every key required)."""
+    check_exact(model.state_dict(), state, source, what)
 
 
 def rename(key: str, rules) -> str:

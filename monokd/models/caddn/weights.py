@@ -38,9 +38,9 @@ import re
 from pathlib import Path
 
 from monokd.errors import CheckpointMismatchError
+from monokd.models.official import check_exact
 from monokd.weights import read_weights
 
-_SHOWN = 6
 _HEAD_RULES = (
     (r"^classifier\.0\.convs\.([0-3])\.", r"aspp.branches.\1."),
     (r"^classifier\.0\.convs\.4\.", "aspp.pooling."),
@@ -61,11 +61,6 @@ _OPENPCDET_PREFIXES = (
     ("dense_head.conv_dir_cls.", "head.conv_dir."),
 )
 _OPENPCDET_DROPPED = ("global_step",)
-
-
-def _listing(kind: str, names) -> str:
-    names = sorted(names)
-    return f"{len(names)} {kind} ({', '.join(names[:_SHOWN])}{', ...' if len(names) > _SHOWN else ''})"
 
 
 def _hint(converted: dict, own: dict) -> str:
@@ -105,19 +100,6 @@ def head_key(key: str) -> str | None:
     return None
 
 
-def check_exact(expected: dict, state: dict, source: str, what: str, hint: str = "") -> None:
-    """Raise one CheckpointMismatchError line unless ``state`` has exactly ``expected``'s keys
-    and shapes (``num_batches_tracked`` optional)."""
-    missing = [k for k in expected if k not in state and not _optional(k)]
-    unexpected = [k for k in state if k not in expected and not _optional(k)]
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
-              for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
-    if missing or unexpected or shapes:
-        parts = [_listing(kind, names) for kind, names in
-                 (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)) if names]
-        raise CheckpointMismatchError(f"{source}: not {what}: " + "; ".join(parts) + hint)
-
-
 def deeplabv3_state(model, state: dict, source: str) -> dict:
     """torchvision DeepLabV3 ``state`` -> monokd keys of ``model.backbone`` and
     ``model.depth_head`` (``classifier`` left out when its class count differs), checked strictly.
@@ -141,7 +123,8 @@ def deeplabv3_state(model, state: dict, source: str) -> dict:
         for k in classifier:  # another number of classes: kept at its initialisation (OpenPCDet's rule)
             out.pop(k), own.pop(k)
     check_exact(own, {**out, **{k: state[k] for k in unknown}}, source,
-                "a torchvision DeepLabV3 state dict for this depth network (model.backbone.weights)", _hint(out, own))
+                "a torchvision DeepLabV3 state dict for this depth network (model.backbone.weights)", _hint(out, own),
+                _optional)
     return {k: v for k, v in out.items() if k in own}
 
 
@@ -179,5 +162,5 @@ def openpcdet_state(model, state: dict, source: str) -> dict:
             out[mapped] = value
     own = model.state_dict()
     check_exact(own, {**out, **{k: state[k] for k in unknown}}, source,
-                "an OpenPCDet CaDDN checkpoint for this config", _hint(out, own))
+                "an OpenPCDet CaDDN checkpoint for this config", _hint(out, own), _optional)
     return {k: v for k, v in out.items() if k in own}
