@@ -35,6 +35,9 @@ def read_weights(path: str | Path, what: str = "weights file") -> dict:
             return load_file(str(path), device="cpu")
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        if not _is_pickle_file(path):
+            raise CheckpointMismatchError(f"{path}: not a readable {what}, truncated or of another format "
+                                          "(not a file of torch.save)") from None
         if "weights only" in str(err).lower():
             raise CheckpointMismatchError(
                 f"{path}: the {what} holds pickled Python objects (e.g. a whole nn.Module), not only tensors; "
@@ -43,6 +46,14 @@ def read_weights(path: str | Path, what: str = "weights file") -> dict:
     except Exception as err:  # noqa: BLE001 - torch and safetensors raise many kinds; each is one line
         raise CheckpointMismatchError(f"{path}: not a readable {what}, truncated or of another format "
                                       f"({_first_line(err)})") from None
+
+
+def _is_pickle_file(path: Path) -> bool:
+    """Whether ``path`` is what ``torch.save`` writes: a zip archive, or a bare pickle (protocol
+    2+ starts with 0x80); torch reports any other file as a refused pickle too."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
 
 
 def _first_line(err: BaseException, limit: int = 160) -> str:

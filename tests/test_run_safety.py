@@ -222,6 +222,8 @@ def _backbone(tmp_path: Path, kind: str) -> Path:
     model = ResNet(34 if kind == "other" else 18, 1)
     if kind == "module":
         torch.save(model, path)
+    elif kind == "text":  # e.g. an HTML error page saved under the weights' name
+        path.write_text("<html>404 Not Found</html>\n")
     else:
         torch.save(model.state_dict(), path)
     if kind == "truncated":
@@ -232,6 +234,7 @@ def _backbone(tmp_path: Path, kind: str) -> Path:
 @pytest.mark.parametrize("kind, words", [
     ("truncated", "not a readable backbone weights file (model.backbone.weights), truncated"),
     ("module", "holds pickled Python objects (e.g. a whole nn.Module), not only tensors"),
+    ("text", "not a readable backbone weights file (model.backbone.weights), truncated or of another format"),
     ("other", "not a torchvision ResNet-18 state dict")])
 def test_backbone_weights_that_cannot_load_are_one_line(synth_root, tmp_path, capsys, kind, words):
     weights = _backbone(tmp_path, kind)
