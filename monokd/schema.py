@@ -188,7 +188,8 @@ TRAIN = Section("train", {
     "val_every": 1, "limit_val_batches": None, "log_every": 10, "ckpt_every_steps": 0,
     "monitor": "Car/3d/moderate/R40@0.70",  # the validation AP that picks best.ckpt
     "deterministic": False, "find_unused_parameters": False, "start_method": "popen",
-}, choices={"lr_schedule": ("multistep", "onecycle")})
+    "precision": "32",  # 32, bf16-mixed, 16-mixed or auto (monokd.training.precision)
+}, choices={"lr_schedule": ("multistep", "onecycle"), "precision": ("32", "bf16-mixed", "16-mixed", "auto")})
 
 EVAL = Section("eval", {
     "batch_size": None,  # None: train.batch_size

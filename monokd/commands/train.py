@@ -17,7 +17,8 @@ from pathlib import Path
 from monokd.config import load_config, set_key
 from monokd.distill import preset_overrides
 from monokd.training.callbacks import console_progress
-from monokd.training.fit import PRECISIONS, fit, resolve_resume
+from monokd.training.fit import fit, resolve_resume
+from monokd.training.precision import CHOICES as PRECISIONS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--devices", type=int, default=None,
                         help="devices per node (default: all GPUs, else 1 CPU process; under torchrun: its processes)")
     parser.add_argument("--num-nodes", type=int, default=None, help="nodes (default: from torchrun, else 1)")
-    parser.add_argument("--precision", choices=sorted(PRECISIONS), default="32")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="overrides train.precision (auto: bf16 autocast where the CPU or GPU has native bf16)")
     parser.add_argument("--out", default=None, help="run directory (default runs/<config name>)")
     parser.add_argument("--seed", type=int, default=None, help="overrides train.seed")
 

@@ -23,11 +23,11 @@ from monokd.training.callbacks import BestCheckpoint, LastCheckpoint, MetricsJso
 from monokd.training.checkpoint import check_state_dict, model_state, read_checkpoint
 from monokd.training.datamodule import KittiDataModule
 from monokd.training.module import DetectorModule
+from monokd.training.precision import resolve_precision
 from monokd.training.preflight import check_numbers, check_run, note
 from monokd.training.rundir import RunLock, check_resumed_config, check_run_folder, clear_run, is_first_process
 from monokd.training.seeding import seed_everything
 
-PRECISIONS = {"32": "32-true", "bf16-mixed": "bf16-mixed", "16-mixed": "16-mixed"}
 
 
 class _DropAdvertisement(logging.Filter):
@@ -59,7 +59,7 @@ def _launch_topology(devices, num_nodes) -> tuple:
     return accelerator, int(devices), int(num_nodes or 1)
 
 
-def build_trainer(cfg: dict, out: Path, devices=None, num_nodes=None, precision: str = "32",
+def build_trainer(cfg: dict, out: Path, devices=None, num_nodes=None, precision: str | None = None,
                   callbacks: list | None = None, progress_bar: bool = True) -> L.Trainer:
     quiet_lightning()
     accelerator, devices, num_nodes = _launch_topology(devices, num_nodes)
@@ -74,7 +74,7 @@ def build_trainer(cfg: dict, out: Path, devices=None, num_nodes=None, precision:
            BestCheckpoint(out), MetricsJson(out, monitor)]
     return L.Trainer(
         default_root_dir=str(out), accelerator=accelerator, devices=devices, num_nodes=num_nodes,
-        strategy=strategy, precision=PRECISIONS.get(str(precision), precision),
+        strategy=strategy, precision=resolve_precision(precision or setting(cfg, "train.precision")),
         max_epochs=int(setting(cfg, "train.epochs")), max_steps=int(setting(cfg, "train.max_steps") or -1),
         check_val_every_n_epoch=int(setting(cfg, "train.val_every") or 1),
         limit_val_batches=setting(cfg, "train.limit_val_batches"),
@@ -87,11 +87,12 @@ def build_trainer(cfg: dict, out: Path, devices=None, num_nodes=None, precision:
 
 
 def fit(cfg: dict, out: str | Path, resume: str | Path | None = None, devices=None, num_nodes=None,
-        precision: str = "32", model=None, datamodule: KittiDataModule | None = None,
+        precision: str | None = None, model=None, datamodule: KittiDataModule | None = None,
         callbacks: list | None = None, progress_bar: bool = True, overwrite: bool = False,
         resume_changed: bool = False, resume_auto: bool = False) -> DetectorModule:
     """Train ``cfg`` into ``out``; returns the trained module. ``model``/``datamodule`` default
-    to the ones the config describes.
+    to the ones the config describes; ``precision`` (monokd.training.precision.CHOICES)
+    overrides ``train.precision``.
 
     Nothing is written into ``out`` before every check has passed: monokd.training.rundir's
     (the folder's lock; a run already there, unless ``overwrite``; ``resume_auto``: ``--resume
