@@ -24,6 +24,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--results", default="benchmarks/results", help="where <method>_ablation.{json,md} go")
     parser.add_argument("--data", default=None, help="SynthKITTI root (default: the preset's, else OUT/data)")
     parser.add_argument("--devices", default=None, help="passed to monokd train (default: its own, auto)")
+    parser.add_argument("--finished-only", action="store_true",
+                        help="train nothing: write the results of the seeds whose every row has finished "
+                             "(e.g. runs other processes are writing into the same --out)")
 
 
 def run(args) -> int:
@@ -31,5 +34,6 @@ def run(args) -> int:
     out = args.out or f"runs/ablate/{Path(args.preset).stem}" + (f"-{method}" if method and method != "add" else "")
     extra = ["--devices", str(args.devices)] if args.devices else []
     exit_on_sigterm()
-    run_ablation(args.preset, args.seeds, out, args.results, args.rows, args.data, extra, method=method)
+    run_ablation(args.preset, args.seeds, out, args.results, args.rows, args.data, extra, method=method,
+                 finished_only=getattr(args, "finished_only", False))
     return 0
