@@ -1,0 +1,172 @@
+"""Does the training precision change the results? Two ``monokd ablate`` run folders with the
+same rows and seeds at two precisions (e.g. bf16-mixed and fp32), compared row by row.
+
+    python benchmarks/precision_study.py RUNS_A RUNS_B [--out benchmarks/results/precision_study]
+    python benchmarks/precision_study.py /work/runs/abl_bf16 /work/runs/abl_fp32
+
+No training: reads ``RUNS/seed<k>/<row>/`` (each run's recorded precision and ``--set`` items,
+monokd.pipeline.run_record) and ``RUNS/seed<k>/eval/<row>/`` (its evaluation). A row is
+compared over the seeds where it has finished and been evaluated in both folders. Runs of one
+seed share their initial weights and data order at both precisions (``train.seed``), so the
+difference is paired by seed:
+
+    d_s = AP_A(s) - AP_B(s),   mean d -+ t(0.975, n - 1) std(d) / sqrt(n)   (95 % t-interval)
+
+over AP3D@0.7, AP_BEV@0.7, AP3D@0.5 and AP_BEV@0.5 (Car, moderate, R40). ``within_seed_spread``:
+|mean d| <= the seed spread, the pooled sample std over seeds sqrt((s_A^2 + s_B^2) / 2) of the
+metric: a precision effect no larger than what changing the seed alone does.
+
+A pair of runs whose ``--set`` items differ in anything but ``train.precision`` (and the runs'
+own folder, in the teacher paths) is listed under ``differing_settings``: it compares more than
+precision. Writes ``OUT.json`` and ``OUT.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from monokd.pipeline import ablate, run_record, stages  # noqa: E402
+from monokd.pipeline.statistics import aggregate, paired_differences  # noqa: E402
+from _results import mean_std, write_report  # noqa: E402  (benchmarks/_results.py)
+
+METRICS = ablate.SUMMARY_KEYS  # Car 3d / bev moderate R40 at 0.7 then 0.5
+NAMES = {k: f"{'AP3D' if '/3d/' in k else 'AP_BEV'}@{k[-4:-1]}" for k in METRICS}
+CI_METHOD = ablate.CI_METHOD
+FROZEN_FOLDERS = ("teacher", "lidar_teacher", "ta")  # the frozen models' runs, listed first
+
+
+def _row_names() -> dict[str, str]:
+    """Run folder -> the ablation row it holds (``monokd ablate``'s folder naming), both methods."""
+    names = {}
+    for method in ablate.METHODS:
+        rows = ablate.distill_rows(method)[0]
+        for row, folder in ablate.run_names(list(rows), rows).items():
+            names.setdefault(folder, row)
+    return names
+
+
+def finished(runs: Path) -> dict[str, dict[int, Path]]:
+    """Row folder -> seed -> run folder, for every run trained and evaluated under ``runs``."""
+    found: dict[str, dict[int, Path]] = {}
+    for seed_dir in sorted(runs.glob("seed*")):
+        if not seed_dir.name[4:].isdigit():
+            continue
+        for run in sorted(p for p in seed_dir.iterdir() if p.is_dir() and p.name != "eval"):
+            if stages.training_done(run) and stages.evaluation_json(seed_dir / "eval" / run.name) is not None:
+                found.setdefault(run.name, {})[int(seed_dir.name[4:])] = run
+    return found
+
+
+def _settings(run: Path, runs: Path) -> list[str]:
+    """A run's ``--set`` items but its precision, its own study folder written as OUT."""
+    items = run_record.set_items(run_record.train_command(run) or [])
+    items = [i.replace(str(runs.resolve()), "OUT").replace(str(runs), "OUT") for i in items]
+    return [i for i in items if not i.startswith("train.precision=")]
+
+
+def _order(folder: str, known: list[str]) -> tuple:
+    if folder in FROZEN_FOLDERS:
+        return (0, FROZEN_FOLDERS.index(folder), folder)
+    return (1, known.index(folder), folder) if folder in known else (2, 0, folder)
+
+
+def compare(runs_a: Path, runs_b: Path) -> dict:
+    """The comparison JSON: per row the seeds both folders finished, each side's recorded
+    precision and mean / std, the paired difference A - B (``mean``, ``std``, ``per_seed``,
+    ``ci95``) and whether it lies within the seed spread. SystemExit when no row is shared."""
+    a, b = finished(runs_a), finished(runs_b)
+    names = _row_names()
+    known = list(names)
+    rows, precisions, frames, differing = [], {"a": [], "b": []}, [], {}
+    for folder in sorted(set(a) & set(b), key=lambda f: _order(f, known)):
+        seeds = sorted(set(a[folder]) & set(b[folder]))
+        if not seeds:
+            continue
+        flats = {side: [stages.read_flat(runs / f"seed{s}" / "eval" / folder) for s in seeds]
+                 for side, runs in (("a", runs_a), ("b", runs_b))}
+        row_precision = {}
+        for side, found in (("a", a), ("b", b)):
+            values = [run_record.precision(found[folder][s]) for s in seeds]
+            precisions[side] += values
+            row_precision[side] = run_record.common(values, "precision")["precision"]
+            runs = runs_a if side == "a" else runs_b
+            frames += [run_record.evaluated_frames(runs / f"seed{s}" / "eval" / folder) for s in seeds]
+        for s in seeds:
+            if _settings(a[folder][s], runs_a) != _settings(b[folder][s], runs_b):
+                differing[f"seed{s}/{folder}"] = {"a": _settings(a[folder][s], runs_a),
+                                                  "b": _settings(b[folder][s], runs_b)}
+        stats = {side: aggregate(flats[side]) for side in flats}
+        diff = paired_differences(flats["a"], flats["b"], METRICS)
+        spread = {k: math.sqrt((stats["a"]["std"][k] ** 2 + stats["b"]["std"][k] ** 2) / 2) for k in METRICS}
+        rows.append({"row": names.get(folder, folder), "run": folder, "seeds": seeds, "n": len(seeds),
+                     "precision": row_precision, "a": stats["a"], "b": stats["b"], "paired": diff,
+                     "seed_spread": spread,
+                     "within_seed_spread": {k: abs(diff[k]["mean"]) <= spread[k] for k in METRICS},
+                     "ci95_includes_zero": {k: diff[k]["ci95"] is None or diff[k]["ci95"][0] <= 0 <= diff[k]["ci95"][1]
+                                            for k in METRICS}})
+    if not rows:
+        raise SystemExit(f"precision_study: {runs_a} and {runs_b} share no finished, evaluated run")
+    seeds = sorted({s for r in rows for s in r["seeds"]})
+    return {"runs_a": str(runs_a), "runs_b": str(runs_b),
+            "precision_a": run_record.common(precisions["a"], "precision")["precision"],
+            "precision_b": run_record.common(precisions["b"], "precision")["precision"],
+            "seeds": seeds, **run_record.common([f for f in frames if f is not None], "val_frames"),
+            "train_args": {"runs_a": sorted({i for r in a.values() for run in r.values() for i in _settings(run, runs_a)}),
+                           "runs_b": sorted({i for r in b.values() for run in r.values() for i in _settings(run, runs_b)})},
+            "metrics": METRICS, "ci_method": CI_METHOD,
+            "seed_spread_method": "pooled sample std over seeds, sqrt((std_a^2 + std_b^2) / 2), per metric",
+            "differing_settings": differing, "rows": rows}
+
+
+def _cell(row: dict, key: str) -> str:
+    d = row["paired"][key]
+    ci = d["ci95"]
+    text = f"{d['mean']:+.2f}" + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "")
+    return text + (" ✓" if row["within_seed_spread"][key] else " ✗")
+
+
+def markdown(results: dict) -> str:
+    pa, pb = results["precision_a"], results["precision_b"]
+    lines = [f"# Training precision: {pa} vs {pb}", "",
+             f"`python benchmarks/precision_study.py {results['runs_a']} {results['runs_b']}`: the same rows and seeds "
+             f"trained at each precision, Car AP R40 (%) moderate on val ({results.get('val_frames')} frames), "
+             f"n = seeds finished in both. Paired difference {pa} - {pb} by seed, mean [95 % t-interval]; "
+             "✓: |mean| within the seed spread (the pooled sample std over seeds), ✗: beyond it.", ""]
+    if results["differing_settings"]:
+        lines += [f"**Warning**: run pairs whose settings differ beyond the precision: "
+                  f"{', '.join(results['differing_settings'])} (the JSON's `differing_settings`).", ""]
+    lines += ["| row | n | " + " | ".join(f"{NAMES[k]} {pa}" for k in METRICS[:1]) + " | "
+              + " | ".join(f"{NAMES[k]} {pb}" for k in METRICS[:1]) + " | "
+              + " | ".join(f"Δ {NAMES[k]}" for k in METRICS) + " |",
+              "|---|---:|" + "---:|" * (2 + len(METRICS))]
+    for row in results["rows"]:
+        lines.append(f"| {row['row']} | {row['n']} | {mean_std(row['a'], METRICS[0])} | {mean_std(row['b'], METRICS[0])} | "
+                     + " | ".join(_cell(row, k) for k in METRICS) + " |")
+    lines += ["", "Mean ± sample std per precision at every metric:", "",
+              "| row | " + " | ".join(f"{NAMES[k]} {p}" for k in METRICS for p in (pa, pb)) + " |",
+              "|---|" + "---:|" * (2 * len(METRICS))]
+    for row in results["rows"]:
+        lines.append(f"| {row['row']} | " + " | ".join(mean_std(row[side], k) for k in METRICS for side in ("a", "b")) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs_a", help="monokd ablate --out folder of one precision (the difference is A - B)")
+    parser.add_argument("runs_b", help="the other precision's, same rows and seeds")
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "precision_study"))
+    args = parser.parse_args(argv)
+    results = compare(Path(args.runs_a), Path(args.runs_b))
+    write_report(results, markdown(results), args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

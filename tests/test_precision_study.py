@@ -1,0 +1,88 @@
+"""benchmarks/precision_study.py on fake run folders: pairing by seed, the recorded precisions,
+the seed-spread verdict, settings that differ beyond the precision."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from monokd.pipeline import ablate, stages
+from tests.helpers import benchmark_module
+
+KEYS = ablate.SUMMARY_KEYS
+T_975_2 = 4.302652729911275  # t(0.975, 2 degrees of freedom)
+
+
+@pytest.fixture(scope="module")
+def study():
+    with benchmark_module("precision_study") as module:
+        yield module
+
+
+def _run(runs: Path, seed: int, folder: str, precision: str, value: float, extra: tuple = ()) -> None:
+    """A finished run of ``monokd ablate``'s layout: marker, config, checkpoint, evaluation."""
+    run = runs / f"seed{seed}" / folder
+    run.mkdir(parents=True)
+    items = [f"data.root=/data", f"train.precision={precision}", *extra]
+    if folder != "teacher":
+        items.append(f"distill.teacher.ckpt={runs}/seed{seed}/teacher/last.ckpt")
+    (run / stages.TRAIN_MARKER).write_text(" ".join(["train", "--out", str(run), "--seed", str(seed),
+                                                     *[t for i in items for t in ("--set", i)]]))
+    (run / "config.yaml").write_text(yaml.safe_dump({"train": {"precision": precision}}))
+    (run / "last.ckpt").write_text("x")
+    evaluation = runs / f"seed{seed}" / "eval" / folder
+    evaluation.mkdir(parents=True)
+    (evaluation / "r.json").write_text(json.dumps({"flat": {k: value for k in KEYS}, "num_frames": 100}))
+
+
+def _folders(tmp_path: Path) -> tuple[Path, Path]:
+    bf16, fp32 = tmp_path / "abl_bf16", tmp_path / "abl_fp32"
+    for seed, (low, full) in enumerate([(10.0, 9.0), (12.0, 10.0), (14.0, 11.0)]):  # differences 1, 2, 3
+        _run(bf16, seed, "F_SA_R_CA", "bf16-mixed", low)
+        _run(fp32, seed, "F_SA_R_CA", "32", full)
+        _run(bf16, seed, "teacher", "bf16-mixed", 30.0 + seed)
+        _run(fp32, seed, "teacher", "32", 30.0 + seed + (0.5 if seed == 1 else 0.0))
+    _run(bf16, 0, "baseline", "bf16-mixed", 5.0)  # in one folder only: not compared
+    return bf16, fp32
+
+
+def test_paired_by_seed_with_the_recorded_precisions(study, tmp_path):
+    bf16, fp32 = _folders(tmp_path)
+    results = study.compare(bf16, fp32)
+    assert (results["precision_a"], results["precision_b"]) == ("bf16-mixed", "32")
+    assert results["val_frames"] == 100 and results["seeds"] == [0, 1, 2] and results["differing_settings"] == {}
+    assert [r["row"] for r in results["rows"]] == ["teacher", "F+SA+R+CA"]
+    row = results["rows"][1]
+    d = row["paired"][KEYS[0]]
+    assert d["per_seed"] == [1.0, 2.0, 3.0] and d["mean"] == pytest.approx(2.0) and d["std"] == pytest.approx(1.0)
+    assert d["ci95"] == pytest.approx([2.0 - T_975_2 / math.sqrt(3), 2.0 + T_975_2 / math.sqrt(3)])
+    # seed spread: bf16 std 2, fp32 std 1 -> sqrt((4 + 1) / 2) = 1.58 < |2|: beyond it
+    assert row["seed_spread"][KEYS[0]] == pytest.approx(math.sqrt(2.5))
+    assert row["within_seed_spread"][KEYS[0]] is False and row["ci95_includes_zero"][KEYS[0]] is True
+    teacher = results["rows"][0]  # differences 0, -0.5, 0 within a spread of ~0.76
+    assert teacher["within_seed_spread"][KEYS[0]] is True
+    text = study.markdown(results)
+    assert "| F+SA+R+CA | 3 | 12.00 ± 2.00 | 10.00 ± 1.00 | +2.00 [-0.48, +4.48] ✗ |" in text
+
+
+def test_settings_beyond_the_precision_are_flagged(study, tmp_path):
+    bf16, fp32 = _folders(tmp_path)
+    _run(bf16, 5, "F_SA_R_CA", "bf16-mixed", 1.0, extra=("train.lr=2e-3",))
+    _run(fp32, 5, "F_SA_R_CA", "32", 1.0)
+    results = study.compare(bf16, fp32)
+    assert list(results["differing_settings"]) == ["seed5/F_SA_R_CA"]
+    assert "train.lr=2e-3" in results["differing_settings"]["seed5/F_SA_R_CA"]["a"]
+    with pytest.raises(SystemExit, match="share no"):
+        study.compare(bf16, tmp_path / "nothing")
+
+
+def test_main_writes_json_and_markdown(study, tmp_path):
+    bf16, fp32 = _folders(tmp_path)
+    assert study.main([str(bf16), str(fp32), "--out", str(tmp_path / "res" / "precision_study")]) == 0
+    saved = json.loads((tmp_path / "res" / "precision_study.json").read_text())
+    assert saved["rows"][1]["paired"][KEYS[3]]["mean"] == pytest.approx(2.0)
+    assert (tmp_path / "res" / "precision_study.md").read_text().startswith("# Training precision: bf16-mixed vs 32")
