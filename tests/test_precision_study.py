@@ -47,6 +47,7 @@ def _folders(tmp_path: Path) -> tuple[Path, Path]:
         _run(bf16, seed, "teacher", "bf16-mixed", 30.0 + seed)
         _run(fp32, seed, "teacher", "32", 30.0 + seed + (0.5 if seed == 1 else 0.0))
     _run(bf16, 0, "baseline", "bf16-mixed", 5.0)  # in one folder only: not compared
+    _run(bf16, 3, "F_SA_R_CA", "bf16-mixed", 99.0)  # a seed the other folder has not finished
     return bf16, fp32
 
 
