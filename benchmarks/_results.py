@@ -6,21 +6,60 @@ import json
 from pathlib import Path
 
 
+SHORT = "_short"  # the name a seed study's short-schedule results keep beside the full schedule's
+
+
 def write_json(doc, path: str | Path) -> Path:
     """Write ``doc`` as indented JSON at ``path`` (parent folders created) and say where."""
+    from monokd.atomic import write_text
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=1) + "\n")
+    write_text(path, json.dumps(doc, indent=1) + "\n")
     print(f"wrote {path}")
     return path
 
 
 def write_report(results: dict, text: str, out: str | Path) -> None:
     """A study's two outputs: ``out``.json (the figures) and ``out``.md (``text``, also printed)."""
+    from monokd.atomic import write_text
+
     out = Path(out)
     write_json(results, out.with_suffix(".json"))
-    out.with_suffix(".md").write_text(text)
+    write_text(out.with_suffix(".md"), text)
     print(text)
+
+
+def short_name(out: str | Path, short: bool) -> Path:
+    """``out`` (a results path without suffix), renamed ``<stem>_short`` with ``short``: where a
+    study run at a shortened schedule writes, so the full schedule's files keep the plain name."""
+    out = Path(out)
+    return out.with_name(out.name + SHORT) if short and not out.name.endswith(SHORT) else out
+
+
+def recorded(run_dirs, eval_name: str = "eval-last") -> dict:
+    """What finished runs recorded (monokd.pipeline.run_record): ``precision`` (each run's
+    config.yaml or command) and ``val_frames`` (the frames ``<run>/<eval_name>`` scored),
+    one value each, or ``mixed`` with the values; a key none of the runs has is left out."""
+    from monokd.pipeline import run_record
+
+    runs = [Path(r) for r in run_dirs if (Path(r) / "config.yaml").is_file()]
+    out = {}
+    if runs:
+        out.update(run_record.common([run_record.precision(r) for r in runs], "precision"))
+    frames = [f for f in (run_record.evaluated_frames(r / eval_name) for r in runs) if f is not None]
+    if frames:
+        out.update(run_record.common(frames, "val_frames"))
+    return out
+
+
+def precision_sentence(results: dict) -> str:
+    """' Precision P.' of a results JSON: the recorded precision, 'MIXED [...]' when its runs
+    had several, 'not recorded' for a study older than the record."""
+    precision = results.get("precision")
+    if precision == "mixed":
+        precision = f"MIXED {results.get('precision_values')}"
+    return f" Training precision: {precision if precision is not None else 'not recorded'}."
 
 
 def train_and_score(recipe, run_dir: Path, overrides: list[str], seed: int, extra: list[str], stage: str) -> dict:

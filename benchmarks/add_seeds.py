@@ -53,7 +53,8 @@ sys.path.insert(0, str(REPO))
 from monokd.distill.add import PRESETS  # noqa: E402
 from monokd.pipeline import presets, stages  # noqa: E402
 from monokd.pipeline.statistics import paired_differences  # noqa: E402
-from _results import ap_tables, models_block, paired_lines, train_and_score, write_report  # noqa: E402  (benchmarks/_results.py)
+from _results import (ap_tables, models_block, paired_lines, precision_sentence, recorded, short_name,  # noqa: E402
+                      train_and_score, write_report)  # (benchmarks/_results.py)
 
 RECIPES = {"teacher": "configs/monodetr_teacher_synth.yaml", "baseline": "configs/monodetr_synth.yaml",
            "add": "configs/add_monodetr_synth.yaml"}
@@ -158,8 +159,8 @@ def markdown(results: dict) -> str:
              f"Car AP R40 (%) on val ({results.get('val_frames', 200)} frames), last checkpoint, mean ± sample std over "
              f"n seeds; every ADD student distilled from the seed-{results['teacher_seed']} teacher. "
              f"`python benchmarks/add_seeds.py{' --protocol ' + results['protocol'] if results.get('protocol') else ''}`"
-             f"{', every training with `' + ' '.join(results['train_args']) + '`' if results.get('train_args') else ''}.",
-             ""]
+             f"{', every training with `' + ' '.join(results['train_args']) + '`' if results.get('train_args') else ''}."
+             f"{precision_sentence(results)}", ""]
     if results.get("partial"):
         lines += [f"**Partial study** (`--finished-only`): {len(seeds)} of the planned seeds "
                   f"{results.get('planned_seeds')} have every arm trained and evaluated; each row's n is its "
@@ -204,6 +205,10 @@ def from_json(path: Path) -> dict:
     meta.setdefault("train_frames", 800)
     meta.setdefault("student_seeds", old["seeds"])
     meta.setdefault("shares_teacher_seed", old["teacher_seed"] in old["seeds"])
+    if "precision" not in meta and meta.get("runs"):  # a study older than the record: its runs, if still there
+        meta.update(recorded(Path(meta["runs"]) / run_folder(a, s) for a in arms for s in seeds[a]))
+    meta.setdefault("precision", None)
+    meta.setdefault("train_args", None)  # not recorded
     return summarise(flats, arms, seeds, meta)
 
 
@@ -231,12 +236,15 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=None, help="results path without suffix (default "
                         "benchmarks/results/add_seeds for the power protocol, add_seeds_legacy for the "
                         "legacy one, add_seeds_caddn with --student caddn)")
+    parser.add_argument("--short", action="store_true",
+                        help="write <out>_short.{json,md}: a shortened schedule (--train-arg), kept beside the "
+                             "full schedule's files; with --from-json, a copy of that JSON under the _short name")
     args = parser.parse_args(argv)
     stem = use_student(args.student)
     if stem == "add_seeds" and args.protocol == "legacy":
         stem = "add_seeds_legacy"  # the first, 3-seed study; add_seeds is the powered one (issue 13)
     default = Path(args.from_json).with_suffix("") if args.from_json else REPO / "benchmarks" / "results" / stem
-    out = Path(args.out) if args.out else default  # --from-json re-renders in place
+    out = short_name(Path(args.out) if args.out else default, args.short)  # --from-json re-renders in place
     if args.from_json:
         results = from_json(Path(args.from_json))
     else:
@@ -258,7 +266,7 @@ def run_study(args) -> dict:
     meta = {"protocol": args.protocol, "student": getattr(args, "student", "monodetr"), "seeds": seeds, "student_seeds": seeds, "teacher_seed": teacher_seed,
             "teacher_seeds": teacher_seeds, "shares_teacher_seed": teacher_seed in seeds, "runs": str(runs),
             "data": str(root), "train_frames": num_train, "val_frames": num_val, "arms": arms,
-            "teacher_ckpt": proto["teacher_ckpt"], "train_args": list(args.train_arg)}
+            "teacher_ckpt": proto["teacher_ckpt"], "train_args": list(args.train_arg), "precision": None}
     if getattr(args, "finished_only", False):
         return finished_only(arms, seeds, teacher_seeds, runs, meta)
     stages.ensure_synth(root, num_train, num_val, seed=0)
@@ -275,6 +283,7 @@ def run_study(args) -> dict:
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         for (arm, seed), flat in zip(jobs, pool.map(lambda job: run(*job), jobs)):
             flats[arm][seed] = flat
+    meta.update(recorded(runs / run_folder(a, s) for a in arms for s in arm_seeds[a]))
     return summarise(flats, arms, arm_seeds, meta)
 
 
@@ -291,6 +300,7 @@ def finished_only(arms: list[str], seeds: list[int], teacher_seeds: list[int], r
     whole = [s for s in seeds if all(s in arm_seeds[a] for a in students)]
     flats = {a: {s: stages.read_flat(runs / run_folder(a, s) / "eval-last") for s in arm_seeds[a]} for a in arms}
     partial = any(arm_seeds[a] != seeds for a in students)
+    meta = {**meta, **recorded(runs / run_folder(a, s) for a in arms for s in arm_seeds[a])}
     return summarise(flats, arms, arm_seeds, {**meta, "seeds": whole, "student_seeds": whole,
                                              "partial": partial, "planned_seeds": seeds})
 

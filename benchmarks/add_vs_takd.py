@@ -27,7 +27,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from monokd.pipeline.statistics import aggregate, paired_differences  # noqa: E402
-from _results import ap_tables, paired_lines, write_report  # noqa: E402  (benchmarks/_results.py)
+from _results import ap_tables, paired_lines, precision_sentence, short_name, write_report  # noqa: E402  (benchmarks/_results.py)
+from monokd.pipeline.run_record import common  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 LABELS = {"student": "CaDDN alone", "add": "ADD (GT-depth teacher)", "takd": "MonoTAKD (LiDAR teacher + TA)"}
@@ -64,10 +65,25 @@ def compare(add_study: dict, takd_study: dict) -> dict:
     teachers = {"add_teacher": add_study["models"]["teacher"], "takd_lidar_teacher": takd_study["models"]["lidar_teacher"],
                 "takd_ta": takd_study["models"]["ta"]}
     same_ta = teachers["add_teacher"]["per_seed"] == teachers["takd_ta"]["per_seed"]
+    precisions = [study.get("precision") for study in (add_study, takd_study)]
     return {"seeds": seeds, "val_frames": add_study.get("val_frames"), "train_frames": add_study.get("train_frames"),
+            **(common(precisions, "precision") if None not in precisions else {"precision": None}),
+            "train_args": {"add": add_study.get("train_args"), "takd": takd_study.get("train_args")},
             "ta_is_add_teacher": same_ta, "ci_method": takd_study.get("ci_method"), "models": models,
             "teachers": {name: {"mean": t["mean"], "seeds": t["seeds"]} for name, t in teachers.items()},
             "paired": paired}
+
+
+def _train_args_sentence(results: dict) -> str:
+    """What the two studies changed of the recipes (their ``--train-arg``), as recorded."""
+    args = results.get("train_args") or {}
+    texts = {name: "not recorded" if a is None else (f"`{' '.join(a)}`" if a else "the recipes as shipped")
+             for name, a in args.items()}
+    if not texts:
+        return ""
+    if len(set(texts.values())) == 1:
+        return f" Every training: {next(iter(texts.values()))}."
+    return " Trainings: " + "; ".join(f"{name} study {text}" for name, text in texts.items()) + "."
 
 
 def markdown(results: dict) -> str:
@@ -79,7 +95,8 @@ def markdown(results: dict) -> str:
              f"teacher ({teacher['add_teacher']['mean'][key('3d', 'moderate', '0.50')]:.2f} AP3D@0.5 mod.); "
              f"MonoTAKD the LiDAR teacher ({teacher['takd_lidar_teacher']['mean'][key('3d', 'moderate', '0.50')]:.2f}) "
              f"through the TA ({'the same run as ADD' + chr(39) + 's teacher' if results['ta_is_add_teacher'] else 'its own run'}). "
-             "`python benchmarks/add_vs_takd.py`.", ""]
+             f"`python benchmarks/add_vs_takd.py{' --short' if results.get('short') else ''}`."
+             f"{_train_args_sentence(results)}{precision_sentence(results)}", ""]
     lines += ap_tables(models, LABELS.get, first_column="student")
     for name, diff in results["paired"].items():
         a, b = name.split("_minus_")
@@ -90,12 +107,17 @@ def markdown(results: dict) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--add", default=str(RESULTS / "add_seeds_caddn.json"))
-    parser.add_argument("--takd", default=str(RESULTS / "takd_seeds.json"))
+    parser.add_argument("--add", default=None, help="default benchmarks/results/add_seeds_caddn[_short].json")
+    parser.add_argument("--takd", default=None, help="default benchmarks/results/takd_seeds[_short].json")
     parser.add_argument("--out", default=str(RESULTS / "add_vs_takd"))
+    parser.add_argument("--short", action="store_true",
+                        help="the short-schedule studies: read the *_short.json files by default, write <out>_short")
     args = parser.parse_args(argv)
-    results = compare(json.loads(Path(args.add).read_text()), json.loads(Path(args.takd).read_text()))
-    write_report(results, markdown(results), args.out)
+    add = Path(args.add) if args.add else short_name(RESULTS / "add_seeds_caddn", args.short).with_suffix(".json")
+    takd = Path(args.takd) if args.takd else short_name(RESULTS / "takd_seeds", args.short).with_suffix(".json")
+    results = {**compare(json.loads(add.read_text()), json.loads(takd.read_text())), "inputs": [str(add), str(takd)],
+               "short": args.short}
+    write_report(results, markdown(results), short_name(args.out, args.short))
     return 0
 
 

@@ -36,7 +36,8 @@ sys.path.insert(0, str(REPO))
 from monokd.distill.takd.distiller import PRESETS  # noqa: E402
 from monokd.pipeline import stages  # noqa: E402
 from monokd.pipeline.statistics import paired_differences  # noqa: E402
-from _results import ap_tables, models_block, paired_lines, train_and_score, write_report  # noqa: E402  (benchmarks/_results.py)
+from _results import (ap_tables, models_block, paired_lines, precision_sentence, recorded, short_name,  # noqa: E402
+                      train_and_score, write_report)  # (benchmarks/_results.py)
 
 RECIPES = {"lidar_teacher": "configs/takd_lidar_synth.yaml", "ta": "configs/takd_ta_synth.yaml",
            "takd": "configs/takd_synth.yaml"}
@@ -117,7 +118,7 @@ def markdown(results: dict) -> str:
     lines = [f"# LiDAR teacher / TA / camera student / MonoTAKD on SynthKITTI over {len(seeds)} seeds {seeds}", "",
              f"Car AP R40 (%) on val ({results.get('val_frames')} frames), last checkpoint, mean ± sample std over "
              f"n seeds; every distilled student learns from the seed-{results['frozen_seed']} LiDAR teacher and TA. "
-             f"`python benchmarks/takd_seeds.py`{_train_args_text(results)}.", ""]
+             f"`python benchmarks/takd_seeds.py`{_train_args_text(results)}.{precision_sentence(results)}", ""]
     lines += ap_tables(models, lambda arm: LABELS.get(arm, f"MonoTAKD row `{arm}`"))
     for arm, diff in (results.get("paired") or {}).items():
         n = len(next(iter(diff.values()))["per_seed"]) if diff else 0
@@ -134,6 +135,10 @@ def from_json(path: Path) -> dict:
     flats = {a: {int(s): f for s, f in old["models"][a]["per_seed"].items()} for a in arms}
     seeds = {a: [int(s) for s in old["models"][a]["seeds"]] for a in arms}
     meta = {k: v for k, v in old.items() if k not in ("models", "paired", "takd_minus_student", "ci_method")}
+    if "precision" not in meta and meta.get("runs"):  # a study older than the record: its runs, if still there
+        meta.update(recorded(Path(meta["runs"]) / run_folder(a, s) for a in arms for s in seeds[a]))
+    meta.setdefault("precision", None)
+    meta.setdefault("train_args", None)  # not recorded
     return summarise(flats, arms, seeds, meta)
 
 
@@ -160,7 +165,8 @@ def run_study(args) -> dict:
             flats[arm][seed] = flat
     meta = {"seeds": seeds, "student_seeds": seeds, "row_seeds": row_seeds, "frozen_seed": frozen_seed, "runs": str(runs),
             "data": str(root), "train_frames": num_train, "val_frames": num_val, "arms": arms,
-            "train_args": args.train_arg}
+            "train_args": args.train_arg, "precision": None}
+    meta.update(recorded(runs / run_folder(a, s) for a in arms for s in arm_seeds[a]))
     return summarise(flats, arms, arm_seeds, meta)
 
 
@@ -178,9 +184,14 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="trainings at once")
     parser.add_argument("--train-arg", action="append", default=[], help="extra argument for monokd train, repeatable")
     parser.add_argument("--from-json", default=None, help="re-render an existing results JSON (no training)")
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "takd_seeds"))
+    parser.add_argument("--out", default=None, help="results path without suffix (default "
+                        "benchmarks/results/takd_seeds; with --from-json, that JSON's own)")
+    parser.add_argument("--short", action="store_true",
+                        help="write <out>_short.{json,md}: a shortened schedule (--train-arg), kept beside the "
+                             "full schedule's files; with --from-json, a copy of that JSON under the _short name")
     args = parser.parse_args(argv)
-    out = Path(args.out)
+    default = Path(args.from_json).with_suffix("") if args.from_json else REPO / "benchmarks" / "results" / "takd_seeds"
+    out = short_name(Path(args.out) if args.out else default, args.short)
     results = from_json(Path(args.from_json)) if args.from_json else run_study(args)
     write_report(results, markdown(results), out)
     return 0
