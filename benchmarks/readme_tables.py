@@ -153,9 +153,13 @@ def render(title: str, path: Path, schema: str, reference: str) -> str:
     seeds = f"seeds {doc.get('seeds')}"
     if doc.get("partial"):
         seeds = f"partial study of the planned seeds {doc.get('planned_seeds')} (each row's n: its finished seeds)"
+    if doc.get("preset"):  # an ablation: its sizing is the preset's
+        seeds = f"preset `{Path(doc['preset']).stem}`, {seeds}"
     lines = [f"### {title}{' (short schedule)' if short else ''}", "",
              f"From [{path.name}]({_link(path)}): {seeds}, {_facts(doc)}. Car R40 moderate; mean ± sample std "
              "over n seeds; paired rows: mean ± std [95 % t-interval] of the per-seed differences.", ""]
+    if doc.get("mismatched_runs"):
+        lines += [f"**Warning**: runs trained with other settings than the preset's: {', '.join(doc['mismatched_runs'])}.", ""]
     if schema == "ablation":
         rows, said = ablation_rows(doc, reference)
         lines += _table(rows, "paper AP3D@0.7 mod. (Δ)")

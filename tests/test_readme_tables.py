@@ -42,7 +42,7 @@ def _ablation() -> dict:
              **_model(2, 10.0, 1.0), "paired": None},
             {"name": "F+SA+R+CA", "label": "(h) F +SA, R +CA", "n": 2, "paper_ap3d": [30.71, 21.94, 18.42],
              **_model(2, 11.0, 1.0), "paired": _diff([-2.0, -1.0], [-7.85, -4.0])}]
-    return {"seeds": [0, 1], "val_frames": 100, "precision": "32", "reference": "baseline",
+    return {"preset": "configs/demo_default.yaml", "seeds": [0, 1], "val_frames": 100, "precision": "32", "reference": "baseline",
             "train_args": {"baseline": {"recipe": "configs/x.yaml", "overrides": [], "extra": []}}, "rows": rows}
 
 
@@ -69,6 +69,7 @@ def test_an_ablation_table_beside_the_paper(tables, tmp_path):
     assert "| (h) F +SA, R +CA | 2 | 11.00 ± 1.00 | 11.00 ± 1.00 | 11.00 ± 1.00 | 11.00 ± 1.00 | 21.94 (+2.01) |" in text
     assert "| (h) F +SA, R +CA - MonoDETR (baseline), paired | 2 | -1.50 ± 1.00 [-7.85, -4.00] |" in text
     assert "shown behind at AP3D@0.7, AP_BEV@0.7, AP3D@0.5, AP_BEV@0.5." in text
+    assert "From [add_ablation.json](" in text and "preset `demo_default`, seeds [0, 1], 100 val frames, precision 32" in text
     assert "training arguments per row in the JSON" in text
 
 
