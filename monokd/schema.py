@@ -108,7 +108,8 @@ class Section:
             out[key] = self._value(key, value, prefix)
         for dotted, allowed in self.choices.items():
             value = _lookup(out, dotted)
-            if value not in allowed:
+            # YAML reads `32` as a number; a numeric name among the choices is the same value
+            if value not in allowed and not (isinstance(value, int) and str(value) in allowed):
                 raise ConfigKeyError(f"{prefix}.{dotted}", f"{value!r} is not one of {list(allowed)}")
         return out
 

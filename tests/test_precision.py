@@ -38,3 +38,21 @@ def test_config_key():
     assert setting(cfg, "train.precision") == "bf16-mixed"
     with pytest.raises(ConfigError, match="train.precision"):
         load_config(REPO / "configs" / "monodetr_synth.yaml", ["train.precision=fp8"])
+
+
+def test_numeric_name_and_the_flag_are_recorded(monkeypatch):
+    """`train.precision=32` (a number in YAML) is the name "32"; `monokd train --precision` is
+    written into the run's config like every other setting."""
+    cfg = load_config(REPO / "configs" / "monodetr_synth.yaml", ["train.precision=32"])
+    assert resolve_precision(setting(cfg, "train.precision")) == "32-true"
+    import argparse
+
+    from monokd.commands import train
+
+    parser = argparse.ArgumentParser()
+    train.add_arguments(parser)
+    args = parser.parse_args(["--config", str(REPO / "configs" / "monodetr_synth.yaml"), "--precision", "bf16-mixed"])
+    seen = {}
+    monkeypatch.setattr(train, "fit", lambda cfg, *a, **k: seen.setdefault("cfg", cfg))
+    train.run(args)
+    assert setting(seen["cfg"], "train.precision") == "bf16-mixed"

@@ -50,9 +50,11 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, [*presets, *args.set])
     if args.seed is not None:
         set_key(cfg, f"train.seed={args.seed}")
+    if args.precision is not None:  # recorded in the run's config.yaml like every other setting
+        set_key(cfg, f"train.precision={args.precision}")
     out = Path(args.out or Path("runs") / Path(args.config).stem)
     resume = resolve_resume(args.resume, out)
     plain, live = console_progress(cfg)
-    fit(cfg, out, resume, args.devices, args.num_nodes, args.precision, callbacks=plain, progress_bar=live,
+    fit(cfg, out, resume, args.devices, args.num_nodes, callbacks=plain, progress_bar=live,
         overwrite=args.overwrite, resume_changed=args.resume_changed, resume_auto=args.resume == "auto")
     return 0
