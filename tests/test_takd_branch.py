@@ -23,12 +23,13 @@ from monokd.models.takd.sam import SAM
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
-SMALL = ["model.backbone.depth=18", "model.image_channels=8", "model.depth_head.channels=8"]
+SMALL = ["model.backbone.depth=18", "model.image_channels=8", "model.depth_head.channels=8", "model.depth.num_bins=12",
+         "model.bev_channels=8"]
 BRANCH = ["model.takd.ta=branch", "distill.ta=null"]
 
 
 def _cfg(name: str, root, extra=()) -> dict:
-    small = [] if "lidar" in name else SMALL
+    small = ["model.bev_channels=8"] if "lidar" in name else SMALL
     return load_config(ROOT / f"configs/{name}.yaml", [f"data.root={root}", *small, *extra])
 
 

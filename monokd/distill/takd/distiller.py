@@ -10,7 +10,9 @@ assistant (Liu et al., CVPR 2025).
 F_T, F_TA, F_S, F_res' are (B, C, NY, NX) BEV features on one BEV grid: the teacher's ``bev``
 signal (pillar scatter + BEV encoder, monokd/models/lidar), the TA's ``bev_features(batch)["bev"]``
 (the camera pipeline lifting with the frame's dense depth, ``model.depth_input: gt_pixel``) and
-the student's ``bev`` / ``residual`` signals (monokd/models/takd/model.py). The paper's total has no GT term and the released
+the student's ``bev`` / ``residual`` signals (monokd/models/takd/model.py). With the
+student's ``model.takd.ta: branch`` (the released code) F_TA is the student's own ``ta_bev``
+signal and no TA network is held. The paper's total has no GT term and the released
 code trains on the teacher's outputs only; ``distill.gt_loss.enabled`` adds the student's own
 losses (its anchor-head and depth terms) as a documented switch.
 
@@ -140,8 +142,8 @@ class TAKDDistiller(Distiller):
         with torch.no_grad():
             teacher_out = self.teacher(batch, signals=self.teacher_signals) if self.teacher is not None else None
             ta_bev = self.ta.bev_features(batch)["bev"] if self.ta is not None else None
-        if self.ta_branch:  # a target, as the frozen TA's (the released code detaches it too)
-            ta_bev = _bev(outputs, "ta_bev", "student").detach()
+        if self.ta_branch:  # the student's own TA branch; IMD and CMRD take it as a target (detached)
+            ta_bev = _bev(outputs, "ta_bev", "student")
         extra = {}
         if opts["imd"]["enabled"]:
             student_bev = _bev(outputs, "bev", "student")
