@@ -218,3 +218,23 @@ def test_layer3_features_are_at_stride_8(synth_root, batch):
     out = model(batch, signals={"ta_bev"})
     assert torch.isfinite(out[SIGNALS].ta_bev).all()
     assert torch.isfinite(model.losses(out, batch)["loss_depth"])
+
+
+def test_a_fresh_run_starts_from_model_init_and_records_it(synth_root, student, tmp_path):
+    from types import SimpleNamespace
+
+    from monokd.training.fit import _start_from
+
+    state = _ta_checkpoint(synth_root, tmp_path / "ta.ckpt")
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    cfg = {"model": {"init": {"ckpt": str(tmp_path / "ta.ckpt"), "keep": ["residual.", "ffm."],
+                              "map": [["", "camera."], ["collapse.", "ta_collapse."]]}}}
+    provenance = {"notes": []}
+    with pytest.warns(Warning, match="model.init: "):
+        _start_from(SimpleNamespace(model=SimpleNamespace(student=student)), cfg, provenance)
+    assert provenance["init"]["ckpt"] == str(tmp_path / "ta.ckpt") and provenance["init"]["kept"] > 0
+    assert provenance["notes"][0].startswith("model.init: ")
+    assert torch.equal(student.state_dict()["camera.reduce.0.weight"], state["reduce.0.weight"])
+    _start_from(SimpleNamespace(model=student), {"model": {}}, provenance)  # no model.init: nothing changes
+    assert len(provenance["notes"]) == 1
+    student.load_state_dict(before)
