@@ -101,8 +101,13 @@ def test_ta_branch_runs_only_when_asked_and_synth_default_unchanged(synth_root, 
     assert not plain.ta_branch and plain.ta_collapse is None
     extra = {k for k in student.state_dict() if k not in plain.state_dict()}
     assert extra and all(k.startswith("ta_collapse.") for k in extra)
-    with pytest.raises(ConfigError, match="model.takd.ta"):
-        build_detector(_cfg("takd_synth", synth_root, BRANCH + ["model.takd.residual=false", "model.takd.ffm=false"]))
+    # the ablation rows without a residual branch (no SAM): F_TA is the branch's collapse alone
+    bare = build_detector(_cfg("takd_synth", synth_root, BRANCH + ["model.takd.residual=false",
+                                                                   "model.takd.ffm=false"])).eval()
+    with torch.no_grad():
+        features = bare.camera.bev_features(batch)["image_features"]
+        voxels = bare.camera.lift_gt_depth(batch, features, "test")
+        assert torch.equal(bare(batch, signals={"ta_bev"})[SIGNALS].ta_bev, bare.ta_collapse(voxels))
 
 
 def test_distiller_takes_f_ta_from_the_students_forward(synth_root, student, batch):

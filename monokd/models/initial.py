@@ -68,7 +68,10 @@ def initial_state(model: nn.Module, section: dict, source: str | None = None) ->
     rules = [tuple(rule) for rule in section.get("map") or []]
     if any(len(rule) != 2 or not all(isinstance(part, str) for part in rule) for rule in rules):
         raise ConfigError(f"model.init.map: {section.get('map')!r} must be a list of [from, to] key prefixes")
-    keep = tuple(section.get("keep") or ())
+    keep = section.get("keep") or []
+    if not isinstance(keep, list) or not all(isinstance(prefix, str) for prefix in keep):
+        raise ConfigError(f"model.init.keep: {keep!r} must be a list of key prefixes")
+    keep = tuple(keep)
     path = str(section["ckpt"])
     source = source or path
     content = read_weights(path, "initial weights file (model.init.ckpt)")

@@ -14,7 +14,7 @@ when a distiller asks for its ``ta_bev`` signal:
 
     image features F_img (the camera's, shared) -> one-hot LID bins of depth_maps (each block's
            mean valid depth at the feature stride) -> frustum -> voxels -> ta_collapse
-           -> the residual branch's SAM (the same module)                F_TA (B, C, NY, NX)
+           -> the residual branch's SAM (the same module; none without one)  F_TA (B, C, NY, NX)
 
 so the TA and the student share the image features and the SAM (the released
 ``DepthFFN_TAKD`` / ``Conv2DCollapse_TAKD``: ``block_target`` then ``self.sam``). With ``ta:
@@ -81,9 +81,6 @@ def takd_options(section: dict | None) -> dict:
     options = TAKD.resolve(section)
     if options["ffm"] and not options["residual"]:
         raise ConfigError("model.takd.ffm: the FFM fuses the predicted residual; it needs model.takd.residual=true")
-    if options["ta"] == "branch" and not options["residual"]:
-        raise ConfigError("model.takd.ta: the TA branch goes through the residual branch's SAM; it needs "
-                          "model.takd.residual=true")
     return options
 
 
@@ -126,9 +123,11 @@ class TAKDStudent(Detector):
     def ta_features(self, batch: dict, image_features: torch.Tensor) -> torch.Tensor:
         """F_TA (B, C, NY, NX): ``image_features`` (B, C_img, h, w), the camera's, lifted with the
         one-hot LID bins of ``batch["depth_maps"]``, collapsed by ``ta_collapse`` and aligned by
-        the residual branch's SAM. Differentiable: the gradient reaches the shared features."""
+        the residual branch's SAM (none without a residual branch: the ablation rows before SAM).
+        Differentiable: the gradient reaches the shared features."""
         voxels = self.camera.lift_gt_depth(batch, image_features, "model.takd.ta: branch")
-        return self.residual.align(self.ta_collapse(voxels))
+        bev = self.ta_collapse(voxels)
+        return self.residual.align(bev) if self.residual is not None else bev
 
     # the camera's declarations: the student reads what its camera reads and decodes as it does
     @property
