@@ -38,11 +38,10 @@ def checkpoint_state(content: dict) -> dict[str, torch.Tensor]:
         if isinstance(content.get(wrapper), dict):
             content = content[wrapper]
             break
-    state = {k: v for k, v in content.items() if isinstance(v, torch.Tensor)}
-    for prefix in ("model.", "student."):  # Lightning's module attribute, then a distiller's student
-        if state and any(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    return state
+    state = {k.removeprefix("model."): v for k, v in content.items()  # Lightning's module attribute
+             if isinstance(v, torch.Tensor)}
+    student = {k[len("student."):]: v for k, v in state.items() if k.startswith("student.")}
+    return student or state  # a distilled run: its student alone
 
 
 def mapped_state(state: dict[str, torch.Tensor], rules) -> tuple[dict[str, torch.Tensor], list[str]]:
@@ -79,7 +78,7 @@ def initial_state(model: nn.Module, section: dict, source: str | None = None) ->
         raise CheckpointMismatchError(f"{source}: not a state dict ({type(content).__name__})")
     state, unmatched = mapped_state(checkpoint_state(content), rules)
     own = model.state_dict()
-    kept = {k for k in own if k not in state and k.startswith(keep)}
+    kept = {k for k in own if k not in state and k.startswith(keep) and not k.endswith("num_batches_tracked")}
     given = {**state, **{f"{k} (no map rule)": torch.empty(0) for k in unmatched}}
     check_exact(own, given, source, "initial weights for this model (model.init)",
                 "; model.init.map renames its keys, model.init.keep names the parts left at initialisation",

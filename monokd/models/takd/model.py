@@ -22,10 +22,11 @@ network`` (the default, the paper's Fig. 2) the TA is a separate frozen model he
 distiller.
 
 The signals ``bev`` = F_S (what IMD compares with the TA), ``residual`` = F_res' (what CMRD
-compares with F_T - F_TA) and ``ta_bev`` = F_TA feed monokd/distill/takd. Kept at inference: the residual branch and
-FFM when ``ffm`` is on (they change the features the head reads); with ``ffm`` off the branch
-runs only in training (a CMRD auxiliary) and the student costs exactly its camera detector. With the residual branch
-and FFM both off the student *is* its camera detector (same outputs, ``camera.`` keys).
+compares with F_T - F_TA) and ``ta_bev`` = F_TA feed monokd/distill/takd. Kept at inference:
+the residual branch and FFM when ``ffm`` is on (they change the features the head reads); with
+``ffm`` off the branch runs only in training (a CMRD auxiliary) and the student costs exactly
+its camera detector. With the residual branch and FFM both off the student *is* its camera
+detector (same outputs, ``camera.`` keys); the TA branch never runs at inference.
 
 Config: ``model.name: takd_student``, ``model.camera`` the wrapped detector's registry name
 (``caddn``), ``model.takd`` the options below, ``model.init`` the initial weights of a run (a
