@@ -185,8 +185,9 @@ def _layout(name: str) -> dict[str, list[int]]:
 
 
 def test_resnet50_layout_is_torchvisions():
-    """The ResNet-50 layout (tests/data, torchvision's deeplabv3_resnet50 with aux_loss, COCO): its
-    parameter count is the one torchvision publishes for deeplabv3_resnet50_coco-cd0a2569.pth."""
+    """The ResNet-50 layout (tests/data: the recorded ResNet-101 one with layer3 cut to 6 blocks, as
+    torchvision's deeplabv3_resnet50 builds it, aux_loss on as for the COCO weights): its parameter
+    count is the one torchvision publishes for deeplabv3_resnet50_coco-cd0a2569.pth."""
     layout = _layout("torchvision_deeplabv3_resnet50_coco.json")
     params = sum(math.prod(s) for k, s in layout.items() if not re.search(r"running_|num_batches", k))
     assert params == 42_004_074
