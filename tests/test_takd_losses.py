@@ -10,7 +10,8 @@ import torch
 from monokd.distill.takd.cmrd import cmrd_loss, residual_target
 from monokd.distill.takd.features import masked_mse, minmax
 from monokd.distill.takd.imd import imd_loss
-from monokd.distill.takd.logit import logit_losses, quality_focal_loss, sin_difference
+from monokd.distill.takd.logit import logit_losses, quality_focal_loss
+from monokd.models.bev.box_coder import sin_difference
 
 
 def test_imd_value_and_gradient_into_the_student_only():

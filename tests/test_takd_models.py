@@ -101,8 +101,11 @@ def test_recipes_share_grid_channels_and_anchors(dataset):
         values = [cfg["model"].get(key) for cfg in cfgs.values()]
         assert values[0] is not None and all(v == values[0] for v in values), (key, values)
     assert cfgs["takd_ta"]["model"]["depth_input"] == "gt_pixel" and not cfgs["takd"]["model"].get("depth_input")
-    for role, run in (("teacher", "takd_lidar"), ("ta", "takd_ta")):  # built from their checkpoints' configs
-        assert cfgs["takd"]["distill"][role] == {"ckpt": f"runs/{run}_{dataset}/last.ckpt"}
+    assert cfgs["takd"]["distill"]["teacher"] == {"ckpt": f"runs/takd_lidar_{dataset}/last.ckpt"}
+    # the TA: built from its checkpoint's config (synth), or the student's own branch started from it (KITTI)
+    ta_run = f"runs/takd_ta_{dataset}/last.ckpt"
+    assert (cfgs["takd"]["distill"].get("ta") == {"ckpt": ta_run} if dataset == "synth"
+            else cfgs["takd"]["model"]["init"]["ckpt"] == ta_run)
     assert cfgs["takd"]["data"]["load_points"] and cfgs["takd"]["data"]["depth_maps"]
 
 

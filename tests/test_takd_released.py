@@ -149,6 +149,13 @@ def test_kitti_recipe_trains_the_released_variants_and_synth_keeps_the_papers():
             paper["logit"]["cls_batch_mean"]) == ("paper", "difference", 1.0, True)
     assert kitti["model"]["takd"]["sam"]["mode"] == "released" and kitti["model"]["takd"]["ffm"] is False
     assert synth["model"]["takd"]["sam"]["mode"] == "cascade" and synth["model"]["takd"]["ffm"] is True
+    # the released student structure: its own TA branch, started from the trained TA run, on
+    # DeepLabV3-ResNet-50 layer3 features; synth keeps the separate TA network and C2 features
+    assert kitti["model"]["takd"]["ta"] == "branch" and "ta" not in kitti["distill"]
+    assert kitti["model"]["init"]["ckpt"].endswith("runs/takd_ta_kitti/last.ckpt")
+    assert (kitti["model"]["backbone"]["depth"], kitti["model"]["feature_layer"]) == (50, "layer3")
+    assert synth["model"]["takd"].get("ta", "network") == "network" and synth["distill"]["ta"]["ckpt"]
+    assert synth["model"].get("feature_layer", "layer1") == "layer1" and not synth["model"].get("init")
     teacher = load_config("configs/takd_lidar_kitti.yaml")
     # the teacher runs on the student's batch: both see the camera's field of view only
     assert teacher["data"]["fov_points_only"] and kitti["data"]["fov_points_only"]

@@ -96,6 +96,8 @@ class DistillSignals:
       the student, F_T of the LiDAR teacher).
     - ``residual``: (B, C, NY, NX) the predicted residual F_res' of MonoTAKD's student (None
       where its branch does not run).
+    - ``ta_bev``: (B, C, NY, NX) MonoTAKD's TA feature F_TA computed by the student itself (its
+      GT-depth branch over its own image features; None for a student without one).
     """
 
     features: list[torch.Tensor] | None = None
@@ -108,6 +110,7 @@ class DistillSignals:
     estimated_pe_depth: list[torch.Tensor | None] | None = None
     bev: torch.Tensor | None = None
     residual: torch.Tensor | None = None
+    ta_bev: torch.Tensor | None = None
 
     def require(self, name: str, who: str, hint: str = "") -> Any:
         """The field ``name``; a ConfigError naming ``who`` (and ``hint``) when it is None."""

@@ -19,6 +19,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy
 
 from monokd.config import save_config, setting
+from monokd.models.initial import load_initial
 from monokd.training.callbacks import BestCheckpoint, LastCheckpoint, MetricsJson
 from monokd.training.checkpoint import check_state_dict, model_state, read_checkpoint
 from monokd.training.datamodule import KittiDataModule
@@ -115,6 +116,8 @@ def fit(cfg: dict, out: str | Path, resume: str | Path | None = None, devices=No
         if checkpoint is not None:  # the weights fit, before anything is written
             check_state_dict(module.model, model_state(checkpoint), str(resume))
             del checkpoint
+        else:  # a fresh run starts from model.init's trained weights, when given
+            _start_from(module, cfg, provenance)
         if resume_note:
             provenance["notes"].append(note(resume_note))
         trainer = build_trainer(cfg, out, devices, num_nodes, precision, callbacks, progress_bar)
@@ -133,6 +136,14 @@ def fit(cfg: dict, out: str | Path, resume: str | Path | None = None, devices=No
         if lock is not None:
             lock.release(tidy=not started)
     return module
+
+
+def _start_from(module: DetectorModule, cfg: dict, provenance: dict) -> None:
+    """Load ``model.init`` into the detector (a distiller's student), recorded in the provenance."""
+    record = load_initial(getattr(module.model, "student", module.model), (cfg.get("model") or {}).get("init"))
+    if record is not None:
+        provenance["notes"].append(note(record.pop("line")))
+        provenance["init"] = record
 
 
 def _read_resumed(resume, cfg: dict, allow_changed: bool) -> tuple[dict | None, str | None]:

@@ -10,7 +10,9 @@ assistant (Liu et al., CVPR 2025).
 F_T, F_TA, F_S, F_res' are (B, C, NY, NX) BEV features on one BEV grid: the teacher's ``bev``
 signal (pillar scatter + BEV encoder, monokd/models/lidar), the TA's ``bev_features(batch)["bev"]``
 (the camera pipeline lifting with the frame's dense depth, ``model.depth_input: gt_pixel``) and
-the student's ``bev`` / ``residual`` signals (monokd/models/takd/model.py). The paper's total has no GT term and the released
+the student's ``bev`` / ``residual`` signals (monokd/models/takd/model.py). With the
+student's ``model.takd.ta: branch`` (the released code) F_TA is the student's own ``ta_bev``
+signal and no TA network is held. The paper's total has no GT term and the released
 code trains on the teacher's outputs only; ``distill.gt_loss.enabled`` adds the student's own
 losses (its anchor-head and depth terms) as a documented switch.
 
@@ -91,12 +93,17 @@ class TAKDDistiller(Distiller):
         self.options = options
         needs_teacher = options["cmrd"]["enabled"] or options["logit"]["enabled"]
         needs_ta = options["imd"]["enabled"] or options["cmrd"]["enabled"]
+        # the student's own GT-depth branch (model.takd.ta: branch) gives F_TA in its forward
+        self.ta_branch = needs_ta and bool(getattr(student, "ta_branch", False))
+        if self.ta_branch and ta is not None:
+            raise ConfigError("distill.ta: the student computes its TA itself (model.takd.ta: branch); drop "
+                              "distill.ta.{config, ckpt} or set model.takd.ta: network")
         if needs_teacher and teacher is None:
             raise ConfigError("distill.teacher: CMRD and logit distillation need the LiDAR teacher "
                               "(distill.teacher.{config, ckpt})")
-        if needs_ta and ta is None:
+        if needs_ta and ta is None and not self.ta_branch:
             raise ConfigError("distill.ta: IMD and CMRD need the camera TA (distill.ta.{config, ckpt})")
-        if needs_ta and not callable(getattr(ta, "bev_features", None)):
+        if needs_ta and not self.ta_branch and not callable(getattr(ta, "bev_features", None)):
             raise ConfigError(f"distill.ta: {type(ta).__name__} has no bev_features(batch); the TA is a camera "
                               "BEV detector (caddn with model.depth_input: gt_pixel)")
         if options["cmrd"]["enabled"] and getattr(student, "residual", None) is None:
@@ -109,9 +116,9 @@ class TAKDDistiller(Distiller):
         if options["imd"]["enabled"] and not callable(getattr(student, "bev_features", None)):
             raise ConfigError(f"distill.imd.enabled: the student ({type(student).__name__}) exposes no BEV feature")
         self.hold_frozen("teacher", teacher if needs_teacher else None)
-        self.hold_frozen("ta", ta if needs_ta else None)
-        self.student_signals = signal_set(name for name, part in (("bev", "imd"), ("residual", "cmrd"))
-                                          if options[part]["enabled"])
+        self.hold_frozen("ta", ta if needs_ta and not self.ta_branch else None)
+        self.student_signals = signal_set([name for name, part in (("bev", "imd"), ("residual", "cmrd"))
+                                           if options[part]["enabled"]] + (["ta_bev"] if self.ta_branch else []))
         self.teacher_signals = signal_set({"bev"} if options["cmrd"]["enabled"] else ())
 
     @classmethod
@@ -135,6 +142,8 @@ class TAKDDistiller(Distiller):
         with torch.no_grad():
             teacher_out = self.teacher(batch, signals=self.teacher_signals) if self.teacher is not None else None
             ta_bev = self.ta.bev_features(batch)["bev"] if self.ta is not None else None
+        if self.ta_branch:  # the student's own TA branch; IMD and CMRD take it as a target (detached)
+            ta_bev = _bev(outputs, "ta_bev", "student")
         extra = {}
         if opts["imd"]["enabled"]:
             student_bev = _bev(outputs, "bev", "student")

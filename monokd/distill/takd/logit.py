@@ -8,7 +8,8 @@ class logits), s = student class logits, w_n = [sum_c t_nc > tau] * sum_c t_nc /
     L_cls = sum_c sum_n QFL(s_nc, t_nc) / #{n: t_nc > tau}          (normalised per class)
             QFL(s, t) = BCE(sigmoid(s), t) * |sigmoid(s) - t|^beta        (Li et al. 2020, beta = 2)
     L_box = sum_n w_n * sum_k smoothL1_{1/9}(b_nk - b^T_nk)                (7-D residual codes; the
-            heading compared through sin(a - b) = sin a cos b - cos a sin b, OpenPCDet's sin difference)
+            heading compared through sin(a - b) = sin a cos b - cos a sin b: the box coder's
+            ``sin_difference``, the one the anchor head's own box loss uses)
     L_dir = sum_n w_n * CE(d_n, argmax d^T_n)
     L_logit = w_cls L_cls + w_box L_box + w_dir L_dir,   averaged over the batch
 
@@ -25,9 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from monokd.models.bev.anchor_head import PRED_BOXES, PRED_CLS, PRED_DIR
-from monokd.models.bev.box_coder import CODE_SIZE
+from monokd.models.bev.box_coder import CODE_SIZE, sin_difference
 
-HEADING = 6  # index of the heading in the 7-D residual code (x, y, z, dx, dy, dz, heading)
 _SMOOTH_L1_BETA = 1.0 / 9.0  # OpenPCDet's WeightedSmoothL1Loss for anchor heads
 
 
@@ -40,14 +40,6 @@ def quality_focal_loss(student_logits: torch.Tensor, teacher_scores: torch.Tenso
     """Elementwise QFL of logits against soft targets in [0, 1] (same shape)."""
     bce = F.binary_cross_entropy_with_logits(student_logits, teacher_scores, reduction="none")
     return bce * (student_logits.sigmoid() - teacher_scores).abs().pow(beta)
-
-
-def sin_difference(student_boxes: torch.Tensor, teacher_boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Both (..., 7) with the heading channel replaced so that their difference is sin(a - b)."""
-    a, b = student_boxes[..., HEADING:HEADING + 1], teacher_boxes[..., HEADING:HEADING + 1]
-    student = torch.cat([student_boxes[..., :HEADING], a.sin() * b.cos(), student_boxes[..., HEADING + 1:]], dim=-1)
-    teacher = torch.cat([teacher_boxes[..., :HEADING], a.cos() * b.sin(), teacher_boxes[..., HEADING + 1:]], dim=-1)
-    return student, teacher
 
 
 def logit_losses(student: dict, teacher: dict, num_classes: int, code_size: int = CODE_SIZE, num_dir_bins: int = 2,

@@ -2,17 +2,21 @@
 Detection", CVPR 2021), and ADD's CaDDN teacher that lifts the pixel-wise GT depth instead.
 
     images (B, 3, H, W)
-      -> ResNet (DeepLabV3 trunk: layer3/4 dilated) -> C2 (stride 4), C5
-      -> image features: 1x1 conv + BN + ReLU on C2              F (B, C, H/4, W/4)
-      -> depth head: DeepLabV3 ASPP on C5, upsampled             (B, D + 1, H/4, W/4) logits
+      -> ResNet (DeepLabV3 trunk: layer3/4 dilated) -> C2 (stride 4) or C4 (stride 8), C5
+      -> image features: 1x1 conv + BN + ReLU on C2 (or C4)      F (B, C, H/s, W/s)
+      -> depth head: DeepLabV3 ASPP on C5, upsampled             (B, D + 1, H/s, W/s) logits
       -> depth distribution P = softmax(logits)   |   one-hot GT bins (depth_input: gt_pixel)
-      -> frustum G = F (x) P[:, :D]                               (B, C, D, H/4, W/4)
+      -> frustum G = F (x) P[:, :D]                               (B, C, D, H/s, W/s)
       -> frustum-to-voxel (grid_sample at the voxel centres)      (B, C, NZ, NY, NX)
       -> BEV collapse (C * NZ -> C_bev, 1x1 conv)                 (B, C_bev, NY, NX)     = bev_features
       -> BEV backbone (stages k: (B, F_k, NY/S_k, NX/S_k); upsampled and concatenated)
       -> anchor head: class scores, 7-D residual boxes, direction bins                  = detect_from_bev
     losses: anchor head (focal cls, smooth-L1 boxes, direction CE) + depth (monokd.models.caddn.losses,
             the student only: the teacher's distribution is given, its depth head is not run)
+
+``model.feature_layer`` picks the trunk stage the image features are read from: ``layer1``
+(C2, s = 4: CaDDN's) or ``layer3`` (C4: s = 8 with DeepLabV3's dilated layer3, the
+``feat_extract_layer: layer3`` of MonoTAKD's released student, 1024 channels for a ResNet-50).
 
 The voxel grid, lifting, collapse, BEV backbone and anchor head are monokd.models.bev's (shared
 with MonoTAKD's teaching assistant and student, which reuse this class through
@@ -48,7 +52,8 @@ DEFAULTS = {
     "name": "caddn",
     "backbone": {"depth": 101, "weights": None, "frozen_stages": -1, "norm": "auto",
                  "dilation": [False, True, True]},
-    "image_channels": 64,  # the 1x1 reduction of C2
+    "feature_layer": "layer1",  # the trunk stage of the image features (layer1: C2, stride 4)
+    "image_channels": 64,  # the 1x1 reduction of the feature layer
     # pooling_norm: the ASPP image-pooling branch as torchvision's (conv, BN), so DeepLabV3 loads
     "depth_head": {"channels": 256, "rates": [12, 24, 36], "dropout": 0.5, "pooling_norm": False},
     "depth": {"num_bins": 80, "min": 2.0, "max": 46.8},
@@ -68,11 +73,12 @@ DEFAULTS = {
     "anchor_head": {},  # monokd.models.bev.anchor_head's section
 }
 DEPTH_INPUTS = (None, "gt_pixel")
+FEATURE_LAYERS = ("layer1", "layer2", "layer3")  # C2, C3, C4 of the trunk
 SECTION = Section("model", DEFAULTS, typed=True, paths=("backbone.weights",), whole=("bev_backbone", "grid"),
                   sections={"anchor_head": ANCHOR_HEAD},
-                  choices={"depth_input": DEPTH_INPUTS, "frustum_sampling": CONVENTIONS})
+                  choices={"depth_input": DEPTH_INPUTS, "frustum_sampling": CONVENTIONS,
+                           "feature_layer": FEATURE_LAYERS})
 LOSS_SECTION = Section("loss", {"depth": DEPTH_LOSS_DEFAULTS})  # the depth distribution loss's weights
-FEATURE_STRIDE = 4  # C2
 ONNX_OPSET = 20  # the first opset whose GridSample takes the 5-D (volumetric) frustum
 
 
@@ -113,10 +119,11 @@ class CaDDN(Detector):
 
         backbone_cfg, deeplab = self._backbone_weights(cfg["backbone"])
         self.backbone = build_resnet(backbone_cfg)
-        if self.backbone.stage_strides[0] != FEATURE_STRIDE:
-            raise ConfigError("model.backbone: CaDDN reads C2 at stride 4")
+        self.feature_index = FEATURE_LAYERS.index(cfg["feature_layer"])
+        self.feature_stride = self.backbone.stage_strides[self.feature_index]
         channels = int(cfg["image_channels"])
-        self.reduce = nn.Sequential(nn.Conv2d(self.backbone.stage_channels[0], channels, 1, bias=False),
+        self.reduce = nn.Sequential(nn.Conv2d(self.backbone.stage_channels[self.feature_index], channels, 1,
+                                              bias=False),
                                     nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
         head = cfg["depth_head"]
         self.depth_head = DepthHead(self.backbone.stage_channels[-1], self.depth_bins["num_bins"],
@@ -164,25 +171,36 @@ class CaDDN(Detector):
 
     def depth_distribution(self, batch: dict, features: torch.Tensor, c5: torch.Tensor):
         """(logits or None, (B, D + 1, h, w) distribution) at the image features' size."""
-        size = tuple(features.shape[-2:])
-        bins = self.depth_bins
         if self.depth_input == "gt_pixel":
-            if batch.get("depth_maps") is None:
-                raise ConfigError("model.depth_input=gt_pixel needs batch['depth_maps'] (set data.depth_maps: "
-                                  "depth_2 or auto) at training and at inference")
-            distribution = gt_pixel_distribution(batch["depth_maps"].to(features.device), size,
-                                                 bins["num_bins"], bins["min"], bins["max"])
-            return None, distribution.to(features.dtype)
-        logits = self.depth_head(c5, size)
+            return None, self.gt_distribution(batch, features)
+        logits = self.depth_head(c5, tuple(features.shape[-2:]))
         return logits, logits.softmax(dim=1)
+
+    def gt_distribution(self, batch: dict, features: torch.Tensor, who: str = "model.depth_input=gt_pixel"):
+        """(B, D + 1, h, w) one-hot LID bins of ``batch["depth_maps"]`` at the image features' size
+        (each block's mean valid depth, monokd.models.caddn.frustum); ``who`` names the reader in
+        the error when the batch has no depth map."""
+        if batch.get("depth_maps") is None:
+            raise ConfigError(f"{who} needs batch['depth_maps'] (set data.depth_maps: depth_2 or auto)")
+        bins = self.depth_bins
+        distribution = gt_pixel_distribution(batch["depth_maps"].to(features.device), tuple(features.shape[-2:]),
+                                             bins["num_bins"], bins["min"], bins["max"])
+        return distribution.to(features.dtype)
+
+    def lift_gt_depth(self, batch: dict, features: torch.Tensor, who: str) -> torch.Tensor:
+        """(B, C, h, w) image features lifted with the one-hot GT-depth bins (as ``depth_input:
+        gt_pixel`` lifts them) -> voxels (B, C, NZ, NY, NX); the gradient flows into ``features``."""
+        frustum = frustum_features(features, self.gt_distribution(batch, features, who))
+        return self.lift(frustum, batch["lidar_to_rect"], batch["P2"], tuple(batch["images"].shape[-2:]))
 
     def bev_features(self, batch: dict) -> dict:
         """images -> depth distribution -> frustum -> voxels -> BEV: ``bev`` (B, C_bev, NY, NX),
         ``depth_logits`` (B, D + 1, h, w) (None for gt_pixel), ``depth_distribution``,
-        ``image_features`` (B, C, h, w)."""
+        ``image_features`` (B, C, h, w) at ``feature_stride``."""
         images = batch["images"]
-        c2, _, _, c5 = self.backbone.stages(images)
-        features = self.reduce(c2)
+        stages = self.backbone.stages(images)
+        features = self.reduce(stages[self.feature_index])
+        c5 = stages[-1]
         logits, distribution = self.depth_distribution(batch, features, c5)
         frustum = frustum_features(features, distribution)
         voxels = self.lift(frustum, batch["lidar_to_rect"], batch["P2"], tuple(images.shape[-2:]))
@@ -233,7 +251,7 @@ class CaDDN(Detector):
                 raise ConfigError("CaDDN's depth loss needs batch['depth_maps'] (set data.depth_maps: depth_2, "
                                   "lidar or auto)")
             terms["loss_depth"] = depth_loss(outputs["pred_depth_logits"], batch["depth_maps"], batch["targets"],
-                                             FEATURE_STRIDE, self.depth_bins, self.depth_loss_cfg)
+                                             self.feature_stride, self.depth_bins, self.depth_loss_cfg)
         terms["loss"] = sum(terms.values())
         return terms
 
