@@ -182,8 +182,16 @@ def test_frozen_second_on_a_real_sweep_fills_the_shared_grid(kitti_samples):
     dataset = KittiDataset(kitti_samples, None, {"data": data}, augment=False)
     item = dataset[dataset.ids.index("000003")]
     batch = collate([item])
-    with torch.no_grad():
-        bev = model(batch, signals=("bev",))[SIGNALS].bev
+    threads = []  # spconv's CPU convolution races with several threads: the backbone runs on one
+    model.backbone_3d.conv_input.register_forward_pre_hook(lambda *_: threads.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch.no_grad():
+            bev = model(batch, signals=("bev",))[SIGNALS].bev
+        assert threads == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
     assert bev.shape == (1, 128, 10, 10) == (1, 128, *model.grid.bev_shape())
     # sparse convolutions reach at most one BEV cell past an occupied one (3 x 3 at stride 8)
     lidar = points_to_lidar(batch["points"][0], batch["lidar_to_rect"][0])

@@ -22,6 +22,7 @@ trains on a GPU and runs frozen anywhere.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import torch
@@ -127,10 +128,28 @@ class VoxelResBackbone8x(nn.Module):
             channels = self.out_channels * self.depth_after(self.sparse_shape[0])
             return features.new_zeros(batch_size, channels, ny // 8, nx // 8)
         x = spconv.SparseConvTensor(features, coords.int(), self.sparse_shape, batch_size)
-        x = self.conv_out(self.conv4(self.conv3(self.conv2(self.conv1(self.conv_input(x))))))
+        with _one_thread_on_cpu(features):
+            x = self.conv_out(self.conv4(self.conv3(self.conv2(self.conv1(self.conv_input(x))))))
         dense = x.dense()  # (B, C, D, H, W)
         batch, channels, depth, height, width = dense.shape
         return dense.reshape(batch, channels * depth, height, width)
+
+
+@contextlib.contextmanager
+def _one_thread_on_cpu(features: torch.Tensor):
+    """torch's intra-op threads set to 1 for the block, on the CPU: spconv 2.3.8's CPU sparse
+    convolution races with more (measured on a real KITTI sweep: 2 threads give a different
+    result on each call, a few output rows of 15,417 wrong; 1 thread matches a by-hand
+    submanifold convolution to 5e-7)."""
+    if features.is_cuda:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def check_sparse_shape(grid_shape, bev_shape, out_channels: int, bev_channels: int, key: str) -> int:
