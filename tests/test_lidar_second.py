@@ -164,6 +164,17 @@ def test_openpcdet_second_state_dict_loads_strictly(second):
         second.official_state_dict({"model_state": missing}, "cut.pth")
 
 
+def test_training_on_the_cpu_is_refused_before_spconv_fails(second):
+    batch = {"points": [torch.zeros(0, 4)], "lidar_to_rect": torch.eye(4)[None]}
+    with pytest.raises(ConfigError, match="trains on a GPU"):
+        second.bev_features(batch)  # parameters that want a gradient, on the CPU
+    second.requires_grad_(False)
+    try:
+        assert second.bev_features(batch)["bev"].shape == (1, 128, 188, 140)  # frozen: runs
+    finally:
+        second.requires_grad_(True)
+
+
 def test_frozen_second_on_a_real_sweep_fills_the_shared_grid(kitti_samples):
     pytest.importorskip("spconv.pytorch", reason="spconv is not installed: the SECOND teacher is optional")
     from monokd.data.dataset import KittiDataset, collate

@@ -113,6 +113,10 @@ class LidarSecond(Detector):
             raise ConfigError("lidar_second needs batch['points'] and batch['lidar_to_rect'] "
                               "(data.load_points: true; a LiDAR sweep per frame)")
         device = self.head.conv_cls.weight.device
+        if device.type != "cuda" and torch.is_grad_enabled() and \
+                any(p.requires_grad for p in self.backbone_3d.parameters()):
+            raise ConfigError("lidar_second trains on a GPU: spconv's backward needs CUDA (spconv 2.3.8); on the CPU "
+                              "it runs frozen (a distillation teacher, evaluation), or train model.name: lidar_pillars")
         clouds = [points_to_lidar(p.to(device=device, dtype=torch.float32), m.to(device))
                   for p, m in zip(batch["points"], batch["lidar_to_rect"])]
         max_voxels = int(self.cfg["max_voxels"][0 if self.training else 1])
