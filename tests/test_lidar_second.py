@@ -61,6 +61,16 @@ def test_recipe_is_the_released_teacher():
     assert model["grid"] == ta["grid"] and model["bev_channels"] == ta["bev_channels"]  # one BEV grid, one F_T size
 
 
+def test_voxels_must_land_on_the_bev_grid_at_stride_8():
+    from monokd.models.lidar.sparse_backbone import check_sparse_shape
+
+    assert check_sparse_shape((1120, 1504, 40), (188, 140), 64, 128, "model.voxel_size") == 2  # 41 -> 21, 11, 5, 2
+    with pytest.raises(ConfigError, match="560 x 752 voxels at stride 8 are not the 140 x 188 BEV grid"):
+        check_sparse_shape((560, 752, 40), (188, 140), 64, 128, "model.voxel_size")  # 0.08 m voxels
+    with pytest.raises(ConfigError, match="compress to 2 x 128 = 256 channels, not model.bev_channels = 128"):
+        check_sparse_shape((1120, 1504, 40), (188, 140), 128, 128, "model.voxel_size")
+
+
 @pytest.mark.parametrize("recipe", ["configs/takd_lidar_kitti.yaml", "configs/takd_ta_kitti.yaml", RECIPE])
 def test_kitti_recipes_place_anchors_edge_to_edge(recipe):
     from monokd.models.bev.anchor_head import AnchorHead
