@@ -1,5 +1,6 @@
-"""The LiDAR scene augmentation applied by the dataset (GT sampling, world rotation and scaling,
-OpenPCDet's order) on real KITTI frames: pasted objects overlap nothing, boxes keep their points."""
+"""The LiDAR scene augmentation applied by the dataset (GT sampling, world flip, rotation and
+scaling, OpenPCDet's order) on real KITTI frames: pasted objects overlap nothing, boxes keep
+their points."""
 
 from __future__ import annotations
 
@@ -93,6 +94,20 @@ def test_world_rotation_and_scaling_move_boxes_and_points_together(kitti_root):
         assert np.abs(after - before).max() <= 1 and before.sum() > 0  # a point on a face may go either way
 
 
+def test_world_flip_mirrors_the_scene_not_only_the_camera(kitti_root):
+    plain = KittiDataset(kitti_root, "train", _data(), augment=False)
+    flipped = KittiDataset(kitti_root, "train", _data(world_flip=1.0))
+    camera_only = KittiDataset(kitti_root, "train", _data(flip_prob=1.0))
+    points0, boxes0 = _scene(plain[0])
+    points, boxes = _scene(flipped[0])
+    np.testing.assert_allclose(points[:, :3], points0[:, :3] * [1, -1, 1], atol=1e-4)  # y -> -y
+    np.testing.assert_allclose(boxes[:, :6], boxes0[:, :6] * [1, -1, 1, 1, 1, 1], atol=1e-4)
+    np.testing.assert_allclose(np.cos(boxes[:, 6]), np.cos(-boxes0[:, 6]), atol=1e-3)  # heading -> -heading
+    np.testing.assert_allclose(np.sin(boxes[:, 6]), np.sin(-boxes0[:, 6]), atol=1e-3)
+    same, _ = _scene(camera_only[0])  # the image flip leaves the LiDAR scene as it was
+    np.testing.assert_allclose(same[:, :3], points0[:, :3], atol=1e-4)
+
+
 def test_scene_draws_follow_the_seed(kitti_root):
     augment = {"gt_sampling": {"Car": 20}, "world_rotation": [-0.5, 0.5], "world_scaling": [0.9, 1.1]}
     torch.manual_seed(0)
@@ -112,6 +127,8 @@ def test_scene_options_are_checked(kitti_root, tmp_path):
         KittiDataset(kitti_root, "train", _data(gt_sampling={"Truck": 3, "Lorry": 2}))
     with pytest.raises(ConfigError, match="data.augment.world_scaling"):
         KittiDataset(kitti_root, "train", _data(world_scaling=[1.05, 0.95]))
+    with pytest.raises(ConfigError, match="data.augment.world_flip"):
+        KittiDataset(kitti_root, "train", _data(world_flip=1.5))
     with pytest.raises(ConfigError, match="data.depth_maps"):
         KittiDataset(kitti_root, "train", {"data": {**_data(world_rotation=[-0.1, 0.1])["data"], "depth_maps": "lidar"}})
     (tmp_path / "training").symlink_to(kitti_root / "training")
@@ -128,7 +145,9 @@ def test_kitti_lidar_recipe_is_the_released_teachers():
     data = load_config("configs/takd_lidar_kitti.yaml")["data"]
     assert data["augment"]["gt_sampling"] == {"Car": 20, "Pedestrian": 15, "Cyclist": 15}
     assert data["augment"]["gt_min_points"] == 5 and data["fov_points_only"] is True
+    assert data["augment"]["world_flip"] == 0.5 and data["augment"]["flip_prob"] == 0.0
     assert data["augment"]["world_rotation"] == pytest.approx([-np.pi / 4, np.pi / 4])
     assert data["augment"]["world_scaling"] == [0.95, 1.05]
     synth = load_config("configs/takd_lidar_synth.yaml")["data"]
-    assert all((synth.get("augment") or {}).get(k) is None for k in ("gt_sampling", "world_rotation", "world_scaling"))
+    assert all((synth.get("augment") or {}).get(k) is None
+               for k in ("gt_sampling", "world_flip", "world_rotation", "world_scaling"))

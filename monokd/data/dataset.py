@@ -32,7 +32,8 @@ Configuration (``cfg["data"]``; every key optional, defaults in :data:`DEFAULTS`
   The LiDAR scene's (monokd.data.lidar_augment, OpenPCDet's order, before the flip; each None
   for off; LiDAR-only recipes, the image does not follow): ``gt_sampling`` ({class: group
   size}, from ``<root>/gt_database/<split>/`` of ``monokd gt-database``, records of at least
-  ``gt_min_points`` points), ``world_rotation`` ([low, high] radians about the LiDAR's z),
+  ``gt_min_points`` points), ``world_flip`` (the probability of mirroring the scene's y, which
+  ``flip_prob`` never does), ``world_rotation`` ([low, high] radians about the LiDAR's z),
   ``world_scaling`` ([low, high]).
 - ``depth_maps``: None (none), ``depth_2``, ``lidar`` or ``auto`` (depth_2 if the frame has
   one, else the LiDAR sweep projected, else all 0 = no depth).
@@ -104,8 +105,8 @@ DEFAULTS = {
     "heading_target": "label",
     "augment": {"enabled": None, "photometric": True, "channel_swap": 0.0, "flip_prob": 0.5, "scale_prob": 0.5,
                 "scale_range": [0.95, 1.05], "shift": 0.1, "sampling": "uniform", "scale_sigma": 0.05,
-                "shift_sigma": 0.05, "gt_sampling": None, "gt_min_points": 5, "world_rotation": None,
-                "world_scaling": None},
+                "shift_sigma": 0.05, "gt_sampling": None, "gt_min_points": 5, "world_flip": None,
+                "world_rotation": None, "world_scaling": None},
     "depth_maps": None,
     "depth_pred_dir": None,
     "proposals": None,

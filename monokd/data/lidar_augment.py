@@ -1,19 +1,22 @@
-"""World augmentations of a LiDAR scene (OpenPCDet's ``random_world_rotation`` and
-``random_world_scaling``, the released MonoTAKD / SECOND teacher's KITTI recipe).
+"""World augmentations of a LiDAR scene (OpenPCDet's ``random_world_flip``,
+``random_world_rotation`` and ``random_world_scaling``, the released MonoTAKD / SECOND teacher's
+KITTI recipe).
 
 Points (M, >=3) and 7-D LiDAR boxes (N, 7) x, y, z (geometric centre), dx, dy, dz, heading
 (monokd.geometry.boxes) move together, so every box keeps exactly the points it held:
 
+    flip along x:            y -> -y (points and centres),       heading -> -heading
     rotation by a about +z:  p -> R_z(a) p,  centre -> R_z(a) centre,  heading -> heading + a
     scaling by s:            p -> s p,       centre, dx, dy, dz -> s x
 
-The recipe draws a ~ U(-pi/4, pi/4) and s ~ U(0.95, 1.05) per frame. Reflectance (column 3 on)
-is kept. Inputs are not modified.
+The recipe flips with probability 0.5 and draws a ~ U(-pi/4, pi/4) and s ~ U(0.95, 1.05) per
+frame. Reflectance (column 3 on) is kept. Inputs are not modified.
 
-The dataset applies them (``data.augment.{gt_sampling, world_rotation, world_scaling}``, each
-None for off) with :func:`augment_scene`: GT sampling, rotation, scaling, in OpenPCDet's order,
-in the LiDAR frame of the original sweep, before the image flip (a flip mirrors the camera
-frame, never the LiDAR scene; monokd.data.dataset). The boxes go back to label_2 objects of the
+The dataset applies them (``data.augment.{gt_sampling, world_flip, world_rotation,
+world_scaling}``, each None for off) with :func:`augment_scene`: GT sampling, flip, rotation,
+scaling, in OpenPCDet's order, in the LiDAR frame of the original sweep, before the image flip
+(``flip_prob`` mirrors the image and the camera frame, never the LiDAR scene, so it does not
+augment a LiDAR teacher; monokd.data.dataset). The boxes go back to label_2 objects of the
 frame's camera, so the targets, the teacher's LiDAR boxes and the points stay one scene; the
 image does not follow (a LiDAR-only recipe: the image-side depth inputs are refused).
 """
@@ -24,6 +27,15 @@ import numpy as np
 
 from monokd.errors import ConfigError
 from monokd.geometry.boxes import wrap_angle
+
+
+def flip_scene(points: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both mirrored along the LiDAR's x axis (y -> -y; OpenPCDet's ``random_world_flip`` 'x')."""
+    points, boxes = np.array(points, copy=True), np.array(boxes, dtype=np.float64, copy=True)
+    points[:, 1] = -points[:, 1]
+    boxes[:, 1] = -boxes[:, 1]
+    boxes[:, 6] = wrap_angle(-boxes[:, 6])
+    return points, boxes
 
 
 def rotate_scene(points: np.ndarray, boxes: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
@@ -57,7 +69,7 @@ def random_world(points: np.ndarray, boxes: np.ndarray, rng: np.random.Generator
 
 # --- the scene augmentation of a dataset item ------------------------------------------------
 
-SCENE_KEYS = ("gt_sampling", "world_rotation", "world_scaling")
+SCENE_KEYS = ("gt_sampling", "world_flip", "world_rotation", "world_scaling")
 
 
 def scene_augmented(augment_cfg: dict) -> bool:
@@ -66,8 +78,9 @@ def scene_augmented(augment_cfg: dict) -> bool:
 
 
 def check_scene_options(data_cfg: dict) -> None:
-    """``data.augment.{gt_sampling, world_rotation, world_scaling}``: a {KITTI class: group
-    size >= 0} mapping and two [low, high] ranges (scaling > 0), each None for off; any of them
+    """``data.augment.{gt_sampling, world_flip, world_rotation, world_scaling}``: a {KITTI class:
+    group size >= 0} mapping, a probability and two [low, high] ranges (scaling > 0), each None
+    for off; any of them
     needs ``data.load_points`` and excludes the image-side depth inputs (``depth_maps``,
     ``depth_pred_dir``, ``proposals``), which the scene's motion would leave behind.
 
@@ -84,6 +97,9 @@ def check_scene_options(data_cfg: dict) -> None:
         check_classes(list(groups), "data.augment.gt_sampling")
         if any(not isinstance(g, int) or isinstance(g, bool) or g < 0 for g in groups.values()):
             raise ConfigError(f"data.augment.gt_sampling: group sizes must be integers >= 0, got {groups}")
+    flip = augment.get("world_flip")
+    if flip is not None and (isinstance(flip, bool) or not isinstance(flip, (int, float)) or not 0 <= flip <= 1):
+        raise ConfigError(f"data.augment.world_flip: expected a probability in [0, 1], got {flip!r}")
     for key, positive in (("world_rotation", False), ("world_scaling", True)):
         span = augment.get(key)
         if span is None:
@@ -145,7 +161,8 @@ def boxes_to_objects(boxes: np.ndarray, like: list, calib, image_size) -> list:
 def augment_scene(points: np.ndarray, objects: list, calib, image_size, rng: np.random.Generator,
                   augment_cfg: dict, records: list[dict] | None) -> tuple[np.ndarray, list]:
     """The LiDAR scene of one frame augmented in OpenPCDet's order: GT sampling
-    (monokd.data.gt_database, from ``records``), then a world rotation, then a world scaling.
+    (monokd.data.gt_database, from ``records``), a flip along x with probability ``world_flip``,
+    a world rotation, a world scaling.
 
     Args:
         points: (M, 4) LiDAR-frame sweep.  objects: the frame's label_2 objects (DontCare is
@@ -166,6 +183,8 @@ def augment_scene(points: np.ndarray, objects: list, calib, image_size, rng: np.
         chosen = gt_database.sample(records, boxes, [o.type for o in objects], augment_cfg["gt_sampling"], rng)
         points, boxes, _ = gt_database.paste(points, boxes, [o.type for o in objects], chosen)
         like += chosen
+    if augment_cfg.get("world_flip") is not None and rng.uniform() < float(augment_cfg["world_flip"]):
+        points, boxes = flip_scene(points, boxes)
     points, boxes = random_world(points, boxes, rng, augment_cfg.get("world_rotation"),
                                  augment_cfg.get("world_scaling"))
     return points.astype(np.float32), boxes_to_objects(boxes, like, calib, image_size)
