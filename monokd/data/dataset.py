@@ -150,6 +150,10 @@ class KittiDataset(Dataset):
         augment: force train-time augmentation on or off (None: ``data.augment.enabled``).
     """
 
+    # the LiDAR scene augmentation (set at construction; off for a subclass that reads no labels)
+    scene_augment = False
+    gt_records = None
+
     def __init__(self, root=None, split: str | None = "train", cfg: dict | None = None,
                  augment: bool | None = None):
         self.cfg = data_config(cfg)
@@ -180,7 +184,6 @@ class KittiDataset(Dataset):
         self._draws = 0
         check_scene_options(self.cfg)
         self.scene_augment = self.augment and scene_augmented(self.cfg["augment"])
-        self.gt_records = None
         if self.scene_augment and self.cfg["augment"]["gt_sampling"] is not None:
             folder = database_dir(self.root, Path(str(split)).stem)  # the database of the split trained on
             self.gt_records = load_database(folder, int(self.cfg["augment"]["gt_min_points"]))
