@@ -29,6 +29,12 @@ Configuration (``cfg["data"]``; every key optional, defaults in :data:`DEFAULTS`
   for splits whose name starts with "train"), ``photometric``, ``channel_swap`` (0; MonoDETR
   0.5), ``flip_prob`` (0.5), ``scale_prob`` (0.5), ``scale_range`` ([0.95, 1.05]), ``shift``
   (0.1), ``sampling`` (uniform; MonoDETR gaussian with ``scale_sigma``, ``shift_sigma`` 0.05).
+  The LiDAR scene's (monokd.data.lidar_augment, OpenPCDet's order, before the flip; each None
+  for off; LiDAR-only recipes, the image does not follow): ``gt_sampling`` ({class: group
+  size}, from ``<root>/gt_database/<split>/`` of ``monokd gt-database``, records of at least
+  ``gt_min_points`` points), ``world_flip`` (the probability of mirroring the scene's y, which
+  ``flip_prob`` never does), ``world_rotation`` ([low, high] radians about the LiDAR's z),
+  ``world_scaling`` ([low, high]).
 - ``depth_maps``: None (none), ``depth_2``, ``lidar`` or ``auto`` (depth_2 if the frame has
   one, else the LiDAR sweep projected, else all 0 = no depth).
 - ``depth_pred_dir``: a folder of estimated depth maps in the depth_2 format (uint16 PNG,
@@ -72,6 +78,8 @@ from torch.utils.data import Dataset
 from monokd.data import augment as aug
 from monokd.data import proposals as P
 from monokd.data.checks import check_data_options, check_depth_size, check_frames, check_sweep_projects
+from monokd.data.gt_database import database_dir, load_database
+from monokd.data.lidar_augment import augment_scene, check_scene_options, scene_augmented
 from monokd.data.proposals import SECTION as PROPOSALS
 from monokd.data.kitti import (IMAGE_SUFFIXES, Calibration, KittiFormatError, KittiPaths, Object3D, difficulty,
                                read_calib, read_depth, read_image, read_label, read_split,
@@ -97,7 +105,8 @@ DEFAULTS = {
     "heading_target": "label",
     "augment": {"enabled": None, "photometric": True, "channel_swap": 0.0, "flip_prob": 0.5, "scale_prob": 0.5,
                 "scale_range": [0.95, 1.05], "shift": 0.1, "sampling": "uniform", "scale_sigma": 0.05,
-                "shift_sigma": 0.05},
+                "shift_sigma": 0.05, "gt_sampling": None, "gt_min_points": 5, "world_flip": None,
+                "world_rotation": None, "world_scaling": None},
     "depth_maps": None,
     "depth_pred_dir": None,
     "proposals": None,
@@ -141,6 +150,10 @@ class KittiDataset(Dataset):
         augment: force train-time augmentation on or off (None: ``data.augment.enabled``).
     """
 
+    # the LiDAR scene augmentation (set at construction; off for a subclass that reads no labels)
+    scene_augment = False
+    gt_records = None
+
     def __init__(self, root=None, split: str | None = "train", cfg: dict | None = None,
                  augment: bool | None = None):
         self.cfg = data_config(cfg)
@@ -169,6 +182,11 @@ class KittiDataset(Dataset):
         self.augment = bool(enabled) if enabled is not None else str(split).startswith("train")
         self.input_size = tuple(int(s) for s in self.cfg["input_size"])
         self._draws = 0
+        check_scene_options(self.cfg)
+        self.scene_augment = self.augment and scene_augmented(self.cfg["augment"])
+        if self.scene_augment and self.cfg["augment"]["gt_sampling"] is not None:
+            folder = database_dir(self.root, Path(str(split)).stem)  # the database of the split trained on
+            self.gt_records = load_database(folder, int(self.cfg["augment"]["gt_min_points"]))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -214,6 +232,10 @@ class KittiDataset(Dataset):
         choice = aug.sample_augmentation(rng, self.cfg["augment"]) if self.augment else aug.Augmentation()
         if self.augment and self.cfg["augment"]["photometric"]:
             image = aug.photometric_distortion(image, rng, channel_swap=float(self.cfg["augment"]["channel_swap"]))
+        points = self._sweep(frame, calib, image_size) if self.cfg["load_points"] else None
+        if self.scene_augment:
+            points, objects = augment_scene(points, objects, calib, image_size, rng, self.cfg["augment"],
+                                            self.gt_records)
         item, affine = image_item(image, calib.P2, frame, self.cfg, self.input_size, choice)
         P2 = aug.camera_matrix(calib.P2, affine, choice.flip)  # float64: the targets project with it
         if self.cfg["heading_target"] == "box_center":
@@ -231,14 +253,19 @@ class KittiDataset(Dataset):
             estimated_path = Path(self.cfg["depth_pred_dir"]) / f"{frame}.png"
             estimated = check_depth_size(read_depth(estimated_path, nan_policy="zero"), estimated_path, image_size)
             item["depth_pred"] = self._warp_depth(estimated, affine)
-        if self.cfg["load_points"]:
-            velo = self.paths.file("velodyne", frame)
-            points = read_velodyne(velo) if velo.is_file() else np.zeros((0, 4), np.float32)
-            if self.cfg["fov_points_only"]:
-                points = points[in_camera_view(lidar_to_rect(points[:, :3], calib), calib.P2, image_size)]
+        if points is not None:
             rect = lidar_to_rect(points[:, :3], camera)
             item["points"] = torch.as_tensor(np.concatenate([rect, points[:, 3:4]], 1), dtype=torch.float32)
         return item
+
+    def _sweep(self, frame: str, calib: Calibration, image_size) -> np.ndarray:
+        """(M, 4) LiDAR-frame sweep (empty without one), cropped to the camera's view with
+        ``fov_points_only`` (before any scene augmentation, as OpenPCDet does)."""
+        velo = self.paths.file("velodyne", frame)
+        points = read_velodyne(velo) if velo.is_file() else np.zeros((0, 4), np.float32)
+        if self.cfg["fov_points_only"]:
+            points = points[in_camera_view(lidar_to_rect(points[:, :3], calib), calib.P2, image_size)]
+        return points
 
     def _proposals(self, frame: str, targets: dict, affine, image_size, rng) -> dict:
         cfg = P.proposal_config(self.cfg["proposals"])

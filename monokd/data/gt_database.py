@@ -6,7 +6,7 @@ Build (``monokd gt-database``): for every frame of the training split and every 
 of the classes, the sweep's points inside its 7-D LiDAR box (monokd.geometry.boxes), moved to
 the box's centre, are written as ``<frame>_<class>_<k>.bin`` (velodyne format) under
 ``<root>/gt_database/<split>/``, with ``index.json``: one record per object (frame, class,
-path, box_lidar, num_points, difficulty). The folder is written whole or not at all.
+path, box_lidar, num_points, difficulty, truncated, occluded). The folder is written whole or not at all.
 
 Sample and paste, per frame: for each class with a group size G, G minus the frame's objects
 of that class are drawn at random among the records (difficulty known, >= ``min_points``
@@ -75,7 +75,8 @@ def build_database(root: str | Path, split: str, classes=tuple(RELEASED_GROUPS))
                 name = f"{frame}_{obj.type}_{k}.bin"
                 write_velodyne(staging / name, local)
                 records.append({"frame": frame, "class": obj.type, "path": name, "box_lidar": box.tolist(),
-                                "num_points": int(len(local)), "difficulty": int(levels[k])})
+                                "num_points": int(len(local)), "difficulty": int(levels[k]),
+                                "truncated": float(obj.truncated), "occluded": int(obj.occluded)})
         (staging / INDEX).write_text(json.dumps({"split": split, "objects": records}, indent=1))
         if target.exists():
             shutil.rmtree(target)

@@ -24,6 +24,7 @@ REGISTRY: dict[str, str] = {
     "caddn": "monokd.models.caddn.model:CaDDN",
     "takd_student": "monokd.models.takd.model:TAKDStudent",
     "lidar_pillars": "monokd.models.lidar.model:LidarPillars",
+    "lidar_second": "monokd.models.lidar.second:LidarSecond",
     "depth_resnet": "monokd.models.depth.model:build_depth_net",
 }
 
