@@ -258,6 +258,10 @@ def test_the_checkpoint_records_the_unlabeled_split(synth, monkeypatch):
     record = preflight.check_run(_synth_cfg(synth), datamodule)["unlabeled"]
     assert record["split"] == "unlabeled" and record["root"] == str(synth / "raw")
     assert record["ids"] == sorted(datamodule.unlabeled_set.ids) and record["count"] == 4
+    leaking = _synth_cfg(synth)
+    leaking["data"]["unlabeled"]["split"] = "all"  # the val drive too: the guard refuses at check_run
+    with pytest.raises(ConfigError, match=r"lie in drives that hold frames of the val split.*_drive_0001_sync"):
+        preflight.check_run(leaking, KittiDataModule(leaking))
 
 
 @pytest.mark.filterwarnings(r"ignore:You are trying to `self.log\(\)`")
