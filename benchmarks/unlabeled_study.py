@@ -223,13 +223,13 @@ def run_cost(args) -> dict:
         rows = {}
         for arm in (method, method + UNLABELED):
             items = [f"data.root={root}", "train.num_workers=0", *frozen, *arm_overrides(arm, root, share),
-                     *[a.split("=", 1)[1] if a.startswith("--set=") else a for a in args.cost_set]]
+                     *args.cost_set]
             cfg = load_config(REPO / recipe, items)
             rows[arm] = _timed_steps(cfg, args.cost_steps, args.cost_warmup)
             print(f"{arm}: data {rows[arm]['data_s']['mean']:.3f} s, step {rows[arm]['compute_s']['mean']:.3f} s "
                   f"per batch", flush=True)
         base, mixed = rows[method], rows[method + UNLABELED]
-        batch = int(load_config(REPO / recipe, [f"data.root={root}"])["train"]["batch_size"])
+        batch = int(cfg["train"]["batch_size"])
         extra = (mixed["data_s"]["mean"] + mixed["compute_s"]["mean"]) - (base["data_s"]["mean"] + base["compute_s"]["mean"])
         rows["per_step_extra_s"] = extra
         rows["per_unlabeled_frame_extra_s"] = extra / max(share * batch, 1e-9)
