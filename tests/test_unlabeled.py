@@ -211,9 +211,3 @@ def test_synth_raw_flags_are_checked(tmp_path, capsys, flags):
     assert main(["synth", "--out", str(tmp_path / "d"), "--num-train", "1", "--num-val", "1", *flags]) == 1
     assert "monokd synth: error: --raw-drives/--raw-frames/--raw-val-drives" in capsys.readouterr().err
 
-
-def test_training_refuses_the_section_until_the_engine_reads_it():
-    from monokd.training.preflight import check_run
-
-    with pytest.raises(ConfigError, match="data.unlabeled: training on unlabeled frames is not part of the engine"):
-        check_run({"data": {"unlabeled": {"root": "raw"}}}, datamodule=None)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from monokd.errors import ConfigError
 from monokd.pipeline.demo import run_demo
 from monokd.pipeline.stages import exit_on_sigterm
 from monokd.pipeline.stories import DEFAULT_METHOD, DEFAULT_STUDENT, STORIES, default_student
@@ -22,6 +23,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--method", default=None,
                         help=f"the distillation method (known: {', '.join(sorted({m for _, m in STORIES}))}; "
                              f"default: the preset's, else {DEFAULT_METHOD})")
+    parser.add_argument("--unlabeled", type=int, default=0, metavar="N",
+                        help="also train the distilled student on N unlabeled frames (SynthKITTI raw drives, "
+                             "data.unlabeled; docs/unlabeled.md); a method that needs labels on every frame is "
+                             "refused (default 0: none)")
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads of each training and evaluation (default 1: the trainings of a wave "
                              "run side by side, one core each)")
@@ -29,5 +34,8 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     exit_on_sigterm()
-    run_demo(args.out, args.preset, args.data, student=args.student, method=args.method, threads=args.threads)
+    if args.unlabeled < 0:
+        raise ConfigError(f"--unlabeled {args.unlabeled}: a number of frames, >= 0")
+    run_demo(args.out, args.preset, args.data, student=args.student, method=args.method, threads=args.threads,
+             unlabeled=args.unlabeled)
     return 0

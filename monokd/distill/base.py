@@ -41,6 +41,15 @@ class Distiller(Detector):
         models of its roles (by role name; None where not built)."""
         raise NotImplementedError(f"{cls.__name__}.from_section")
 
+    @classmethod
+    def unlabeled_refusal(cls, section: dict) -> str | None:
+        """None when the method, configured by its ``distill`` section, can train on unlabeled
+        frames (``data.unlabeled``: its terms either read no label or mask the unlabeled
+        frames), else the one-line reason ``monokd train`` refuses the option with. Frozen
+        models reading labels (privileged input ``targets``) are refused generically."""
+        return (f"distill.method: {section.get('method')!r} does not declare training on unlabeled frames "
+                "(Distiller.unlabeled_refusal); remove data.unlabeled")
+
     def hold_frozen(self, name: str, model: nn.Module | None) -> None:
         """Keep ``model`` as ``self.<name>``, frozen and outside the module tree."""
         object.__setattr__(self, name, model)  # deliberately not a registered submodule

@@ -13,6 +13,9 @@ A detector is a :class:`Detector` (an ``nn.Module``) with
   :attr:`Detector.privileged_inputs` (batch keys its forward reads; privileged = ground truth
   or LiDAR, what makes a teacher), :attr:`Detector.decode_threshold`, :attr:`Detector.onnx_opset`
   (and the class methods that answer the same from a config, before any model is built);
+- for unlabeled frames (``batch[LABELED]`` False, docs/unlabeled.md): :meth:`Detector.labeled_losses_of`
+  (its ``losses`` take terms from labeled frames only) and :meth:`Detector.pseudo_targets`
+  (its own confident detections as target dicts: what stands in for a teacher's GT boxes);
 - for distillation: ``distill_spec`` (a :class:`DistillSpec`: shapes the distiller builds its
   adapters from) and ``match_foreground(outputs, batch)`` (the Hungarian matching of a
   detector with queries; none for the others).
@@ -291,6 +294,33 @@ class Detector(nn.Module):
         without queries matches none (response distillation does not apply)."""
         empty = torch.zeros(0, dtype=torch.long)
         return [(empty, empty) for _ in range(_batch_size(batch))]
+
+
+    @classmethod
+    def labeled_losses_of(cls, model_cfg: dict) -> bool:
+        """Whether ``losses`` honours ``batch[LABELED]``: every term from the labeled frames
+        only (as if the batch held just those), and a batch without one gives zero terms that
+        carry no gradient. False (the default) makes ``monokd train`` refuse
+        ``data.unlabeled`` for this detector as a student."""
+        return False
+
+    def pseudo_targets(self, outputs: dict, batch: dict, min_score: float) -> list[dict]:
+        """Per frame, the detections of ``outputs`` with score >= ``min_score`` as a target
+        dict of the batch's (augmented) frame: ``labels`` (K,), ``boxes_2d`` (K, 4) input
+        pixels, ``location`` (K, 3) rect bottom centre, ``dims`` (K, 3) h w l, ``rotation_y``
+        (K,), ``depth`` (K,) m; what stands in for GT boxes on an unlabeled frame. The base
+        class has none (ConfigError)."""
+        raise ConfigError(f"{type(self).__name__} gives no pseudo targets (its confident detections as targets)")
+
+
+def labeled_index(batch: dict) -> torch.Tensor | None:
+    """The indices (K,) long of the labeled frames of ``batch`` (``batch[LABELED]``), or None
+    when every frame is labeled (or the batch has no flags): the common case costs nothing."""
+    flags = batch.get(LABELED)
+    if flags is None:
+        return None
+    flags = torch.as_tensor(flags, dtype=torch.bool)
+    return None if bool(flags.all()) else torch.nonzero(flags).flatten()
 
 
 def _batch_size(batch: dict) -> int:

@@ -8,6 +8,12 @@ model is evaluated as soon as its training ends. Each training and evaluation is
 (``monokd.pipeline.stages``: the documented commands in subprocesses, skipped when their
 marker says they are done); the preset (``monokd.pipeline.presets``) sizes the recipes; the
 report is ``monokd.pipeline.report``'s.
+
+With ``unlabeled`` = N > 0 (``monokd demo --unlabeled N``, docs/unlabeled.md) SynthKITTI also
+gets two raw drives (the first holds the val frames, which the leakage guard refuses; the
+second N fresh frames), and every distilled model of the story trains on the labeled frames
+plus those N unlabeled ones (``data.unlabeled``); the teachers and the baseline do not. A story
+whose method cannot take unlabeled frames is refused before anything is trained.
 """
 
 from __future__ import annotations
@@ -21,20 +27,50 @@ from monokd.pipeline.presets import load_preset, preset_items, recipe, stage_ove
 from monokd.pipeline.report import summary, write_demo_report
 from monokd.pipeline.stages import (Clock, available_cores, ensure_synth, evaluate, evaluation_json, last_checkpoint,
                                     process_cpu_seconds, synth_done, thread_env, train, training_done)
+from monokd.data.synth.raw_drives import RAW_DIR
 from monokd.pipeline.stories import Model, story_function
 from monokd.pipeline.pictures import PICTURES_TAG
 from monokd.timing import hms
 
 
+# the raw drives of a run with unlabeled frames: one holding the val frames, one of fresh frames
+RAW_DRIVES = 2
+DISTILLED = "distilled"  # the role of the story's models that learn from unlabeled frames
+
+
+def unlabeled_overrides(root: str | Path) -> list[str]:
+    """``--set`` items of a distilled model trained also on SynthKITTI's fresh raw frames (the
+    split that passes the leakage guard; the mapping files under ``root`` are found there)."""
+    return [f"data.unlabeled.root={Path(root) / RAW_DIR}", "data.unlabeled.split=unlabeled"]
+
+
+def check_unlabeled_story(preset: dict, root: str | Path) -> None:
+    """Refuse (ConfigError, one line) a story whose distilled models cannot train on unlabeled
+    frames, before anything is trained: each distilled model's recipe, with its teacher and TA
+    read from their own recipes, through monokd.training.unlabeled.check_unlabeled."""
+    from monokd.config import load_config
+    from monokd.training.unlabeled import check_unlabeled
+
+    plot = preset["story"]
+    for model in plot.models:
+        if model.role != DISTILLED:
+            continue
+        frozen = [f"distill.{role}.config={recipe(preset, name)}"
+                  for role, name in (("teacher", model.teacher), ("ta", model.ta)) if name]
+        check_unlabeled(load_config(recipe(preset, model.name), [*unlabeled_overrides(root), *frozen]))
+
+
 def run_demo(out: str | Path, preset_name: str = "default", data_root: str | Path | None = None,
              extra_train: list[str] = (), extra_eval: list[str] = (), student: str | None = None,
-             method: str | None = None, threads: int = 1, stream=None) -> Path:
+             method: str | None = None, threads: int = 1, stream=None, unlabeled: int = 0) -> Path:
     """Run (or finish) the demo under ``out``; return the report's path."""
     out = Path(out)
     preset = load_preset(preset_name, student, method)
     plot = preset["story"]
     data = preset["data"]
     root = Path(data_root or data.get("root") or out / "data" / "synthkitti")
+    if unlabeled:
+        check_unlabeled_story(preset, root)
     seed = int(preset.get("seed", 0))
     # One thread per training: the trainings of a wave run side by side, one core each. (Two
     # threads for the lone teacher were measured at 5-12 s a step on a busy 2-core machine
@@ -60,7 +96,9 @@ def run_demo(out: str | Path, preset_name: str = "default", data_root: str | Pat
                  f"SynthKITTI {data['num_train']} train + {data['num_val']} val frames at {root}")
     timed("data", lambda: ensure_synth(root, int(data["num_train"]), int(data["num_val"]), int(data.get("seed", 0)),
                                        int(data.get("width", 416)), int(data.get("height", 128)),
-                                       int(data.get("workers", min(available_cores(), 2)))), done=synth_done(root))
+                                       int(data.get("workers", min(available_cores(), 2))),
+                                       raw_drives=RAW_DRIVES if unlabeled else 0, raw_fresh=int(unlabeled)),
+          done=synth_done(root))
     inputs: list[str] = []
     if plot.prepare:
         # a stage like a wave's: its commands' output to OUT/logs/prepare.log, their progress
@@ -91,6 +129,8 @@ def run_demo(out: str | Path, preset_name: str = "default", data_root: str | Pat
             overrides += teacher_overrides(runs[model.teacher], last_checkpoint(runs[model.teacher]))
         if model.ta:
             overrides += ta_overrides(runs[model.ta], last_checkpoint(runs[model.ta]))
+        if unlabeled and model.role == DISTILLED:
+            overrides += unlabeled_overrides(root)
         done = training_done(runs[model.name])
         timed(f"train {model.name}", lambda: train(recipe(preset, model.name), runs[model.name], overrides, seed,
                                                    extra_train, stage=f"train {model.name}", env=env, lane=lane),

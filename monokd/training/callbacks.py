@@ -77,7 +77,8 @@ class BestCheckpoint(L.Callback):
 class MetricsJson(L.Callback):
     """Appends each validation's flat AP dict to ``out/metrics.json`` (rank 0), and writes
     ``final`` (the last validation), ``best`` (the validation with the highest monitor) and
-    ``notes`` (the warnings of monokd.training.preflight, e.g. an allowed teacher overlap)."""
+    ``notes`` (the warnings of monokd.training.preflight, e.g. an allowed teacher overlap) and
+    ``frames_seen`` (labeled and unlabeled training frames so far)."""
 
     def __init__(self, out: str | Path, monitor_key: str):
         self.path = Path(out) / "metrics.json"
@@ -93,7 +94,8 @@ class MetricsJson(L.Callback):
         self.history = [e for e in self.history if e["epoch"] != entry["epoch"]] + [entry]
         if trainer.is_global_zero:
             notes = list((getattr(pl_module, "provenance", None) or {}).get("notes", []))
-            self.write(nonfinite_total=int(getattr(pl_module, "nonfinite_total", 0)), notes=notes)
+            self.write(nonfinite_total=int(getattr(pl_module, "nonfinite_total", 0)), notes=notes,
+                       frames_seen=dict(getattr(pl_module, "frames_seen", {})))
 
     def write(self, **extra) -> None:
         scored = [e for e in self.history if e.get("monitor") is not None]

@@ -10,7 +10,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from monokd.config import get, setting
 from monokd.data.dataset import KittiDataset, collate
-from monokd.training.sampling import EpochBatchSampler, SeededDataset, ShardSampler
+from monokd.data.unlabeled import MixedDataset, unlabeled_options
+from monokd.training.sampling import EpochBatchSampler, MixedEpochBatchSampler, SeededDataset, ShardSampler
 from monokd.training.validation import eval_batch_size
 
 
@@ -27,17 +28,22 @@ def default_collate() -> Callable:
 class KittiDataModule(L.LightningDataModule):
     """Loaders of ``data.train_split`` and ``data.val_split``.
 
+    With ``data.unlabeled`` the training loader draws labeled and unlabeled frames together
+    (MixedDataset, MixedEpochBatchSampler: an epoch is one pass over the labeled frames,
+    ``data.unlabeled.share`` of each batch's frames unlabeled).
+
     Datasets and collate may be given directly (tests, custom data); otherwise they are
     built from ``cfg``. The data position of an interrupted epoch is part of the checkpoint
     (``state_dict``) so that a resumed run sees exactly the batches it had not trained on.
     """
 
     def __init__(self, cfg: dict, train_set: Dataset | None = None, val_set: Dataset | None = None,
-                 collate_fn: Callable | None = None):
+                 collate_fn: Callable | None = None, unlabeled_set: Dataset | None = None):
         super().__init__()
         self.cfg = cfg
         self._train_set = train_set
         self._val_set = val_set
+        self._unlabeled_set = unlabeled_set
         self._collate = collate_fn
         self._resume: dict | None = None
         self.train_sampler: EpochBatchSampler | None = None
@@ -54,6 +60,16 @@ class KittiDataModule(L.LightningDataModule):
         if self._train_set is None:
             self._train_set = build_dataset(self.cfg, setting(self.cfg, "data.train_split"), train=True)
         return self._train_set
+
+    @property
+    def unlabeled_set(self) -> Dataset | None:
+        """The frames of ``data.unlabeled`` (monokd.data.unlabeled.UnlabeledDataset: the
+        leakage guard runs when it is built); None without the section."""
+        if self._unlabeled_set is None and get(self.cfg, "data.unlabeled") is not None:
+            from monokd.data.unlabeled import UnlabeledDataset
+
+            self._unlabeled_set = UnlabeledDataset(self.cfg)
+        return self._unlabeled_set
 
     @property
     def val_set(self) -> Dataset:
@@ -75,8 +91,15 @@ class KittiDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         seed = int(setting(self.cfg, "train.seed"))
         rank, world = self._rank_world()
-        sampler = EpochBatchSampler(len(self.train_set), int(setting(self.cfg, "train.batch_size")),
-                                    seed, rank, world)
+        batch_size = int(setting(self.cfg, "train.batch_size"))
+        dataset = self.train_set
+        if self.unlabeled_set is not None:  # labeled frames 0 .. L-1, then the unlabeled ones
+            share = float(unlabeled_options(get(self.cfg, "data.unlabeled"))["share"])
+            sampler = MixedEpochBatchSampler(len(self.train_set), len(self.unlabeled_set), batch_size, share, seed,
+                                             rank, world)
+            dataset = MixedDataset(self.train_set, self.unlabeled_set)
+        else:
+            sampler = EpochBatchSampler(len(self.train_set), batch_size, seed, rank, world)
         if self._resume is not None:
             epoch, done = self._resume["epoch"], self._resume["batches_done"]
             if done >= len(sampler):
@@ -86,7 +109,7 @@ class KittiDataModule(L.LightningDataModule):
         self.train_sampler = sampler
         # A generator of its own keeps loader start-up from drawing on the global one.
         generator = torch.Generator().manual_seed(seed)
-        return DataLoader(SeededDataset(self.train_set, seed), batch_sampler=sampler,
+        return DataLoader(SeededDataset(dataset, seed), batch_sampler=sampler,
                           collate_fn=self.collate_fn, generator=generator, **self._workers())
 
     def val_dataloader(self) -> DataLoader:

@@ -21,6 +21,7 @@ from monokd.training.checkpoint import MODEL_PREFIX, build_model, check_state_di
 from monokd.training.preflight import PROVENANCE_KEY
 from monokd.training.schedule import beta1, build_optimizer, lr_factor, set_beta1, set_lr
 from monokd.training.seeding import capture_rng, restore_rng
+from monokd.training.unlabeled import frame_counts
 from monokd.errors import MonokdError
 
 
@@ -44,6 +45,7 @@ class DetectorModule(L.LightningModule):
         self.nonfinite_total = 0
         self.batches_done = 0  # in the current epoch (the data position of a resume)
         self.batches_seen = 0  # in the whole run (the last.ckpt cadence)
+        self.frames_seen = {"labeled": 0, "unlabeled": 0}  # in the whole run, all ranks (data.unlabeled)
         self.val_metrics: dict[str, float] | None = None
         self.val_monitor: float | None = None
         self._val_detections: dict = {}
@@ -83,6 +85,7 @@ class DetectorModule(L.LightningModule):
         self.batches_done = batch_idx + 1
         self.batches_seen += 1
         self._count_step(stepped)
+        self._count_frames(batch)
         batch_size = len(batch["frame_ids"])
         if stepped:
             self.log("train/loss", loss.detach(), prog_bar=True, batch_size=batch_size)
@@ -93,6 +96,15 @@ class DetectorModule(L.LightningModule):
         self.log("train/nonfinite_total", float(self.nonfinite_total), prog_bar=self.nonfinite_total > 0,
                  batch_size=batch_size)
         return None
+
+    def _count_frames(self, batch: dict) -> None:
+        """Add the batch's labeled and unlabeled frames to :attr:`frames_seen` and log both
+        (``train/frames_labeled``, ``train/frames_unlabeled``). Every rank's batch b holds the
+        same counts (MixedEpochBatchSampler), so the run's totals are world_size times a rank's."""
+        world = int(self.trainer.world_size) if self._trainer is not None else 1
+        for key, count in zip(("labeled", "unlabeled"), frame_counts(batch)):
+            self.frames_seen[key] += count * world
+            self.log(f"train/frames_{key}", float(self.frames_seen[key]), batch_size=len(batch["frame_ids"]))
 
     def on_before_optimizer_step(self, optimizer) -> None:
         params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
@@ -153,7 +165,7 @@ class DetectorModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["monokd"] = {"rng": capture_rng(), "nonfinite_in_a_row": self.nonfinite_in_a_row,
                                 "nonfinite_total": self.nonfinite_total, "batches_done": self.batches_done,
-                                "batches_seen": self.batches_seen}
+                                "batches_seen": self.batches_seen, "frames_seen": dict(self.frames_seen)}
         if self.provenance is not None:
             checkpoint[PROVENANCE_KEY] = self.provenance
 
@@ -167,6 +179,7 @@ class DetectorModule(L.LightningModule):
         self.nonfinite_total = extra.get("nonfinite_total", 0)
         self.batches_done = extra.get("batches_done", 0)
         self.batches_seen = extra.get("batches_seen", 0)
+        self.frames_seen = {"labeled": 0, "unlabeled": 0, **extra.get("frames_seen", {})}
         self._rng_to_restore = extra.get("rng")
 
     def on_train_start(self) -> None:

@@ -9,6 +9,7 @@ records about the data it was trained on.
         -> for a distillation: the teacher checked (see check_teacher)
         -> provenance, stored in every checkpoint:
            {"train": {"split", "root", "count", "sha256", "ids"}, "val": {...},
+            "unlabeled": {...} (with data.unlabeled: the raw frames, monokd.training.unlabeled),
             "role": {"depth_input", "lidar_input", "privileged_inputs"}, "notes": [...]}
 
 The teacher check (one place, for every distillation method: it reads only
@@ -37,6 +38,7 @@ from monokd.config import get, load_config, setting
 from monokd.data.checks import check_classes
 from monokd.data.kitti import KittiFormatError, read_split
 from monokd.errors import ConfigError, MonokdWarning
+from monokd.training.unlabeled import check_unlabeled
 
 PROVENANCE_KEY = "provenance"  # the checkpoint's entry (see the module docstring)
 _SHOWN = 5  # frame ids named in a message
@@ -112,9 +114,7 @@ def check_run(cfg: dict, datamodule) -> dict:
     returns the provenance."""
     check_numbers(cfg)
     if get(cfg, "data.unlabeled") is not None:
-        # Refused rather than ignored: its frames' empty targets would read as "no object".
-        raise ConfigError("data.unlabeled: training on unlabeled frames is not part of the engine yet (the data "
-                          "side is: docs/unlabeled.md); remove the section")
+        check_unlabeled(cfg)  # before any dataset is read: a method that cannot take them stops here
     train_split = setting(cfg, "data.train_split")
     val_split = setting(cfg, "data.val_split")
     train_set, val_set = datamodule.train_set, datamodule.val_set
@@ -129,6 +129,11 @@ def check_run(cfg: dict, datamodule) -> dict:
                   "role": model_role(cfg), "notes": []}
     notes = provenance["notes"]
     notes.extend(object_notes)
+    unlabeled = getattr(datamodule, "unlabeled_set", None)
+    if unlabeled is not None:  # the guard has run (and shown its notes) at construction
+        options = get(cfg, "data.unlabeled")
+        provenance["unlabeled"] = split_record(unlabeled.ids, options.get("split"), options.get("root"))
+        notes.extend(getattr(unlabeled, "notes", []))
     if provenance["train"] and provenance["val"]:
         shared = sorted(set(provenance["train"]["ids"]) & set(provenance["val"]["ids"]))
         if shared:

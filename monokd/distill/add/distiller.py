@@ -17,6 +17,12 @@ has entered, e.g. MonoDETR's ``depth_memory``); ``response.pairing`` pairs stude
 queries by index (the paper) or through the GT object both are matched to (``gt_matched``);
 ``{feature,response}.normalization`` is ``region_mean`` (each region's mean) or ``sum`` (the
 literal sums of Eq. 4 / 5, per image).
+
+Unlabeled frames (``data.unlabeled``, docs/unlabeled.md): L_student reads the labeled frames
+only (the student's own masking); L_feat reads every frame, an unlabeled frame's M^k and GT PE
+depth built by the same rule from the teacher's own boxes of score >= ``feature.unlabeled_fg_score``
+in place of GT boxes. L_ed is refused with unlabeled frames: its M_f is the teacher's matching
+to GT objects.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from monokd.distill.add.pos_encoding import DepthPositionalEncoding
 from monokd.distill.add.self_attention import SelfAttentionAdapter
 from monokd.distill.base import Distiller
 from monokd.errors import ConfigError
-from monokd.models.contract import ENCODER_INPUT, Detector, signal_set, signals_of
+from monokd.models.contract import ENCODER_INPUT, LABELED, TARGETS, Detector, signal_set, signals_of
 from monokd.schema import Section
 
 # The paper's settings (Implementation Details); C_d / C_dim are not given: 60 one-metre
@@ -58,6 +64,8 @@ DEFAULTS = {
         "depth_max": 60.0,  # metres mapped onto the C_d bins
         "heads": 8,
         "normalization": "region_mean",  # region_mean | sum (the literal Eq. 4)
+        # an unlabeled frame's M^k and GT PE depth: the teacher's boxes of at least this score
+        "unlabeled_fg_score": 0.5,
     },
     "response": {
         "enabled": True,
@@ -187,7 +195,8 @@ class ADDDistiller(Distiller):
             teacher_outputs = self.teacher(batch, signals=self.teacher_signals)
         extra = {}
         if self.feature_levels:
-            extra["distill_feat"] = self.options["feature"]["weight"] * self.feature_loss(outputs, teacher_outputs, batch)
+            extra["distill_feat"] = self.options["feature"]["weight"] * self.feature_loss(
+                outputs, teacher_outputs, self.with_pseudo_targets(batch, teacher_outputs))
         if len(self.response_adapters):
             extra["distill_resp"] = self.options["response"]["weight"] * self.response_loss(outputs, teacher_outputs, batch)
         clash = set(extra) & set(terms)
@@ -196,6 +205,26 @@ class ADDDistiller(Distiller):
         terms["loss"] = terms["loss"] + sum(extra.values())
         terms.update(extra)
         return terms
+
+    @classmethod
+    def unlabeled_refusal(cls, section: dict) -> str | None:
+        if parse_options(section)["response"]["enabled"]:
+            return ("distill.response: L_ed's foreground queries are the teacher's matching to labels, which an "
+                    "unlabeled frame lacks; set distill.response.enabled=false or remove data.unlabeled")
+        return None
+
+    def with_pseudo_targets(self, batch: dict, teacher_outputs: dict) -> dict:
+        """``batch`` whose unlabeled frames (``batch[LABELED]`` False) hold the teacher's boxes of
+        score >= ``feature.unlabeled_fg_score`` as targets (``Detector.pseudo_targets``), from
+        which M^k and the GT PE depth of those frames are built; ``batch`` itself when every
+        frame is labeled."""
+        flags = batch.get(LABELED)
+        if flags is None or bool(torch.as_tensor(flags).all()):
+            return batch
+        pseudo = self.teacher.pseudo_targets(teacher_outputs, batch, self.options["feature"]["unlabeled_fg_score"])
+        targets = [target if bool(labeled) else guess
+                   for target, labeled, guess in zip(batch[TARGETS], flags, pseudo)]
+        return {**batch, TARGETS: targets}
 
     def feature_loss(self, outputs: dict, teacher_outputs: dict, batch: dict) -> torch.Tensor:
         """L_feat of Eq. 4, summed over the distilled levels of ``feature.source``."""

@@ -122,6 +122,12 @@ class TAKDDistiller(Distiller):
         self.teacher_signals = signal_set({"bev"} if options["cmrd"]["enabled"] else ())
 
     @classmethod
+    def unlabeled_refusal(cls, section: dict) -> str | None:
+        """None: IMD, CMRD and the logit loss read no label (teacher on LiDAR, TA on the depth
+        maps), the GT loss is the student's own, which masks unlabeled frames."""
+        return None
+
+    @classmethod
     def from_section(cls, section: dict, student: nn.Module, frozen: dict) -> "TAKDDistiller":
         return cls(student, frozen.get("teacher"), frozen.get("ta"), parse_options(section))
 

@@ -76,3 +76,28 @@ def decode_head(head, outputs: dict, class_names, batch: dict) -> list[list[Obje
     original image (:func:`to_objects`); ``head`` a monokd.models.bev.anchor_head.AnchorHead."""
     return [to_objects(boxes, scores, labels, class_names, batch, b)
             for b, (boxes, scores, labels) in enumerate(head.decode(outputs))]
+
+
+@torch.no_grad()
+def detections_as_targets(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, batch: dict,
+                          index: int, min_score: float) -> dict:
+    """Detections of frame ``index`` with score >= ``min_score`` as a target dict of the
+    batch's (augmented) frame, the way the dataset writes a GT object: ``labels`` (K,) long,
+    ``location`` (K, 3) rect bottom centre, ``dims`` (K, 3) h w l, ``rotation_y`` (K,),
+    ``depth`` (K,) z of the 3-D centre (m), ``boxes_2d`` (K, 4) the projected corners'
+    extent clipped to the network input (pixels), ``alpha`` (K,).
+
+    Args:
+        boxes: (N, 7) LiDAR boxes.  scores: (N,).  labels: (N,) class indices.
+        batch: ``lidar_to_rect`` (B, 4, 4), ``P2`` (B, 3, 4) at input resolution, ``images``.
+    """
+    keep = scores >= min_score
+    boxes, labels = boxes[keep].float(), labels[keep].long()
+    matrix = batch["lidar_to_rect"][index].to(boxes)
+    dims, location, rotation_y = lidar_to_rect_boxes(boxes.reshape(-1, 7), matrix)
+    height, width = batch["images"].shape[-2:]
+    boxes_2d = (project_boxes(dims, location, rotation_y, batch["P2"][index].to(boxes), image_size=(width, height))
+                if len(boxes) else boxes.new_zeros(0, 4))
+    return {"labels": labels, "location": location, "dims": dims, "rotation_y": rotation_y,
+            "depth": location[:, 2].clone(), "boxes_2d": boxes_2d,
+            "alpha": alpha_from_rotation_y(rotation_y, location[:, 0], location[:, 2])}

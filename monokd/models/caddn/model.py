@@ -38,14 +38,15 @@ from monokd.errors import CheckpointMismatchError, ConfigError
 from monokd.geometry.grid import BEVGrid
 from monokd.models.backbones.resnet import build_resnet
 from monokd.models.bev.anchor_head import SECTION as ANCHOR_HEAD
-from monokd.models.bev.anchor_head import score_threshold
+from monokd.models.bev.anchor_head import HEAD_OUTPUTS, score_threshold
 from monokd.models.bev.frustum_to_voxel import CONVENTIONS
 from monokd.models.caddn.depth_head import DepthHead
 from monokd.models.caddn.frustum import frustum_features, gt_pixel_distribution
 from monokd.models.caddn.losses import DEFAULTS as DEPTH_LOSS_DEFAULTS
 from monokd.models.caddn.losses import depth_loss
 from monokd.models.caddn.weights import is_deeplabv3, load_deeplabv3, openpcdet_state, read_state
-from monokd.models.contract import DEPTH_MAPS, Detector, DistillSpec, attach_signals, signal_set
+from monokd.models.contract import (DEPTH_MAPS, LABELED, Detector, DistillSpec, attach_signals, labeled_index,
+                                    signal_set)
 from monokd.schema import Section
 
 DEFAULTS = {
@@ -241,8 +242,16 @@ class CaDDN(Detector):
     # The detector interface (docs/architecture.md)
 
     def losses(self, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:
+        """``loss_cls``, ``loss_box``, ``loss_dir`` (the anchor head), ``loss_depth`` (with a
+        depth head) and ``loss``, over the labeled frames of ``batch`` only (an unlabeled
+        frame's empty targets mean unknown, not background): the terms of the labeled frames
+        as a batch of their own; with none, every term is 0 (weight 0 on the outputs, so every
+        parameter stays in the graph for DDP yet gets no gradient)."""
         from monokd.models.bev.detections import gt_boxes_lidar
 
+        keep = labeled_index(batch)
+        if keep is not None:
+            return self._labeled_losses(outputs, batch, keep)
         boxes, labels = gt_boxes_lidar(batch)
         terms = dict(self.head.losses(outputs, boxes, labels))
         terms.pop("loss", None)
@@ -254,6 +263,29 @@ class CaDDN(Detector):
                                              self.feature_stride, self.depth_bins, self.depth_loss_cfg)
         terms["loss"] = sum(terms.values())
         return terms
+
+    def _labeled_losses(self, outputs: dict, batch: dict, keep: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:meth:`losses` of the frames ``keep`` (K,) of ``batch`` (see there)."""
+        plain = {**batch, LABELED: None}
+        if keep.numel() == 0:
+            return {name: 0.0 * term for name, term in self.losses(outputs, plain).items()}
+        picked = {key: value[keep.to(value.device)] for key, value in outputs.items()
+                  if key in _PER_FRAME_OUTPUTS and torch.is_tensor(value)}
+        sub = {**plain, "targets": [batch["targets"][i] for i in keep.tolist()]}
+        for key in ("lidar_to_rect", "depth_maps"):
+            if batch.get(key) is not None:
+                sub[key] = batch[key][keep.to(batch[key].device)]
+        return self.losses(picked, sub)
+
+    def pseudo_targets(self, outputs: dict, batch: dict, min_score: float) -> list[dict]:
+        from monokd.models.bev.detections import detections_as_targets
+
+        return [detections_as_targets(boxes, scores, labels, batch, b, min_score)
+                for b, (boxes, scores, labels) in enumerate(self.head.decode(outputs))]
+
+    @classmethod
+    def labeled_losses_of(cls, model_cfg: dict) -> bool:
+        return True
 
     def decode(self, outputs: dict, batch: dict) -> list:
         from monokd.models.bev.detections import decode_head
@@ -279,6 +311,10 @@ class CaDDN(Detector):
     @classmethod
     def from_config(cls, cfg: dict) -> "CaDDN":
         return build_caddn(cfg)
+
+
+# the outputs the losses read, (B, ...) each
+_PER_FRAME_OUTPUTS = (*HEAD_OUTPUTS, "pred_depth_logits")
 
 
 def build_caddn(cfg: dict) -> CaDDN:

@@ -160,6 +160,11 @@ class TAKDStudent(Detector):
         camera, section = cls.camera_section(model_cfg)
         return camera.decode_threshold_of(section)
 
+    @classmethod
+    def labeled_losses_of(cls, model_cfg: dict) -> bool:
+        camera, section = cls.camera_section(model_cfg)
+        return camera.labeled_losses_of(section)
+
     @property
     def inputs(self) -> tuple[str, ...]:
         return tuple(getattr(self.camera, "inputs", Detector.inputs_of({})))
