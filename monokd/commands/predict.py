@@ -13,7 +13,8 @@ own decode threshold (MonoDETR ``model.decode.threshold``, CaDDN / MonoTAKD
 ``--score-threshold`` hides weaker ones in the pictures only, and ``--set`` on the model's
 key decodes weaker ones too. A detector that needs more than an image and its calib
 (PatchNet: a depth map and 2-D boxes; a teacher fed ground truth; monokd/serving/servable.py)
-is refused before anything is written.
+is refused before anything is written, and so is an ``--out`` holding files predict did not
+write (monokd.outputs; ``--overwrite`` writes into it): predict rewrites its own.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from monokd.training.inference import detect
 from monokd.serving.servable import decode_threshold, unserved
 from monokd.errors import ConfigError, MonokdWarning
 from monokd.evaluation import write_results
+from monokd.outputs import check_output, mark_output
 from monokd.viz.draw import render_frame_picture
 
 
@@ -49,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="hide weaker boxes in the pictures (default: none hidden, i.e. the model's own decode "
                              "threshold; to see weaker boxes lower that with --set, see docs/training.md)")
     parser.add_argument("--no-pictures", action="store_true", help="write the result files only")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into an --out that holds files predict did not write (its own it rewrites)")
 
 
 def shown(objects: list, score_threshold: float | None = None) -> list:
@@ -83,6 +87,7 @@ def draw_pictures(dataset: ImageFolder, detections: dict, out: Path, score_thres
 
 
 def predict(args: argparse.Namespace) -> int:
+    check_output(args.out, "predict", args.overwrite)
     checkpoint = read_checkpoint(args.ckpt)
     # --set: on --config, else on the checkpoint's own config
     cfg = load_config(args.config, args.set) if args.config else checkpoint_config(checkpoint, args.ckpt, args.set)
@@ -96,6 +101,7 @@ def predict(args: argparse.Namespace) -> int:
     out = Path(args.out)
     loader = DataLoader(dataset, batch_size=args.batch_size, collate_fn=collate)
     detections = detect(model, loader, progress=sys.stdout.isatty())
+    mark_output(out, "predict")
     write_results(out / "data", detections)
     print(f"wrote {len(detections)} result files to {out / 'data'}")
     if not args.no_pictures:
