@@ -214,6 +214,12 @@ def sections_of(cfg: dict) -> dict[str, Section | None]:
     for key in cfg:
         if key not in TOP_LEVEL:
             raise ConfigKeyError(key, f"unknown section; {did_you_mean(key, TOP_LEVEL)}known: {', '.join(TOP_LEVEL)}")
+    for key, name in (("model", "name"), ("distill", "method")):  # what picks the declarations
+        section = cfg.get(key)
+        if section is not None and not isinstance(section, dict):
+            raise ConfigKeyError(key, f"expected a mapping, got {section!r}")
+        if section is not None and section.get(name) is not None and not isinstance(section.get(name), str):
+            raise ConfigKeyError(f"{key}.{name}", f"expected a name (text), got {section.get(name)!r}")
     model, loss = model_sections(cfg.get("model") or {})
     return {"data": DATA, "model": model, "loss": loss, "train": TRAIN, "eval": EVAL,
             "distill": distill_section(cfg.get("distill")) if cfg.get("distill") else None}

@@ -10,6 +10,7 @@ import torch
 
 from monokd.config import get, load_config, merge, set_key, setting
 from monokd.errors import CheckpointMismatchError, ConfigError, MonokdWarning
+from tests.helpers import one_error
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"model": {"name": "monodetr", "backbone": {"depth": 18}, "hidden_dim": 32, "dim_feedforward": 32,
@@ -288,3 +289,29 @@ def test_other_unknown_names_suggest_the_nearest_known_one():
         with pytest.raises(ConfigError) as err:
             call()
         assert text in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("text, line, message", [
+    ("model: 3\n", 1, "model: expected a mapping, got 3"),
+    ("model:\n  name: [monodetr]\n", 2, "model.name: expected a name (text), got ['monodetr']"),
+    ("distill:\n  method: [add]\n", 2, "distill.method: expected a name (text), got ['add']"),
+])
+def test_a_section_or_name_of_the_wrong_kind_names_file_and_line(tmp_path, text, line, message):
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == f"{path}:{line}: {message}"
+
+
+@pytest.mark.parametrize("item, message", [
+    ("train.lr_milestones=3", "train.lr_milestones: expected a list of epochs (numbers >= 0, e.g. [90, 120]), got 3"),
+    ("train.lr_milestones=[a]", "train.lr_milestones: expected a list of epochs"),
+    ("train.moms=[0.95]", "train.moms: expected [high, low], two numbers in [0, 1)"),
+])
+def test_a_schedule_of_the_wrong_kind_is_one_line_before_the_run_writes(tmp_path, capsys, item, message):
+    out = tmp_path / "run"
+    line = one_error(capsys, ["train", "--config", "configs/monodetr_synth.yaml", "--out", str(out),
+                              "--set", f"data.root={tmp_path}", "--set", item])
+    assert line.startswith(f"monokd train: error: {message}"), line
+    assert not out.exists()
