@@ -275,6 +275,7 @@ def test_other_unknown_names_suggest_the_nearest_known_one():
     from monokd.models import build_detector
     from monokd.models.bev.backbone import backbone_config
     from monokd.models.monodetr.losses import build_criterion
+    from monokd.pipeline.stories import story
 
     assert did_you_mean("lr_milstones", ["lr", "lr_milestones"]) == "did you mean 'lr_milestones'? "
     assert did_you_mean("car", ["Car", "Van"]) == "did you mean 'Car'? "  # case aside
@@ -285,7 +286,8 @@ def test_other_unknown_names_suggest_the_nearest_known_one():
             (lambda: check_classes(["Car", "cyclist"], "data.classes"), "(did you mean 'Cyclist'? known: Car, "),
             (lambda: build_criterion({"weights": {"gou": 1.0}}, 2), "['gou']; did you mean 'giou'? known: "),
             (lambda: BEVGrid.from_config({"voxel_sizes": [1, 1, 1]}), "(did you mean 'voxel_size'? known: "),
-            (lambda: backbone_config({"layer_num": [1]}, "b"), "(did you mean 'layer_nums'? known: ")):
+            (lambda: backbone_config({"layer_num": [1]}, "b"), "(did you mean 'layer_nums'? known: "),
+            (lambda: story("monodter"), "--student monodter: unknown (did you mean 'monodetr'? known: ")):
         with pytest.raises(ConfigError) as err:
             call()
         assert text in str(err.value), str(err.value)
