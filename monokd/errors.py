@@ -9,6 +9,7 @@ class for every subcommand and prints ``monokd <command>: error: <message>`` as 
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 
@@ -59,3 +60,12 @@ class RunFolderError(MonokdError, RuntimeError):
 class MonokdWarning(UserWarning):
     """Input that is usable but probably not what was meant (e.g. a run whose train and val
     splits overlap); the ``monokd`` command prints it as one ``warning:`` line."""
+
+
+def did_you_mean(name, known) -> str:
+    """``"did you mean 'lr_milestones'? "`` for the spelling in ``known`` nearest ``name`` (by
+    difflib's similarity ratio, at least 0.6, ignoring case), or ``""`` when none is near: the
+    hint an unknown-name error puts before its list of known names."""
+    spellings = {str(k).lower(): str(k) for k in known}
+    close = difflib.get_close_matches(str(name).lower(), list(spellings), n=1)
+    return f"did you mean {spellings[close[0]]!r}? " if close else ""

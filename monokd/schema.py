@@ -32,7 +32,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from monokd.errors import ConfigError
+from monokd.errors import ConfigError, did_you_mean
 
 
 class ConfigKeyError(ConfigError):
@@ -118,7 +118,8 @@ class Section:
         if key in self.renamed:
             raise ConfigKeyError(where, f"no longer read; write {prefix}.{self.renamed[key]}")
         if key not in self.defaults:
-            raise ConfigKeyError(where, f"unknown key; known: {', '.join(self.defaults)}")
+            raise ConfigKeyError(where, f"unknown key; {did_you_mean(key, self.defaults)}"
+                                        f"known: {', '.join(self.defaults)}")
         default = self.defaults[key]
         if value is None:
             if key in self.sections and default is None:
@@ -133,7 +134,8 @@ class Section:
                 raise ConfigKeyError(where, f"expected a mapping, got {value!r}")
             unknown = [k for k in value if k not in default]
             if unknown and default:
-                raise ConfigKeyError(f"{where}.{unknown[0]}", f"unknown key; known: {', '.join(default)}")
+                raise ConfigKeyError(f"{where}.{unknown[0]}", f"unknown key; {did_you_mean(unknown[0], default)}"
+                                                              f"known: {', '.join(default)}")
             if self.typed:
                 check_types(value, default, where)
             return copy.deepcopy(value) if key in self.whole else {**copy.deepcopy(default), **copy.deepcopy(value)}
@@ -212,7 +214,13 @@ def sections_of(cfg: dict) -> dict[str, Section | None]:
 
     for key in cfg:
         if key not in TOP_LEVEL:
-            raise ConfigKeyError(key, f"unknown section; known: {', '.join(TOP_LEVEL)}")
+            raise ConfigKeyError(key, f"unknown section; {did_you_mean(key, TOP_LEVEL)}known: {', '.join(TOP_LEVEL)}")
+    for key, name in (("model", "name"), ("distill", "method")):  # what picks the declarations
+        section = cfg.get(key)
+        if section is not None and not isinstance(section, dict):
+            raise ConfigKeyError(key, f"expected a mapping, got {section!r}")
+        if section is not None and section.get(name) is not None and not isinstance(section.get(name), str):
+            raise ConfigKeyError(f"{key}.{name}", f"expected a name (text), got {section.get(name)!r}")
     model, loss = model_sections(cfg.get("model") or {})
     return {"data": DATA, "model": model, "loss": loss, "train": TRAIN, "eval": EVAL,
             "distill": distill_section(cfg.get("distill")) if cfg.get("distill") else None}

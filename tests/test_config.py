@@ -10,6 +10,7 @@ import torch
 
 from monokd.config import get, load_config, merge, set_key, setting
 from monokd.errors import CheckpointMismatchError, ConfigError, MonokdWarning
+from tests.helpers import one_error
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"model": {"name": "monodetr", "backbone": {"depth": 18}, "hidden_dim": 32, "dim_feedforward": 32,
@@ -59,20 +60,20 @@ train:
 """
 
 
-@pytest.mark.parametrize("child, line, key", [
-    ("data:\n  augmnt:\n    flip_prob: 0.3\n", 3, "data.augmnt"),
-    ("data:\n  augment:\n    flip_probb: 0.3\n", 4, "data.augment.flip_probb"),
-    ("data:\n  proposals: {train: gt, jiter: 0.2}\n", 3, "data.proposals.jiter"),
-    ("train:\n  lr: 1.0e-3\n  lr_milstones: [3]\n", 4, "train.lr_milstones"),
-    ("eval:\n  batch_size: 2\n  anything: 1\n", 4, "eval.anything"),
-    ("trian:\n  epochs: 3\n", 2, "trian"),
-    ("model:\n  hiden_dim: 32\n", 3, "model.hiden_dim"),
-    ("model:\n  decode: {topk: 5, treshold: 0.1}\n", 3, "model.decode.treshold"),
-    ("loss:\n  aux: false\n  wieghts: {}\n", 4, "loss.wieghts"),
-    ("distill:\n  feature:\n    wieght: 2.0\n", 4, "distill.feature.wieght"),
-    ("distill:\n  method: takd\n  imd: {enabled: true, weigth: 1.0}\n", 4, "distill.imd.weigth"),
+@pytest.mark.parametrize("child, line, key, near", [
+    ("data:\n  augmnt:\n    flip_prob: 0.3\n", 3, "data.augmnt", 'augment'),
+    ("data:\n  augment:\n    flip_probb: 0.3\n", 4, "data.augment.flip_probb", 'flip_prob'),
+    ("data:\n  proposals: {train: gt, jiter: 0.2}\n", 3, "data.proposals.jiter", 'jitter'),
+    ("train:\n  lr: 1.0e-3\n  lr_milstones: [3]\n", 4, "train.lr_milstones", 'lr_milestones'),
+    ("eval:\n  batch_size: 2\n  anything: 1\n", 4, "eval.anything", None),
+    ("trian:\n  epochs: 3\n", 2, "trian", 'train'),
+    ("model:\n  hiden_dim: 32\n", 3, "model.hiden_dim", 'hidden_dim'),
+    ("model:\n  decode: {topk: 5, treshold: 0.1}\n", 3, "model.decode.treshold", 'threshold'),
+    ("loss:\n  aux: false\n  wieghts: {}\n", 4, "loss.wieghts", 'weights'),
+    ("distill:\n  feature:\n    wieght: 2.0\n", 4, "distill.feature.wieght", 'weight'),
+    ("distill:\n  method: takd\n  imd: {enabled: true, weigth: 1.0}\n", 4, "distill.imd.weigth", 'weight'),
 ])
-def test_every_section_refuses_an_unknown_key_naming_file_line_and_key(tmp_path, child, line, key):
+def test_every_section_refuses_an_unknown_key_naming_file_line_and_key(tmp_path, child, line, key, near):
     (tmp_path / "base.yaml").write_text(BASE)
     path = tmp_path / "child.yaml"
     path.write_text("_base_: base.yaml\n" + child)
@@ -81,6 +82,9 @@ def test_every_section_refuses_an_unknown_key_naming_file_line_and_key(tmp_path,
     message = str(err.value)
     assert message.startswith(f"{path}:{line}: {key}: unknown "), message
     assert "\n" not in message
+    # the nearest declared spelling, when one is near (difflib), before the known names
+    hint = f"; did you mean {near!r}? known: " if near else "; known: "
+    assert hint in message and message.count("did you mean") == (near is not None), message
 
 
 def test_an_unknown_key_set_by_a_base_file_or_an_override_names_it(tmp_path):
@@ -262,3 +266,54 @@ def test_an_override_of_a_stored_config_is_checked_and_named(tmp_path):
     assert cfg["model"]["decode"] == {"threshold": 0.1} and "decode" not in TINY["model"]
     with pytest.raises(ConfigError, match=r"^--set eval.btach_size=2: eval.btach_size: unknown key"):
         checkpoint_config(stored, "m.ckpt", ["eval.btach_size=2"])
+
+
+def test_other_unknown_names_suggest_the_nearest_known_one():
+    from monokd.data.checks import check_classes
+    from monokd.errors import did_you_mean
+    from monokd.geometry.grid import BEVGrid
+    from monokd.models import build_detector
+    from monokd.models.bev.backbone import backbone_config
+    from monokd.models.monodetr.losses import build_criterion
+    from monokd.pipeline.stories import story
+
+    assert did_you_mean("lr_milstones", ["lr", "lr_milestones"]) == "did you mean 'lr_milestones'? "
+    assert did_you_mean("car", ["Car", "Van"]) == "did you mean 'Car'? "  # case aside
+    assert did_you_mean("anything", ["batch_size", "classes"]) == ""
+    for call, text in (
+            (lambda: build_detector({"model": {"name": "monodter"}}),
+             "model.name: 'monodter' is not a known detector; did you mean 'monodetr'? known: "),
+            (lambda: check_classes(["Car", "cyclist"], "data.classes"), "(did you mean 'Cyclist'? known: Car, "),
+            (lambda: build_criterion({"weights": {"gou": 1.0}}, 2), "['gou']; did you mean 'giou'? known: "),
+            (lambda: BEVGrid.from_config({"voxel_sizes": [1, 1, 1]}), "(did you mean 'voxel_size'? known: "),
+            (lambda: backbone_config({"layer_num": [1]}, "b"), "(did you mean 'layer_nums'? known: "),
+            (lambda: story("monodter"), "--student monodter: unknown (did you mean 'monodetr'? known: ")):
+        with pytest.raises(ConfigError) as err:
+            call()
+        assert text in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("text, line, message", [
+    ("model: 3\n", 1, "model: expected a mapping, got 3"),
+    ("model:\n  name: [monodetr]\n", 2, "model.name: expected a name (text), got ['monodetr']"),
+    ("distill:\n  method: [add]\n", 2, "distill.method: expected a name (text), got ['add']"),
+])
+def test_a_section_or_name_of_the_wrong_kind_names_file_and_line(tmp_path, text, line, message):
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == f"{path}:{line}: {message}"
+
+
+@pytest.mark.parametrize("item, message", [
+    ("train.lr_milestones=3", "train.lr_milestones: expected a list of epochs (numbers >= 0, e.g. [90, 120]), got 3"),
+    ("train.lr_milestones=[a]", "train.lr_milestones: expected a list of epochs"),
+    ("train.moms=[0.95]", "train.moms: expected [high, low], two numbers in [0, 1)"),
+])
+def test_a_schedule_of_the_wrong_kind_is_one_line_before_the_run_writes(tmp_path, capsys, item, message):
+    out = tmp_path / "run"
+    line = one_error(capsys, ["train", "--config", "configs/monodetr_synth.yaml", "--out", str(out),
+                              "--set", f"data.root={tmp_path}", "--set", item])
+    assert line.startswith(f"monokd train: error: {message}"), line
+    assert not out.exists()

@@ -207,7 +207,7 @@ def test_the_recipes_behind_the_readme_stay_the_story_recipes():
 
 
 @pytest.mark.parametrize("student, method, message", [
-    ("caddn0", "add", "--student caddn0: unknown (known: caddn, monodetr"),
+    ("caddn0", "add", "--student caddn0: unknown (did you mean 'caddn'? known: caddn, monodetr"),
     ("monodetr", "kd0", "--method kd0: unknown (known: add, takd"),
 ])
 def test_unknown_student_or_method_is_a_one_line_error(student, method, message, capsys):

@@ -109,6 +109,22 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
     assert yaml.safe_load((out / "config.yaml").read_text())["train"] == cfg["train"]
 
 
+def test_plain_progress_numbers_each_validation_by_the_epoch_it_follows(tmp_path):
+    import io
+
+    from monokd.training.callbacks import PlainProgress
+
+    # epochs 3, val_every 2: a validation inside trainer.fit after epoch 2, and the final one
+    # of monokd.training.fit after it (where Lightning's current_epoch already counts epoch 3)
+    stream = io.StringIO()
+    cfg = tiny_cfg(tmp_path, epochs=3, val_every=2, ckpt_every_steps=0)
+    run_fake(tmp_path, tmp_path / "out", cfg, callbacks=[PlainProgress(3, stream)])
+    lines = stream.getvalue().splitlines()
+    assert [line.split()[:4] for line in lines] == [
+        ["epoch", "1/3", "step", "3/9"], ["epoch", "2/3", "step", "6/9"], ["val", "epoch", "2", "step"],
+        ["epoch", "3/3", "step", "9/9"], ["val", "epoch", "3", "step"]]
+
+
 def test_nonfinite_batches_are_skipped_counted_and_abort_after_limit(tmp_path):
     cfg = tiny_cfg(tmp_path, epochs=1, batch_size=1, max_nonfinite=5, ckpt_every_steps=0, val_every=99)
     model = FakeDetector()

@@ -70,7 +70,7 @@ def test_malformed_label_fails_before_the_model(root, tmp_path, capsys, no_model
 
 def test_show_frame_without_calib(root, tmp_path, capsys):
     (root / "training" / "calib" / "000004.txt").unlink()
-    line = one_error(capsys, ["show", "--root", str(root), "--split", "val", "--ids", "4", "--out", str(tmp_path)])
+    line = one_error(capsys, ["show", "--root", str(root), "--split", "val", "--ids", "4", "--out", str(tmp_path / "pics")])
     assert "000004.txt: calib file not found" in line
 
 
@@ -79,17 +79,17 @@ def test_debug_shows_the_traceback(root, tmp_path, monkeypatch):
     from monokd.errors import KittiFormatError
 
     with pytest.raises(KittiFormatError):
-        main(["show", "--root", str(root), "--ids", "4", "--out", str(tmp_path), "--debug"])
+        main(["show", "--root", str(root), "--ids", "4", "--out", str(tmp_path / "pics"), "--debug"])
     monkeypatch.setenv("MONOKD_DEBUG", "1")
     with pytest.raises(KittiFormatError):
-        main(["show", "--root", str(root), "--ids", "4", "--out", str(tmp_path)])
+        main(["show", "--root", str(root), "--ids", "4", "--out", str(tmp_path / "pics")])
 
 
 def test_subprocess_one_line_and_exit_code(root, tmp_path):
     """End to end, as a user runs it: the real process prints one line and exits 1."""
     (root / "training" / "calib" / "000004.txt").unlink()
     run = subprocess.run([sys.executable, "-m", "monokd.cli", "show", "--root", str(root), "--ids", "4",
-                          "--out", str(tmp_path)], capture_output=True, text=True, cwd=REPO,
+                          "--out", str(tmp_path / "pics")], capture_output=True, text=True, cwd=REPO,
                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
     assert run.returncode == 1
     assert run.stderr.strip().splitlines() == [

@@ -11,6 +11,8 @@ from safetensors.torch import load_file
 
 from monokd.distill import build_distiller
 from monokd.commands import export as export_command
+from monokd.errors import ConfigError
+from monokd.outputs import MARK
 from monokd.serving import export
 from monokd.training.checkpoint import model_state, read_checkpoint, student_state
 from tests.test_distill_fake import FakeDetector
@@ -86,7 +88,7 @@ def test_student_state_and_cli(tmp_path, monkeypatch):
 def test_every_file_has_the_umask_mode(exported):
     _, out, _ = exported
     modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()}
-    assert set(modes) == {"student.safetensors", "config.yaml", "student.ckpt", "student.onnx", "export.json"}
+    assert set(modes) == {"student.safetensors", "config.yaml", "student.ckpt", "student.onnx", "export.json", MARK}
     assert modes["student.safetensors"] == modes["student.ckpt"] == modes["config.yaml"]
 
 
@@ -105,12 +107,15 @@ def test_export_is_all_or_nothing(exported, tmp_path, monkeypatch):
     kept = tmp_path / "kept"
     kept.mkdir()
     (kept / "notes.txt").write_text("mine")
-    with pytest.raises(RuntimeError, match="tracing"):
+    with pytest.raises(ConfigError, match="holds files `monokd export` did not write; .* --overwrite"):
         export.export_student(ckpt, kept, build=lambda cfg: FakeDetector())
+    with pytest.raises(RuntimeError, match="tracing"):
+        export.export_student(ckpt, kept, build=lambda cfg: FakeDetector(), overwrite=True)
     assert [p.name for p in kept.iterdir()] == ["notes.txt"]
     # a success replaces the whole export: no earlier student.onnx beside the new student
     (kept / "student.onnx").write_text("an earlier student")
-    report = export.export_student(ckpt, kept, build=lambda cfg: FakeDetector(), onnx=False)
+    report = export.export_student(ckpt, kept, build=lambda cfg: FakeDetector(), onnx=False, overwrite=True)
     assert "onnx" not in report
-    assert sorted(p.name for p in kept.iterdir()) == ["config.yaml", "export.json", "notes.txt", "student.ckpt",
-                                                      "student.safetensors"]
+    assert sorted(p.name for p in kept.iterdir()) == [MARK, "config.yaml", "export.json", "notes.txt",
+                                                      "student.ckpt", "student.safetensors"]
+    export.export_student(ckpt, kept, build=lambda cfg: FakeDetector(), onnx=False)  # now its own: rewritten

@@ -104,7 +104,7 @@ def test_lidar_to_rect_projects_real_velodyne_points(kitti_samples, tmp_path, fl
 
 
 def test_lidar_to_rect_of_prediction_images_and_images_only_frames(kitti_samples, tmp_path):
-    from monokd.commands.predict import ImageFolder
+    from monokd.data.image_folder import ImageFolder
 
     training = kitti_samples / "training"
     images = tmp_path / "images"

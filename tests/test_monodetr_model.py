@@ -160,6 +160,24 @@ def test_depth_positional_encoding_interpolates_between_metres():
     assert torch.allclose(out[0, :, 0, 2], table[0])
 
 
+def test_depth_positional_encoding_of_a_nan_depth_is_nan_not_an_index_error():
+    pe = DepthPositionalEncoding(8, max_depth=60)
+    table = pe.embed.weight
+    out = pe(torch.tensor([[[2.25, float("nan"), float("inf")]]]))
+    assert torch.allclose(out[0, :, 0, 0], 0.75 * table[2] + 0.25 * table[3])
+    assert out[0, :, 0, 1].isnan().all()
+    assert torch.allclose(out[0, :, 0, 2], table[60])
+
+
+def test_a_diverged_forward_is_a_nonfinite_loss_for_the_engine_to_skip(student):
+    # NaN activations (as after a step at a diverging lr) reach the depth position encoding:
+    # the loss must come out NaN (train.max_nonfinite's business), not raise an index error
+    batch = make_batch()
+    batch["images"][0, :, :8] = float("nan")
+    losses = student.losses(student(batch), batch)
+    assert losses["loss"].isnan()
+
+
 def test_interface_delegates(student):
     batch = make_batch()
     student.eval()

@@ -291,6 +291,7 @@ def test_fpointnet_detections_become_result_files(tmp_path):
     from monokd.cli import main
     from monokd.data.proposals import from_results
     from monokd.evaluation.results import read_results
+    from monokd.outputs import MARK
 
     source = tmp_path / "rgb_detection_val.txt"
     source.write_text("dataset/KITTI/object/training/image_2/000001.png 2 0.98 100.5 150.25 300.0 220.75\n"
@@ -298,7 +299,7 @@ def test_fpointnet_detections_become_result_files(tmp_path):
                       "dataset/KITTI/object/training/image_2/000003.png 2 0.75 500 170 560 190\n")
     out = tmp_path / "fpointnet_val"
     assert main(["fpointnet-boxes", "--input", str(source), "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["000001.txt", "000003.txt"]
+    assert sorted(p.name for p in out.iterdir()) == [MARK, "000001.txt", "000003.txt"]
     first = read_results(out / "000001.txt")
     assert [(o.type, o.score) for o in first] == [("Car", 0.98), ("Pedestrian", 0.4)]
     assert first[0].box2d.tolist() == [100.5, 150.25, 300.0, 220.75]

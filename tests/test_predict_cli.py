@@ -15,6 +15,7 @@ import torch
 from monokd.cli import main
 from monokd.data.kitti import Object3D
 from monokd.commands import predict
+from monokd.outputs import MARK
 from monokd.serving.servable import decode_threshold, extra_inputs, unserved
 from monokd.viz import draw
 from monokd.viz.bev import GT_COLOR, PRED_COLOR
@@ -65,7 +66,7 @@ def test_patchnet_export_refuses_onnx_and_writes_nothing(patchnet_ckpt, tmp_path
     assert not (tmp_path / "a").exists()
     # --no-onnx: the whole rest, and nothing else
     assert main(["export", "--ckpt", str(patchnet_ckpt), "--out", str(out), "--no-onnx"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "export.json", "student.ckpt",
+    assert sorted(p.name for p in out.iterdir()) == [MARK, "config.yaml", "export.json", "student.ckpt",
                                                       "student.safetensors"]
 
 

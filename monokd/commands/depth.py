@@ -8,7 +8,9 @@
   best.ckpt and metrics.json, as ``monokd train`` does; the checkpoint records its frames.
 - ``predict --ckpt CKPT --split val --split train --out DIR``: one uint16 PNG per frame
   (metres x 256, the depth_2 format, at the original image size), resumable; DIR/meta.json
-  says how many frames of each split the network trained on (monokd.serving.depth_maps).
+  says how many frames of each split the network trained on (monokd.serving.depth_maps). A DIR
+  holding files it did not write (another network's maps, which it would take as its own) is
+  refused unless ``--overwrite``.
 - ``evaluate --pred-dir DIR --root ROOT --split val``: the metrics of any folder of depth
   PNGs (this front-end's, or a user's DORN maps) against depth_2.
 
@@ -25,6 +27,7 @@ from monokd.atomic import write_json
 from monokd.config import load_config, set_key
 from monokd.errors import CheckpointMismatchError
 from monokd.models.depth.model import training_config
+from monokd.outputs import check_output_file
 from monokd.serving.depth_maps import evaluate_dir, is_loop_checkpoint, predict
 from monokd.training.callbacks import console_progress
 from monokd.training.checkpoint import read_checkpoint
@@ -48,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     predict_.add_argument("--root", default=None, help="KITTI root (default: the checkpoint's data.root)")
     predict_.add_argument("--out", required=True, help="output folder of the depth PNGs")
     predict_.add_argument("--batch-size", type=int, default=4, help="frames per batch (default 4)")
+    predict_.add_argument("--overwrite", action="store_true",
+                          help="write into an --out holding files depth predict did not write (its own it resumes)")
     evaluate = sub.add_parser("evaluate", help="AbsRel / RMSE / delta1 of a folder of depth PNGs")
     evaluate.add_argument("--pred-dir", required=True, help="folder of predicted depth PNGs (<frame>.png)")
     evaluate.add_argument("--root", required=True, help="KITTI root with the ground-truth depth_2 maps")
@@ -55,6 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     evaluate.add_argument("--min-depth", type=float, default=1.0, help="nearest depth scored, metres (default 1)")
     evaluate.add_argument("--max-depth", type=float, default=80.0, help="farthest depth scored, metres (default 80)")
     evaluate.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+    evaluate.add_argument("--overwrite", action="store_true", help="replace an existing --json")
 
 
 def train(args: argparse.Namespace) -> None:
@@ -75,8 +81,9 @@ def run(args: argparse.Namespace) -> int:
     if args.depth_command == "train":
         train(args)
     elif args.depth_command == "predict":
-        predict(args.ckpt, args.split or ["val"], args.out, args.root, args.batch_size)
+        predict(args.ckpt, args.split or ["val"], args.out, args.root, args.batch_size, overwrite=args.overwrite)
     else:
+        check_output_file(args.json, args.overwrite)
         metrics = evaluate_dir(args.pred_dir, args.root, args.split, args.min_depth, args.max_depth)
         print(json.dumps(metrics, indent=2))
         if args.json:

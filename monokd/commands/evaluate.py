@@ -10,7 +10,8 @@ The first prints the devkit-style report of result files and can write the AP fi
 JSON ({"flat": {"Car/3d/moderate/R40@0.70": AP%, ...}, ...}). It scores the frames of
 ``--split`` (each needs a result file, as the official devkit requires, unless
 ``--missing-as-empty``), or without ``--split`` the frames the result folder holds; the second runs a checkpoint
-through ``monokd.training.evaluate.evaluate_checkpoint``.
+through ``monokd.training.evaluate.evaluate_checkpoint``. Neither replaces what it did not
+write unless ``--overwrite`` (an existing ``--json``; an ``--out`` holding other files).
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ckpt.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="config override, repeatable")
     ckpt.add_argument("--out", help="output directory (results, report)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --json, or write into an --out holding files evaluate did not "
+                             "write (its own --out it rewrites)")
     parser.add_argument("--split", help="with --gt-dir: an ImageSets file of frame ids; "
                                         "with --config: a split name (e.g. val)")
 
@@ -82,6 +86,9 @@ def _run_files(args) -> int:
     from monokd.data.checks import require_frames
     from monokd.data.kitti import KittiPaths, read_split
     from monokd.evaluation.results import evaluate_dirs, locate_results, require_results, result_frames
+    from monokd.outputs import check_output_file
+
+    check_output_file(args.json, args.overwrite)
 
     if args.split:
         split_file = Path(args.split)

@@ -20,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17; a detector that needs a newer one raises it: "
                              "CaDDN uses 20, its 5-D GridSample)")
     parser.add_argument("--batch-size", type=int, default=1, help="batch size of the ONNX model (default 1)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into an --out holding files export did not write (its own it rewrites)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
     if args.config:
         cfg = load_config(args.config, args.set)
     report = export_student(args.ckpt, args.out, cfg=cfg, onnx=not args.no_onnx, opset=args.opset,
-                            batch_size=args.batch_size, overrides=None if args.config else args.set)
+                            batch_size=args.batch_size, overrides=None if args.config else args.set,
+                            overwrite=args.overwrite)
     for key, value in report.items():
         print(f"{key}: {value}")
     return 0

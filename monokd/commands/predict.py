@@ -13,7 +13,8 @@ own decode threshold (MonoDETR ``model.decode.threshold``, CaDDN / MonoTAKD
 ``--score-threshold`` hides weaker ones in the pictures only, and ``--set`` on the model's
 key decodes weaker ones too. A detector that needs more than an image and its calib
 (PatchNet: a depth map and 2-D boxes; a teacher fed ground truth; monokd/serving/servable.py)
-is refused before anything is written.
+is refused before anything is written, and so is an ``--out`` holding files predict did not
+write (monokd.outputs; ``--overwrite`` writes into it): predict rewrites its own.
 """
 
 from __future__ import annotations
@@ -23,21 +24,18 @@ import sys
 import warnings
 from pathlib import Path
 
-import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from monokd.config import load_config
-from monokd.data.checks import check_principal_point, image_size
-from monokd.data.dataset import collate, data_config, empty_targets, image_item
-from monokd.data.kitti import (IMAGE_SUFFIXES, KittiFormatError, check_camera_matrix, parse_number, read_calib,
-                               read_image, read_lines, write_image)
-from monokd.geometry.calib import AXES_VELO_TO_CAM, velo_to_rect_matrix
+from monokd.data.dataset import collate
+from monokd.data.image_folder import ImageFolder
+from monokd.data.kitti import read_image, write_image
 from monokd.training.checkpoint import checkpoint_config, load_detector, read_checkpoint
 from monokd.training.inference import detect
 from monokd.serving.servable import decode_threshold, unserved
 from monokd.errors import ConfigError, MonokdWarning
 from monokd.evaluation import write_results
+from monokd.outputs import check_output, mark_output
 from monokd.viz.draw import render_frame_picture
 
 
@@ -53,79 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="hide weaker boxes in the pictures (default: none hidden, i.e. the model's own decode "
                              "threshold; to see weaker boxes lower that with --set, see docs/training.md)")
     parser.add_argument("--no-pictures", action="store_true", help="write the result files only")
-
-
-def read_P2(path: Path) -> np.ndarray:
-    """(3, 4) P2 of a KITTI calib file, or of a file with just the ``P2:`` line."""
-    try:
-        return read_calib(path).P2
-    except KittiFormatError as err:
-        if err.reason != "missing calib key" or err.field == "P2":
-            raise
-    for number, line in enumerate(read_lines(path), start=1):
-        if line.strip().startswith("P2:"):
-            tokens = line.split(":", 1)[1].split()
-            if len(tokens) != 12:
-                raise KittiFormatError(path, number, "P2", f"expected 12 numbers, found {len(tokens)}")
-            P2 = np.array([parse_number(t, path, number, "P2") for t in tokens], dtype=np.float64).reshape(3, 4)
-            check_camera_matrix(P2, path, "P2")
-            return P2
-    raise KittiFormatError(path, None, "P2", "missing calib key")
-
-
-def read_lidar_to_rect(path: Path) -> np.ndarray:
-    """(4, 4) LiDAR -> rectified camera of a KITTI calib file (what a BEV model lifts with); for
-    a file with just the ``P2:`` line, the camera's axes re-ordered (AXES_VELO_TO_CAM)."""
-    try:
-        return velo_to_rect_matrix(read_calib(path))
-    except KittiFormatError as err:
-        if err.reason != "missing calib key":
-            raise
-    return np.vstack([AXES_VELO_TO_CAM, [0.0, 0.0, 0.0, 1.0]])
-
-
-class ImageFolder(Dataset):
-    """Images of a directory with their P2, prepared as the evaluation-time dataset does
-    (no augmentation: the whole image resized to ``data.input_size`` as ``data.resize`` says)."""
-
-    def __init__(self, images: str | Path, calib: str | Path, cfg: dict):
-        self.cfg = data_config(cfg)
-        images, calib = Path(images), Path(calib)
-        if not images.is_dir():
-            raise FileNotFoundError(f"--images {images}: not a directory")
-        self.paths = sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not self.paths:
-            raise FileNotFoundError(f"--images {images}: no .png/.jpg images")
-        stems = [p.stem for p in self.paths]
-        twice = sorted({s for s in stems if stems.count(s) > 1})
-        if twice:  # one result file a stem: the second image would overwrite the first's
-            raise KittiFormatError(images, None, None, f"images share a name: {', '.join(twice[:5])} "
-                                                       "(e.g. 000001.png and 000001.jpg)")
-        if calib.is_dir():
-            self.calib_files = [calib / f"{p.stem}.txt" for p in self.paths]
-            for image, file in zip(self.paths, self.calib_files):
-                if not file.is_file():
-                    raise KittiFormatError(file, None, None, f"no calib file for image {image.name}")
-        elif calib.is_file():
-            self.calib_files = [calib] * len(self.paths)
-        else:
-            raise FileNotFoundError(f"--calib {calib}: no such file or directory")
-        self._P2 = {f: read_P2(f) for f in set(self.calib_files)}
-        for image, file in zip(self.paths, self.calib_files):  # each calib against its image
-            check_principal_point(self._P2[file], file, image_size(image))
-        self._lidar_to_rect = {f: read_lidar_to_rect(f) for f in set(self.calib_files)}
-        self.input_size = tuple(int(s) for s in self.cfg["input_size"])
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> dict:
-        calib = self.calib_files[index]
-        item, _ = image_item(read_image(self.paths[index]), self._P2[calib], self.paths[index].stem, self.cfg,
-                             self.input_size)
-        item["lidar_to_rect"] = torch.as_tensor(self._lidar_to_rect[calib], dtype=torch.float32)
-        item["targets"] = empty_targets()
-        return item
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into an --out that holds files predict did not write (its own it rewrites)")
 
 
 def shown(objects: list, score_threshold: float | None = None) -> list:
@@ -160,6 +87,7 @@ def draw_pictures(dataset: ImageFolder, detections: dict, out: Path, score_thres
 
 
 def predict(args: argparse.Namespace) -> int:
+    check_output(args.out, "predict", args.overwrite)
     checkpoint = read_checkpoint(args.ckpt)
     # --set: on --config, else on the checkpoint's own config
     cfg = load_config(args.config, args.set) if args.config else checkpoint_config(checkpoint, args.ckpt, args.set)
@@ -173,6 +101,7 @@ def predict(args: argparse.Namespace) -> int:
     out = Path(args.out)
     loader = DataLoader(dataset, batch_size=args.batch_size, collate_fn=collate)
     detections = detect(model, loader, progress=sys.stdout.isatty())
+    mark_output(out, "predict")
     write_results(out / "data", detections)
     print(f"wrote {len(detections)} result files to {out / 'data'}")
     if not args.no_pictures:

@@ -2,6 +2,8 @@
 view with the LiDAR points; optionally predictions (a result label dir) beside the ground truth.
 
     monokd show --root DIR --split val --ids 000003,000001 --out DIR [--pred-dir LABEL_DIR]
+
+An ``--out`` holding files show did not write is refused unless ``--overwrite`` (monokd.outputs).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from monokd.data.kitti import KittiPaths, read_split, write_image
+from monokd.outputs import check_output, mark_output
 from monokd.viz.draw import frame_picture
 
 
@@ -20,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="directory for the PNGs")
     parser.add_argument("--pred-dir", default=None, help="a directory of result label files to draw in red")
     parser.add_argument("--score-threshold", type=float, default=0.0, help="hide predictions scoring below")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into an --out holding files show did not write (its own it rewrites)")
     parser.add_argument("--max-frames", type=int, default=50, help="draw at most this many frames")
 
 
@@ -32,7 +37,9 @@ def frame_ids(paths: KittiPaths, split: str, ids: str | None) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     paths = KittiPaths(Path(args.root), "testing" if args.split == "test" else "training")
     out = Path(args.out)
+    check_output(out, "show", args.overwrite)
     frames = frame_ids(paths, args.split, args.ids)[: args.max_frames]
+    mark_output(out, "show")
     for frame in frames:
         picture = frame_picture(paths, frame, args.pred_dir, args.score_threshold)
         write_image(out / f"{frame}.png", picture)

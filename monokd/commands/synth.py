@@ -21,6 +21,8 @@ def add_arguments(parser) -> None:
                         help="also write this many drives in the KITTI raw layout (raw/, mapping/): every "
                              "object frame inside one, plus fresh unlabeled frames")
     parser.add_argument("--raw-frames", type=int, default=20, help="fresh (unlabeled) frames per raw drive")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into an --out holding files synth did not write (a dataset of its own it rewrites)")
     parser.add_argument("--raw-val-drives", type=int, default=1,
                         help="the first this many raw drives hold the val frames (the leakage guard refuses them)")
 
@@ -31,7 +33,7 @@ def run(args) -> int:
               "data layer will resize it", file=sys.stderr)
     start = time.perf_counter()
     root = generate(args.out, args.num_train, args.num_val, args.seed, args.width, args.height, args.workers,
-                    args.raw_drives, args.raw_frames, args.raw_val_drives)
+                    args.raw_drives, args.raw_frames, args.raw_val_drives, overwrite=args.overwrite)
     total = args.num_train + args.num_val + args.raw_drives * args.raw_frames
     elapsed = time.perf_counter() - start
     raw = (f", {args.raw_drives} raw drives with {args.raw_frames} fresh frames each "

@@ -32,7 +32,7 @@ import numpy as np
 
 from monokd.data.kitti import (CLASSES, Calibration, KittiPaths, check_image_complete, check_rotation,
                                check_velodyne_size, find_image, parse_label_line, read_calib, read_lines)
-from monokd.errors import ConfigError, KittiFormatError
+from monokd.errors import ConfigError, KittiFormatError, did_you_mean
 from monokd.geometry.boxes import project_boxes
 
 # A 2-D box may reach this far past the image border (KITTI clips boxes to [0, W-1] and
@@ -69,7 +69,8 @@ def check_classes(classes, key: str) -> None:
         raise ConfigError(f"{key}: expected a non-empty list of classes, got {classes!r}")
     unknown = [c for c in classes if c not in known]
     if unknown:
-        raise ConfigError(f"{key}: {unknown} not KITTI classes (known: {', '.join(known)})")
+        raise ConfigError(f"{key}: {unknown} not KITTI classes ({did_you_mean(unknown[0], known)}"
+                          f"known: {', '.join(known)})")
 
 
 def require_frames(ids: list[str], source: str | Path) -> None:

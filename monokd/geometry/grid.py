@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from monokd.errors import ConfigError
+from monokd.errors import ConfigError, did_you_mean
 
 _TOLERANCE = 1e-6  # relative: 44.8 / 0.16 = 280.00000000000006 must count as whole
 _AXES = "xyz"
@@ -77,7 +77,9 @@ class BEVGrid:
             raise ConfigError(f"{key}: expected a mapping with point_cloud_range and voxel_size")
         unknown = sorted(set(section) - {"point_cloud_range", "voxel_size"})
         if unknown:
-            raise ConfigError(f"{key}: unknown keys {unknown} (known: point_cloud_range, voxel_size)")
+            known = ("point_cloud_range", "voxel_size")
+            raise ConfigError(f"{key}: unknown keys {unknown} ({did_you_mean(unknown[0], known)}"
+                              f"known: {', '.join(known)})")
         for name in ("point_cloud_range", "voxel_size"):
             if name not in section:
                 raise ConfigError(f"{key}.{name} is missing")

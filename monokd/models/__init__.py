@@ -15,7 +15,7 @@ import importlib
 
 from torch import nn
 
-from monokd.errors import ConfigError
+from monokd.errors import ConfigError, did_you_mean
 from monokd.models.contract import Detector
 
 REGISTRY: dict[str, str] = {
@@ -39,7 +39,8 @@ def _target(cfg: dict):
     """(module, the registered class or builder) of ``cfg["model"]["name"]``."""
     name = (cfg.get("model") or {}).get("name")
     if name not in REGISTRY:
-        raise ConfigError(f"model.name: {name!r} is not a known detector; known: {sorted(REGISTRY)}")
+        raise ConfigError(f"model.name: {name!r} is not a known detector; {did_you_mean(name, REGISTRY)}"
+                          f"known: {sorted(REGISTRY)}")
     module, _, attr = REGISTRY[name].partition(":")
     module = importlib.import_module(module)
     return module, getattr(module, attr)

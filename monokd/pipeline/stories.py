@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from monokd.errors import ConfigError
+from monokd.errors import ConfigError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -119,9 +119,10 @@ def story(student: str = DEFAULT_STUDENT, method: str = DEFAULT_METHOD) -> Story
     students = sorted({s for s, _ in STORIES})
     methods = sorted({m for _, m in STORIES})
     if student not in students:
-        raise ConfigError(f"--student {student}: unknown (known: {', '.join(students)})")
+        raise ConfigError(f"--student {student}: unknown ({did_you_mean(student, students)}"
+                          f"known: {', '.join(students)})")
     if method not in methods:
-        raise ConfigError(f"--method {method}: unknown (known: {', '.join(methods)})")
+        raise ConfigError(f"--method {method}: unknown ({did_you_mean(method, methods)}known: {', '.join(methods)})")
     if (student, method) not in STORIES:
         pairs = ", ".join(f"{s}+{m}" for s, m in sorted(STORIES))
         raise ConfigError(f"--student {student} --method {method}: no such demo (known: {pairs})")

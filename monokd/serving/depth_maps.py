@@ -26,8 +26,11 @@ from monokd.data.kitti import KittiPaths, read_depth, read_split, write_depth
 from monokd.errors import CheckpointMismatchError, KittiFormatError
 from monokd.models.depth.metrics import average, image_metrics
 from monokd.models.depth.model import DepthNet, build_depth_net
+from monokd.outputs import check_output, mark_output
 from monokd.training.checkpoint import check_state_dict, load_detector, read_checkpoint
 from monokd.training.preflight import PROVENANCE_KEY
+
+COMMAND = "depth predict"  # the name its output folders are marked with (monokd.outputs)
 
 
 def is_loop_checkpoint(checkpoint: dict) -> bool:
@@ -62,13 +65,16 @@ def prediction_dataset(cfg: dict, split: str, root=None):
 
 @torch.no_grad()
 def predict(ckpt: str | Path, splits: list[str], out: str | Path, root=None, batch_size: int = 4,
-            log=print) -> dict:
+            log=print, overwrite: bool = False) -> dict:
     """Write ``out/<frame>.png`` for every frame of ``splits`` that has none yet (so an
     interrupted run resumes); returns the meta.json content (the checkpoint, its training
-    split, per split its frame count and how many of them it trained on)."""
+    split, per split its frame count and how many of them it trained on). An ``out`` holding
+    files this did not write is a ConfigError unless ``overwrite`` (monokd.outputs): a PNG
+    there would be kept as if predicted."""
+    check_output(out, COMMAND, overwrite)
     model, cfg, trained = load_depth_net(ckpt)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    mark_output(out, COMMAND)
     trained_on = set(trained["ids"])
     meta = {"ckpt": str(ckpt), "train_split": trained["split"], "splits": {}}
     for split in splits:

@@ -21,6 +21,8 @@ not) this writes to ``--out``:
 All or nothing: the files are written to a hidden folder inside ``--out`` and moved into it
 only when every one is written, so a failed export leaves ``--out`` as it was, and a
 successful one leaves no earlier export's file (a ``student.onnx`` the new student lacks).
+An ``--out`` holding files export did not write (a ``config.yaml`` of the user's) is refused
+before anything is read, unless ``--overwrite``; export rewrites its own.
 A detector that reads more than an image (PatchNet: a depth map and 2-D boxes; a teacher fed
 ground truth; monokd/serving/servable.py) has no ONNX model: ``export`` refuses it before
 writing anything and names ``--no-onnx``, which writes the other files. Every file gets the
@@ -50,6 +52,7 @@ from monokd.serving.servable import unserved
 from monokd.atomic import write_error
 from monokd.errors import ConfigError, MonokdError
 from monokd.models import build_detector
+from monokd.outputs import check_output, mark_output
 
 
 def student_config(cfg: dict) -> dict:
@@ -65,9 +68,13 @@ def _default_build(cfg: dict) -> nn.Module:
 
 def export_student(ckpt: str | Path, out_dir: str | Path, cfg: dict | None = None,
                    build: Callable[[dict], nn.Module] | None = None, onnx: bool = True,
-                   opset: int = 17, batch_size: int = 1, overrides: list[str] | None = None) -> dict:
+                   opset: int = 17, batch_size: int = 1, overrides: list[str] | None = None,
+                   overwrite: bool = False) -> dict:
     """Write the student of ``ckpt`` to ``out_dir`` (see the module docstring); returns the
-    report. ``overrides`` (key=value) apply to the checkpoint's config when ``cfg`` is None."""
+    report. ``overrides`` (key=value) apply to the checkpoint's config when ``cfg`` is None.
+    An ``out_dir`` holding files export did not write is a ConfigError unless ``overwrite``
+    (monokd.outputs)."""
+    check_output(out_dir, "export", overwrite)
     checkpoint = read_checkpoint(ckpt)
     cfg = student_config(cfg if cfg is not None else checkpoint_config(checkpoint, ckpt, overrides))
     state = student_state(model_state(checkpoint))
@@ -85,6 +92,7 @@ def export_student(ckpt: str | Path, out_dir: str | Path, cfg: dict | None = Non
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
     try:
         report = _write_student(model, cfg, checkpoint, str(ckpt), staging, out_dir, onnx, opset, batch_size)
+        mark_output(out_dir, "export")
         for name in (*OUTPUT_FILES, "export.json"):  # the report last: it says the export is whole
             if (staging / name).exists():
                 os.replace(staging / name, out_dir / name)

@@ -115,14 +115,15 @@ class PlainProgress(L.Callback):
     """Progress as plain lines, for a log file or a pipe (Lightning's bar rewrites one line
     with carriage returns, which a file keeps as one endless line). Every ``every`` training
     batches and at each epoch's end: ``epoch 3/12 step 120/600 loss 20.14 lr 1.0e-03 1.9
-    s/step eta 0:15:12``; after each validation: ``val epoch 3 step 120 Car/3d/... 12.34``.
-    Rank 0 only."""
+    s/step eta 0:15:12``; after each validation: ``val epoch 3 step 120 Car/3d/... 12.34``,
+    numbered like the training lines before it (1-based). Rank 0 only."""
 
     def __init__(self, every: int = 10, stream=None):
         self.every = max(int(every or 1), 1)
         self.stream = stream
         self.started: float | None = None
         self.first_step = 0
+        self.epoch: int | None = None  # 1-based: the epoch whose weights a validation scores
 
     def _print(self, trainer, text: str) -> None:
         if trainer.is_global_zero:
@@ -130,6 +131,9 @@ class PlainProgress(L.Callback):
 
     def on_train_start(self, trainer, pl_module):
         self.started, self.first_step = time.monotonic(), int(trainer.global_step)
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self.epoch = int(trainer.current_epoch) + 1
 
     def _total_steps(self, trainer) -> int:
         if trainer.max_steps and trainer.max_steps > 0:
@@ -161,7 +165,10 @@ class PlainProgress(L.Callback):
         value = getattr(pl_module, "val_monitor", None)
         key = getattr(pl_module, "monitor_key", "val/monitor")
         shown = "n/a" if value is None else f"{float(value):.2f}"
-        self._print(trainer, f"val epoch {trainer.current_epoch + 1} step {trainer.global_step} {key} {shown}")
+        # A validation after trainer.fit (the last epoch's, monokd.training.fit) sees
+        # current_epoch already counting the finished epoch; the epoch trained last is meant.
+        epoch = self.epoch if self.epoch is not None else int(trainer.current_epoch) + 1
+        self._print(trainer, f"val epoch {epoch} step {trainer.global_step} {key} {shown}")
 
 
 def console_progress(cfg: dict) -> tuple[list | None, bool]:

@@ -1,7 +1,9 @@
 """``monokd evaluate --config CFG --ckpt CKPT [--split val] [--out DIR]``: run a checkpoint
 over a split, write the KITTI result files (OUT/data/<frame>.txt) and, when the split has
 labels, the devkit report (OUT/report.txt) and the AP figures (OUT/metrics.json, with a
-``flat`` dict). Called by ``monokd.commands.evaluate`` in its checkpoint mode."""
+``flat`` dict). Called by ``monokd.commands.evaluate`` in its checkpoint mode. An OUT holding
+files evaluate did not write is refused before the model is built (monokd.outputs; unless
+``overwrite``); evaluate rewrites its own."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from monokd.training.inference import detect
 from monokd.training.preflight import warn_seen_frames
 from monokd.training.validation import eval_batch_size, read_ground_truth, score_detections
 from monokd.evaluation import write_results
+from monokd.outputs import check_output, mark_output
 
 
 def evaluate_checkpoint(args) -> int:
@@ -25,12 +28,16 @@ def evaluate_checkpoint(args) -> int:
     overrides as ``overrides`` or ``set`` (lists of key=value). Returns the exit status; bad
     input raises monokd's errors (monokd.cli prints them as one line)."""
     overrides = list(getattr(args, "overrides", None) or getattr(args, "set", None) or [])
+    overwrite = bool(getattr(args, "overwrite", False))
+    if getattr(args, "out", None):  # refused before the checkpoint is read; the default OUT below
+        check_output(args.out, "evaluate", overwrite)
     checkpoint = read_checkpoint(args.ckpt)
     # --set: on --config, else on the checkpoint's own config
     cfg = (load_config(args.config, overrides) if getattr(args, "config", None)
            else checkpoint_config(checkpoint, args.ckpt, overrides))
     split = getattr(args, "split", None) or setting(cfg, "data.val_split")
     out = Path(getattr(args, "out", None) or Path(args.ckpt).parent / f"eval_{Path(str(split)).stem}")
+    check_output(out, "evaluate", overwrite)
     dataset = build_dataset(cfg, split, train=False)  # the data checked before the model is built
     warn_seen_frames(checkpoint, getattr(dataset, "ids", None), split, args.ckpt)
     model, cfg = load_detector(args.ckpt, cfg, checkpoint=checkpoint)
@@ -38,6 +45,7 @@ def evaluate_checkpoint(args) -> int:
                         num_workers=int(setting(cfg, "train.num_workers") or 0), collate_fn=default_collate())
     print(f"evaluating {args.ckpt} on {split} ({len(dataset)} frames)", flush=True)
     detections = detect(model, loader, progress=sys.stdout.isatty())
+    mark_output(out, "evaluate")
     write_results(out / "data", detections)
     print(f"wrote {len(detections)} result files to {out / 'data'}")
     if not getattr(dataset, "has_labels", True):

@@ -27,6 +27,7 @@ from monokd.training.module import DetectorModule
 from monokd.training.precision import resolve_precision
 from monokd.training.preflight import check_numbers, check_run, note
 from monokd.training.rundir import RunLock, check_resumed_config, check_run_folder, clear_run, is_first_process
+from monokd.training.schedule import check_schedule
 from monokd.training.seeding import seed_everything
 
 
@@ -101,6 +102,7 @@ def fit(cfg: dict, out: str | Path, resume: str | Path | None = None, devices=No
     monokd.training.preflight's (the settings, the data, the teacher)."""
     out = Path(out)
     check_numbers(cfg)
+    check_schedule(cfg)
     first = is_first_process()
     lock = RunLock(out) if first else None
     started = False

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from monokd.config import get, setting
+from monokd.errors import ConfigError
 
 
 def build_optimizer(model: nn.Module, cfg: dict) -> torch.optim.Optimizer:
@@ -32,6 +33,25 @@ def build_optimizer(model: nn.Module, cfg: dict) -> torch.optim.Optimizer:
     groups = [{"params": [p for n, p in named if "bias" not in n], "weight_decay": decay},
               {"params": [p for n, p in named if "bias" in n], "weight_decay": 0.0}]
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=float(setting(cfg, "train.lr")), betas=betas)
+
+
+def check_schedule(cfg: dict) -> None:
+    """``train.lr_milestones`` is a list of epochs (numbers >= 0) and ``train.moms`` None or
+    [high, low] in [0, 1): ConfigError naming the key, before a run writes anything (not a
+    TypeError at its first step)."""
+    milestones = get(cfg, "train.lr_milestones")
+    if milestones is not None and not (isinstance(milestones, (list, tuple))
+                                       and all(_at_least(m, 0) for m in milestones)):
+        raise ConfigError(f"train.lr_milestones: expected a list of epochs (numbers >= 0, e.g. [90, 120]), "
+                          f"got {milestones!r}")
+    moms = get(cfg, "train.moms")
+    if moms is not None and not (isinstance(moms, (list, tuple)) and len(moms) == 2
+                                 and all(_at_least(m, 0) and m < 1 for m in moms)):
+        raise ConfigError(f"train.moms: expected [high, low], two numbers in [0, 1) (e.g. [0.95, 0.85]), got {moms!r}")
+
+
+def _at_least(value, low: float) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= low
 
 
 def lr_factor(epoch: int, batch_idx: int, batches_per_epoch: int, cfg: dict) -> float:

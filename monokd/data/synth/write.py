@@ -22,6 +22,7 @@ from monokd.data.kitti import (KittiPaths, write_calib, write_depth, write_image
 from monokd.data.synth.raw_drives import write_raw_drives
 from monokd.data.synth.render import DEFAULT_SIZE, render_frame
 from monokd.errors import ConfigError
+from monokd.outputs import check_output, mark_output
 
 MANIFEST = ".monokd-synth.json"
 
@@ -49,10 +50,12 @@ def _write_frame_star(args):
 
 def generate(out_dir, num_train: int, num_val: int, seed: int = 0, width: int = DEFAULT_SIZE[0],
              height: int = DEFAULT_SIZE[1], workers: int = 1, raw_drives: int = 0, raw_fresh: int = 20,
-             raw_val_drives: int = 1) -> Path:
+             raw_val_drives: int = 1, overwrite: bool = False) -> Path:
     """Render ``num_train + num_val`` frames into ``out_dir`` (train ids first, then val);
     with ``raw_drives`` > 0 also that many raw drives, each with ``raw_fresh`` fresh frames,
-    the val frames in the first ``raw_val_drives``."""
+    the val frames in the first ``raw_val_drives``. An ``out_dir`` holding files that are not
+    a SynthKITTI's (its MANIFEST), e.g. a real KITTI root whose frames 000000... these would
+    replace, is a ConfigError unless ``overwrite`` (monokd.outputs)."""
     if num_train < 0 or num_val < 0 or num_train + num_val == 0:
         raise ConfigError(f"--num-train/--num-val: need at least one frame, got num_train={num_train}, num_val={num_val}")
     if width < 32 or height < 32:
@@ -60,7 +63,9 @@ def generate(out_dir, num_train: int, num_val: int, seed: int = 0, width: int = 
     if raw_drives < 0 or (raw_drives and not (raw_fresh >= 0 and 1 <= raw_val_drives <= raw_drives)):
         raise ConfigError(f"--raw-drives/--raw-frames/--raw-val-drives: need raw-drives >= 0, raw-frames >= 0 and "
                           f"1 <= raw-val-drives <= raw-drives, got {raw_drives}, {raw_fresh}, {raw_val_drives}")
+    check_output(out_dir, "synth", overwrite, own=MANIFEST)
     root = Path(out_dir)
+    mark_output(root, "synth")  # an interrupted dataset (no MANIFEST yet) is still its own
     for kind in ("image_2", "calib", "label_2", "velodyne", "depth_2"):
         (root / "training" / kind).mkdir(parents=True, exist_ok=True)
     total = num_train + num_val

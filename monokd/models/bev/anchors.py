@@ -36,7 +36,7 @@ import math
 
 import torch
 
-from monokd.errors import ConfigError
+from monokd.errors import ConfigError, did_you_mean
 from monokd.geometry.grid import BEVGrid
 
 _HALF_PI = math.pi / 2
@@ -65,7 +65,8 @@ def anchor_config(section: dict | None, class_names, key: str) -> list[dict]:
         spec = {**DEFAULT_ANCHORS.get(name, {}), **(given or {})}
         bad = sorted(set(spec) - set(ANCHOR_KEYS))
         if bad:
-            raise ConfigError(f"{key}.{name}: unknown keys {bad} (known: {', '.join(ANCHOR_KEYS)})")
+            raise ConfigError(f"{key}.{name}: unknown keys {bad} "
+                              f"({did_you_mean(bad[0], ANCHOR_KEYS)}known: {', '.join(ANCHOR_KEYS)})")
         missing = [k for k in ANCHOR_KEYS if k not in spec]
         if missing:
             raise ConfigError(f"{key}.{name}: missing {missing}")

@@ -29,7 +29,7 @@ import math
 import torch
 from torch import nn
 
-from monokd.errors import ConfigError
+from monokd.errors import ConfigError, did_you_mean
 from monokd.geometry.grid import BEVGrid
 
 KEYS = ("layer_nums", "layer_strides", "num_filters", "upsample_strides", "num_upsample_filters")
@@ -53,7 +53,7 @@ def backbone_config(cfg: dict, key: str) -> dict:
     """Check the section's keys and list lengths; returns it with the upsampling lists defaulted."""
     unknown = sorted(set(cfg) - set(KEYS))
     if unknown:
-        raise ConfigError(f"{key}: unknown keys {unknown} (known: {', '.join(KEYS)})")
+        raise ConfigError(f"{key}: unknown keys {unknown} ({did_you_mean(unknown[0], KEYS)}known: {', '.join(KEYS)})")
     for name in KEYS[:3]:
         if name not in cfg:
             raise ConfigError(f"{key}.{name} is missing")

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from monokd.errors import ConfigError
+from monokd.errors import ConfigError, did_you_mean
 from monokd.geometry.depth import depth_to_lid_bin, foreground_mask, object_depth_map
 from monokd.models.monodetr.box_coding import (NUM_HEADING_BINS, angle_to_bin, cxcylrtb_to_xyxy,
                                               encode_boxes, generalized_box_iou)
@@ -150,7 +150,8 @@ class SetCriterion(nn.Module):
         super().__init__()
         unknown = set(weights or {}) - set(DEFAULT_WEIGHTS)
         if unknown:
-            raise ConfigError(f"loss.weights: unknown term(s) {sorted(unknown)}; known: {sorted(DEFAULT_WEIGHTS)}")
+            raise ConfigError(f"loss.weights: unknown term(s) {sorted(unknown)}; "
+                              f"{did_you_mean(sorted(unknown)[0], DEFAULT_WEIGHTS)}known: {sorted(DEFAULT_WEIGHTS)}")
         self.weights = {**DEFAULT_WEIGHTS, **{k: float(v) for k, v in (weights or {}).items()}}
         self.num_classes = num_classes
         self.matcher = matcher or HungarianMatcher()
@@ -234,7 +235,9 @@ def build_criterion(loss_cfg: dict | None, num_classes: int, depth_bins: dict | 
     loss_cfg = dict(loss_cfg or {})
     unknown = set(loss_cfg) - {"weights", "matcher", "aux", "depth_bins"}
     if unknown:
-        raise ConfigError(f"loss: unknown key(s) {sorted(unknown)}; known: aux, depth_bins, matcher, weights")
+        known = ("aux", "depth_bins", "matcher", "weights")
+        raise ConfigError(f"loss: unknown key(s) {sorted(unknown)}; {did_you_mean(sorted(unknown)[0], known)}"
+                          f"known: {', '.join(known)}")
     try:
         matcher = HungarianMatcher(**(loss_cfg.get("matcher") or {}))
     except TypeError as err:

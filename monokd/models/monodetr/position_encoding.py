@@ -57,7 +57,9 @@ class DepthPositionalEncoding(nn.Module):
     """Embedding(floor(max_depth) + 1, C) read at a continuous depth by linear interpolation
     between the entries of the integer metres below and above it.
 
-    Forward: depth (B, H, W) metres -> (B, C, H, W); depths are clamped to [0, max_depth].
+    Forward: depth (B, H, W) metres -> (B, C, H, W); depths are clamped to [0, max_depth]. A
+    NaN depth (a diverged network's) has no row to read: its encoding is NaN, so the loss is
+    non-finite and the training engine skips the step (``train.max_nonfinite``).
     """
 
     def __init__(self, channels: int, max_depth: float):
@@ -66,10 +68,14 @@ class DepthPositionalEncoding(nn.Module):
         self.embed = nn.Embedding(int(self.max_depth) + 1, channels)
 
     def forward(self, depth: torch.Tensor) -> torch.Tensor:
-        depth = depth.clamp(min=0, max=self.max_depth)
+        # NaN.long() is an arbitrary integer (an index error in the embedding): read row 0 there
+        # and give the NaN back to the output, where the loss sees it.
+        unknown = depth.isnan()
+        depth = depth.masked_fill(unknown, 0.0).clamp(min=0, max=self.max_depth)
         floor = depth.floor()
         frac = (depth - floor)[..., None]
         lower = floor.long()
         upper = (lower + 1).clamp(max=self.embed.num_embeddings - 1)
         out = self.embed(lower) * (1 - frac) + self.embed(upper) * frac
+        out = out.masked_fill(unknown[..., None], float("nan"))
         return out.permute(0, 3, 1, 2)

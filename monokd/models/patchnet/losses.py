@@ -29,7 +29,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from monokd.errors import ConfigError
+from monokd.errors import ConfigError, did_you_mean
 from monokd.geometry.boxes import box_center, corners_3d
 from monokd.models.patchnet.coding import (NUM_HEADING_BIN, angle_to_class, class_to_angle, class_to_size,
                                            mean_sizes, size_to_class)
@@ -97,7 +97,8 @@ class PatchNetLoss:
                  flip_min: str = "per_box"):
         unknown = set(weights or {}) - set(DEFAULT_WEIGHTS)
         if unknown:
-            raise ConfigError(f"loss: unknown PatchNet term(s) {sorted(unknown)}; known: {sorted(DEFAULT_WEIGHTS)}")
+            raise ConfigError(f"loss: unknown PatchNet term(s) {sorted(unknown)}; "
+                              f"{did_you_mean(sorted(unknown)[0], DEFAULT_WEIGHTS)}known: {sorted(DEFAULT_WEIGHTS)}")
         self.weights = {**DEFAULT_WEIGHTS, **(weights or {})}
         self.size_cluster = size_cluster
         self.corner_options = {"size_order": size_order, "flip_min": flip_min}
