@@ -22,9 +22,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--method", default=None,
                         help=f"the distillation method (known: {', '.join(sorted({m for _, m in STORIES}))}; "
                              f"default: the preset's, else {DEFAULT_METHOD})")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="CPU threads of each training and evaluation (default 1: the trainings of a wave "
-                             "run side by side, one core each)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads of each training and evaluation (default: the available cores shared "
+                             "among a wave's trainings: a lone training gets them all, two side by side one each)")
 
 
 def run(args) -> int:
