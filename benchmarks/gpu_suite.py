@@ -398,8 +398,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: {result['wall_s']} s" + (f" ERROR {result['error']}" if "error" in result else ""), flush=True)
 
         monodetr = recipe("monodetr", root, work, False, KITTI, size)
-        section("recipes", lambda: {name: recipe_steps(name, recipe(name, root, work, False, KITTI, size), root, device,
-                                                      steps, name in compiled) for name in recipes})
+        def all_recipes() -> dict:
+            rows = {}
+            for name in recipes:
+                rows[name] = recipe_steps(name, recipe(name, root, work, False, KITTI, size), root, device, steps,
+                                          name in compiled)
+                print(f"  {name}: {rows[name]['step_s']} {rows[name].get('errors', '')}", flush=True)
+            return rows
+
+        section("recipes", all_recipes)
         section("deform_attn", lambda: deform_attn(monodetr, device, steps, not tiny, tiny))
         synth = recipe("monodetr_synth", root, work, False, SYNTH, size)
         section("ddp", lambda: ddp(synth if tiny else monodetr, root, device, steps))

@@ -202,8 +202,8 @@ def worker(args) -> int:
     warm-up, starting together with the other workers of ``--barrier`` (a folder each one
     marks when ready); print one JSON line."""
     torch.set_num_threads(args.threads)
-    work = Path(tempfile.mkdtemp(prefix="train_speed_worker_"))
-    cfg = recipe(args.worker, Path(args.root), work, args.quick)
+    with tempfile.TemporaryDirectory(prefix="train_speed_worker_") as work:
+        cfg = recipe(args.worker, Path(args.root), Path(work), args.quick)
     batch, _ = batches(cfg, Path(args.root), int(cfg["train"]["batch_size"]))
     trainee = Trainee(cfg, batch)
     trainee.step()
