@@ -36,8 +36,8 @@ def train_speed_lines(doc: dict) -> list[str]:
              f"bf16 native: {m['bf16_native']}; load average {m['loadavg_start'][0]} at the start; "
              f"median of {doc['setup']['steps']} steps{', --quick sizes' if doc['setup']['quick'] else ''}):", "",
              "| model | batch, input | fp32 s | bf16 s | bf16 speed-up | fp32 compiled s | bf16 compiled s | "
-             "compiled speed-up (fp32 / bf16) | compile s (fp32 / bf16) |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "compiled speed-up (fp32 / bf16) | compile s (fp32 / bf16) | AdamW update s (default / fused) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for name, row in doc["models"].items():
         step = row["step_s"]
         compile_s = row.get("compile_s", {})
@@ -45,9 +45,10 @@ def train_speed_lines(doc: dict) -> list[str]:
         lines.append(f"| {name} | {row['batch_size']}, {row['input_size'][0]}x{row['input_size'][1]} | "
                      + " | ".join(seconds(step.get(v)) for v in VARIANTS[:2]) + f" | {ratio(row.get('bf16_speedup'))} | "
                      + " | ".join(seconds(step.get(v)) for v in VARIANTS[2:]) + f" | {compiled} | "
-                     + " / ".join(seconds(compile_s.get(f"{v}_compiled")) for v in ("fp32", "bf16")) + " |")
+                     + " / ".join(seconds(compile_s.get(f"{v}_compiled")) for v in ("fp32", "bf16")) + " | "
+                     + " / ".join(seconds(row.get("optimizer_update_s", {}).get(k)) for k in ("default", "fused")) + " |")
         for variant, error in row.get("errors", {}).items():
-            lines.append(f"|  | {variant} failed: {error} |||||||| ")
+            lines.append(f"|  | {variant} failed: {error} ||||||||| ")
     if doc.get("side_by_side"):
         lines += ["", "One training alone against two side by side (separate processes, fp32, eager):", "",
                   "| pair | alone, 1 thread s | alone, 2 threads s (spinning / PASSIVE) | side by side, 1 thread each s | "

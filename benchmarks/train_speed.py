@@ -152,6 +152,28 @@ def timed(call, *args) -> float:
     return time.perf_counter() - start
 
 
+def optimizer_update_s(trainee: Trainee, cfg: dict, repeats: int = 3) -> dict:
+    """Seconds of the AdamW update alone (the step's last part) over the trainee's parameters
+    and gradients: the default per-tensor loop against ``train.fused_optimizer``."""
+    from monokd.training.schedule import build_optimizer
+
+    out = {}
+    params = [p for p in trainee.module.model.parameters() if p.requires_grad]
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    saved = [p.detach().clone() for p in params]
+    for name, fused in (("default", False), ("fused", True)):
+        optimizer = build_optimizer(trainee.module.model, {**cfg, "train": {**cfg["train"], "fused_optimizer": fused}})
+        optimizer.step()  # the moments are allocated at the first update
+        out[name] = round(min(timed(optimizer.step) for _ in range(repeats)), 4)
+    with torch.no_grad():
+        for p, value in zip(params, saved):
+            p.copy_(value)
+    out["fused_speedup"] = round(out["default"] / out["fused"], 3)
+    return out
+
+
 def measure_model(cfg: dict, batch: dict, steps: int, compiled: bool) -> dict:
     """The model's variants stepped in turn (fp32, bf16[, fp32 compiled, bf16 compiled]) ``steps``
     times after their warm-ups; medians, warm-up times, the compile time, the losses seen. fp32
@@ -191,6 +213,8 @@ def measure_model(cfg: dict, batch: dict, steps: int, compiled: bool) -> dict:
     for v in ("fp32", "bf16"):
         if v in step_s and f"{v}_compiled" in step_s:
             result[f"{v}_compiled_speedup"] = round(step_s[v] / step_s[f"{v}_compiled"], 3)
+    if False in modules:
+        result["optimizer_update_s"] = optimizer_update_s(modules[False], cfg)
     if errors:
         result["errors"] = errors
     return result
