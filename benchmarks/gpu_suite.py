@@ -21,7 +21,7 @@ Sections (each one's figures, or its error, in benchmarks/results/gpu_suite.json
   grows, on an out-of-memory, or when ``--seed-budget-s`` is spent.
 
     python benchmarks/gpu_suite.py [--steps 10] [--recipes all] [--compile-recipes monodetr]
-        [--seed-seconds 20] [--max-procs 16] [--seed-budget-s 150] [--tiny] [--out PATH]
+        [--seed-seconds 15] [--max-procs 16] [--seed-budget-s 120] [--tiny] [--out PATH]
 
 ``--tiny``: a minute-free version for a CPU (the tests' run): tiny inputs, one recipe.
 Budget on one GPU: about 9 minutes with the defaults.
@@ -360,9 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="timed steps a variant (default 10; --tiny 1)")
     parser.add_argument("--recipes", default=None, help=f"comma-separated or all (default all; --tiny monodetr): {','.join(KITTI)}")
     parser.add_argument("--compile-recipes", default=None, help="recipes also timed compiled (default monodetr; --tiny none)")
-    parser.add_argument("--seed-seconds", type=float, default=None, help="seconds each seed process trains (default 20)")
+    parser.add_argument("--seed-seconds", type=float, default=None, help="seconds each seed process trains (default 15)")
     parser.add_argument("--max-procs", type=int, default=None, help="most seed processes at once (default 16; --tiny 2)")
-    parser.add_argument("--seed-budget-s", type=float, default=150.0, help="stop adding seed processes after this")
+    parser.add_argument("--seed-budget-s", type=float, default=120.0, help="stop adding seed processes after this")
     parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated subset of " + ",".join(SECTIONS))
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "gpu_suite.json"))
     args = parser.parse_args(argv)
@@ -410,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         section("deform_attn", lambda: deform_attn(monodetr, device, steps, not tiny, tiny))
         synth = recipe("monodetr_synth", root, work, False, SYNTH, size)
         section("ddp", lambda: ddp(synth if tiny else monodetr, root, device, steps))
-        section("seed_studies", lambda: seed_studies(synth, root, device, args.seed_seconds or (0.5 if tiny else 20.0),
+        section("seed_studies", lambda: seed_studies(synth, root, device, args.seed_seconds or (0.5 if tiny else 15.0),
                                                      args.max_procs or (2 if tiny else 16), args.seed_budget_s))
     doc["wall_s"] = round(time.perf_counter() - wall, 1)
     write_json(doc, args.out)
