@@ -10,8 +10,7 @@ import pytest
 
 from monokd.pipeline import demo, stages
 from monokd.pipeline.lanes import Lanes
-from tests.helpers import fake_root
-from tests.test_demo import fake_commands
+from tests.helpers import fake_commands, fake_root
 
 
 @pytest.mark.parametrize("lanes, threads, cores, expected", [
