@@ -183,6 +183,7 @@ TRAIN = Section("train", {
     "moms": None,  # [high, low]: Adam's beta1 cycled with the one-cycle rate; None: 0.9
     "adam_beta2": 0.999,
     "no_decay_bias": False,  # True: no weight decay on biases and norms (AdamW parameter groups)
+    "fused_optimizer": False,  # True: AdamW's fused kernel (CPU, CUDA): a ~3x faster update, other rounding
     "lr_schedule": "multistep", "lr_milestones": [], "lr_gamma": 0.1,  # multistep: x lr_gamma at each
     "warmup_epochs": 0,
     "pct_start": 0.4, "div_factor": 10.0,  # onecycle

@@ -372,3 +372,29 @@ def one_error(capsys, argv: list[str]) -> str:
     assert "Traceback" not in err
     assert len(lines) == 1 and lines[0].startswith(f"monokd {argv[0]}: error: "), err
     return lines[0]
+
+
+def fake_commands(calls):
+    """A stand-in for the demo's ``monokd train`` / ``monokd evaluate`` (``stages.run_command``)
+    writing their documented outputs for a teacher, a baseline and ADD; ``calls`` gets each
+    command's arguments."""
+    import json
+    import os
+
+    from monokd.data import kitti
+
+    def run(args, stage, **options):
+        calls.append(args)
+        out = args[args.index("--out") + 1]
+        os.makedirs(out, exist_ok=True)
+        if args[0] == "train":
+            for name in ("config.yaml", "best.ckpt"):
+                open(os.path.join(out, name), "w").write("{}")
+            base = {"teacher": 30.0, "baseline": 10.0, "add": 15.0}[os.path.basename(out)]
+            history = [{"epoch": e, "step": 10 * (e + 1), "metrics": flat(base - 3 + e)} for e in range(3)]
+            open(os.path.join(out, "metrics.json"), "w").write(json.dumps({"validations": history}))
+            return
+        base = {"teacher": 30.0, "baseline": 10.0, "add": 15.0}[os.path.basename(out)]
+        open(os.path.join(out, "metrics.json"), "w").write(json.dumps({"flat": flat(base)}))
+        kitti.write_label(os.path.join(out, "data", "000002.txt"), [car(0.5, 16.0, 0.9), car(3.0, 30.0, 0.1)])
+    return run

@@ -17,7 +17,7 @@ import pytest
 from monokd.pipeline import demo, pictures, presets, stages, stories
 from monokd.pipeline import report as demo_report
 from monokd.viz import report
-from tests.helpers import car, colour_mask, fake_root, flat, read_png, tallest_run
+from tests.helpers import car, colour_mask, fake_commands, fake_root, flat, read_png, tallest_run
 
 def test_metric_key_and_cells():
     assert report.metric_key("bev", "hard", 0.5) == "Car/bev/hard/R40@0.50"
@@ -231,27 +231,6 @@ def test_a_new_story_is_one_registry_entry(tmp_path, monkeypatch):
 
 
 # --------------------------------------------------------------------------- pipeline, faked
-
-
-def fake_commands(calls):
-    """A stand-in for ``monokd train`` / ``monokd evaluate`` writing their documented outputs."""
-    from monokd.data import kitti
-
-    def run(args, stage, **options):
-        calls.append(args)
-        out = args[args.index("--out") + 1]
-        os.makedirs(out, exist_ok=True)
-        if args[0] == "train":
-            for name in ("config.yaml", "best.ckpt"):
-                open(os.path.join(out, name), "w").write("{}")
-            base = {"teacher": 30.0, "baseline": 10.0, "add": 15.0}[os.path.basename(out)]
-            history = [{"epoch": e, "step": 10 * (e + 1), "metrics": flat(base - 3 + e)} for e in range(3)]
-            open(os.path.join(out, "metrics.json"), "w").write(json.dumps({"validations": history}))
-            return
-        base = {"teacher": 30.0, "baseline": 10.0, "add": 15.0}[os.path.basename(out)]
-        open(os.path.join(out, "metrics.json"), "w").write(json.dumps({"flat": flat(base)}))
-        kitti.write_label(os.path.join(out, "data", "000002.txt"), [car(0.5, 16.0, 0.9), car(3.0, 30.0, 0.1)])
-    return run
 
 
 def test_pick_frames_prefers_frames_with_cars(tmp_path):

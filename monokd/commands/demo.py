@@ -27,9 +27,9 @@ def add_arguments(parser) -> None:
                         help="also train the distilled student on N unlabeled frames (SynthKITTI raw drives, "
                              "data.unlabeled; docs/unlabeled.md); a method that needs labels on every frame is "
                              "refused (default 0: none)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="CPU threads of each training and evaluation (default 1: the trainings of a wave "
-                             "run side by side, one core each)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads of each training and evaluation (default: the available cores shared "
+                             "among a wave's trainings: a lone training gets them all, two side by side one each)")
 
 
 def run(args) -> int:

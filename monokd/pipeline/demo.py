@@ -3,8 +3,8 @@ side by side -> evaluation of each -> ``OUT/report.md`` (tables, learning curves
 chart, pictures).
 
 What is trained is a story (``monokd.pipeline.stories``): its waves of models; the models of
-one wave run side by side as parallel lanes (one core each, ``monokd.pipeline.lanes``), and a
-model is evaluated as soon as its training ends. Each training and evaluation is a stage
+one wave run side by side as parallel lanes (``monokd.pipeline.lanes``; the cores shared among
+them), and a model is evaluated as soon as its training ends. Each training and evaluation is a stage
 (``monokd.pipeline.stages``: the documented commands in subprocesses, skipped when their
 marker says they are done); the preset (``monokd.pipeline.presets``) sizes the recipes; the
 report is ``monokd.pipeline.report``'s.
@@ -26,7 +26,7 @@ from monokd.pipeline.lanes import Display, Lane, Lanes
 from monokd.pipeline.presets import load_preset, preset_items, recipe, stage_overrides, ta_overrides, teacher_overrides
 from monokd.pipeline.report import summary, write_demo_report
 from monokd.pipeline.stages import (Clock, available_cores, ensure_synth, evaluate, evaluation_json, last_checkpoint,
-                                    process_cpu_seconds, synth_done, thread_env, train, training_done)
+                                    lane_threads, process_cpu_seconds, synth_done, thread_env, train, training_done)
 from monokd.data.synth.raw_drives import RAW_DIR
 from monokd.pipeline.stories import Model, story_function
 from monokd.pipeline.pictures import PICTURES_TAG
@@ -62,8 +62,10 @@ def check_unlabeled_story(preset: dict, root: str | Path) -> None:
 
 def run_demo(out: str | Path, preset_name: str = "default", data_root: str | Path | None = None,
              extra_train: list[str] = (), extra_eval: list[str] = (), student: str | None = None,
-             method: str | None = None, threads: int = 1, stream=None, unlabeled: int = 0) -> Path:
-    """Run (or finish) the demo under ``out``; return the report's path."""
+             method: str | None = None, threads: int | None = None, stream=None, unlabeled: int = 0) -> Path:
+    """Run (or finish) the demo under ``out``; return the report's path. ``threads``: of each
+    training and evaluation (default: the available cores shared among a wave's lanes);
+    ``unlabeled``: N unlabeled frames for the distilled student (docs/unlabeled.md)."""
     out = Path(out)
     preset = load_preset(preset_name, student, method)
     plot = preset["story"]
@@ -72,10 +74,9 @@ def run_demo(out: str | Path, preset_name: str = "default", data_root: str | Pat
     if unlabeled:
         check_unlabeled_story(preset, root)
     seed = int(preset.get("seed", 0))
-    # One thread per training: the trainings of a wave run side by side, one core each. (Two
-    # threads for the lone teacher were measured at 5-12 s a step on a busy 2-core machine
-    # against 0.63 s for one thread: oversubscribed OpenMP threads wait for each other.)
-    threads = max(int(threads or 1), 1)
+    # The cores are shared among a wave's trainings: a lone one (the teacher) gets them all,
+    # two side by side one each. Several threads sleep between parallel regions
+    # (stages.thread_env), so a busy machine does not stall them.
     clock = Clock()
     starts: dict[str, float] = {}
     total = 2 + bool(plot.prepare) + len(plot.waves)
@@ -104,11 +105,12 @@ def run_demo(out: str | Path, preset_name: str = "default", data_root: str | Pat
         # a stage like a wave's: its commands' output to OUT/logs/prepare.log, their progress
         # lines on the console prefixed with its name, stopped on an interrupt
         prepare, log = story_function(plot.prepare), out / "logs" / "prepare.log"
-        clock.banner(2, total, "prepare", f"{plot.prepare_what}; {threads} thread(s); log in {log}")
+        alone = lane_threads(1, threads)
+        clock.banner(2, total, "prepare", f"{plot.prepare_what}; {alone} thread(s); log in {log}")
         lanes = Lanes()
         lane = Lane("prepare", log, lanes, Display(["prepare"], stream=stream))
         inputs = lanes.side_by_side({"prepare": lambda: timed(
-            "prepare", lambda: prepare(preset, root, out, seed, extra_train, thread_env(threads), lane=lane),
+            "prepare", lambda: prepare(preset, root, out, seed, extra_train, thread_env(alone), lane=lane),
             lane=lane)})["prepare"]
         lane.display.status("prepare", f"done (elapsed {clock.elapsed()})")
     runs = {m.name: out / m.name for m in plot.models}
@@ -161,13 +163,14 @@ def run_demo(out: str | Path, preset_name: str = "default", data_root: str | Pat
 
     for index, wave in enumerate(plot.waves):
         names = ", ".join(m.name for m in wave)
-        how = f"side by side, {threads} thread(s) each" if len(wave) > 1 else f"{threads} thread(s)"
+        each = lane_threads(len(wave), threads)
+        how = f"side by side, {each} thread(s) each" if len(wave) > 1 else f"{each} thread(s)"
         clock.banner(total - len(plot.waves) + index, total, f"train + evaluate {names}",
                      f"{how}; logs in {out / 'logs'}")
         display = Display([m.name for m in wave], stream=stream)
         lanes = Lanes()
         lanes.side_by_side({m.name: (lambda m=m: model_lane(
-            m, Lane(m.name, out / "logs" / f"{m.name}.log", lanes, display), thread_env(threads))) for m in wave})
+            m, Lane(m.name, out / "logs" / f"{m.name}.log", lanes, display), thread_env(each))) for m in wave})
 
     clock.banner(total, total, "report", str(out / "report.md"))
     about_inputs = story_function(plot.prepare_report)(preset, root, out, inputs) if plot.prepare_report else []

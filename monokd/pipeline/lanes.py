@@ -1,5 +1,5 @@
 """Commands side by side: the demo's trainings that do not depend on each other run as
-parallel lanes (one per core), each lane a sequence of ``python -m monokd.cli ...`` child
+parallel lanes (the cores shared among them), each lane a sequence of ``python -m monokd.cli ...`` child
 processes (train, then evaluate).
 
 Output: every child's stdout and stderr go, line by line, to its lane's log file. What the

@@ -203,8 +203,24 @@ def available_cores() -> int:
 
 
 def thread_env(threads: int) -> dict[str, str]:
-    """The environment that gives a child process ``threads`` intra-op threads."""
-    return {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    """The environment that gives a child process ``threads`` intra-op threads. Several
+    threads sleep between parallel regions (``OMP_WAIT_POLICY=PASSIVE``) instead of spinning:
+    on a machine whose cores are busy with other work, spinning threads wait for each other
+    (a 2-thread MonoDETR step measured at 5-25 s against 0.6 s on one thread; 0.3 s passive)."""
+    env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    if threads > 1:
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
+    return env
+
+
+def lane_threads(lanes: int, threads: int | None = None, cores: int | None = None) -> int:
+    """Threads of each of ``lanes`` trainings run side by side: ``threads`` when given, else
+    the ``cores`` (default: :func:`available_cores`) shared evenly, at least one each (a lone
+    training gets them all, two on two cores one each)."""
+    if threads:
+        return max(int(threads), 1)
+    cores = available_cores() if cores is None else cores
+    return max(cores // max(lanes, 1), 1)
 
 
 def process_cpu_seconds() -> float:
