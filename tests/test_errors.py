@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from monokd.outputs import MARK
 from monokd.cli import main
 from monokd.config import load_config
 from monokd.data.kitti import read_split, write_split
@@ -325,7 +326,7 @@ def test_show_draws_jpg_frames(root, tmp_path):
         cv2.imwrite(str(path.with_suffix(".jpg")), cv2.imread(str(path)))
         path.unlink()
     assert main(["show", "--root", str(root), "--split", "val", "--out", str(tmp_path / "pics")]) == 0
-    assert sorted(p.name for p in (tmp_path / "pics").iterdir()) == [f"{i:06d}.png" for i in range(4, 8)]
+    assert sorted(p.name for p in (tmp_path / "pics").iterdir()) == [MARK] + [f"{i:06d}.png" for i in range(4, 8)]
 
 
 def test_jpg_frames_are_read_like_png(root):
