@@ -227,9 +227,10 @@ def worker(args) -> int:
     marks when ready); print one JSON line."""
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="train_speed_worker_") as work:
+        # a distiller's teachers are built from the configs written into ``work``
         cfg = recipe(args.worker, Path(args.root), Path(work), args.quick)
-    batch, _ = batches(cfg, Path(args.root), int(cfg["train"]["batch_size"]))
-    trainee = Trainee(cfg, batch)
+        batch, _ = batches(cfg, Path(args.root), int(cfg["train"]["batch_size"]))
+        trainee = Trainee(cfg, batch)
     trainee.step()
     if args.barrier:
         barrier = Path(args.barrier)
