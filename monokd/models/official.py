@@ -45,3 +45,14 @@ def rename(key: str, rules) -> str:
         if count:
             return new
     return key
+
+
+def openpcdet_bev_backbone_key(key: str) -> str | None:
+    """OpenPCDet's ``backbone_2d.blocks.<stage>.<index>.<rest>`` -> monokd's BEV backbone key
+    ``bev_backbone.stages.<stage>.<index - 1>.<rest>`` (index 0 is OpenPCDet's zero padding,
+    which holds no weights: None); None for any other key."""
+    match = re.match(r"^backbone_2d\.blocks\.(\d+)\.(\d+)\.(.+)$", key)
+    if match is None:
+        return None
+    stage, index, rest = match.groups()
+    return None if int(index) == 0 else f"bev_backbone.stages.{stage}.{int(index) - 1}.{rest}"

@@ -38,7 +38,7 @@ import re
 from pathlib import Path
 
 from monokd.errors import CheckpointMismatchError
-from monokd.models.official import check_exact
+from monokd.models.official import check_exact, openpcdet_bev_backbone_key
 from monokd.weights import read_weights
 
 _HEAD_RULES = (
@@ -139,10 +139,8 @@ def openpcdet_key(key: str) -> str | None:
     if key.startswith("vfe.ffn.ddn.model.classifier."):
         mapped = head_key(key[len("vfe.ffn.ddn.model."):])
         return None if mapped is None else "depth_head." + mapped
-    match = re.match(r"^backbone_2d\.blocks\.(\d+)\.(\d+)\.(.+)$", key)
-    if match:
-        stage, index, rest = match.groups()
-        return None if int(index) == 0 else f"bev_backbone.stages.{stage}.{int(index) - 1}.{rest}"
+    if key.startswith("backbone_2d.blocks."):
+        return openpcdet_bev_backbone_key(key)
     for old, new in _OPENPCDET_PREFIXES:
         if key.startswith(old):
             return new + key[len(old):]

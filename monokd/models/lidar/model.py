@@ -54,35 +54,10 @@ def model_config(cfg: dict) -> dict:
     return SECTION.resolve(cfg)
 
 
-class LidarPillars(Detector):
-    """See the module docstring. Args: cfg the ``model`` section, classes ``data.classes``."""
-
-    def __init__(self, cfg: dict, classes: list[str]):
-        super().__init__()
-        from monokd.models.bev.anchor_head import AnchorHead
-        from monokd.models.bev.backbone import BEVBackbone
-
-        cfg = model_config(cfg)
-        self.cfg, self.classes = cfg, list(classes)
-        self.grid = BEVGrid.from_config(cfg["grid"], "model.grid")
-        self.bev_channels = int(cfg["bev_channels"])
-        self.pillars = PillarEncoder(self.grid, int(cfg["pillar_channels"]))
-        self.bev_encoder = nn.Sequential(
-            nn.Conv2d(int(cfg["pillar_channels"]), self.bev_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(self.bev_channels), nn.ReLU(inplace=True))
-        self.bev_backbone = BEVBackbone(cfg["bev_backbone"], self.bev_channels, self.grid, "model.bev_backbone")
-        self.head = AnchorHead(cfg["anchor_head"], self.grid, self.bev_backbone.out_channels, self.classes)
-        if cfg["bev_bn_momentum"] is not None:
-            for module in (*self.bev_encoder.modules(), *self.bev_backbone.modules()):
-                if isinstance(module, nn.BatchNorm2d):
-                    module.momentum = float(cfg["bev_bn_momentum"])
-
-    def bev_features(self, batch: dict) -> dict:
-        """``bev`` = F_T (B, C_bev, NY, NX) from ``batch["points"]``."""
-        if batch.get("points") is None or batch.get("lidar_to_rect") is None:
-            raise ConfigError("lidar_pillars needs batch['points'] and batch['lidar_to_rect'] "
-                              "(data.load_points: true; a LiDAR sweep per frame)")
-        return {"bev": self.bev_encoder(self.pillars(batch["points"], batch["lidar_to_rect"]))}
+class LidarBevDetector(Detector):
+    """What every LiDAR teacher shares once its ``bev_features(batch)`` gives F_T (B, C, NY, NX)
+    on the shared BEV grid: the BEV backbone and anchor head (``self.bev_backbone``,
+    ``self.head``), its inputs (points only), losses on the LiDAR-frame boxes and decoding."""
 
     def detect_from_bev(self, bev: torch.Tensor, batch: dict, signals=()) -> dict:
         """F_T -> BEV backbone -> anchor head; the signals ``features`` (the stage outputs) and
@@ -120,15 +95,51 @@ class LidarPillars(Detector):
         return decode_head(self.head, outputs, self.classes, batch)
 
     @classmethod
+    def checked_classes(cls, cfg: dict) -> list[str]:
+        """``data.classes`` of the whole config; ConfigError without them or without points."""
+        classes = (cfg.get("data") or {}).get("classes")
+        if not classes:
+            raise ConfigError("data.classes: the LiDAR teacher needs the list of class names (e.g. [Car])")
+        if not (cfg.get("data") or {}).get("load_points"):
+            raise ConfigError("data.load_points: the LiDAR teacher reads batch['points']; set it to true")
+        return list(classes)
+
+
+class LidarPillars(LidarBevDetector):
+    """See the module docstring. Args: cfg the ``model`` section, classes ``data.classes``."""
+
+    def __init__(self, cfg: dict, classes: list[str]):
+        super().__init__()
+        from monokd.models.bev.anchor_head import AnchorHead
+        from monokd.models.bev.backbone import BEVBackbone
+
+        cfg = model_config(cfg)
+        self.cfg, self.classes = cfg, list(classes)
+        self.grid = BEVGrid.from_config(cfg["grid"], "model.grid")
+        self.bev_channels = int(cfg["bev_channels"])
+        self.pillars = PillarEncoder(self.grid, int(cfg["pillar_channels"]))
+        self.bev_encoder = nn.Sequential(
+            nn.Conv2d(int(cfg["pillar_channels"]), self.bev_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(self.bev_channels), nn.ReLU(inplace=True))
+        self.bev_backbone = BEVBackbone(cfg["bev_backbone"], self.bev_channels, self.grid, "model.bev_backbone")
+        self.head = AnchorHead(cfg["anchor_head"], self.grid, self.bev_backbone.out_channels, self.classes)
+        if cfg["bev_bn_momentum"] is not None:
+            for module in (*self.bev_encoder.modules(), *self.bev_backbone.modules()):
+                if isinstance(module, nn.BatchNorm2d):
+                    module.momentum = float(cfg["bev_bn_momentum"])
+
+    def bev_features(self, batch: dict) -> dict:
+        """``bev`` = F_T (B, C_bev, NY, NX) from ``batch["points"]``."""
+        if batch.get("points") is None or batch.get("lidar_to_rect") is None:
+            raise ConfigError("lidar_pillars needs batch['points'] and batch['lidar_to_rect'] "
+                              "(data.load_points: true; a LiDAR sweep per frame)")
+        return {"bev": self.bev_encoder(self.pillars(batch["points"], batch["lidar_to_rect"]))}
+
+    @classmethod
     def from_config(cls, cfg: dict) -> "LidarPillars":
         return build_lidar_pillars(cfg)
 
 
 def build_lidar_pillars(cfg: dict) -> LidarPillars:
     """From the whole config: ``model`` (this model) and ``data.classes``."""
-    classes = (cfg.get("data") or {}).get("classes")
-    if not classes:
-        raise ConfigError("data.classes: the LiDAR teacher needs the list of class names (e.g. [Car])")
-    if not (cfg.get("data") or {}).get("load_points"):
-        raise ConfigError("data.load_points: the LiDAR teacher reads batch['points']; set it to true")
-    return LidarPillars(cfg.get("model") or {}, list(classes))
+    return LidarPillars(cfg.get("model") or {}, LidarPillars.checked_classes(cfg))

@@ -30,18 +30,15 @@ from) loads strictly through :meth:`LidarSecond.official_state_dict` (``monokd c
 
 from __future__ import annotations
 
-import re
-
 import torch
 
 from monokd.errors import CheckpointMismatchError, ConfigError
 from monokd.geometry.grid import BEVGrid
 from monokd.models.bev.anchor_head import SECTION as ANCHOR_HEAD
-from monokd.models.bev.anchor_head import score_threshold
-from monokd.models.contract import LIDAR_TO_RECT, POINTS, Detector, attach_signals, signal_set
+from monokd.models.lidar.model import LidarBevDetector
 from monokd.models.lidar.pillars import points_to_lidar
 from monokd.models.lidar.voxels import batch_voxels
-from monokd.models.official import check_exact
+from monokd.models.official import check_exact, openpcdet_bev_backbone_key
 from monokd.schema import Section
 
 DEFAULTS = {
@@ -75,7 +72,7 @@ def model_config(cfg: dict) -> dict:
     return SECTION.resolve(cfg)
 
 
-class LidarSecond(Detector):
+class LidarSecond(LidarBevDetector):
     """See the module docstring. Args: cfg the ``model`` section, classes ``data.classes``.
 
     Raises:
@@ -123,41 +120,6 @@ class LidarSecond(Detector):
         features, coords = batch_voxels(clouds, self.voxels, self.max_points, max_voxels)
         return {"bev": self.backbone_3d(features, coords, len(clouds))}
 
-    def detect_from_bev(self, bev: torch.Tensor, batch: dict, signals=()) -> dict:
-        """F_T -> BEV backbone -> anchor head; the signals ``features`` (the stage outputs) and
-        ``bev`` (F_T) when asked for."""
-        features, stages = self.bev_backbone(bev)
-        return attach_signals(self.head(features), signal_set(signals), features=list(stages), bev=bev)
-
-    def forward(self, batch: dict, signals=()) -> dict:
-        return self.detect_from_bev(self.bev_features(batch)["bev"], batch, signals)
-
-    @classmethod
-    def inputs_of(cls, model_cfg: dict) -> tuple[str, ...]:
-        return (POINTS, LIDAR_TO_RECT)  # no image
-
-    @classmethod
-    def privileged_inputs_of(cls, model_cfg: dict) -> tuple[str, ...]:
-        return (POINTS,)
-
-    @classmethod
-    def decode_threshold_of(cls, model_cfg: dict) -> tuple[str, float]:
-        return score_threshold(model_cfg.get("anchor_head"))
-
-    def losses(self, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:
-        from monokd.models.bev.detections import gt_boxes_lidar
-
-        boxes, labels = gt_boxes_lidar(batch)
-        terms = dict(self.head.losses(outputs, boxes, labels))
-        terms.pop("loss", None)
-        terms["loss"] = sum(terms.values())
-        return terms
-
-    def decode(self, outputs: dict, batch: dict) -> list:
-        from monokd.models.bev.detections import decode_head
-
-        return decode_head(self.head, outputs, self.classes, batch)
-
     def official_state_dict(self, checkpoint: dict, source: str = "checkpoint") -> dict:
         """This model's state dict from an OpenPCDet SECOND checkpoint (``{"model_state": ...}``;
         the module docstring's renaming). Raises CheckpointMismatchError (one line) on another
@@ -168,20 +130,13 @@ class LidarSecond(Detector):
 
     @classmethod
     def from_config(cls, cfg: dict) -> "LidarSecond":
-        classes = (cfg.get("data") or {}).get("classes")
-        if not classes:
-            raise ConfigError("data.classes: the LiDAR teacher needs the list of class names (e.g. [Car])")
-        if not (cfg.get("data") or {}).get("load_points"):
-            raise ConfigError("data.load_points: the LiDAR teacher reads batch['points']; set it to true")
-        return cls(cfg.get("model") or {}, list(classes))
+        return cls(cfg.get("model") or {}, cls.checked_classes(cfg))
 
 
 def openpcdet_key(key: str) -> str | None:
     """OpenPCDet SECONDNet ``model_state`` key -> monokd key (None: not a SECOND key)."""
-    match = re.match(r"^backbone_2d\.blocks\.(\d+)\.(\d+)\.(.+)$", key)
-    if match:
-        stage, index, rest = match.groups()
-        return None if int(index) == 0 else f"bev_backbone.stages.{stage}.{int(index) - 1}.{rest}"
+    if key.startswith("backbone_2d.blocks."):
+        return openpcdet_bev_backbone_key(key)
     for old, new in _OPENPCDET_PREFIXES:
         if key.startswith(old):
             return new + key[len(old):]
