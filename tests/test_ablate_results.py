@@ -153,3 +153,45 @@ def test_runs_made_with_other_settings_are_flagged(tmp_path, fake_stages, monkey
     assert sorted(results["mismatched_runs"]) == ["seed2/F_SA_R_CA", "seed2/baseline", "seed2/teacher"]
     assert results["mismatched_runs"]["seed2/baseline"] == {"missing": [], "unexpected": ["train.lr=5.0e-3"]}
     assert "**Warning**: runs trained with other settings" in (tmp_path / "res" / "add_ablation.md").read_text()
+
+
+def test_studies_evaluate_and_hand_on_the_last_checkpoint_not_the_best(tmp_path, monkeypatch):
+    """A run whose best validation is not its last: ``stages.train`` returns ``last.ckpt`` (what
+    a student learns from) and ``stages.evaluate`` scores it, though ``best.ckpt`` is newer."""
+    calls = []
+
+    def fake(args, stage, env=None):
+        calls.append(args)
+        out = Path(args[args.index("--out") + 1])
+        out.mkdir(parents=True, exist_ok=True)
+        if args[0] == "train":
+            (out / "last.ckpt").write_text("last")
+            (out / "best.ckpt").write_text("best")  # newer: find_checkpoint would pick it
+        else:
+            (out / "e.json").write_text(json.dumps({"flat": {k: 1.0 for k in KEYS}, "num_frames": 4}))
+
+    monkeypatch.setattr(stages, "run_command", fake)
+    run = tmp_path / "run"
+    assert stages.train("recipe.yaml", run, [], 0) == run / "last.ckpt"
+    stages.evaluate(run, tmp_path / "eval")
+    assert calls[-1][calls[-1].index("--ckpt") + 1] == str(run / "last.ckpt")
+
+
+def test_a_teacher_recorded_as_best_ckpt_matches_its_last_only_with_equal_weights(tmp_path):
+    import torch
+
+    teacher = tmp_path / "seed0" / "teacher"
+    teacher.mkdir(parents=True)
+    weights = {"w": torch.arange(4.0)}
+    torch.save({"state_dict": weights}, teacher / "last.ckpt")
+    torch.save({"state_dict": {"w": torch.arange(4.0)}}, teacher / "best.ckpt")
+    wanted = [f"distill.teacher.ckpt={teacher / 'last.ckpt'}", "train.lr=1"]
+    have = [f"distill.teacher.ckpt={teacher / 'best.ckpt'}", "train.lr=2"]
+    missing, unexpected = run_record.equivalent_checkpoint_items(wanted, have)
+    assert (missing, unexpected) == (["train.lr=1"], ["train.lr=2"])
+    torch.save({"state_dict": {"w": torch.arange(4.0) + 1}}, teacher / "best.ckpt")
+    assert run_record.equivalent_checkpoint_items(wanted, have) == (wanted, have)
+    other = tmp_path / "seed1" / "teacher"  # another run's file is never the same teacher
+    other.mkdir(parents=True)
+    torch.save({"state_dict": weights}, other / "best.ckpt")
+    assert run_record.equivalent_checkpoint_items(wanted[:1], [f"distill.teacher.ckpt={other / 'best.ckpt'}"])[0] == wanted[:1]

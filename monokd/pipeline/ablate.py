@@ -317,7 +317,7 @@ def _finished(plan: Plan, seed: int, row: str) -> bool:
 def _mismatches(plan: Plan, seed: int) -> dict[str, dict[str, list[str]]]:
     """Runs of ``seed`` whose recorded ``--set`` items are not this plan's (another preset, data
     root or switches wrote the folder): run -> ``missing`` / ``unexpected`` items."""
-    found_ckpts = {m.name: stages.find_checkpoint(plan.out / f"seed{seed}" / m.name) for m in plan.frozen_models}
+    found_ckpts = {m.name: stages.last_checkpoint(plan.out / f"seed{seed}" / m.name) for m in plan.frozen_models}
     ckpts = {name: ckpt for name, ckpt in found_ckpts.items() if ckpt is not None}
     found = {}
     for row in plan.rows:
@@ -329,7 +329,8 @@ def _mismatches(plan: Plan, seed: int) -> dict[str, dict[str, list[str]]]:
         except KeyError:  # the frozen model has no checkpoint: nothing to compare with
             continue
         have = run_record.set_items(recorded)
-        missing, unexpected = [i for i in wanted if i not in have], [i for i in have if i not in wanted]
+        missing, unexpected = run_record.equivalent_checkpoint_items(
+            [i for i in wanted if i not in have], [i for i in have if i not in wanted])
         if missing or unexpected:
             found[f"seed{seed}/{plan.folders[row]}"] = {"missing": missing, "unexpected": unexpected}
     return found

@@ -70,3 +70,34 @@ def common(values: Iterable, what: str) -> dict:
     if not distinct:
         return {what: None}
     return {what: MIXED, f"{what}_values": distinct}
+
+
+def same_weights(a: str | Path, b: str | Path) -> bool:
+    """Whether two checkpoint files hold the same model weights (every ``state_dict`` tensor
+    equal): e.g. a run's ``best.ckpt`` and ``last.ckpt`` when its best validation was its last."""
+    import torch
+
+    from monokd.weights import read_weights
+
+    wa, wb = read_weights(a, "checkpoint")["state_dict"], read_weights(b, "checkpoint")["state_dict"]
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def equivalent_checkpoint_items(missing: list[str], unexpected: list[str]) -> tuple[list[str], list[str]]:
+    """``missing`` / ``unexpected`` ``--set`` items less the pairs ``KEY=RUN/x.ckpt`` /
+    ``KEY=RUN/y.ckpt`` (one key, one run folder) whose files hold the same weights: a student
+    recorded with its teacher's ``best.ckpt`` learned from the teacher's last weights when the
+    two are equal."""
+    missing, unexpected = list(missing), list(unexpected)
+    for item in list(missing):
+        key, _, path = item.partition("=")
+        if not path.endswith(".ckpt"):
+            continue
+        for other in unexpected:
+            okey, _, opath = other.partition("=")
+            if (okey == key and opath.endswith(".ckpt") and Path(opath).parent == Path(path).parent
+                    and Path(path).is_file() and Path(opath).is_file() and same_weights(path, opath)):
+                missing.remove(item)
+                unexpected.remove(other)
+                break
+    return missing, unexpected

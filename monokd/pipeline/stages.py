@@ -128,7 +128,8 @@ def _runner_options(env: dict | None, lane) -> dict:
 def train(config: str | Path, run_dir: str | Path, overrides: list[str], seed: int | None = None,
           extra: list[str] = (), stage: str = "train", env: dict | None = None, lane=None,
           command: tuple[str, ...] = ("train",)) -> Path:
-    """Train unless done; return the checkpoint. Always ``--resume auto`` so an interrupted
+    """Train unless done; return its :func:`last_checkpoint` (what a study evaluates and hands
+    to a student: the end of the schedule, never a pick on val). Always ``--resume auto`` so an interrupted
     run continues from its ``last.ckpt``. ``command``: the training command (``monokd train``,
     or ``monokd depth train`` for the depth front-end: both train through the same engine)."""
     run_dir = Path(run_dir)
@@ -142,17 +143,17 @@ def train(config: str | Path, run_dir: str | Path, overrides: list[str], seed: i
         if find_checkpoint(run_dir) is None:
             raise StageError(f"stage {stage!r}: {run_dir} has no checkpoint after training")
         write_text(run_dir / TRAIN_MARKER, " ".join(args) + "\n")
-    return find_checkpoint(run_dir)
+    return last_checkpoint(run_dir)
 
 
 def evaluate(run_dir: str | Path, eval_dir: str | Path, split: str = "val", extra: list[str] = (),
              stage: str = "evaluate", ckpt: str | Path | None = None, env: dict | None = None,
              lane=None) -> dict[str, float]:
-    """Evaluate a finished run's checkpoint (``ckpt``, by default :func:`find_checkpoint`)
+    """Evaluate a finished run's checkpoint (``ckpt``, by default :func:`last_checkpoint`)
     with its own saved config, unless done."""
     run_dir, eval_dir = Path(run_dir), Path(eval_dir)
     if evaluation_json(eval_dir) is None:
-        ckpt = ckpt or find_checkpoint(run_dir)
+        ckpt = ckpt or last_checkpoint(run_dir)
         if ckpt is None:
             raise StageError(f"stage {stage!r}: {run_dir} has no checkpoint")
         run_command(["evaluate", "--config", str(run_dir / "config.yaml"), "--ckpt", str(ckpt),
