@@ -249,3 +249,24 @@ def test_teacher_decodes_its_depth_from_the_gt_term_at_inference():
     off = build_detector(tiny_cfg(depth_input="gt_object", gt_depth_decode=False)).eval()
     with torch.no_grad():
         assert not torch.isin(off(batch)["pred_depth"][..., 0], allowed).all()
+
+
+def test_boxes_and_depths_stay_fp32_under_bf16_autocast():
+    """Under bf16 autocast the decoder's references and boxes and every head output are fp32
+    (bf16 would round a centre to 2^-9 of the image, enough to move a nearest-cell GT depth
+    sample onto the background); the boxes are exactly the fp32 refinement of the decoder states."""
+    teacher = build_detector(tiny_cfg(depth_input="gt_object")).eval()
+    batch = make_batch()
+    captured = {}
+    teacher.decoder.register_forward_hook(lambda m, args, out: captured.update(states=out[0], boxes=out[1]))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = teacher(batch)
+    for key in ("pred_boxes", "pred_depth", "pred_dims", "pred_logits", "pred_angle"):
+        assert out[key].dtype == torch.float32, key
+    states, boxes = captured["states"], captured["boxes"]
+    assert boxes.dtype == torch.float32
+    decoder = teacher.decoder
+    with torch.no_grad():
+        expect = decoder.refine(1, states[1].float(), boxes[0])
+    assert torch.equal(boxes[1], expect)
+

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from monokd.models.ops.full_precision import full_precision
+
 # KITTI mean h, w, l (m) per class (MonoDETR's / MonoDLE's table); used as the dimension prior.
 CLASS_MEAN_DIMS = {
     "Pedestrian": (1.76255119, 0.66068622, 0.84422524),
@@ -91,11 +93,16 @@ class PredictionHeads(nn.Module):
             pred_logits (B, Q, K), pred_boxes (B, Q, 6), pred_dims (B, Q, 3) h w l metres,
             pred_angle (B, Q, 24), pred_depth (B, Q, 2) fused depth and log-variance.
         """
-        dims = self.dim_embed[layer](hs) + self.dims_prior
-        depth_out = self.depth_embed[layer](hs)
-        depth = fuse_depth(depth_out, dims[..., 0], boxes, depth_map, fy, input_height, map_term, self.map_sampling)
-        return {"pred_logits": self.class_embed[layer](hs), "pred_boxes": boxes, "pred_dims": dims,
-                "pred_angle": self.angle_embed[layer](hs), "pred_depth": depth}
+        # fp32 under autocast (monokd.models.ops.full_precision): a GT depth map is sampled at
+        # the nearest cell of the box centre, and a bf16-rounded centre can land on the next
+        # cell, the background's depth; the depths and sizes are metres to a few centimetres.
+        with full_precision(hs):
+            hs, boxes, depth_map, fy = hs.float(), boxes.float(), depth_map.float(), fy.float()
+            dims = self.dim_embed[layer](hs) + self.dims_prior
+            depth_out = self.depth_embed[layer](hs)
+            depth = fuse_depth(depth_out, dims[..., 0], boxes, depth_map, fy, input_height, map_term, self.map_sampling)
+            return {"pred_logits": self.class_embed[layer](hs), "pred_boxes": boxes, "pred_dims": dims,
+                    "pred_angle": self.angle_embed[layer](hs), "pred_depth": depth}
 
 
 MAP_TERMS = ("predicted", "gt", "gt_only")

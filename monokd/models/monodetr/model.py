@@ -186,7 +186,7 @@ class MonoDETR(Detector):
         hs, boxes = self.decoder(tgt[None].expand(batch_size, -1, -1), query_pos[None].expand(batch_size, -1, -1),
                                  memory, spatial_shapes, level_start, depth_memory)
 
-        fy, image_h = geometric_scale(batch, self.cfg["geometric_depth"], input_h, hs.dtype)
+        fy, image_h = geometric_scale(batch, self.cfg["geometric_depth"], input_h, torch.promote_types(hs.dtype, torch.float32))
         map_term = self.depth_map_term()
         layers = [self.heads(i, hs[i], boxes[i], depth, fy, image_h, map_term) for i in range(hs.shape[0])]
         outputs = dict(layers[-1])

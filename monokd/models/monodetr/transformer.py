@@ -22,6 +22,7 @@ from torch import nn
 
 from monokd.models.monodetr.heads import MLP, inverse_sigmoid
 from monokd.models.ops.deform_attn import MSDeformAttn
+from monokd.models.ops.full_precision import full_precision
 
 
 class FFN(nn.Module):
@@ -137,20 +138,27 @@ class DepthAwareDecoder(nn.Module):
         nn.init.constant_(self.box_embed[0].layers[-1].bias[2:], -2.0)
 
     def forward(self, tgt, query_pos, memory, spatial_shapes, level_start_index, depth_memory):
-        reference = self.reference_points(query_pos).sigmoid()  # (B, Q, 2)
+        # The references and boxes stay fp32 under autocast (monokd.models.ops.full_precision):
+        # refined layer after layer, bf16 rounding would accumulate in them.
+        with full_precision(query_pos):
+            reference = self.reference_points(query_pos.float()).sigmoid()  # (B, Q, 2)
         states, boxes = [], []
         for index, layer in enumerate(self.layers):
             tgt = layer(tgt, query_pos, reference, memory, spatial_shapes, level_start_index, depth_memory)
-            delta = self.box_embed[index](tgt)
-            if reference.shape[-1] == 2:
-                delta = torch.cat([delta[..., :2] + inverse_sigmoid(reference), delta[..., 2:]], -1)
-            else:
-                delta = delta + inverse_sigmoid(reference)
-            box = delta.sigmoid()
+            with full_precision(tgt):
+                box = self.refine(index, tgt.float(), reference)
             reference = box.detach()
             states.append(tgt)
             boxes.append(box)
         return torch.stack(states), torch.stack(boxes)
+
+    def refine(self, index: int, tgt: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        """(B, Q, 6) box of layer ``index``: sigmoid(box_embed(tgt) + inverse_sigmoid(reference)),
+        a 2-D reference (B, Q, 2) moving only the centre."""
+        delta = self.box_embed[index](tgt)
+        if reference.shape[-1] == 2:
+            return torch.cat([delta[..., :2] + inverse_sigmoid(reference), delta[..., 2:]], -1).sigmoid()
+        return (delta + inverse_sigmoid(reference)).sigmoid()
 
 
 def reset_transformer_parameters(*modules: nn.Module) -> None:
