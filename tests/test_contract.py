@@ -54,6 +54,8 @@ def test_distillers_declare_their_frozen_models():
     assert distiller_class({"distill": {"teacher": {}}}).__name__ == "ADDDistiller"  # the default method
     with pytest.raises(ConfigError, match="distill.method: unknown method 'kd'"):
         frozen_roles({"distill": {"method": "kd"}})
+    with pytest.raises(ConfigError, match="unknown method 'TAKD' \\(did you mean 'takd'\\? known: "):
+        frozen_roles({"distill": {"method": "TAKD"}})
 
 
 def test_declarations_answer_from_a_config_without_building():

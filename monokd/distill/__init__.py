@@ -6,7 +6,7 @@ import importlib
 
 from torch import nn
 
-from monokd.errors import ConfigError
+from monokd.errors import ConfigError, did_you_mean
 from monokd.models.contract import FrozenRole
 
 # method -> "module:Class"; each class declares ``frozen_roles`` and ``from_section(section,
@@ -25,7 +25,7 @@ def distiller_class(cfg: dict):
         raise ConfigError("distill: the config has no distill section")
     method = section.get("method", DEFAULT_METHOD)
     if method not in METHODS:
-        raise ConfigError(f"distill.method: unknown method {method!r} (known: {', '.join(METHODS)})")
+        raise ConfigError(f"distill.method: unknown method {method!r} ({did_you_mean(method, METHODS)}known: {', '.join(METHODS)})")
     module, _, name = METHODS[method].partition(":")
     return getattr(importlib.import_module(module), name)
 
@@ -54,7 +54,7 @@ def distill_section(section: dict):
 
     method = section.get("method", DEFAULT_METHOD) if isinstance(section, dict) else DEFAULT_METHOD
     if method not in METHODS:
-        raise ConfigKeyError("distill.method", f"unknown method {method!r} (known: {', '.join(METHODS)})")
+        raise ConfigKeyError("distill.method", f"unknown method {method!r} ({did_you_mean(method, METHODS)}known: {', '.join(METHODS)})")
     return importlib.import_module(METHODS[method].partition(":")[0]).SECTION
 
 
