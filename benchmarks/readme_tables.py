@@ -41,11 +41,13 @@ SOURCES = [
     ("ADD on PatchNet", "add_seeds_patchnet", "seeds", "baseline"),
     ("ADD ablation on MonoDETR (Table 4, Table 5's PE rows)", "add_ablation", "ablation", "baseline"),
     ("MonoTAKD ablation on CaDDN", "takd_ablation", "ablation", "student"),
+    ("Unlabeled frames: MonoTAKD and ADD on CaDDN", "unlabeled_study", "seeds", "takd"),
 ]
 SHORT = "_short"
 # the arms' names in the seed studies' JSON -> what the tables call them (others as they are)
 LABELS = {"add": "ADD", "takd": "MonoTAKD", "student": "student alone", "lidar_teacher": "LiDAR teacher",
-          "ta": "TA"}
+          "ta": "TA", "caddn_teacher": "ADD's teacher", "takd+U": "MonoTAKD + unlabeled frames",
+          "add+U": "ADD + unlabeled frames"}
 
 
 def mean_std(n: int, mean: dict, std: dict, key: str) -> str:
@@ -116,7 +118,8 @@ def seeds_rows(doc: dict, reference: str) -> tuple[list, list[str]]:
             for arm, m in doc["models"].items()]
     verdicts = []
     for name, diff in (doc.get("paired") or {}).items():
-        a, b = name.split("_minus_") if "_minus_" in name else (name, reference)
+        # "a_minus_b" (add_vs_takd), "a - b" (unlabeled_study), else "a" against the reference
+        a, b = name.split("_minus_") if "_minus_" in name else name.split(" - ") if " - " in name else (name, reference)
         label = f"{_label(a)} - {_label(b)}"
         n = len(next(iter(diff.values()))["per_seed"]) if diff else 0
         rows.append((f"{label}, paired", n, [paired_cell(diff.get(k)) for k in METRICS]))

@@ -61,6 +61,17 @@ def test_a_seed_study_table_and_its_sentences(tables, tmp_path):
     assert "- One seed, no interval (nothing shown): F - baseline." in text
 
 
+def test_the_unlabeled_study_pairs_each_arm_with_its_own_labeled_arm(tables, tmp_path):
+    path = tmp_path / "unlabeled_study.json"
+    doc = {"seeds": [1, 2, 3], "val_frames": 200, "models": {"takd": _model(3, 10.0, 1.0), "takd+U": _model(3, 12.0, 1.0)},
+           "paired": {"takd+U - takd": _diff([1.0, 2.0, 3.0], [0.5, 3.5])}}
+    path.write_text(json.dumps(doc))
+    text = tables.render("Unlabeled frames", path, "seeds", "takd")
+    assert "| MonoTAKD + unlabeled frames | 3 | 12.00 ± 1.00 |" in text
+    assert "| MonoTAKD + unlabeled frames - MonoTAKD, paired | 3 | +2.00 ± 1.00 [+0.50, +3.50] |" in text
+    assert "- MonoTAKD + unlabeled frames - MonoTAKD: shown ahead at AP3D@0.7, AP_BEV@0.7, AP3D@0.5, AP_BEV@0.5." in text
+
+
 def test_an_ablation_table_beside_the_paper(tables, tmp_path):
     path = tmp_path / "add_ablation.json"
     path.write_text(json.dumps(_ablation()))
