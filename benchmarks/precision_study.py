@@ -139,6 +139,8 @@ def markdown(results: dict) -> str:
              f"trained at each precision, Car AP R40 (%) moderate on val ({results.get('val_frames')} frames), "
              f"n = seeds finished in both. Paired difference {pa} - {pb} by seed, mean [95 % t-interval]; "
              "✓: |mean| within the seed spread (the pooled sample std over seeds), ✗: beyond it.", ""]
+    if results.get("note"):
+        lines += [results["note"], ""]
     if results["differing_settings"]:
         lines += [f"**Warning**: run pairs whose settings differ beyond the precision: "
                   f"{', '.join(results['differing_settings'])} (the JSON's `differing_settings`).", ""]
@@ -162,8 +164,12 @@ def main(argv=None) -> int:
     parser.add_argument("runs_a", help="monokd ablate --out folder of one precision (the difference is A - B)")
     parser.add_argument("runs_b", help="the other precision's, same rows and seeds")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "precision_study"))
+    parser.add_argument("--note", default=None, help="what else tells the two folders apart (e.g. the code "
+                        "version each was trained with): one sentence under the title, and `note` in the JSON")
     args = parser.parse_args(argv)
     results = compare(Path(args.runs_a), Path(args.runs_b))
+    if args.note:
+        results["note"] = args.note
     write_report(results, markdown(results), args.out)
     return 0
 

@@ -87,3 +87,6 @@ def test_main_writes_json_and_markdown(study, tmp_path):
     saved = json.loads((tmp_path / "res" / "precision_study.json").read_text())
     assert saved["rows"][1]["paired"][KEYS[3]]["mean"] == pytest.approx(2.0)
     assert (tmp_path / "res" / "precision_study.md").read_text().startswith("# Training precision: bf16-mixed vs 32")
+    assert study.main([str(bf16), str(fp32), "--out", str(tmp_path / "res" / "noted"), "--note", "A: heads in fp32."]) == 0
+    assert json.loads((tmp_path / "res" / "noted.json").read_text())["note"] == "A: heads in fp32."
+    assert "\nA: heads in fp32.\n" in (tmp_path / "res" / "noted.md").read_text()
