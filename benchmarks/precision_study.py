@@ -65,8 +65,10 @@ def finished(runs: Path) -> dict[str, dict[int, Path]]:
 
 
 def _settings(run: Path, runs: Path) -> list[str]:
-    """A run's ``--set`` items but its precision, its own study folder written as OUT."""
-    items = run_record.set_items(run_record.train_command(run) or [])
+    """A run's ``--set`` items but its precision, its own study folder written as OUT, a
+    frozen model's checkpoint as its ``last.ckpt`` where the recorded file holds the same
+    weights (``run_record.canonical_checkpoint_items``)."""
+    items = run_record.canonical_checkpoint_items(run_record.set_items(run_record.train_command(run) or []))
     items = [i.replace(str(runs.resolve()), "OUT").replace(str(runs), "OUT") for i in items]
     return [i for i in items if not i.startswith("train.precision=")]
 

@@ -328,9 +328,8 @@ def _mismatches(plan: Plan, seed: int) -> dict[str, dict[str, list[str]]]:
             wanted = plan.overrides(row) + plan.frozen_overrides(seed, row, ckpts)
         except KeyError:  # the frozen model has no checkpoint: nothing to compare with
             continue
-        have = run_record.set_items(recorded)
-        missing, unexpected = run_record.equivalent_checkpoint_items(
-            [i for i in wanted if i not in have], [i for i in have if i not in wanted])
+        have = run_record.canonical_checkpoint_items(run_record.set_items(recorded))
+        missing, unexpected = [i for i in wanted if i not in have], [i for i in have if i not in wanted]
         if missing or unexpected:
             found[f"seed{seed}/{plan.folders[row]}"] = {"missing": missing, "unexpected": unexpected}
     return found

@@ -83,21 +83,17 @@ def same_weights(a: str | Path, b: str | Path) -> bool:
     return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
-def equivalent_checkpoint_items(missing: list[str], unexpected: list[str]) -> tuple[list[str], list[str]]:
-    """``missing`` / ``unexpected`` ``--set`` items less the pairs ``KEY=RUN/x.ckpt`` /
-    ``KEY=RUN/y.ckpt`` (one key, one run folder) whose files hold the same weights: a student
-    recorded with its teacher's ``best.ckpt`` learned from the teacher's last weights when the
-    two are equal."""
-    missing, unexpected = list(missing), list(unexpected)
-    for item in list(missing):
-        key, _, path = item.partition("=")
-        if not path.endswith(".ckpt"):
-            continue
-        for other in unexpected:
-            okey, _, opath = other.partition("=")
-            if (okey == key and opath.endswith(".ckpt") and Path(opath).parent == Path(path).parent
-                    and Path(path).is_file() and Path(opath).is_file() and same_weights(path, opath)):
-                missing.remove(item)
-                unexpected.remove(other)
-                break
-    return missing, unexpected
+def canonical_checkpoint_items(items: Iterable[str]) -> list[str]:
+    """``--set`` items with every ``KEY=RUN/x.ckpt`` whose file holds the same weights as
+    ``RUN/last.ckpt`` written ``KEY=RUN/last.ckpt``: a student recorded with its teacher's
+    ``best.ckpt`` learned from the teacher's last weights when the two are equal, so it
+    compares equal to one recorded with ``last.ckpt``. Other items are kept as they are."""
+    out = []
+    for item in items:
+        key, sep, path = item.partition("=")
+        if sep and path.endswith(".ckpt") and Path(path).name != "last.ckpt":
+            last = Path(path).parent / "last.ckpt"
+            if Path(path).is_file() and last.is_file() and same_weights(path, last):
+                item = f"{key}={last}"
+        out.append(item)
+    return out
