@@ -42,7 +42,8 @@ sys.path.insert(0, str(REPO))
 
 from monokd.pipeline import stages  # noqa: E402
 from monokd.pipeline.statistics import paired_differences  # noqa: E402
-from _results import ap_tables, models_block, paired_lines, train_and_score, write_json, write_report  # noqa: E402
+from _results import (ap_tables, models_block, paired_lines, precision_sentence, recorded, train_and_score,  # noqa: E402
+                      write_json, write_report)
 
 FROZEN = {"lidar_teacher": "configs/takd_lidar_synth.yaml", "ta": "configs/takd_ta_synth.yaml",
           "caddn_teacher": "configs/caddn_teacher_synth.yaml"}
@@ -107,7 +108,7 @@ def markdown(results: dict) -> str:
              f"seeds; {results['train_frames']} labeled frames, +U arms also {results['unlabeled_frames']} unlabeled "
              f"frames (share {results['share']} of each batch; epochs are passes over the labeled frames); frozen "
              f"models trained at seed {results['frozen_seed']}. `python benchmarks/unlabeled_study.py`"
-             + (f", every training with `{' '.join(args)}`" if args else "") + ".", ""]
+             + (f", every training with `{' '.join(args)}`" if args else "") + "." + precision_sentence(results), ""]
     lines += ap_tables(results["models"], lambda arm: LABELS.get(arm, arm))
     for name, diff in results["paired"].items():
         n = len(next(iter(diff.values()))["per_seed"]) if diff else 0
@@ -159,7 +160,8 @@ def run_study(args) -> dict:
     arm_seeds = {**{a: seeds for a in arms}, **{name: [frozen_seed] for name in frozen}}
     meta = {"seeds": seeds, "frozen_seed": frozen_seed, "methods": methods, "runs": str(runs), "data": str(root),
             "train_frames": num_train, "val_frames": num_val, "unlabeled_frames": unlabeled, "share": share,
-            "train_args": args.train_arg}
+            "train_args": args.train_arg, "precision": None}
+    meta.update(recorded(runs / f"{a.replace('+', '_')}-s{s}" for a in [*frozen, *arms] for s in arm_seeds[a]))
     return summarise(flats, [*frozen, *arms], arm_seeds, frames, meta)
 
 

@@ -24,6 +24,8 @@ def test_frozen_models_first_then_paired_arms(study, monkeypatch, tmp_path):
 
     def fake(recipe, run_dir, overrides, seed, extra, stage):
         calls.append((run_dir.name, overrides))
+        run_dir.mkdir(parents=True)
+        (run_dir / "config.yaml").write_text("train: {precision: bf16-mixed}\n")  # what each run recorded
         plus = 2.0 * (seed - 10) if "_U-" in run_dir.name else 0.0  # +U arms gain 2, 4, 6 at seeds 11, 12, 13
         return _flat(10.0 + plus)
 
@@ -45,6 +47,7 @@ def test_frozen_models_first_then_paired_arms(study, monkeypatch, tmp_path):
     assert diff["per_seed"] == [2.0, 4.0, 6.0] and diff["mean"] == pytest.approx(4.0)
     assert diff["ci95"] == pytest.approx([4.0 - 4.303 * 2 / 3 ** 0.5, 4.0 + 4.303 * 2 / 3 ** 0.5], abs=1e-3)
     assert "add+U - add" in results["paired"] and results["unlabeled_frames"] == 1600
+    assert results["precision"] == "bf16-mixed"
     again = study.from_json(out.with_suffix(".json"))
     assert again["paired"] == results["paired"]
     assert "takd+U - takd, paired by seed (n=3" in out.with_suffix(".md").read_text()
