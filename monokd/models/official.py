@@ -37,6 +37,22 @@ def check_official_state(model: torch.nn.Module, state: dict[str, torch.Tensor],
     check_exact(model.state_dict(), state, source, what)
 
 
+def map_keys(state: dict, mapper, skip=lambda key: False) -> tuple[dict, list[str]]:
+    """(monokd-named tensors, unmapped official keys) of an official ``state``: ``mapper(key)``
+    is the key's monokd name, or None for a key it does not know; keys ``skip`` accepts are
+    dropped (tensors monokd has no use for)."""
+    out, unknown = {}, []
+    for key, value in state.items():
+        if skip(key):
+            continue
+        mapped = mapper(key)
+        if mapped is None:
+            unknown.append(key)
+        else:
+            out[mapped] = value
+    return out, unknown
+
+
 def rename(key: str, rules) -> str:
     """An official key in monokd's names: the first of ``rules`` ((regex, replacement) pairs)
     that matches, applied once; the key unchanged when none matches."""

@@ -38,7 +38,7 @@ import re
 from pathlib import Path
 
 from monokd.errors import CheckpointMismatchError
-from monokd.models.official import check_exact, openpcdet_bev_backbone_key
+from monokd.models.official import check_exact, map_keys, openpcdet_bev_backbone_key
 from monokd.weights import read_weights
 
 _HEAD_RULES = (
@@ -149,15 +149,8 @@ def openpcdet_key(key: str) -> str | None:
 
 def openpcdet_state(model, state: dict, source: str) -> dict:
     """An OpenPCDet CaDDN ``model_state`` -> ``model``'s state dict, checked strictly."""
-    out, unknown = {}, []
-    for key, value in state.items():
-        if key in _OPENPCDET_DROPPED or key.startswith("vfe.ffn.ddn.model.aux_classifier."):
-            continue
-        mapped = openpcdet_key(key)
-        if mapped is None:
-            unknown.append(key)
-        else:
-            out[mapped] = value
+    out, unknown = map_keys(state, openpcdet_key, lambda key: key in _OPENPCDET_DROPPED
+                            or key.startswith("vfe.ffn.ddn.model.aux_classifier."))
     own = model.state_dict()
     check_exact(own, {**out, **{k: state[k] for k in unknown}}, source,
                 "an OpenPCDet CaDDN checkpoint for this config", _hint(out, own), _optional)

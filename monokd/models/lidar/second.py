@@ -38,7 +38,7 @@ from monokd.models.bev.anchor_head import SECTION as ANCHOR_HEAD
 from monokd.models.lidar.model import LidarBevDetector
 from monokd.models.lidar.pillars import points_to_lidar
 from monokd.models.lidar.voxels import batch_voxels
-from monokd.models.official import check_exact, openpcdet_bev_backbone_key
+from monokd.models.official import check_exact, map_keys, openpcdet_bev_backbone_key
 from monokd.schema import Section
 
 DEFAULTS = {
@@ -146,15 +146,7 @@ def openpcdet_key(key: str) -> str | None:
 def openpcdet_state(model: LidarSecond, state: dict, source: str) -> dict:
     """An OpenPCDet SECONDNet ``model_state`` -> ``model``'s state dict, checked strictly
     (``num_batches_tracked`` optional on both sides)."""
-    out, unknown = {}, []
-    for key, value in state.items():
-        if key in _OPENPCDET_DROPPED:
-            continue
-        mapped = openpcdet_key(key)
-        if mapped is None:
-            unknown.append(key)
-        else:
-            out[mapped] = value
+    out, unknown = map_keys(state, openpcdet_key, lambda key: key in _OPENPCDET_DROPPED)
     own = model.state_dict()
     for key, value in out.items():  # spconv 1.x kept (k, k, k, C_in, C_out); 2.x (C_out, k, k, k, C_in)
         if key in own and value.dim() == 5 and value.shape != own[key].shape and \
