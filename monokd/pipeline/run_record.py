@@ -12,6 +12,7 @@ results file built from folders of several processes says what each run really d
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Iterable
@@ -74,12 +75,24 @@ def common(values: Iterable, what: str) -> dict:
 
 def same_weights(a: str | Path, b: str | Path) -> bool:
     """Whether two checkpoint files hold the same model weights (every ``state_dict`` tensor
-    equal): e.g. a run's ``best.ckpt`` and ``last.ckpt`` when its best validation was its last."""
+    equal): e.g. a run's ``best.ckpt`` and ``last.ckpt`` when its best validation was its last.
+    Every student of a seed names the same teacher files, so the answer is kept per pair of
+    files as they are (path, size, modification time)."""
+    return _same_weights(*(_file_state(Path(p)) for p in (a, b)))
+
+
+def _file_state(path: Path) -> tuple[str, int, int]:
+    stat = path.stat()
+    return str(path.resolve()), stat.st_size, stat.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=64)
+def _same_weights(a: tuple[str, int, int], b: tuple[str, int, int]) -> bool:
     import torch
 
     from monokd.weights import read_weights
 
-    wa, wb = read_weights(a, "checkpoint")["state_dict"], read_weights(b, "checkpoint")["state_dict"]
+    wa, wb = read_weights(a[0], "checkpoint")["state_dict"], read_weights(b[0], "checkpoint")["state_dict"]
     return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
