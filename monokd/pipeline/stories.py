@@ -64,9 +64,6 @@ class Story:
 
 
 DEFAULT_STUDENT, DEFAULT_METHOD = "monodetr", "add"
-
-
-DEFAULT_STUDENT, DEFAULT_METHOD = "monodetr", "add"
 STORIES: dict[tuple[str, str], Story] = {
     ("monodetr", "add"): Story(waves=(
         (Model("teacher", "monodetr_teacher_synth.yaml", "Teacher (object-wise GT depth)", "teacher"),),
