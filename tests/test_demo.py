@@ -174,8 +174,8 @@ def test_preset_items_all_student_model_then_student_model(tmp_path):
     assert presets.preset_items(monodetr, "overrides", "teacher") == ["a=1", "c=3", "e=5"]
     # the default preset's MonoDETR teacher schedule stays MonoDETR's own
     default = presets.load_preset("default", student="caddn")
-    assert "train.lr_milestones=[5]" not in presets.stage_overrides(default, "teacher", "/d")
-    assert "train.lr_milestones=[5]" in presets.stage_overrides(presets.load_preset("default"), "teacher", "/d")
+    assert "train.lr_milestones=[7]" not in presets.stage_overrides(default, "teacher", "/d")
+    assert "train.lr_milestones=[7]" in presets.stage_overrides(presets.load_preset("default"), "teacher", "/d")
 
 
 def test_a_preset_may_name_its_story_and_replace_recipes(tmp_path):
