@@ -366,6 +366,7 @@ def test_quick_demo_end_to_end(tmp_path, monkeypatch):
     text = path.read_text()
     for label in stories.LABELS.values():
         assert f"| {label} |" in text
+    assert "Precision: `32`, every model." in text  # the quick preset's recipes train in fp32
     for name, size in (("moderate_ap.png", (374, 924, 3)), ("learning_curves.png", (374, 1012, 3))):
         picture = read_png(tmp_path / "demo" / "figures" / name)
         assert picture.shape == size and f"(figures/{name})" in text
@@ -493,3 +494,16 @@ def test_plain_progress_line():
     progress.started = time.monotonic() - 40.0  # 20 steps in 40 s
     line = progress.line(trainer)
     assert line.startswith("epoch 3/12 step 120/600 loss 20.14 lr 1.0e-03 2.0") and "eta 0:16:" in line
+
+
+def test_precision_line_names_each_models_precision(tmp_path):
+    runs = {}
+    for name, value in (("teacher", "auto"), ("baseline", "32"), ("add", "32")):
+        runs[name] = tmp_path / name
+        runs[name].mkdir()
+        (runs[name] / "config.yaml").write_text(f"train: {{precision: '{value}'}}\n")
+    line = demo_report.precision_line(runs, {"teacher": "Teacher"})
+    assert line.startswith("Precision: Teacher `auto` (here ") and line.endswith("baseline `32`, add `32`.")
+    assert "bf16-mixed" in line or "32-true" in line
+    (runs["teacher"] / "config.yaml").write_text("train: {precision: '32'}\n")
+    assert demo_report.precision_line(runs, {}) == "Precision: `32`, every model."

@@ -12,6 +12,7 @@ import yaml
 
 from monokd.pipeline.pictures import draw_pictures
 from monokd.pipeline.presets import preset_items, recipe
+from monokd.pipeline.run_record import precision
 from monokd.pipeline.stages import Clock
 from monokd.pipeline.stories import story_function
 from monokd.timing import hms
@@ -102,6 +103,24 @@ def run_config(preset: dict, model: str, run_dir: Path) -> dict:
     return load_config(path, preset_items(preset, "evaluate", model))
 
 
+def precision_line(runs: dict, labels: dict) -> str:
+    """The report's line on the precision each model trained at (its run's record);
+    ``auto`` with what it means on this machine, where the report is written right after
+    the trainings."""
+    from monokd.training.precision import resolve_precision
+
+    names = {name: precision(run) for name, run in runs.items()}
+
+    def shown(value: str) -> str:
+        if value != "auto":
+            return f"`{value}`"
+        return f"`auto` (here {resolve_precision('auto', say=lambda _: None)})"
+
+    if len(set(names.values())) == 1:
+        return f"Precision: {shown(next(iter(names.values())))}, every model."
+    return "Precision: " + ", ".join(f"{labels.get(n, n)} {shown(v)}" for n, v in names.items()) + "."
+
+
 def write_demo_report(out: Path, preset: dict, preset_name: str, root: Path, runs: dict, eval_dirs: dict,
                       results: dict, starts: dict, clock: Clock, cpu: dict | None = None,
                       about_inputs: list[str] = ()) -> Path:
@@ -126,6 +145,7 @@ def write_demo_report(out: Path, preset: dict, preset_name: str, root: Path, run
              f"SynthKITTI {data['num_train']} train / {data['num_val']} val frames at `{root}`, seed "
              f"{int(preset.get('seed', 0))}.",
              "Runs: " + ", ".join(f"`{runs[m.name]}`" for m in plot.models) + f"; logs: `{out / 'logs'}`.",
+             precision_line({m.name: runs[m.name] for m in plot.models}, labels),
              *([""] + list(about_inputs) if about_inputs else [])]
     path = write_report(out / "report.md", {labels[n]: r for n, r in results.items()}, chart, pictures,
                         dict(clock.timings), notes, caption=headline(preset, results, curves), curves=curve_png,
