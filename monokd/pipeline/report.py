@@ -109,16 +109,16 @@ def precision_line(runs: dict, labels: dict) -> str:
     the trainings."""
     from monokd.training.precision import resolve_precision
 
-    names = {name: precision(run) for name, run in runs.items()}
+    precisions = {name: precision(run) for name, run in runs.items()}
 
     def shown(value: str) -> str:
         if value != "auto":
             return f"`{value}`"
         return f"`auto` (here {resolve_precision('auto', say=lambda _: None)})"
 
-    if len(set(names.values())) == 1:
-        return f"Precision: {shown(next(iter(names.values())))}, every model."
-    return "Precision: " + ", ".join(f"{labels.get(n, n)} {shown(v)}" for n, v in names.items()) + "."
+    if len(set(precisions.values())) == 1:
+        return f"Precision: {shown(next(iter(precisions.values())))}, every model."
+    return "Precision: " + ", ".join(f"{labels.get(n, n)} {shown(v)}" for n, v in precisions.items()) + "."
 
 
 def write_demo_report(out: Path, preset: dict, preset_name: str, root: Path, runs: dict, eval_dirs: dict,
