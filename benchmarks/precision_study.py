@@ -12,7 +12,9 @@ difference is paired by seed:
 
     d_s = AP_A(s) - AP_B(s),   mean d -+ t(0.975, n - 1) std(d) / sqrt(n)   (95 % t-interval)
 
-over AP3D@0.7, AP_BEV@0.7, AP3D@0.5 and AP_BEV@0.5 (Car, moderate, R40). ``within_seed_spread``:
+over AP3D@0.7, AP_BEV@0.7, AP3D@0.5 and AP_BEV@0.5 (Car, moderate, R40), or for a run of the
+depth front-end (its ``eval/<run>/`` holding ``monokd depth evaluate --json``'s file) over
+AbsRel, RMSE (m) and delta1 on val (monokd.models.depth.metrics). ``within_seed_spread``:
 |mean d| <= the seed spread, the pooled sample std over seeds sqrt((s_A^2 + s_B^2) / 2) of the
 metric: a precision effect no larger than what changing the seed alone does.
 
@@ -24,6 +26,7 @@ precision. Writes ``OUT.json`` and ``OUT.md``.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from pathlib import Path
@@ -32,12 +35,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from monokd.models.depth import metrics as depth_metrics  # noqa: E402
 from monokd.pipeline import ablate, run_record, stages  # noqa: E402
 from monokd.pipeline.statistics import aggregate, paired_differences  # noqa: E402
 from _results import mean_std, write_report  # noqa: E402  (benchmarks/_results.py)
 
 METRICS = ablate.SUMMARY_KEYS  # Car 3d / bev moderate R40 at 0.7 then 0.5
-NAMES = {k: f"{'AP3D' if '/3d/' in k else 'AP_BEV'}@{k[-4:-1]}" for k in METRICS}
+DEPTH_METRICS = depth_metrics.METRICS  # the depth front-end's val errors (monokd depth evaluate)
+NAMES = {**{k: f"{'AP3D' if '/3d/' in k else 'AP_BEV'}@{k[-4:-1]}" for k in METRICS},
+         "abs_rel": "AbsRel", "rmse": "RMSE (m)", "delta1": "δ1"}
 CI_METHOD = ablate.CI_METHOD
 FROZEN_FOLDERS = ("teacher", "lidar_teacher", "ta")  # the frozen models' runs, listed first
 
@@ -52,6 +58,22 @@ def _row_names() -> dict[str, str]:
     return names
 
 
+def evaluation(eval_dir: Path) -> tuple[dict[str, float], int | None] | None:
+    """A finished evaluation's metrics and frame count, or None: a detector's ``flat`` AP dict
+    (``monokd evaluate``), else a JSON holding every :data:`DEPTH_METRICS` (``monokd depth
+    evaluate --json``, its ``images`` the frame count)."""
+    if stages.evaluation_json(eval_dir) is not None:
+        return stages.read_flat(eval_dir), run_record.evaluated_frames(eval_dir)
+    for path in sorted(Path(eval_dir).glob("*.json")) if Path(eval_dir).is_dir() else []:
+        try:
+            found = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if isinstance(found, dict) and all(isinstance(found.get(k), (int, float)) for k in DEPTH_METRICS):
+            return {k: float(found[k]) for k in DEPTH_METRICS}, found.get("images")
+    return None
+
+
 def finished(runs: Path) -> dict[str, dict[int, Path]]:
     """Row folder -> seed -> run folder, for every run trained and evaluated under ``runs``."""
     found: dict[str, dict[int, Path]] = {}
@@ -59,7 +81,7 @@ def finished(runs: Path) -> dict[str, dict[int, Path]]:
         if not seed_dir.name[4:].isdigit():
             continue
         for run in sorted(p for p in seed_dir.iterdir() if p.is_dir() and p.name != "eval"):
-            if stages.training_done(run) and stages.evaluation_json(seed_dir / "eval" / run.name) is not None:
+            if stages.training_done(run) and evaluation(seed_dir / "eval" / run.name) is not None:
                 found.setdefault(run.name, {})[int(seed_dir.name[4:])] = run
     return found
 
@@ -91,28 +113,29 @@ def compare(runs_a: Path, runs_b: Path) -> dict:
         seeds = sorted(set(a[folder]) & set(b[folder]))
         if not seeds:
             continue
-        flats = {side: [stages.read_flat(runs / f"seed{s}" / "eval" / folder) for s in seeds]
-                 for side, runs in (("a", runs_a), ("b", runs_b))}
+        found_evals = {side: [evaluation(runs / f"seed{s}" / "eval" / folder) for s in seeds]
+                       for side, runs in (("a", runs_a), ("b", runs_b))}
+        flats = {side: [e[0] for e in evals] for side, evals in found_evals.items()}
+        frames += [e[1] for evals in found_evals.values() for e in evals]
+        keys = list(METRICS) if all(k in flats["a"][0] for k in METRICS) else list(DEPTH_METRICS)
         row_precision = {}
         for side, found in (("a", a), ("b", b)):
             values = [run_record.precision(found[folder][s]) for s in seeds]
             precisions[side] += values
             row_precision[side] = run_record.common(values, "precision")["precision"]
-            runs = runs_a if side == "a" else runs_b
-            frames += [run_record.evaluated_frames(runs / f"seed{s}" / "eval" / folder) for s in seeds]
         for s in seeds:
             if _settings(a[folder][s], runs_a) != _settings(b[folder][s], runs_b):
                 differing[f"seed{s}/{folder}"] = {"a": _settings(a[folder][s], runs_a),
                                                   "b": _settings(b[folder][s], runs_b)}
         stats = {side: aggregate(flats[side]) for side in flats}
-        diff = paired_differences(flats["a"], flats["b"], METRICS)
-        spread = {k: math.sqrt((stats["a"]["std"][k] ** 2 + stats["b"]["std"][k] ** 2) / 2) for k in METRICS}
+        diff = paired_differences(flats["a"], flats["b"], keys)
+        spread = {k: math.sqrt((stats["a"]["std"][k] ** 2 + stats["b"]["std"][k] ** 2) / 2) for k in keys}
         rows.append({"row": names.get(folder, folder), "run": folder, "seeds": seeds, "n": len(seeds),
-                     "precision": row_precision, "a": stats["a"], "b": stats["b"], "paired": diff,
+                     "metrics": keys, "precision": row_precision, "a": stats["a"], "b": stats["b"], "paired": diff,
                      "seed_spread": spread,
-                     "within_seed_spread": {k: abs(diff[k]["mean"]) <= spread[k] for k in METRICS},
+                     "within_seed_spread": {k: abs(diff[k]["mean"]) <= spread[k] for k in keys},
                      "ci95_includes_zero": {k: diff[k]["ci95"] is None or diff[k]["ci95"][0] <= 0 <= diff[k]["ci95"][1]
-                                            for k in METRICS}})
+                                            for k in keys}})
     if not rows:
         raise SystemExit(f"precision_study: {runs_a} and {runs_b} share no finished, evaluated run")
     seeds = sorted({s for r in rows for s in r["seeds"]})
@@ -122,7 +145,7 @@ def compare(runs_a: Path, runs_b: Path) -> dict:
             "seeds": seeds, **run_record.common([f for f in frames if f is not None], "val_frames"),
             "train_args": {"runs_a": sorted({i for r in a.values() for run in r.values() for i in _settings(run, runs_a)}),
                            "runs_b": sorted({i for r in b.values() for run in r.values() for i in _settings(run, runs_b)})},
-            "metrics": METRICS, "ci_method": CI_METHOD,
+            "metrics": METRICS, "depth_metrics": list(DEPTH_METRICS), "ci_method": CI_METHOD,
             "seed_spread_method": "pooled sample std over seeds, sqrt((std_a^2 + std_b^2) / 2), per metric",
             "differing_settings": differing, "rows": rows}
 
@@ -130,7 +153,8 @@ def compare(runs_a: Path, runs_b: Path) -> dict:
 def _cell(row: dict, key: str) -> str:
     d = row["paired"][key]
     ci = d["ci95"]
-    text = f"{d['mean']:+.2f}" + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "")
+    digits = 3 if key in ("abs_rel", "delta1") else 2
+    text = f"{d['mean']:+.{digits}f}" + (f" [{ci[0]:+.{digits}f}, {ci[1]:+.{digits}f}]" if ci else "")
     return text + (" ✓" if row["within_seed_spread"][key] else " ✗")
 
 
@@ -146,19 +170,41 @@ def markdown(results: dict) -> str:
     if results["differing_settings"]:
         lines += [f"**Warning**: run pairs whose settings differ beyond the precision: "
                   f"{', '.join(results['differing_settings'])} (the JSON's `differing_settings`).", ""]
-    lines += ["| row | n | " + " | ".join(f"{NAMES[k]} {pa}" for k in METRICS[:1]) + " | "
-              + " | ".join(f"{NAMES[k]} {pb}" for k in METRICS[:1]) + " | "
-              + " | ".join(f"Δ {NAMES[k]}" for k in METRICS) + " |",
-              "|---|---:|" + "---:|" * (2 + len(METRICS))]
-    for row in results["rows"]:
-        lines.append(f"| {row['row']} | {row['n']} | {mean_std(row['a'], METRICS[0])} | {mean_std(row['b'], METRICS[0])} | "
-                     + " | ".join(_cell(row, k) for k in METRICS) + " |")
-    lines += ["", "Mean ± sample std per precision at every metric:", "",
-              "| row | " + " | ".join(f"{NAMES[k]} {p}" for k in METRICS for p in (pa, pb)) + " |",
-              "|---|" + "---:|" * (2 * len(METRICS))]
-    for row in results["rows"]:
-        lines.append(f"| {row['row']} | " + " | ".join(mean_std(row[side], k) for k in METRICS for side in ("a", "b")) + " |")
+    detectors = [r for r in results["rows"] if r.get("metrics", METRICS) == list(METRICS)]
+    depth = [r for r in results["rows"] if r not in detectors]
+    if detectors:
+        lines += _difference_table(detectors, list(METRICS), pa, pb)
+        lines += ["", "Mean ± sample std per precision at every metric:", ""] + _value_table(detectors, list(METRICS), pa, pb)
+    if depth:
+        lines += ["", "The depth front-end (`monokd depth evaluate` on val: AbsRel and RMSE lower is better, "
+                  "δ1 higher), paired difference and mean ± sample std:", ""]
+        lines += _difference_table(depth, list(DEPTH_METRICS), pa, pb) + [""] + _value_table(depth, list(DEPTH_METRICS), pa, pb)
     return "\n".join(lines) + "\n"
+
+
+def _difference_table(rows: list[dict], keys: list[str], pa: str, pb: str) -> list[str]:
+    lines = [f"| row | n | {NAMES[keys[0]]} {pa} | {NAMES[keys[0]]} {pb} | " + " | ".join(f"Δ {NAMES[k]}" for k in keys) + " |",
+             "|---|---:|" + "---:|" * (2 + len(keys))]
+    for row in rows:
+        lines.append(f"| {row['row']} | {row['n']} | {_mean_std(row['a'], keys[0])} | {_mean_std(row['b'], keys[0])} | "
+                     + " | ".join(_cell(row, k) for k in keys) + " |")
+    return lines
+
+
+def _value_table(rows: list[dict], keys: list[str], pa: str, pb: str) -> list[str]:
+    lines = ["| row | " + " | ".join(f"{NAMES[k]} {p}" for k in keys for p in (pa, pb)) + " |",
+             "|---|" + "---:|" * (2 * len(keys))]
+    for row in rows:
+        lines.append(f"| {row['row']} | " + " | ".join(_mean_std(row[side], k) for k in keys for side in ("a", "b")) + " |")
+    return lines
+
+
+def _mean_std(stats: dict, key: str) -> str:
+    """AP as ``mean_std`` writes it; AbsRel and delta1 to three decimals."""
+    if key not in ("abs_rel", "delta1") or stats["n"] == 0:
+        return mean_std(stats, key)
+    mean = f"{stats['mean'][key]:.3f}"
+    return mean if stats["n"] == 1 else f"{mean} ± {stats['std'][key]:.3f}"
 
 
 def main(argv=None) -> int:

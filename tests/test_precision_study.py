@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,36 @@ def test_main_writes_json_and_markdown(study, tmp_path):
     assert study.main([str(bf16), str(fp32), "--out", str(tmp_path / "res" / "noted"), "--note", "A: heads in fp32."]) == 0
     assert json.loads((tmp_path / "res" / "noted.json").read_text())["note"] == "A: heads in fp32."
     assert "\nA: heads in fp32.\n" in (tmp_path / "res" / "noted.md").read_text()
+
+
+def _depth_run(runs: Path, seed: int, precision: str, abs_rel: float) -> None:
+    """A finished depth front-end run: its val errors as `monokd depth evaluate --json` writes them."""
+    run = runs / f"seed{seed}" / "depth"
+    run.mkdir(parents=True)
+    (run / stages.TRAIN_MARKER).write_text(f"depth train --out {run} --seed {seed} --set train.precision={precision}")
+    (run / "config.yaml").write_text(yaml.safe_dump({"train": {"precision": precision}}))
+    (run / "last.ckpt").write_text("x")
+    evaluation = runs / f"seed{seed}" / "eval" / "depth"
+    evaluation.mkdir(parents=True)
+    (evaluation / "depth.json").write_text(json.dumps({"abs_rel": abs_rel, "rmse": 10 * abs_rel, "delta1": 1 - abs_rel,
+                                                        "images": 100}))
+
+
+def test_depth_front_end_rows_compare_its_errors(study, tmp_path):
+    bf16, fp32 = _folders(tmp_path)
+    for seed, (low, full) in enumerate([(0.12, 0.11), (0.14, 0.13), (0.10, 0.10)]):  # differences .01 .01 0
+        _depth_run(bf16, seed, "bf16-mixed", low)
+        _depth_run(fp32, seed, "32", full)
+    results = study.compare(bf16, fp32)
+    depth = next(r for r in results["rows"] if r["run"] == "depth")
+    assert depth["metrics"] == ["abs_rel", "rmse", "delta1"] and depth["n"] == 3
+    assert depth["paired"]["abs_rel"]["per_seed"] == pytest.approx([0.01, 0.01, 0.0])
+    assert depth["paired"]["rmse"]["mean"] == pytest.approx(0.2 / 3)
+    assert depth["paired"]["delta1"]["mean"] == pytest.approx(-0.02 / 3)
+    # seed spread sqrt((0.02^2 + 0.0153^2) / 2) = 0.0178 > 0.0067; half-width 4.303 * 0.00577 / sqrt(3) = 0.0143
+    assert depth["seed_spread"]["abs_rel"] == pytest.approx(math.sqrt((0.02 ** 2 + statistics.stdev([0.11, 0.13, 0.10]) ** 2) / 2))
+    assert results["val_frames"] == 100  # the depth JSON's `images` counted like the detectors' frames
+    detector = next(r for r in results["rows"] if r["run"] == "F_SA_R_CA")
+    assert detector["metrics"] == list(KEYS)
+    text = study.markdown(results)
+    assert "| depth | 3 | 0.120 ± 0.020 | 0.113 ± 0.015 | +0.007 [-0.008, +0.021] ✓ | +0.07 [-0.08, +0.21] ✓ |" in text
