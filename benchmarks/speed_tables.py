@@ -1,7 +1,8 @@
-"""The markdown tables of benchmarks/train_speed.py's and benchmarks/gpu_suite.py's JSON, for
-docs/training.md's "Speed" section.
+"""The markdown tables of benchmarks/train_speed.py's JSON (step times; with ``--profile-out``,
+where each step's time goes) and benchmarks/gpu_suite.py's, for docs/training.md's "Speed" section.
 
-    python benchmarks/speed_tables.py [--train-speed PATH] [--gpu-suite PATH] [--write docs/training.md]
+    python benchmarks/speed_tables.py [--train-speed PATH] [--train-profile PATH] [--gpu-suite PATH]
+        [--write docs/training.md]
 
 Prints the tables; ``--write FILE`` puts them between FILE's ``<!-- speed-tables:begin -->``
 and ``<!-- speed-tables:end -->`` lines (the rest of the file untouched; an absent JSON leaves
@@ -63,6 +64,24 @@ def train_speed_lines(doc: dict) -> list[str]:
     return lines
 
 
+def _ops(ops: list[dict], count: int) -> str:
+    return ", ".join(f"{o['op']} {100 * o['share']:.1f} %" for o in ops[:count])
+
+
+def train_profile_lines(doc: dict, fp32_ops: int = 6, bf16_ops: int = 4) -> list[str]:
+    """Per model: the self CPU time of a step in fp32 and bf16 and its top ops by share."""
+    m = doc["machine"]
+    lines = [f"Where a step's time goes (`benchmarks/train_speed.py --profile all --profile-out ...`: torch.profiler, "
+             f"{m['cpu']}, {m['threads']} thread, load average {m['loadavg_start'][0]} at the start, "
+             f"{doc['setup']['steps']} steps after one warm-up{', --quick sizes' if doc['setup']['quick'] else ''}; "
+             "top ops by self CPU time, each with its share of the step's):", "",
+             "| model | self CPU s a step (fp32 / bf16) | fp32: top ops | bf16: top ops |", "|---|---|---|---|"]
+    for name, row in doc["models"].items():
+        lines.append(f"| {name} | {row['fp32']['self_cpu_ms'] / 1000:.2f} / {row['bf16']['self_cpu_ms'] / 1000:.2f} | "
+                     f"{_ops(row['fp32']['top_ops'], fp32_ops)} | {_ops(row['bf16']['top_ops'], bf16_ops)} |")
+    return lines
+
+
 def gpu_suite_lines(doc: dict) -> list[str]:
     """The recipes' step time and peak memory, the attention, DDP and the seed processes."""
     m, sections = doc["machine"], doc["sections"]
@@ -100,9 +119,12 @@ def gpu_suite_lines(doc: dict) -> list[str]:
     return lines
 
 
-def tables(train_speed: Path, gpu_suite: Path) -> str:
+def tables(train_speed: Path, gpu_suite: Path, train_profile: Path | None = None) -> str:
     parts = []
-    for path, render in ((train_speed, train_speed_lines), (gpu_suite, gpu_suite_lines)):
+    for path, render in ((train_speed, train_speed_lines), (train_profile, train_profile_lines),
+                         (gpu_suite, gpu_suite_lines)):
+        if path is None:
+            continue
         if path.is_file():
             parts.append("\n".join(render(json.loads(path.read_text()))))
     return "\n\n".join(parts) + "\n"
@@ -121,10 +143,11 @@ def replace_between_markers(text: str, block: str, where: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train-speed", default=str(RESULTS / "train_speed.json"))
+    parser.add_argument("--train-profile", default=str(RESULTS / "train_profile.json"))
     parser.add_argument("--gpu-suite", default=str(RESULTS / "gpu_suite.json"))
     parser.add_argument("--write", metavar="FILE", help="put the tables between FILE's markers")
     args = parser.parse_args(argv)
-    block = tables(Path(args.train_speed), Path(args.gpu_suite))
+    block = tables(Path(args.train_speed), Path(args.gpu_suite), Path(args.train_profile))
     print(block, end="")
     if args.write:
         sys.path.insert(0, str(REPO))

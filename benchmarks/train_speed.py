@@ -15,6 +15,11 @@ its compile time is reported apart, ``compile_s``). Writes benchmarks/results/tr
     python benchmarks/train_speed.py [--models monodetr,caddn] [--steps 3] [--no-compile]
         [--compile-models all] [--pairs monodetr+add_monodetr] [--quick] [--out PATH]
     python benchmarks/train_speed.py --profile MODEL [--bf16] [--steps 2]
+    python benchmarks/train_speed.py --profile all --profile-out benchmarks/results/train_profile.json
+
+``--profile`` prints one model's torch.profiler table; with ``--profile-out`` it writes, for each
+model named (``all``: every one) in fp32 and in bf16, the self CPU time of a step and its top
+ops by self CPU time (``top_ops``: op, milliseconds a step, share of the step, calls a step).
 """
 
 from __future__ import annotations
@@ -308,6 +313,45 @@ def profile(name: str, root: Path, work: Path, steps: int, bf16: bool, quick: bo
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
 
 
+def profile_ops(name: str, root: Path, work: Path, steps: int, bf16: bool, quick: bool, top: int = 10) -> dict:
+    """Where ``name``'s training step spends its time (``steps`` profiled steps after one
+    warm-up): ``self_cpu_ms`` (the self CPU time of all ops a step, ms) and ``top_ops``, the
+    ``top`` ops by self CPU time, each ``{op, ms, share, calls}`` a step (``share`` of
+    ``self_cpu_ms``; ``aten::`` dropped from the name)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    cfg = recipe(name, root, work, quick)
+    batch, _ = batches(cfg, root, int(cfg["train"]["batch_size"]))
+    trainee = Trainee(cfg, batch)
+    trainee.step(bf16)
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            trainee.step(bf16)
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total_us = sum(e.self_cpu_time_total for e in events)
+    return {"self_cpu_ms": round(total_us / steps / 1000, 1),
+            "top_ops": [{"op": e.key.removeprefix("aten::"), "ms": round(e.self_cpu_time_total / steps / 1000, 2),
+                         "share": round(e.self_cpu_time_total / total_us, 4), "calls": e.count / steps}
+                        for e in events[:top]]}
+
+
+def profile_all(models: list[str], root: Path, work: Path, steps: int, quick: bool, threads: int) -> dict:
+    """:func:`profile_ops` of every model in fp32 and in bf16: the JSON of ``--profile-out``."""
+    doc = {"machine": machine(threads), "setup": {"steps": steps, "quick": quick, "sort": "self CPU time",
+                                                  "precision_bf16": "torch.autocast('cpu', torch.bfloat16) over forward + losses"},
+           "models": {}}
+    for name in models:
+        doc["models"][name] = {"config": f"configs/{MODELS[name][0]}",
+                               **{variant: profile_ops(name, root, work, steps, variant == "bf16", quick)
+                                  for variant in ("fp32", "bf16")}}
+        top = doc["models"][name]["fp32"]["top_ops"][0]
+        print(f"{name}: fp32 {doc['models'][name]['fp32']['self_cpu_ms']} ms a step, top {top['op']} "
+              f"{100 * top['share']:.1f} %", flush=True)
+    doc["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    return doc
+
+
 def names(text: str | None, default) -> list[str]:
     if text is None:
         return list(default)
@@ -334,7 +378,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pair-steps", type=int, default=None, help="timed steps per side-by-side worker (default 3)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (128x64, batch 2): the tests' run")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--profile", metavar="MODEL", help="print a torch.profiler table of MODEL's step and exit")
+    parser.add_argument("--profile", metavar="MODEL", help="print a torch.profiler table of MODEL's step and exit; "
+                        "with --profile-out, MODELS (comma-separated, or all) into a JSON")
+    parser.add_argument("--profile-out", default=None, help="--profile: write every model's top ops in fp32 and "
+                        "bf16 to this JSON (benchmarks/results/train_profile.json)")
     parser.add_argument("--bf16", action="store_true", help="--profile: under bf16 autocast")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "train_speed.json"))
     # internal: the side-by-side workers
@@ -356,6 +403,11 @@ def main(argv: list[str] | None = None) -> int:
         size = {"width": 160, "height": 64} if args.quick else {}
         frames = QUICK["batch_size"] if args.quick else 8
         root = generate(Path(tmp) / "synth", num_train=frames, num_val=1, seed=0, **size)
+        if args.profile and args.profile_out:
+            doc = profile_all(names(args.profile, ()), root, Path(tmp), steps, args.quick, args.threads)
+            doc["wall_s"] = round(time.perf_counter() - wall, 1)
+            write_json(doc, args.profile_out)
+            return 0
         if args.profile:
             names(args.profile, ())
             print(profile(args.profile, root, Path(tmp), steps, args.bf16, args.quick))

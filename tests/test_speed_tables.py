@@ -35,3 +35,15 @@ def test_tables_go_between_the_markers_only():
         assert tables.replace_between_markers(text, "new\n", "doc") == f"intro\n{tables.BEGIN}\nnew\n{tables.END}\nafter\n"
         with pytest.raises(SystemExit, match="doc: no"):
             tables.replace_between_markers("no markers\n", "new\n", "doc")
+
+
+def test_rows_of_the_profile():
+    ops = [{"op": f"op{k}", "ms": 10.0 - k, "share": (10.0 - k) / 100, "calls": 1.0} for k in range(10)]
+    doc = {"machine": {"cpu": "AMD EPYC", "threads": 1, "loadavg_start": [0.5, 0, 0]}, "setup": {"steps": 2, "quick": False},
+           "models": {"caddn": {"fp32": {"self_cpu_ms": 1570.0, "top_ops": ops},
+                                "bf16": {"self_cpu_ms": 1003.0, "top_ops": ops[1:]}}}}
+    with benchmark_module("speed_tables") as tables:
+        lines = tables.train_profile_lines(doc)
+    assert "| caddn | 1.57 / 1.00 | op0 10.0 %, op1 9.0 %, op2 8.0 %, op3 7.0 %, op4 6.0 %, op5 5.0 % | " \
+           "op1 9.0 %, op2 8.0 %, op3 7.0 %, op4 6.0 % |" in lines
+    assert "load average 0.5 at the start, 2 steps after one warm-up" in lines[0]

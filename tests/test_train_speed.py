@@ -26,3 +26,20 @@ def test_a_distiller_gets_its_teachers_configs_at_the_same_sizes(tmp_path):
         assert speed.names("monodetr+add_monodetr", ()) == ["monodetr+add_monodetr"]
         with pytest.raises(SystemExit, match="unknown model 'nope'"):
             speed.names("monodetr,nope", ())
+
+
+def test_profile_ops_share_out_the_step(tmp_path):
+    """The top ops come sorted by self CPU time, their shares of the step's self CPU time add up
+    to at most 1, and a convolutional network's step holds a convolution among them."""
+    with benchmark_module("train_speed") as speed:
+        root = speed.generate(tmp_path / "synth", num_train=2, num_val=1, seed=0, width=160, height=64)
+        doc = speed.profile_all(["lidar_teacher"], root, tmp_path, steps=1, quick=True, threads=1)
+    row = doc["models"]["lidar_teacher"]
+    assert row["config"] == "configs/takd_lidar_synth.yaml" and set(row) == {"config", "fp32", "bf16"}
+    for variant in ("fp32", "bf16"):
+        ops = row[variant]["top_ops"]
+        assert len(ops) == 10 and [o["ms"] for o in ops] == sorted((o["ms"] for o in ops), reverse=True)
+        assert 0 < sum(o["share"] for o in ops) <= 1.0001
+        assert all(not o["op"].startswith("aten::") and o["calls"] > 0 for o in ops)
+        assert row[variant]["self_cpu_ms"] >= sum(o["ms"] for o in ops) - 0.1
+    assert any("convolution" in o["op"] for o in row["fp32"]["top_ops"])
