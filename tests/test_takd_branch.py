@@ -233,7 +233,7 @@ def test_a_fresh_run_starts_from_model_init_and_records_it(synth_root, student, 
 
     state = _ta_checkpoint(synth_root, tmp_path / "ta.ckpt")
     before = {k: v.clone() for k, v in student.state_dict().items()}
-    cfg = {"model": {"init": {"ckpt": str(tmp_path / "ta.ckpt"), "keep": ["residual.", "ffm."],
+    cfg = {"model": {"name": "takd_student", "init": {"ckpt": str(tmp_path / "ta.ckpt"), "keep": ["residual.", "ffm."],
                               "map": [["", "camera."], ["collapse.", "ta_collapse."]]}}}
     provenance = {"notes": []}
     with pytest.warns(Warning, match="model.init: "):
@@ -241,6 +241,8 @@ def test_a_fresh_run_starts_from_model_init_and_records_it(synth_root, student, 
     assert provenance["init"]["ckpt"] == str(tmp_path / "ta.ckpt") and provenance["init"]["kept"] > 0
     assert provenance["notes"][0].startswith("model.init: ")
     assert torch.equal(student.state_dict()["camera.reduce.0.weight"], state["reduce.0.weight"])
-    _start_from(SimpleNamespace(model=student), {"model": {}}, provenance)  # no model.init: nothing changes
+    _start_from(SimpleNamespace(model=student), {"model": {"name": "takd_student"}}, provenance)  # no model.init
+    # PatchNet's model.init is its weight initialisation scheme, not a checkpoint: nothing is loaded
+    _start_from(SimpleNamespace(model=student), {"model": {"name": "patchnet", "init": "xavier"}}, provenance)
     assert len(provenance["notes"]) == 1
     student.load_state_dict(before)

@@ -269,6 +269,13 @@ class Detector(nn.Module):
         """(config key, score) below which ``decode`` drops a box; None when it has none."""
         return None
 
+    @classmethod
+    def initial_weights_of(cls, model_cfg: dict) -> dict | None:
+        """The section naming a trained checkpoint a fresh run of this detector starts from
+        (monokd.models.initial: ``ckpt``, ``map``, ``keep``), or None: a detector declares one
+        only if its ``model`` section has it (MonoTAKD's student: ``model.init``)."""
+        return None
+
     def model_section(self) -> dict:
         """The ``model`` section this detector was built from (its declarations read it)."""
         return getattr(self, "cfg", None) or {}

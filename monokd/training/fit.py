@@ -19,6 +19,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy
 
 from monokd.config import save_config, setting
+from monokd.models import detector_class
 from monokd.models.initial import load_initial
 from monokd.training.callbacks import BestCheckpoint, LastCheckpoint, MetricsJson
 from monokd.training.checkpoint import check_state_dict, model_state, read_checkpoint
@@ -118,7 +119,7 @@ def fit(cfg: dict, out: str | Path, resume: str | Path | None = None, devices=No
         if checkpoint is not None:  # the weights fit, before anything is written
             check_state_dict(module.model, model_state(checkpoint), str(resume))
             del checkpoint
-        else:  # a fresh run starts from model.init's trained weights, when given
+        else:  # a fresh run starts from the trained weights its detector declares, if any
             _start_from(module, cfg, provenance)
         if resume_note:
             provenance["notes"].append(note(resume_note))
@@ -141,8 +142,10 @@ def fit(cfg: dict, out: str | Path, resume: str | Path | None = None, devices=No
 
 
 def _start_from(module: DetectorModule, cfg: dict, provenance: dict) -> None:
-    """Load ``model.init`` into the detector (a distiller's student), recorded in the provenance."""
-    record = load_initial(getattr(module.model, "student", module.model), (cfg.get("model") or {}).get("init"))
+    """Load the trained weights the detector declares a fresh run starts from
+    (``Detector.initial_weights_of``; a distiller's student), recorded in the provenance."""
+    section = detector_class(cfg).initial_weights_of(cfg.get("model") or {})
+    record = load_initial(getattr(module.model, "student", module.model), section)
     if record is not None:
         provenance["notes"].append(note(record.pop("line")))
         provenance["init"] = record

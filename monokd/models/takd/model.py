@@ -161,6 +161,10 @@ class TAKDStudent(Detector):
         return camera.decode_threshold_of(section)
 
     @classmethod
+    def initial_weights_of(cls, model_cfg: dict) -> dict | None:
+        return model_cfg.get("init")  # the released two-stage start (monokd.models.initial)
+
+    @classmethod
     def labeled_losses_of(cls, model_cfg: dict) -> bool:
         camera, section = cls.camera_section(model_cfg)
         return camera.labeled_losses_of(section)
