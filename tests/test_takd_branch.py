@@ -242,7 +242,5 @@ def test_a_fresh_run_starts_from_model_init_and_records_it(synth_root, student, 
     assert provenance["notes"][0].startswith("model.init: ")
     assert torch.equal(student.state_dict()["camera.reduce.0.weight"], state["reduce.0.weight"])
     _start_from(SimpleNamespace(model=student), {"model": {"name": "takd_student"}}, provenance)  # no model.init
-    # PatchNet's model.init is its weight initialisation scheme, not a checkpoint: nothing is loaded
-    _start_from(SimpleNamespace(model=student), {"model": {"name": "patchnet", "init": "xavier"}}, provenance)
     assert len(provenance["notes"]) == 1
     student.load_state_dict(before)

@@ -19,7 +19,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy
 
 from monokd.config import save_config, setting
-from monokd.models import detector_class
+from monokd.models.contract import Detector
 from monokd.models.initial import load_initial
 from monokd.training.callbacks import BestCheckpoint, LastCheckpoint, MetricsJson
 from monokd.training.checkpoint import check_state_dict, model_state, read_checkpoint
@@ -144,8 +144,9 @@ def fit(cfg: dict, out: str | Path, resume: str | Path | None = None, devices=No
 def _start_from(module: DetectorModule, cfg: dict, provenance: dict) -> None:
     """Load the trained weights the detector declares a fresh run starts from
     (``Detector.initial_weights_of``; a distiller's student), recorded in the provenance."""
-    section = detector_class(cfg).initial_weights_of(cfg.get("model") or {})
-    record = load_initial(getattr(module.model, "student", module.model), section)
+    detector = getattr(module.model, "student", module.model)
+    section = detector.initial_weights_of(cfg.get("model") or {}) if isinstance(detector, Detector) else None
+    record = load_initial(detector, section)
     if record is not None:
         provenance["notes"].append(note(record.pop("line")))
         provenance["init"] = record
