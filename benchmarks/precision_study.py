@@ -170,7 +170,7 @@ def markdown(results: dict) -> str:
     if results["differing_settings"]:
         lines += [f"**Warning**: run pairs whose settings differ beyond the precision: "
                   f"{', '.join(results['differing_settings'])} (the JSON's `differing_settings`).", ""]
-    detectors = [r for r in results["rows"] if r.get("metrics", METRICS) == list(METRICS)]
+    detectors = [r for r in results["rows"] if list(r.get("metrics", METRICS)) == list(METRICS)]
     depth = [r for r in results["rows"] if r not in detectors]
     if detectors:
         lines += _difference_table(detectors, list(METRICS), pa, pb)
