@@ -297,9 +297,8 @@ def side_by_side(pair: str, root: Path, steps: int, quick: bool) -> dict:
 
 
 # -- profile ----------------------------------------------------------------------------------
-def profile(name: str, root: Path, work: Path, steps: int, bf16: bool, quick: bool, rows: int = 20) -> str:
-    """A torch.profiler table of ``steps`` training steps of ``name`` (after one warm-up):
-    the top ops by self CPU time."""
+def profiled(name: str, root: Path, work: Path, steps: int, bf16: bool, quick: bool):
+    """torch.profiler's record of ``steps`` training steps of ``name`` after one warm-up."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
@@ -310,24 +309,20 @@ def profile(name: str, root: Path, work: Path, steps: int, bf16: bool, quick: bo
     with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(steps):
             trainee.step(bf16)
+    return prof
+
+
+def profile(name: str, root: Path, work: Path, steps: int, bf16: bool, quick: bool, rows: int = 20) -> str:
+    """The torch.profiler table of :func:`profiled`: the top ops by self CPU time."""
+    prof = profiled(name, root, work, steps, bf16, quick)
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
 
 
 def profile_ops(name: str, root: Path, work: Path, steps: int, bf16: bool, quick: bool, top: int = 10) -> dict:
-    """Where ``name``'s training step spends its time (``steps`` profiled steps after one
-    warm-up): ``self_cpu_ms`` (the self CPU time of all ops a step, ms) and ``top_ops``, the
-    ``top`` ops by self CPU time, each ``{op, ms, share, calls}`` a step (``share`` of
-    ``self_cpu_ms``; ``aten::`` dropped from the name)."""
-    from torch.profiler import ProfilerActivity
-    from torch.profiler import profile as torch_profile
-
-    cfg = recipe(name, root, work, quick)
-    batch, _ = batches(cfg, root, int(cfg["train"]["batch_size"]))
-    trainee = Trainee(cfg, batch)
-    trainee.step(bf16)
-    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
-        for _ in range(steps):
-            trainee.step(bf16)
+    """Where ``name``'s training step spends its time (:func:`profiled`): ``self_cpu_ms`` (the
+    self CPU time of all ops a step, ms) and ``top_ops``, the ``top`` ops by self CPU time, each
+    ``{op, ms, share, calls}`` a step (``share`` of ``self_cpu_ms``; ``aten::`` dropped)."""
+    prof = profiled(name, root, work, steps, bf16, quick)
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total_us = sum(e.self_cpu_time_total for e in events)
     return {"self_cpu_ms": round(total_us / steps / 1000, 1),
