@@ -30,6 +30,13 @@ def write_report(results: dict, text: str, out: str | Path) -> None:
     print(text)
 
 
+def run_folder(name: str, seed: int) -> str:
+    """A seed study's run folder for model or arm ``name`` at ``seed`` (``+`` kept out of paths):
+    the one naming add_seeds.py, takd_seeds.py (which reads add_seeds.py's runs with
+    ``--add-runs``) and unlabeled_study.py share."""
+    return f"{name.replace('+', '_')}-s{seed}"
+
+
 def short_name(out: str | Path, short: bool) -> Path:
     """``out`` (a results path without suffix), renamed ``<stem>_short`` with ``short``: where a
     study run at a shortened schedule writes, so the full schedule's files keep the plain name."""

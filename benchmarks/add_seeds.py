@@ -53,8 +53,8 @@ sys.path.insert(0, str(REPO))
 from monokd.distill.add import PRESETS  # noqa: E402
 from monokd.pipeline import presets, stages  # noqa: E402
 from monokd.pipeline.statistics import paired_differences  # noqa: E402
-from _results import (ap_tables, models_block, paired_lines, precision_sentence, recorded, short_name,  # noqa: E402
-                      train_and_score, write_report)  # (benchmarks/_results.py)
+from _results import (ap_tables, models_block, paired_lines, precision_sentence, recorded, run_folder,  # noqa: E402
+                      short_name, train_and_score, write_report)  # (benchmarks/_results.py)
 
 RECIPES = {"teacher": "configs/monodetr_teacher_synth.yaml", "baseline": "configs/monodetr_synth.yaml",
            "add": "configs/add_monodetr_synth.yaml"}
@@ -105,10 +105,6 @@ def arm_recipe(arm: str) -> tuple[str, list[str]]:
         raise SystemExit(f"add_seeds: unknown arm {arm!r} (arms: {', '.join([*RECIPES, *PRESETS])})")
     overrides = list(PRESETS[arm])
     return (RECIPES["baseline"], []) if "distill=null" in overrides else (RECIPES["add"], overrides)
-
-
-def run_folder(arm: str, seed: int) -> str:
-    return f"{arm.replace('+', '_')}-s{seed}"
 
 
 def train_and_evaluate(arm: str, seed: int, runs: Path, teacher_seed: int, data_root: Path,

@@ -45,8 +45,8 @@ sys.path.insert(0, str(REPO))
 from monokd.distill.takd.distiller import PRESETS  # noqa: E402
 from monokd.pipeline import stages  # noqa: E402
 from monokd.pipeline.statistics import paired_differences  # noqa: E402
-from _results import (ap_tables, models_block, paired_lines, precision_sentence, recorded, short_name,  # noqa: E402
-                      train_and_score, write_report)  # (benchmarks/_results.py)
+from _results import (ap_tables, models_block, paired_lines, precision_sentence, recorded, run_folder,  # noqa: E402
+                      short_name, train_and_score, write_report)  # (benchmarks/_results.py)
 
 RECIPES = {"lidar_teacher": "configs/takd_lidar_synth.yaml", "ta": "configs/takd_ta_synth.yaml",
            "takd": "configs/takd_synth.yaml"}
@@ -79,16 +79,12 @@ def distilled(arm: str) -> bool:
     return arm not in FROZEN and "distill=null" not in arm_recipe(arm)[1]
 
 
-def run_folder(arm: str, seed: int) -> str:
-    return f"{arm.replace('+', '_')}-s{seed}"
-
-
 def run_path(arm: str, seed: int, runs: Path, add_runs: Path | None = None) -> Path:
     """The folder of ``arm``'s run at ``seed``: ``RUNS/<arm>-s<seed>``; with ``add_runs`` the TA and
     the student alone are add_seeds.py's runs there (:data:`SHARED`)."""
     if add_runs is not None and arm in SHARED:
-        return Path(add_runs) / run_folder(SHARED[arm], seed)
-    return Path(runs) / run_folder(arm, seed)
+        return add_runs / run_folder(SHARED[arm], seed)
+    return runs / run_folder(arm, seed)
 
 
 def frozen_overrides(runs: Path, seed: int, add_runs: Path | None = None) -> list[str]:
@@ -183,8 +179,7 @@ def run_study(args) -> dict:
     runs, root = Path(args.runs or DEFAULTS["runs"]), Path(args.data or DEFAULTS["data"])
     stages.ensure_synth(root, num_train, num_val, seed=0)
     add_runs = Path(args.add_runs) if args.add_runs else None
-    shared = {"add_runs": add_runs} if add_runs else {}
-    run = lambda arm, seed: train_and_evaluate(arm, seed, runs, frozen_seed, root, args.train_arg, **shared)  # noqa: E731
+    run = lambda arm, seed: train_and_evaluate(arm, seed, runs, frozen_seed, root, args.train_arg, add_runs)  # noqa: E731
     flats: dict[str, dict[int, dict]] = {a: {} for a in arms}
     if any(distilled(a) for a in arms):  # the teacher and the TA must exist before any student
         with ThreadPoolExecutor(max_workers=max(1, min(2, args.jobs))) as pool:

@@ -42,8 +42,8 @@ sys.path.insert(0, str(REPO))
 
 from monokd.pipeline import stages  # noqa: E402
 from monokd.pipeline.statistics import paired_differences  # noqa: E402
-from _results import (ap_tables, models_block, paired_lines, precision_sentence, recorded, train_and_score,  # noqa: E402
-                      write_json, write_report)
+from _results import (ap_tables, models_block, paired_lines, precision_sentence, recorded, run_folder,  # noqa: E402
+                      train_and_score, write_json, write_report)
 
 FROZEN = {"lidar_teacher": "configs/takd_lidar_synth.yaml", "ta": "configs/takd_ta_synth.yaml",
           "caddn_teacher": "configs/caddn_teacher_synth.yaml"}
@@ -65,11 +65,6 @@ def method_of(arm: str) -> str:
     return arm[:-len(UNLABELED)] if arm.endswith(UNLABELED) else arm
 
 
-def run_dir(runs: Path, model: str, seed: int) -> Path:
-    """The run folder of ``model`` (a frozen model or an arm) at ``seed``."""
-    return runs / f"{model.replace('+', '_')}-s{seed}"
-
-
 def arm_overrides(arm: str, root: Path, share: float) -> list[str]:
     """``--set`` items of a student arm beyond its recipe: the unlabeled frames for a +U arm."""
     if not arm.endswith(UNLABELED):
@@ -81,7 +76,7 @@ def frozen_overrides(method: str, runs: Path, frozen_seed: int) -> list[str]:
     """Point a student at its method's trained frozen models (saved config + last checkpoint)."""
     out = []
     for role, name in METHODS[method][1].items():
-        run = run_dir(runs, name, frozen_seed)
+        run = runs / run_folder(name, frozen_seed)
         out += [f"distill.{role}.config={run / 'config.yaml'}", f"distill.{role}.ckpt={run / 'last.ckpt'}"]
     return out
 
@@ -142,7 +137,7 @@ def run_study(args) -> dict:
     flats: dict[str, dict[int, dict]] = {}
 
     def frozen_run(name: str) -> dict:
-        return train_and_score(REPO / FROZEN[name], run_dir(runs, name, frozen_seed), [f"data.root={root}"],
+        return train_and_score(REPO / FROZEN[name], runs / run_folder(name, frozen_seed), [f"data.root={root}"],
                                frozen_seed, args.train_arg, f"{name} seed {frozen_seed}")
 
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:  # the frozen models before any student
@@ -153,7 +148,7 @@ def run_study(args) -> dict:
         arm, seed = job
         method = method_of(arm)
         overrides = [f"data.root={root}", *arm_overrides(arm, root, share), *frozen_overrides(method, runs, frozen_seed)]
-        return train_and_score(REPO / METHODS[method][0], run_dir(runs, arm, seed), overrides, seed,
+        return train_and_score(REPO / METHODS[method][0], runs / run_folder(arm, seed), overrides, seed,
                                args.train_arg, f"{arm} seed {seed}")
 
     arms = [a for m in methods for a in (m, m + UNLABELED)]
@@ -161,12 +156,12 @@ def run_study(args) -> dict:
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         for (arm, seed), flat in zip(jobs, pool.map(student_run, jobs)):
             flats.setdefault(arm, {})[seed] = flat
-    frames = {a: {str(s): frames_seen(run_dir(runs, a, s)) for s in seeds} for a in arms}
+    frames = {a: {str(s): frames_seen(runs / run_folder(a, s)) for s in seeds} for a in arms}
     arm_seeds = {**{a: seeds for a in arms}, **{name: [frozen_seed] for name in frozen}}
     meta = {"seeds": seeds, "frozen_seed": frozen_seed, "methods": methods, "runs": str(runs), "data": str(root),
             "train_frames": num_train, "val_frames": num_val, "unlabeled_frames": unlabeled, "share": share,
             "train_args": args.train_arg, "precision": None}
-    meta.update(recorded(run_dir(runs, a, s) for a in [*frozen, *arms] for s in arm_seeds[a]))
+    meta.update(recorded(runs / run_folder(a, s) for a in [*frozen, *arms] for s in arm_seeds[a]))
     return summarise(flats, [*frozen, *arms], arm_seeds, frames, meta)
 
 

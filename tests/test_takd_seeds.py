@@ -23,7 +23,7 @@ def test_frozen_models_first_then_every_arm_and_seed(takd_seeds, monkeypatch, tm
     calls = []
     score = {"lidar_teacher": lambda s: 50.0, "ta": lambda s: 30.0, "student": lambda s: 10.0}
 
-    def fake_run(arm, seed, runs, frozen_seed, root, extra, **kw):
+    def fake_run(arm, seed, runs, frozen_seed, root, extra, add_runs=None):
         calls.append((arm, seed))
         return _flat(score.get(arm, lambda s: 10.0 + (s - 1000))(seed))
 
@@ -48,7 +48,7 @@ def test_frozen_models_first_then_every_arm_and_seed(takd_seeds, monkeypatch, tm
 def test_row_seeds_run_ablation_rows_at_fewer_seeds_paired_at_their_own(takd_seeds, monkeypatch, tmp_path):
     calls = []
 
-    def fake_run(arm, seed, runs, frozen_seed, root, extra, **kw):
+    def fake_run(arm, seed, runs, frozen_seed, root, extra, add_runs=None):
         calls.append((arm, seed))
         return _flat({"student": 10.0, "takd": 12.0, "+IMD": 15.0}.get(arm, 40.0) + (seed - 1001))
 
