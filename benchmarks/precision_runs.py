@@ -59,12 +59,16 @@ def train_one(model: str, seed: int, precision: str, runs: Path, data: Path, map
     stages.evaluate(run, scored, stage=model)
 
 
+def maps_job(seeds: list[int]) -> tuple[str, int, str]:
+    """The training whose predictions are PatchNet's depth maps: the fp32 front-end of the first seed."""
+    return "depth", seeds[0], "32"
+
+
 def plan(models: list[str], seeds: list[int], precisions: list[str]) -> list[tuple[str, int, str]]:
     """(model, seed, precision) in training order: PatchNet's depth front-end first."""
     jobs = [(m, s, p) for m in models for s in seeds for p in precisions]
     if "patchnet" in models:
-        first = ("depth", seeds[0], "32")
-        jobs = [first] + [j for j in jobs if j != first]
+        jobs = [maps_job(seeds)] + [j for j in jobs if j != maps_job(seeds)]
     return jobs
 
 
@@ -91,7 +95,7 @@ def main(argv=None) -> int:
     data, maps = Path(args.data), Path(args.depth_maps or Path(args.runs_fp32) / "depth_pred")
     for model, seed, precision in plan(models, args.seeds, precisions):
         train_one(model, seed, precision, runs[precision], data, maps,
-                  predicts_maps=(model, seed, precision) == ("depth", args.seeds[0], "32") and "patchnet" in models)
+                  predicts_maps="patchnet" in models and (model, seed, precision) == maps_job(args.seeds))
     return 0
 
 

@@ -123,9 +123,7 @@ def tables(train_speed: Path, gpu_suite: Path, train_profile: Path | None = None
     parts = []
     for path, render in ((train_speed, train_speed_lines), (train_profile, train_profile_lines),
                          (gpu_suite, gpu_suite_lines)):
-        if path is None:
-            continue
-        if path.is_file():
+        if path is not None and path.is_file():
             parts.append("\n".join(render(json.loads(path.read_text()))))
     return "\n\n".join(parts) + "\n"
 
