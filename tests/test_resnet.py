@@ -159,3 +159,31 @@ def test_norm_auto_is_trainable_batch_norm_from_scratch_and_frozen_with_weights(
     assert torch.equal(pretrained.layer2[0].conv1.weight, scratch.layer2[0].conv1.weight)
     with pytest.raises(Exception, match="norm"):
         build_resnet({"depth": 18, "norm": "group"})
+
+
+@pytest.mark.parametrize("depth,expansion", [(18, 1), (50, 4)])
+def test_widths_narrow_every_stage_and_the_stem(depth, expansion):
+    model = build_resnet({"depth": depth, "weights": None, "frozen_stages": -1, "widths": [16, 24, 40, 56]}).eval()
+    assert model.conv1.out_channels == 16 and model.bn1.num_features == 16
+    assert model.stage_channels == [16 * expansion, 24 * expansion, 40 * expansion, 56 * expansion]
+    assert model.num_channels == model.stage_channels[1:]
+    with torch.no_grad():
+        c2, c3, c4, c5 = model.stages(torch.randn(1, 3, 64, 96))
+    assert [f.shape[1] for f in (c2, c3, c4, c5)] == model.stage_channels
+    assert c5.shape[-2:] == (2, 3)  # the strides do not depend on the widths
+    # torchvision's widths are the default; conv FLOPs scale with width^2, so halving the
+    # widths quarters the parameter count of the convolutions
+    full = sum(p.numel() for p in ResNet(depth).parameters())
+    half = sum(p.numel() for p in ResNet(depth, widths=(32, 64, 128, 256)).parameters())
+    assert 0.24 < half / full < 0.26
+
+
+def test_widths_are_checked_and_pretrained_weights_need_torchvision_widths(tmp_path):
+    with pytest.raises(ConfigError, match=r"model.backbone.widths: \[32, 64, 128\] needs four"):
+        ResNet(18, widths=(32, 64, 128))
+    with pytest.raises(ConfigError, match="model.backbone.widths"):
+        ResNet(18, widths=(32, 64, 0, 256))
+    path = tmp_path / "resnet18.pth"
+    torch.save(torchvision_layout(18), path)
+    with pytest.raises(CheckpointMismatchError, match="wrong shape"):
+        build_resnet({"depth": 18, "weights": str(path), "widths": [32, 64, 128, 256]})

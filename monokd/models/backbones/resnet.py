@@ -129,12 +129,15 @@ class ResNet(nn.Module):
         norm: "frozen" (FrozenBatchNorm2d, for pretrained weights) or "batch" (trainable
             nn.BatchNorm2d, for training from scratch).
         dilation: three flags (layer2, layer3, layer4): dilate instead of striding.
+        widths: the four stages' base widths (the stem has the first); torchvision's
+            (64, 128, 256, 512) by default, the only widths its pretrained weights fit. A
+            narrower trunk trained from scratch costs ~(w / 64)^2 of the convolutions.
     Forward: images (B, 3, H, W) -> [C3 (B, c3, H/8, W/8), C4 (H/16), C5 (H/32)] (strides as
     in ``self.strides`` when dilated).
     """
 
     def __init__(self, depth: int = 50, frozen_stages: int = 1, with_fc: bool = False,
-                 norm: str = "frozen", dilation=(False, False, False)):
+                 norm: str = "frozen", dilation=(False, False, False), widths=(64, 128, 256, 512)):
         super().__init__()
         if norm not in NORMS:
             raise ConfigError(f"model.backbone.norm: {norm!r} is not one of {sorted(NORMS)} (or auto)")
@@ -142,21 +145,24 @@ class ResNet(nn.Module):
             raise ConfigError(f"model.backbone.depth: {depth} is not one of {sorted(ARCHS)}")
         if not -1 <= frozen_stages <= 4:
             raise ConfigError(f"model.backbone.frozen_stages: {frozen_stages} is not in [-1, 4]")
+        widths = [int(w) for w in widths]
+        if len(widths) != 4 or min(widths) < 1:
+            raise ConfigError(f"model.backbone.widths: {widths} needs four positive widths (layer1 .. layer4)")
         block, counts = ARCHS[depth]
         self.depth = depth
         self.frozen_stages = frozen_stages
         self.norm = norm
         norm_layer = NORMS[norm]
-        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
-        self.bn1 = norm_layer(64)
+        self.conv1 = nn.Conv2d(3, widths[0], 7, stride=2, padding=3, bias=False)
+        self.bn1 = norm_layer(widths[0])
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         dilation = [bool(d) for d in dilation]
         if len(dilation) != 3:
             raise ConfigError(f"model.backbone.dilation: {dilation} needs three flags (layer2, layer3, layer4)")
-        cin, rate, total = 64, 1, 4
+        cin, rate, total = widths[0], 1, 4
         self.strides = []
-        for index, (count, width) in enumerate(zip(counts, (64, 128, 256, 512))):
+        for index, (count, width) in enumerate(zip(counts, widths)):
             stride = 1 if index == 0 else 2
             previous = rate
             if index and dilation[index - 1]:
@@ -166,8 +172,7 @@ class ResNet(nn.Module):
             layer, cin = _make_layer(block, cin, width, count, stride, norm_layer, previous, rate)
             self.add_module(f"layer{index + 1}", layer)
         self.fc = nn.Linear(cin, 1000) if with_fc else None
-        self.stage_channels = [64 * block.expansion, 128 * block.expansion, 256 * block.expansion,
-                               512 * block.expansion]
+        self.stage_channels = [w * block.expansion for w in widths]
         self.num_channels = self.stage_channels[1:]
         self.stage_strides = list(self.strides)  # C2 .. C5
         self.strides = self.strides[1:]
@@ -247,12 +252,13 @@ def load_pretrained(model: ResNet, path: str | Path) -> None:
 def build_resnet(cfg: dict) -> ResNet:
     """``cfg`` = the ``model.backbone`` section: depth, weights (a file path or null),
     frozen_stages, norm (auto | frozen | batch; auto = frozen with weights, batch without),
-    dilation (optional, three flags)."""
+    dilation (optional, three flags), widths (optional, four stage widths)."""
     norm = cfg.get("norm", "auto")
     if norm == "auto":
         norm = "frozen" if cfg.get("weights") else "batch"
     model = ResNet(int(cfg.get("depth", 50)), int(cfg.get("frozen_stages", 1)), norm=norm,
-                   dilation=tuple(cfg.get("dilation") or (False, False, False)))
+                   dilation=tuple(cfg.get("dilation") or (False, False, False)),
+                   widths=tuple(cfg.get("widths") or (64, 128, 256, 512)))
     if cfg.get("weights"):
         load_pretrained(model, cfg["weights"])
     return model

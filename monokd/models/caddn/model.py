@@ -52,7 +52,7 @@ from monokd.schema import Section
 DEFAULTS = {
     "name": "caddn",
     "backbone": {"depth": 101, "weights": None, "frozen_stages": -1, "norm": "auto",
-                 "dilation": [False, True, True]},
+                 "dilation": [False, True, True], "widths": [64, 128, 256, 512]},
     "feature_layer": "layer1",  # the trunk stage of the image features (layer1: C2, stride 4)
     "image_channels": 64,  # the 1x1 reduction of the feature layer
     # pooling_norm: the ASPP image-pooling branch as torchvision's (conv, BN), so DeepLabV3 loads

@@ -30,7 +30,8 @@ from monokd.models.depth.metrics import average, image_metrics
 
 DEFAULTS = {
     "name": "depth_resnet",
-    "backbone": {"depth": 18, "weights": None, "frozen_stages": -1, "norm": "auto"},
+    "backbone": {"depth": 18, "weights": None, "frozen_stages": -1, "norm": "auto",
+                 "widths": [64, 128, 256, 512]},
     "decoder_channels": [256, 128, 64, 64],  # after C5+C4, +C3, +C2, and the last upsampling
     "min_depth": 1.0,
     "max_depth": 80.0,

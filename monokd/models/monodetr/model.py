@@ -49,7 +49,8 @@ from monokd.models.monodetr.transformer import (DepthAwareDecoder, DepthAwareDec
 
 DEFAULTS = {
     "name": "monodetr", "num_classes": None, "logit_classes": None,
-    "backbone": {"depth": 50, "weights": None, "frozen_stages": 1, "norm": "auto"},
+    "backbone": {"depth": 50, "weights": None, "frozen_stages": 1, "norm": "auto",
+                 "widths": [64, 128, 256, 512]},
     "hidden_dim": 256, "num_feature_levels": 4, "nheads": 8, "enc_layers": 3, "dec_layers": 3,
     "dim_feedforward": 256, "dropout": 0.1, "enc_n_points": 4, "dec_n_points": 4, "num_queries": 50,
     "depth": {"num_bins": 80, "min": 1e-3, "max": 60.0},
