@@ -21,6 +21,7 @@ from lightning.pytorch.strategies import DDPStrategy
 from monokd.config import save_config, setting
 from monokd.models.contract import Detector
 from monokd.models.initial import load_initial
+from monokd.training.allocator import keep_freed_memory
 from monokd.training.callbacks import BestCheckpoint, LastCheckpoint, MetricsJson
 from monokd.training.checkpoint import check_state_dict, model_state, read_checkpoint
 from monokd.training.datamodule import KittiDataModule
@@ -124,6 +125,7 @@ def fit(cfg: dict, out: str | Path, resume: str | Path | None = None, devices=No
         if resume_note:
             provenance["notes"].append(note(resume_note))
         trainer = build_trainer(cfg, out, devices, num_nodes, precision, callbacks, progress_bar)
+        keep_freed_memory()
         started = True
         if trainer.is_global_zero:
             if overwrite and resume is None:
