@@ -203,14 +203,20 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+SPIN_COUNT = 10000  # busy-wait iterations before an idle OpenMP thread sleeps
+
+
 def thread_env(threads: int) -> dict[str, str]:
     """The environment that gives a child process ``threads`` intra-op threads. Several
-    threads sleep between parallel regions (``OMP_WAIT_POLICY=PASSIVE``) instead of spinning:
-    on a machine whose cores are busy with other work, spinning threads wait for each other
-    (a 2-thread MonoDETR step measured at 5-25 s against 0.6 s on one thread; 0.3 s passive)."""
+    threads spin only briefly between parallel regions before they sleep
+    (``GOMP_SPINCOUNT=10000``, GNU OpenMP: PyTorch's Linux builds): spinning without bound
+    stalls them on a machine whose cores are busy with other work (a 2-thread MonoDETR step
+    measured at 5-25 s against 0.6 s on one thread), while sleeping at once
+    (``OMP_WAIT_POLICY=PASSIVE``) costs a lone training on idle cores most of its second
+    thread (``benchmarks/cpu_levers.py``)."""
     env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     if threads > 1:
-        env["OMP_WAIT_POLICY"] = "PASSIVE"
+        env["GOMP_SPINCOUNT"] = str(SPIN_COUNT)
     return env
 
 
