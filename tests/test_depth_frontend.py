@@ -101,7 +101,7 @@ def test_validation_is_the_depth_metrics_and_the_monitor_reads_them(synth_root):
     delta1 (equal to image_metrics of its prediction), averaged over frames; the recipe's
     monitor is one of them."""
     from monokd.models.depth.model import build_depth_net, training_config
-    from monokd.training.datamodule import build_dataset
+    from monokd.data.dataset import build_dataset
     from monokd.data.dataset import collate
     from monokd.training import validation as V
 

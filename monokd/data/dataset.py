@@ -408,6 +408,12 @@ def empty_targets() -> dict:
     return {k: _tensor(k, np.zeros(0)) for k in TARGET_KEYS}
 
 
+def build_dataset(cfg: dict, split: str, train: bool) -> KittiDataset:
+    """The KITTI-layout dataset of ``split`` under ``data.root`` (augmented as ``data.augment``
+    says when ``train``; evaluation is never augmented)."""
+    return KittiDataset(cfg["data"]["root"], split, cfg, augment=None if train else False)
+
+
 def collate(items: list[dict]) -> dict:
     """Stack dataset items into the batch of docs/architecture.md."""
     batch = {

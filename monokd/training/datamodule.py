@@ -9,16 +9,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from monokd.config import get, setting
-from monokd.data.dataset import KittiDataset, collate
+from monokd.data.dataset import build_dataset, collate
 from monokd.data.unlabeled import MixedDataset, unlabeled_options
 from monokd.training.sampling import EpochBatchSampler, MixedEpochBatchSampler, SeededDataset, ShardSampler
 from monokd.training.validation import eval_batch_size
-
-
-def build_dataset(cfg: dict, split: str, train: bool) -> Dataset:
-    """The KITTI-layout dataset of ``split`` (augmented when ``train``)."""
-    # Training follows data.augment; evaluation is never augmented.
-    return KittiDataset(get(cfg, "data.root"), split, cfg, augment=None if train else False)
 
 
 def default_collate() -> Callable:

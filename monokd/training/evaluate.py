@@ -14,8 +14,8 @@ from torch.utils.data import DataLoader
 
 from monokd.atomic import write_text
 from monokd.config import load_config, setting
+from monokd.data.dataset import build_dataset, collate
 from monokd.training.checkpoint import checkpoint_config, load_detector, read_checkpoint
-from monokd.training.datamodule import build_dataset, default_collate
 from monokd.training.inference import detect
 from monokd.training.preflight import warn_seen_frames
 from monokd.training.validation import eval_batch_size, read_ground_truth, score_detections
@@ -42,7 +42,7 @@ def evaluate_checkpoint(args) -> int:
     warn_seen_frames(checkpoint, getattr(dataset, "ids", None), split, args.ckpt)
     model, cfg = load_detector(args.ckpt, cfg, checkpoint=checkpoint)
     loader = DataLoader(dataset, batch_size=eval_batch_size(cfg), shuffle=False,
-                        num_workers=int(setting(cfg, "train.num_workers") or 0), collate_fn=default_collate())
+                        num_workers=int(setting(cfg, "train.num_workers") or 0), collate_fn=collate)
     print(f"evaluating {args.ckpt} on {split} ({len(dataset)} frames)", flush=True)
     detections = detect(model, loader, progress=sys.stdout.isatty())
     mark_output(out, "evaluate")
