@@ -9,6 +9,7 @@ import io
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -200,7 +201,7 @@ def test_overrides_go_all_then_student_then_model(tmp_path):
 def test_the_recipes_behind_the_readme_stay_the_story_recipes():
     """The demo sizes the synth recipes by --set items; it never swaps them."""
     plot = stories.story()
-    assert [[m.name for m in wave] for wave in plot.waves] == [["teacher"], ["baseline", "add"]]
+    assert [[m.name for m in wave] for wave in plot.waves] == [["teacher", "baseline"], ["add"]]
     assert {m.name: m.recipe for m in plot.models} == {
         "teacher": "monodetr_teacher_synth.yaml", "baseline": "monodetr_synth.yaml", "add": "add_monodetr_synth.yaml"}
     assert plot.model("add").teacher == "teacher"
@@ -242,15 +243,22 @@ def test_demo_pipeline_with_faked_commands(tmp_path, monkeypatch):
     root = fake_root(tmp_path / "data")
     (root / stages.SYNTH_MARKER).write_text("{}")
     calls = []
-    monkeypatch.setattr(stages, "run_command", fake_commands(calls))
+    fake = fake_commands(calls)
+
+    def run(args, stage, **options):
+        if stage == "train teacher":  # the teacher ends its wave last: the report keeps the story's order
+            time.sleep(0.5)
+        fake(args, stage, **options)
+
+    monkeypatch.setattr(stages, "run_command", run)
     printed = io.StringIO()
     path = demo.run_demo(tmp_path / "out", "quick", data_root=root, stream=printed)
-    # the teacher first (trained, then evaluated), then baseline and ADD in their lanes
+    # the teacher and the baseline in their lanes (trained, then evaluated), then ADD
     table_calls = [c for c in calls if "eval_boxes" not in c[c.index("--out") + 1]]
-    assert [(c[0], os.path.basename(c[c.index("--out") + 1])) for c in table_calls[:2]] == [
-        ("train", "teacher"), ("evaluate", "teacher")]
-    assert sorted((c[0], os.path.basename(c[c.index("--out") + 1])) for c in table_calls[2:]) == [
-        ("evaluate", "add"), ("evaluate", "baseline"), ("train", "add"), ("train", "baseline")]
+    assert sorted((c[0], os.path.basename(c[c.index("--out") + 1])) for c in table_calls[:4]) == [
+        ("evaluate", "baseline"), ("evaluate", "teacher"), ("train", "baseline"), ("train", "teacher")]
+    assert [(c[0], os.path.basename(c[c.index("--out") + 1])) for c in table_calls[4:]] == [
+        ("train", "add"), ("evaluate", "add")]
     add = next(c for c in calls if c[0] == "train" and c[c.index("--out") + 1].endswith("add"))
     assert add[add.index("--config") + 1].endswith("add_monodetr_synth.yaml")
     assert f"distill.teacher.ckpt={tmp_path / 'out' / 'teacher' / 'best.ckpt'}" in add
@@ -263,6 +271,8 @@ def test_demo_pipeline_with_faked_commands(tmp_path, monkeypatch):
         assert ("model.decode.threshold=0.0" in call) == (call in boxes)
     text = path.read_text()
     assert "| MonoDETR + ADD | 15.00 | 14.00 | 13.00 | 20.00 | 19.00 | 18.00 |" in text
+    rows = [line.split(" |")[0] for line in text.splitlines() if line.startswith("| ") and "|---" not in line]
+    assert rows[:4] == ["| model", "| Teacher (object-wise GT depth)", "| MonoDETR (baseline)", "| MonoDETR + ADD"]
     assert "![frame_000002](figures/frame_000002.png)" in text
     assert "![frame_000001](figures/frame_000001.png)" in text
     assert "![learning curves](figures/learning_curves.png)" in text

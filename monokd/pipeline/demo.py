@@ -75,7 +75,7 @@ def run_demo(out: str | Path, preset_name: str = "default", data_root: str | Pat
         check_unlabeled_story(preset, root)
     seed = int(preset.get("seed", 0))
     # The cores are shared among a wave's trainings: a lone one (the teacher) gets them all,
-    # two side by side one each. Several threads sleep between parallel regions
+    # two side by side one each. Several threads spin only briefly before they sleep
     # (stages.thread_env), so a busy machine does not stall them.
     clock = Clock()
     starts: dict[str, float] = {}
@@ -172,6 +172,7 @@ def run_demo(out: str | Path, preset_name: str = "default", data_root: str | Pat
         lanes.side_by_side({m.name: (lambda m=m: model_lane(
             m, Lane(m.name, out / "logs" / f"{m.name}.log", lanes, display), thread_env(each))) for m in wave})
 
+    results = {m.name: results[m.name] for m in plot.models}  # the story's order, not the finishing order
     clock.banner(total, total, "report", str(out / "report.md"))
     about_inputs = story_function(plot.prepare_report)(preset, root, out, inputs) if plot.prepare_report else []
     path = timed("report", lambda: write_demo_report(out, preset, preset_name, root, runs, box_dirs, results,

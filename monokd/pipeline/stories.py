@@ -65,10 +65,13 @@ class Story:
 
 DEFAULT_STUDENT, DEFAULT_METHOD = "monodetr", "add"
 STORIES: dict[tuple[str, str], Story] = {
+    # ADD's stories: the teacher and the baseline side by side (neither needs the other),
+    # then the distilled student alone with every core: its step runs the frozen teacher's
+    # forward too, so it is the longest training, and it is the one that must wait
     ("monodetr", "add"): Story(waves=(
-        (Model("teacher", "monodetr_teacher_synth.yaml", "Teacher (object-wise GT depth)", "teacher"),),
-        (Model("baseline", "monodetr_synth.yaml", "MonoDETR (baseline)", "baseline"),
-         Model("add", "add_monodetr_synth.yaml", "MonoDETR + ADD", "distilled", teacher="teacher")),
+        (Model("teacher", "monodetr_teacher_synth.yaml", "Teacher (object-wise GT depth)", "teacher"),
+         Model("baseline", "monodetr_synth.yaml", "MonoDETR (baseline)", "baseline")),
+        (Model("add", "add_monodetr_synth.yaml", "MonoDETR + ADD", "distilled", teacher="teacher"),),
     ), longer_runs="the README's longer 3-seed runs (800 frames, 12 epochs: README.md, \"Results on SynthKITTI\", "
                    "and docs/add.md)"),
     # MonoTAKD (docs/monotakd.md): LiDAR teacher and camera TA, then the camera student alone
@@ -82,14 +85,14 @@ STORIES: dict[tuple[str, str], Story] = {
     ), figure="monokd.pipeline.takd_figure:bev_section", docs="docs/monotakd.md"),
     # ADD on CaDDN (docs/caddn.md): the teacher lifts the pixel-wise GT depth
     ("caddn", "add"): Story(waves=(
-        (Model("teacher", "caddn_teacher_synth.yaml", "Teacher (pixel-wise GT depth)", "teacher"),),
-        (Model("baseline", "caddn_synth.yaml", "CaDDN (baseline)", "baseline"),
-         Model("add", "add_caddn_synth.yaml", "CaDDN + ADD", "distilled", teacher="teacher")),
+        (Model("teacher", "caddn_teacher_synth.yaml", "Teacher (pixel-wise GT depth)", "teacher"),
+         Model("baseline", "caddn_synth.yaml", "CaDDN (baseline)", "baseline")),
+        (Model("add", "add_caddn_synth.yaml", "CaDDN + ADD", "distilled", teacher="teacher"),),
     ), docs="docs/caddn.md"),
     ("patchnet", "add"): Story(waves=(
-        (Model("teacher", "patchnet_teacher_synth.yaml", "Teacher (pixel-wise GT depth)", "teacher"),),
-        (Model("baseline", "patchnet_synth.yaml", "PatchNet (baseline)", "baseline"),
-         Model("add", "add_patchnet_synth.yaml", "PatchNet + ADD", "distilled", teacher="teacher")),
+        (Model("teacher", "patchnet_teacher_synth.yaml", "Teacher (pixel-wise GT depth)", "teacher"),
+         Model("baseline", "patchnet_synth.yaml", "PatchNet (baseline)", "baseline")),
+        (Model("add", "add_patchnet_synth.yaml", "PatchNet + ADD", "distilled", teacher="teacher"),),
     ), prepare="monokd.pipeline.patchnet_inputs:prepare_inputs",
         prepare_what="PatchNet's inputs: the depth front-end (train, predict, evaluate), the 2-D box detector "
                      "(MonoDETR: train, evaluate)",
