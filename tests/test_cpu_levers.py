@@ -48,3 +48,7 @@ def test_an_unknown_model_is_refused(capsys):
         with pytest.raises(SystemExit):
             levers.main(["--models", "monodetr,nope", "--quick"])
     assert "unknown nope" in capsys.readouterr().err
+    with benchmark_module("cpu_levers") as levers:
+        with pytest.raises(SystemExit):
+            levers.main(["--models", "lidar_teacher", "--quick"])
+    assert "unknown lidar_teacher (known, the models with a ResNet trunk: monodetr," in capsys.readouterr().err
