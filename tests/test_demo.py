@@ -280,7 +280,7 @@ def test_demo_pipeline_with_faked_commands(tmp_path, monkeypatch):
     assert ("single-seed runs of 30, 30, 30 steps (Teacher (object-wise GT depth), MonoDETR (baseline), "
             "MonoDETR + ADD)") in text
     assert "Teacher (object-wise GT depth) ahead of MonoDETR (baseline) and MonoDETR + ADD" in text
-    assert "README's longer 3-seed runs" in text and "docs/add.md" in text
+    assert "README's 5-seed runs at the recipe's schedule" in text and "docs/add.md" in text
     # the chart's bars in the roles' colours, to scale: IoU 0.7's moderate AP_BEV is base + 4
     chart = read_png(tmp_path / "out" / "figures" / "moderate_ap.png")
     left = chart[:, :chart.shape[1] // 2]
@@ -296,6 +296,9 @@ def test_demo_pipeline_with_faked_commands(tmp_path, monkeypatch):
         assert f"  {stage}" in end
     demo.run_demo(tmp_path / "out", "quick", data_root=root, stream=io.StringIO())
     assert len(calls) == 9  # the rerun reused every stage
+    stages_table = path.read_text().split("## Stage times")[1]
+    assert "| train add | | reused: done by an earlier run | |" in stages_table
+    assert "| 0:00:00 |" not in stages_table  # a reused stage is not a measurement of zero
 
 
 def test_anchor_head_story_pictures_lower_the_score_threshold(tmp_path, monkeypatch):

@@ -72,8 +72,8 @@ STORIES: dict[tuple[str, str], Story] = {
         (Model("teacher", "monodetr_teacher_synth.yaml", "Teacher (object-wise GT depth)", "teacher"),
          Model("baseline", "monodetr_synth.yaml", "MonoDETR (baseline)", "baseline")),
         (Model("add", "add_monodetr_synth.yaml", "MonoDETR + ADD", "distilled", teacher="teacher"),),
-    ), longer_runs="the README's longer 3-seed runs (800 frames, 12 epochs: README.md, \"Results on SynthKITTI\", "
-                   "and docs/add.md)"),
+    ), longer_runs="the README's 5-seed runs at the recipe's schedule (800 train frames, 12 epochs, "
+                   "1000 val frames: README.md, \"Results on SynthKITTI: ADD on MonoDETR\", and docs/add.md)"),
     # MonoTAKD (docs/monotakd.md): LiDAR teacher and camera TA, then the camera student alone
     # (CaDDN) and the MonoTAKD student side by side; model names distinct from the ADD story's,
     # so that a preset's overrides.<model> size each story's models apart

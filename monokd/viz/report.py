@@ -177,9 +177,9 @@ def write_report(path: str | Path, results: Mapping[str, Mapping[str, float]], c
                  total: float | None = None, cpu: Mapping[str, float] | None = None) -> Path:
     """Write the demo's report.md: the tables (AP3D and AP_BEV, R40, easy/mod/hard, at 0.7 and
     0.5) and the ``caption`` under them, the learning curves, the chart and the pictures
-    (linked relative to the report), the stage times (with ``starts``, seconds since the
-    beginning, a column "from"; ``cpu``, CPU seconds, a column "CPU"; ``total`` the wall time,
-    else the sum of the stages)."""
+    (linked relative to the report), the stage times (a stage of 0 seconds was reused, done by
+    an earlier run, and says so; with ``starts``, seconds since the beginning, a column "from";
+    ``cpu``, CPU seconds, a column "CPU"; ``total`` the wall time, else the sum of the stages)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -196,7 +196,10 @@ def write_report(path: str | Path, results: Mapping[str, Mapping[str, float]], c
     if caption:
         parts += [caption, ""]
     if curves is not None:
-        parts += ["## Learning curves (val AP at each validation)", "", f"![learning curves]({link(curves)})", ""]
+        parts += ["## Learning curves (val AP at each validation)", "",
+                  "The trainings' own validations, in each training's precision; the tables above evaluate "
+                  "the last checkpoint in fp32 (`monokd evaluate`), so a curve's last point can differ "
+                  "from its table entry by rounding.", "", f"![learning curves]({link(curves)})", ""]
     if chart is not None:
         parts += ["## Moderate AP with and without distillation (as in the paper's Figure 1)", "",
                   f"![moderate AP]({link(chart)})", ""]
@@ -209,12 +212,14 @@ def write_report(path: str | Path, results: Mapping[str, Mapping[str, float]], c
             cpu = cpu or {}
             parts += ["## Stage times (wall clock; stages that start together ran side by side)", "",
                       "| stage | from | time (h:mm:ss) | CPU (s) |", "|---|---:|---:|---:|"]
-            parts += [f"| {name} | {hms(starts.get(name, 0.0))} | {hms(seconds)} | "
-                      f"{cpu.get(name, 0.0):.0f} |" for name, seconds in timings.items()]
+            parts += [f"| {name} | {hms(starts.get(name, 0.0))} | {hms(seconds)} | {cpu.get(name, 0.0):.0f} |"
+                      if seconds else f"| {name} | | reused: done by an earlier run | |"
+                      for name, seconds in timings.items()]
             parts += [f"| total | | {hms(total)} | {sum(cpu.values()):.0f} |", ""]
         else:
             parts += ["## Stage times", "", "| stage | time (h:mm:ss) |", "|---|---:|"]
-            parts += [f"| {name} | {hms(seconds)} |" for name, seconds in timings.items()]
+            parts += [f"| {name} | {hms(seconds) if seconds else 'reused: done by an earlier run'} |"
+                      for name, seconds in timings.items()]
             parts += [f"| total | {hms(total)} |", ""]
     write_text(path, "\n".join(parts))
     return path
