@@ -520,3 +520,17 @@ def test_precision_line_names_each_models_precision(tmp_path):
     assert "bf16-mixed" in line or "32-true" in line
     (runs["teacher"] / "config.yaml").write_text("train: {precision: '32'}\n")
     assert demo_report.precision_line(runs, {}) == "Precision: `32`, every model."
+
+
+def test_pictures_draw_the_car_ground_truth_only(tmp_path, monkeypatch):
+    from monokd.data import kitti
+    from monokd.viz import report as viz_report
+
+    root = fake_root(tmp_path / "data", frames=("000000",))
+    label = kitti.read_label(root / "training" / "label_2" / "000000.txt")
+    person = kitti.parse_label_line("Pedestrian 0 0 0 10 10 20 40 1.7 0.6 0.8 1.0 1.6 12.0 0.0")
+    kitti.write_label(root / "training" / "label_2" / "000000.txt", label + [car(1.0, 20.0), person])
+    titles = []
+    monkeypatch.setattr(viz_report, "prediction_grid", lambda panels, path, title: titles.append(title) or path)
+    pictures.draw_pictures(root, {"baseline": tmp_path / "none"}, tmp_path / "figures", 1)
+    assert titles == ["val frame 000000: Car ground truth green (1), each model's top 3 predictions red with their scores"]

@@ -27,6 +27,7 @@ def result_file(eval_dir: str | Path, frame: str) -> Path | None:
 
 PICTURES_TAG = "pictures' boxes only: "  # what a model's second evaluation prints its lines after
 TOP_K_LEAST = 3  # the pictures show at least this many predictions per model
+PICTURED_CLASS = "Car"  # the ground truth drawn: the class of the report's tables
 
 
 def top_predictions(objects: list, k: int) -> list:
@@ -39,7 +40,8 @@ def draw_pictures(root: str | Path, eval_dirs: dict[str, Path], out_dir: str | P
                   labels: dict[str, str] | None = None) -> list[Path]:
     """One PNG a frame: for each model its top predictions (red, each with its score) and the
     ground truth (green) on the image and on a bird's-eye view, side by side; every view of a
-    frame shares one depth range so the columns compare.
+    frame shares one depth range so the columns compare. The ground truth drawn is the
+    ``PICTURED_CLASS`` (Car), the class the report's tables score.
 
     The rule: each model's top k predictions by score, k = the frame's number of ground-truth
     cars (at least ``TOP_K_LEAST``), whatever their score, so that a short training that
@@ -58,8 +60,9 @@ def draw_pictures(root: str | Path, eval_dirs: dict[str, Path], out_dir: str | P
     for frame in pick_frames(root, count):
         image = read_image(paths.file("image_2", frame))
         P2 = read_calib(paths.file("calib", frame)).P2
-        gt = [o for o in read_label(paths.file("label_2", frame)) if o.type != "DontCare"]
-        k = max(TOP_K_LEAST, sum(o.type == "Car" for o in gt))
+        # the class the report's tables score: another class's box, drawn alike, would read as a missed car
+        gt = [o for o in read_label(paths.file("label_2", frame)) if o.type == PICTURED_CLASS]
+        k = max(TOP_K_LEAST, len(gt))
         preds = {}
         for model, eval_dir in eval_dirs.items():
             found = result_file(eval_dir, frame)
@@ -78,6 +81,6 @@ def draw_pictures(root: str | Path, eval_dirs: dict[str, Path], out_dir: str | P
             panels[header] = (drawn, bev)
         written.append(prediction_grid(
             panels, Path(out_dir) / f"frame_{frame}.png",
-            title=f"val frame {frame}: ground truth green ({len(gt)}), each model's top {k} predictions red "
-                  "with their scores"))
+            title=f"val frame {frame}: {PICTURED_CLASS} ground truth green ({len(gt)}), each model's top {k} "
+                  "predictions red with their scores"))
     return written
