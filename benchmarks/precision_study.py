@@ -1,11 +1,13 @@
-"""Does the training precision change the results? Two ``monokd ablate`` run folders with the
-same rows and seeds at two precisions (e.g. bf16-mixed and fp32), compared row by row.
+"""Does the training precision change the results? Two run folders with the same rows and
+seeds at two precisions (e.g. bf16-mixed and fp32), compared row by row: ``monokd ablate``'s,
+or a seed study's (benchmarks/add_seeds.py, takd_seeds.py; its frozen teacher linked into both).
 
     python benchmarks/precision_study.py RUNS_A RUNS_B [--out benchmarks/results/precision_study]
     python benchmarks/precision_study.py /work/runs/abl_bf16 /work/runs/abl_fp32
 
 No training: reads ``RUNS/seed<k>/<row>/`` (each run's recorded precision and ``--set`` items,
-monokd.pipeline.run_record) and ``RUNS/seed<k>/eval/<row>/`` (its evaluation). A row is
+monokd.pipeline.run_record) and ``RUNS/seed<k>/eval/<row>/`` (its evaluation), or a seed
+study's ``RUNS/<row>-s<k>/`` and its ``eval-last/``. A row is
 compared over the seeds where it has finished and been evaluated in both folders. Runs of one
 seed share their initial weights and data order at both precisions (``train.seed``), so the
 difference is paired by seed:
@@ -74,15 +76,24 @@ def evaluation(eval_dir: Path) -> tuple[dict[str, float], int | None] | None:
     return None
 
 
-def finished(runs: Path) -> dict[str, dict[int, Path]]:
-    """Row folder -> seed -> run folder, for every run trained and evaluated under ``runs``."""
-    found: dict[str, dict[int, Path]] = {}
+def finished(runs: Path) -> dict[str, dict[int, tuple[Path, Path]]]:
+    """Row -> seed -> (run folder, its evaluation folder), for every run trained and evaluated
+    under ``runs``, in either layout: ``monokd ablate``'s (``seed<s>/<row>/``, evaluated in
+    ``seed<s>/eval/<row>/``) or the seed studies' (``<name>-s<seed>/``, evaluated in
+    ``<run>/eval-last/``: benchmarks/add_seeds.py, takd_seeds.py)."""
+    found: dict[str, dict[int, tuple[Path, Path]]] = {}
     for seed_dir in sorted(runs.glob("seed*")):
         if not seed_dir.name[4:].isdigit():
             continue
         for run in sorted(p for p in seed_dir.iterdir() if p.is_dir() and p.name != "eval"):
-            if stages.training_done(run) and evaluation(seed_dir / "eval" / run.name) is not None:
-                found.setdefault(run.name, {})[int(seed_dir.name[4:])] = run
+            scored = seed_dir / "eval" / run.name
+            if stages.training_done(run) and evaluation(scored) is not None:
+                found.setdefault(run.name, {})[int(seed_dir.name[4:])] = (run, scored)
+    for run in sorted(p for p in runs.glob("*-s*") if p.is_dir()):
+        name, _, seed = run.name.rpartition("-s")
+        scored = run / "eval-last"
+        if name and seed.isdigit() and stages.training_done(run) and evaluation(scored) is not None:
+            found.setdefault(name, {})[int(seed)] = (run, scored)
     return found
 
 
@@ -110,23 +121,24 @@ def compare(runs_a: Path, runs_b: Path) -> dict:
     known = list(names)
     rows, precisions, frames, differing = [], {"a": [], "b": []}, [], {}
     for folder in sorted(set(a) & set(b), key=lambda f: _order(f, known)):
-        seeds = sorted(set(a[folder]) & set(b[folder]))
+        # a run both folders hold (a frozen teacher linked into both) compares nothing
+        seeds = sorted(s for s in set(a[folder]) & set(b[folder])
+                       if a[folder][s][0].resolve() != b[folder][s][0].resolve())
         if not seeds:
             continue
-        found_evals = {side: [evaluation(runs / f"seed{s}" / "eval" / folder) for s in seeds]
-                       for side, runs in (("a", runs_a), ("b", runs_b))}
+        found_evals = {side: [evaluation(found[folder][s][1]) for s in seeds] for side, found in (("a", a), ("b", b))}
         flats = {side: [e[0] for e in evals] for side, evals in found_evals.items()}
         frames += [e[1] for evals in found_evals.values() for e in evals]
         keys = list(METRICS) if all(k in flats["a"][0] for k in METRICS) else list(DEPTH_METRICS)
         row_precision = {}
         for side, found in (("a", a), ("b", b)):
-            values = [run_record.precision(found[folder][s]) for s in seeds]
+            values = [run_record.precision(found[folder][s][0]) for s in seeds]
             precisions[side] += values
             row_precision[side] = run_record.common(values, "precision")["precision"]
         for s in seeds:
-            if _settings(a[folder][s], runs_a) != _settings(b[folder][s], runs_b):
-                differing[f"seed{s}/{folder}"] = {"a": _settings(a[folder][s], runs_a),
-                                                  "b": _settings(b[folder][s], runs_b)}
+            settings = {"a": _settings(a[folder][s][0], runs_a), "b": _settings(b[folder][s][0], runs_b)}
+            if settings["a"] != settings["b"]:
+                differing[f"seed{s}/{folder}"] = settings
         stats = {side: aggregate(flats[side]) for side in flats}
         diff = paired_differences(flats["a"], flats["b"], keys)
         spread = {k: math.sqrt((stats["a"]["std"][k] ** 2 + stats["b"]["std"][k] ** 2) / 2) for k in keys}
@@ -143,8 +155,8 @@ def compare(runs_a: Path, runs_b: Path) -> dict:
             "precision_a": run_record.common(precisions["a"], "precision")["precision"],
             "precision_b": run_record.common(precisions["b"], "precision")["precision"],
             "seeds": seeds, **run_record.common([f for f in frames if f is not None], "val_frames"),
-            "train_args": {"runs_a": sorted({i for r in a.values() for run in r.values() for i in _settings(run, runs_a)}),
-                           "runs_b": sorted({i for r in b.values() for run in r.values() for i in _settings(run, runs_b)})},
+            "train_args": {"runs_a": sorted({i for r in a.values() for run, _ in r.values() for i in _settings(run, runs_a)}),
+                           "runs_b": sorted({i for r in b.values() for run, _ in r.values() for i in _settings(run, runs_b)})},
             "metrics": METRICS, "depth_metrics": list(DEPTH_METRICS), "ci_method": CI_METHOD,
             "seed_spread_method": "pooled sample std over seeds, sqrt((std_a^2 + std_b^2) / 2), per metric",
             "differing_settings": differing, "rows": rows}

@@ -124,3 +124,35 @@ def test_depth_front_end_rows_compare_its_errors(study, tmp_path):
     assert detector["metrics"] == list(KEYS)
     text = study.markdown(results)
     assert "| depth | 3 | 0.120 ± 0.020 | 0.113 ± 0.015 | +0.007 [-0.008, +0.021] ✓ | +0.07 [-0.08, +0.21] ✓ |" in text
+
+
+def _study_run(runs: Path, name: str, seed: int, precision: str, value: float, teacher: Path) -> None:
+    """A finished run of a seed study's layout (add_seeds.py): <name>-s<seed>/, evaluated in eval-last/."""
+    run = runs / f"{name}-s{seed}"
+    run.mkdir(parents=True)
+    items = ["data.root=/data", f"train.precision={precision}"]
+    if name == "add":
+        items.append(f"distill.teacher.ckpt={teacher}/last.ckpt")
+    (run / stages.TRAIN_MARKER).write_text(" ".join(["train", "--out", str(run), "--seed", str(seed),
+                                                     *[t for i in items for t in ("--set", i)]]))
+    (run / "config.yaml").write_text(yaml.safe_dump({"train": {"precision": precision}}))
+    (run / "last.ckpt").write_text("x")
+    (run / "eval-last").mkdir()
+    (run / "eval-last" / "r.json").write_text(json.dumps({"flat": {k: value for k in KEYS}, "num_frames": 100}))
+
+
+def test_a_seed_study_layout_pairs_by_seed_and_skips_the_shared_teacher(study, tmp_path):
+    bf16, fp32 = tmp_path / "caddn_bf16", tmp_path / "caddn_full"
+    fp32.mkdir()
+    _study_run(fp32, "teacher", 444, "32", 50.0, fp32 / "teacher-s444")
+    bf16.mkdir()
+    (bf16 / "teacher-s444").symlink_to(fp32 / "teacher-s444")  # one frozen teacher for both arms
+    for seed, (low, full) in zip((1001, 1002, 1003), [(10.0, 9.0), (12.0, 10.0), (14.0, 11.0)]):
+        for name in ("baseline", "add"):
+            _study_run(bf16, name, seed, "bf16-mixed", low, bf16 / "teacher-s444")
+            _study_run(fp32, name, seed, "32", full, fp32 / "teacher-s444")
+    results = study.compare(bf16, fp32)
+    assert [r["row"] for r in results["rows"]] == ["baseline", "add"]  # the teacher is one run: not a row
+    assert results["seeds"] == [1001, 1002, 1003] and results["differing_settings"] == {}
+    assert results["rows"][1]["paired"][KEYS[0]]["per_seed"] == [1.0, 2.0, 3.0]
+    assert (results["precision_a"], results["precision_b"]) == ("bf16-mixed", "32")
