@@ -373,9 +373,11 @@ def _missing_pipeline() -> str | None:
 @pytest.mark.slow
 @pytest.mark.skipif(_missing_pipeline() is not None,
                     reason=f"monokd train / evaluate not available yet ({_missing_pipeline()} missing)")
-def test_quick_demo_end_to_end(tmp_path, monkeypatch):
+def test_quick_demo_end_to_end(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     path = demo.run_demo(tmp_path / "demo", "quick", stream=io.StringIO())
+    printed = capsys.readouterr().out
+    assert "[data] 12/12 frames rendered" in printed and "[data] 1/12 frames rendered" in printed
     text = path.read_text()
     for label in stories.LABELS.values():
         assert f"| {label} |" in text

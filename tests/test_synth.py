@@ -228,3 +228,11 @@ def test_cli_writes_a_dataset(tmp_path):
 def test_generate_rejects_bad_sizes(tmp_path):
     with pytest.raises(ValueError, match="at least one frame"):
         generate(tmp_path, 0, 0, 0)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_generate_reports_each_frame_written(tmp_path, workers):
+    calls = []
+    generate(tmp_path / "s", num_train=2, num_val=1, seed=0, width=64, height=32, workers=workers,
+             progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 3), (2, 3), (3, 3)]

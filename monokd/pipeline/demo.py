@@ -44,6 +44,12 @@ def unlabeled_overrides(root: str | Path) -> list[str]:
     return [f"data.unlabeled.root={Path(root) / RAW_DIR}", "data.unlabeled.split=unlabeled"]
 
 
+def rendered(done: int, total: int) -> None:
+    """The data stage's progress: a line at every tenth of the frames rendered."""
+    if done == total or done % max(total // 10, 1) == 0:
+        print(f"[data] {done}/{total} frames rendered", flush=True)
+
+
 def check_unlabeled_story(preset: dict, root: str | Path) -> None:
     """Refuse (ConfigError, one line) a story whose distilled models cannot train on unlabeled
     frames, before anything is trained: each distilled model's recipe, with its teacher and TA
@@ -98,7 +104,8 @@ def run_demo(out: str | Path, preset_name: str = "default", data_root: str | Pat
     timed("data", lambda: ensure_synth(root, int(data["num_train"]), int(data["num_val"]), int(data.get("seed", 0)),
                                        int(data.get("width", 416)), int(data.get("height", 128)),
                                        int(data.get("workers", min(available_cores(), 2))),
-                                       raw_drives=RAW_DRIVES if unlabeled else 0, raw_fresh=int(unlabeled)),
+                                       raw_drives=RAW_DRIVES if unlabeled else 0, raw_fresh=int(unlabeled),
+                                       progress=rendered),
           done=synth_done(root))
     inputs: list[str] = []
     if plot.prepare:

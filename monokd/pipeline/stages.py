@@ -175,17 +175,18 @@ def synth_done(root: str | Path) -> bool:
 
 
 def ensure_synth(root: str | Path, num_train: int, num_val: int, seed: int = 0, width: int = 416,
-                 height: int = 128, workers: int = 1, raw_drives: int = 0, raw_fresh: int = 0) -> Path:
+                 height: int = 128, workers: int = 1, raw_drives: int = 0, raw_fresh: int = 0,
+                 progress=None) -> Path:
     """Generate SynthKITTI at ``root`` unless it is already there; with ``raw_drives`` also
     its raw drives (``monokd synth --raw-drives``: the first holds the val frames, each has
-    ``raw_fresh`` fresh frames). A root made before without the raw drives asked for is a
+    ``raw_fresh`` fresh frames); ``progress(done, total)`` after each labelled frame. A root made before without the raw drives asked for is a
     MonokdError (nothing is added to a dataset this run did not make)."""
     root = Path(root)
     if not synth_done(root):
         from monokd.data.synth import generate
 
         generate(root, num_train=num_train, num_val=num_val, seed=seed, width=width, height=height, workers=workers,
-                 raw_drives=raw_drives, raw_fresh=raw_fresh)
+                 raw_drives=raw_drives, raw_fresh=raw_fresh, progress=progress)
         write_text(root / SYNTH_MARKER, json.dumps(
             {"num_train": num_train, "num_val": num_val, "seed": seed, "width": width, "height": height,
              "raw_drives": raw_drives, "raw_fresh": raw_fresh}))

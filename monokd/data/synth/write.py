@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 from pathlib import Path
+from typing import Callable
 
 from monokd.atomic import write_text
 from monokd.data.kitti import (KittiPaths, write_calib, write_depth, write_image, write_label,
@@ -50,12 +51,14 @@ def _write_frame_star(args):
 
 def generate(out_dir, num_train: int, num_val: int, seed: int = 0, width: int = DEFAULT_SIZE[0],
              height: int = DEFAULT_SIZE[1], workers: int = 1, raw_drives: int = 0, raw_fresh: int = 20,
-             raw_val_drives: int = 1, overwrite: bool = False) -> Path:
+             raw_val_drives: int = 1, overwrite: bool = False,
+             progress: Callable[[int, int], None] | None = None) -> Path:
     """Render ``num_train + num_val`` frames into ``out_dir`` (train ids first, then val);
     with ``raw_drives`` > 0 also that many raw drives, each with ``raw_fresh`` fresh frames,
     the val frames in the first ``raw_val_drives``. An ``out_dir`` holding files that are not
     a SynthKITTI's (its MANIFEST), e.g. a real KITTI root whose frames 000000... these would
-    replace, is a ConfigError unless ``overwrite`` (monokd.outputs)."""
+    replace, is a ConfigError unless ``overwrite`` (monokd.outputs). ``progress(done, total)``
+    is called after each labelled frame is written."""
     if num_train < 0 or num_val < 0 or num_train + num_val == 0:
         raise ConfigError(f"--num-train/--num-val: need at least one frame, got num_train={num_train}, num_val={num_val}")
     if width < 32 or height < 32:
@@ -72,10 +75,14 @@ def generate(out_dir, num_train: int, num_val: int, seed: int = 0, width: int = 
     jobs = [(root, i, seed, width, height) for i in range(total)]
     if workers > 1 and total > 1:
         with multiprocessing.get_context("spawn").Pool(min(workers, total)) as pool:
-            list(pool.imap_unordered(_write_frame_star, jobs, chunksize=1))
+            for done, _ in enumerate(pool.imap_unordered(_write_frame_star, jobs, chunksize=1), 1):
+                if progress is not None:
+                    progress(done, total)
     else:
-        for job in jobs:
+        for done, job in enumerate(jobs, 1):
             write_frame(*job)
+            if progress is not None:
+                progress(done, total)
     ids = [f"{i:06d}" for i in range(total)]
     paths = KittiPaths(root)
     write_split(paths.split("train"), ids[:num_train])
