@@ -165,6 +165,14 @@ def test_a_full_disk_during_training_keeps_the_last_checkpoint(run, synth_root, 
     assert leftovers(run) == []
 
 
+def test_a_full_disk_at_the_start_of_a_new_run_leaves_no_folder(synth_root, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "new" / "run"
+    full_disk(monkeypatch, when=lambda path: "config" in path.name)
+    line = one_error(capsys, train_args(synth_root, out))
+    assert line.endswith(f"No space left on device: '{out}/config.yaml'"), line
+    assert not out.exists()  # no empty folder for the next run to trip on
+
+
 def _images(synth_root: Path, tmp_path: Path) -> tuple[Path, Path]:
     images = tmp_path / "images"
     images.mkdir()

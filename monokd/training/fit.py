@@ -107,7 +107,6 @@ def fit(cfg: dict, out: str | Path, resume: str | Path | None = None, devices=No
     check_schedule(cfg)
     first = is_first_process()
     lock = RunLock(out) if first else None
-    started = False
     try:
         if first:
             check_run_folder(out, resume, overwrite, resume_auto)
@@ -126,7 +125,6 @@ def fit(cfg: dict, out: str | Path, resume: str | Path | None = None, devices=No
             provenance["notes"].append(note(resume_note))
         trainer = build_trainer(cfg, out, devices, num_nodes, precision, callbacks, progress_bar)
         keep_freed_memory()
-        started = True
         if trainer.is_global_zero:
             if overwrite and resume is None:
                 clear_run(out)
@@ -139,7 +137,7 @@ def fit(cfg: dict, out: str | Path, resume: str | Path | None = None, devices=No
         _validate_last_epoch(trainer, module, datamodule)
     finally:
         if lock is not None:
-            lock.release(tidy=not started)
+            lock.release(tidy=True)  # a folder this run made and left empty goes (a failed start)
     return module
 
 
