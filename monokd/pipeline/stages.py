@@ -179,8 +179,9 @@ def ensure_synth(root: str | Path, num_train: int, num_val: int, seed: int = 0, 
                  progress=None) -> Path:
     """Generate SynthKITTI at ``root`` unless it is already there; with ``raw_drives`` also
     its raw drives (``monokd synth --raw-drives``: the first holds the val frames, each has
-    ``raw_fresh`` fresh frames); ``progress(done, total)`` after each labelled frame. A root made before without the raw drives asked for is a
-    MonokdError (nothing is added to a dataset this run did not make)."""
+    ``raw_fresh`` fresh frames); ``progress(done, total)`` after each labelled frame. A root
+    made before without the raw drives asked for is a MonokdError (nothing is added to a
+    dataset this run did not make)."""
     root = Path(root)
     if not synth_done(root):
         from monokd.data.synth import generate
