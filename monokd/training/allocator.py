@@ -3,9 +3,9 @@
 A CPU training step allocates and frees the same large activation buffers every step. By
 default glibc serves blocks above a dynamic threshold with ``mmap`` and trims the top of
 the heap once 128 KiB-2x that threshold lies free, so every step maps fresh pages again and
-the kernel zero-fills each one on its first touch: on a 2-core EPYC, MonoDETR's synth
-network at 320x96 took ~16 000 minor page faults a step (~0.02 s of system time), ADD on it
-~28 000 (~0.04 s), 6-10 % of the step (``benchmarks/allocator_speed.py``).
+the kernel zero-fills each one on its first touch: on a 2-core EPYC, the demo's MonoDETR
+(320x96, bf16) took ~15 700 minor page faults a step (0.020 s of system time), ADD on it
+~35 500 (0.051 s); kept, their steps ran 1.12x faster (``benchmarks/cpu_levers.py``).
 
 :func:`keep_freed_memory` raises the mmap threshold to glibc's maximum (32 MiB: larger
 blocks are still mapped and unmapped) and the trim threshold to ``trim_mib``, so freed
