@@ -75,6 +75,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from monokd.config import get
 from monokd.data import augment as aug
 from monokd.data import proposals as P
 from monokd.data.checks import check_data_options, check_depth_size, check_frames, check_sweep_projects
@@ -411,7 +412,7 @@ def empty_targets() -> dict:
 def build_dataset(cfg: dict, split: str, train: bool) -> KittiDataset:
     """The KITTI-layout dataset of ``split`` under ``data.root`` (augmented as ``data.augment``
     says when ``train``; evaluation is never augmented)."""
-    return KittiDataset(cfg["data"]["root"], split, cfg, augment=None if train else False)
+    return KittiDataset(get(cfg, "data.root"), split, cfg, augment=None if train else False)
 
 
 def collate(items: list[dict]) -> dict:
