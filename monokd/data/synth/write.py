@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
 
@@ -73,14 +74,10 @@ def generate(out_dir, num_train: int, num_val: int, seed: int = 0, width: int = 
         (root / "training" / kind).mkdir(parents=True, exist_ok=True)
     total = num_train + num_val
     jobs = [(root, i, seed, width, height) for i in range(total)]
-    if workers > 1 and total > 1:
-        with multiprocessing.get_context("spawn").Pool(min(workers, total)) as pool:
-            for done, _ in enumerate(pool.imap_unordered(_write_frame_star, jobs, chunksize=1), 1):
-                if progress is not None:
-                    progress(done, total)
-    else:
-        for done, job in enumerate(jobs, 1):
-            write_frame(*job)
+    parallel = workers > 1 and total > 1
+    with multiprocessing.get_context("spawn").Pool(min(workers, total)) if parallel else nullcontext() as pool:
+        written = pool.imap_unordered(_write_frame_star, jobs, chunksize=1) if parallel else map(_write_frame_star, jobs)
+        for done, _ in enumerate(written, 1):
             if progress is not None:
                 progress(done, total)
     ids = [f"{i:06d}" for i in range(total)]
