@@ -38,8 +38,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from _results import write_json  # noqa: E402  (benchmarks/_results.py)
-
 DEFAULT_MODELS = ("monodetr", "add_monodetr")
 NO_RESNET = ("lidar_teacher", "patchnet")  # train_speed's models without monokd's ResNet trunk
 # how the second thread waits: the environment each variant's child gets
@@ -156,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     args.widths = [int(w) for w in args.widths.split(",")]
     from monokd.data.synth import generate
     from monokd.training.precision import cpu_has_bf16
-    from train_speed import MODELS, machine
+    from train_speed import MODELS, finish, machine
 
     models = [m for m in args.models.split(",") if m]
     known = [m for m in MODELS if m not in NO_RESNET]
@@ -181,9 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             row = doc["models"][model]
             print(f"{model}: widths {row['widths_speedup']}, allocator x{row['allocator_speedup']}, "
                   f"two threads {row['two_threads_speedup']}", flush=True)
-    doc["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
-    doc["wall_s"] = round(time.perf_counter() - wall, 1)
-    write_json(doc, args.out)
+    finish(doc, wall, args.out)
     return 0
 
 

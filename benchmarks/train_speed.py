@@ -347,6 +347,14 @@ def profile_all(models: list[str], root: Path, work: Path, steps: int, quick: bo
     return doc
 
 
+def finish(doc: dict, started: float, out: str | Path) -> None:
+    """Stamp a timing run's ``doc`` with the load average at its end and its wall time since
+    ``started`` (``time.perf_counter()``), then write it to ``out``."""
+    doc["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    doc["wall_s"] = round(time.perf_counter() - started, 1)
+    write_json(doc, out)
+
+
 def names(text: str | None, default) -> list[str]:
     if text is None:
         return list(default)
@@ -423,9 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         for pair in pairs:
             doc["side_by_side"][pair] = side_by_side(pair, root, args.pair_steps or steps, args.quick)
             print(f"{pair}: {json.dumps(doc['side_by_side'][pair])}", flush=True)
-    doc["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
-    doc["wall_s"] = round(time.perf_counter() - wall, 1)
-    write_json(doc, args.out)
+    finish(doc, wall, args.out)
     return 0
 
 
